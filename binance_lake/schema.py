@@ -1,0 +1,209 @@
+"""The one definition of every table in the lake.
+
+Everything else derives from here: the Arrow schema the transform writes, the Glue
+columns and partition keys the CDK app declares, the DuckDB views, the CSV report
+headers, and the mapping from Binance's JSON to curated columns. Nothing else may
+retype a column.
+
+Pure Python on purpose: the CDK app and the Lambda extractors import this module and
+must not pay for pyarrow. ``arrow_schema()`` imports pyarrow lazily. Runs on 3.9
+(Glue Python shell).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Union
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+# Binance sends every price and quantity as a string with 8 decimals. 38 digits hold
+# any quote volume Binance has ever reported; a value with more than 8 significant
+# decimals is an error (quarantined), never a rounding.
+DECIMAL_PRECISION = 38
+DECIMAL_SCALE = 8
+
+# Column kinds, and how each maps to Arrow and Glue/Athena.
+STRING, DECIMAL, INT64, TIMESTAMP, BOOL = "string", "decimal", "int64", "timestamp", "bool"
+_GLUE_TYPES = {
+    STRING: "string",
+    DECIMAL: f"decimal({DECIMAL_PRECISION},{DECIMAL_SCALE})",
+    INT64: "bigint",
+    TIMESTAMP: "timestamp",
+    BOOL: "boolean",
+}
+
+# Where a column's value comes from in a Binance record: an index into the kline
+# array, a key of the order object, or None for columns the pipeline fills itself.
+Source = Union[int, str, None]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str
+    source: Source
+    description: str
+    nullable: bool = False
+    report_header: Optional[str] = None  # the user's required CSV header, if any
+
+
+@dataclass(frozen=True)
+class PartitionKey:
+    name: str
+    description: str
+    # Athena partition projection hints (consumed by the CDK app).
+    projection: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    raw_prefix: str
+    curated_prefix: str
+    columns: Tuple[Column, ...]
+    partition_keys: Tuple[PartitionKey, ...]
+    primary_key: Tuple[str, ...]
+    description: str
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+    @property
+    def column_names(self) -> List[str]:
+        return [c.name for c in self.columns]
+
+    def arrow_schema(self) -> pa.Schema:
+        import pyarrow as pa
+
+        return pa.schema(
+            [pa.field(c.name, arrow_type(c.kind), nullable=c.nullable) for c in self.columns],
+            metadata={"binance_lake.table": self.name},
+        )
+
+    def glue_columns(self) -> List[Dict[str, str]]:
+        return [{"name": c.name, "type": _GLUE_TYPES[c.kind], "comment": c.description} for c in self.columns]
+
+    def glue_partition_keys(self) -> List[Dict[str, str]]:
+        return [{"name": p.name, "type": "string", "comment": p.description} for p in self.partition_keys]
+
+    def report_columns(self) -> List[Tuple[str, str]]:
+        """(curated column, required header) pairs, in the user's required order."""
+        order = REPORT_ORDER[self.name]
+        by_header = {c.report_header: c.name for c in self.columns if c.report_header}
+        return [(by_header[h], h) for h in order]
+
+    def partition_path(self, **values: str) -> str:
+        """``curated/<table>/k1=v1/k2=v2`` for the given partition values, in key order."""
+        missing = [p.name for p in self.partition_keys if p.name not in values]
+        if missing:
+            raise ValueError(f"{self.name}: missing partition values {missing}")
+        parts = [f"{p.name}={values[p.name]}" for p in self.partition_keys]
+        return "/".join([self.curated_prefix, *parts])
+
+
+def arrow_type(kind: str) -> pa.DataType:
+    import pyarrow as pa
+
+    return {
+        STRING: pa.string(),
+        DECIMAL: pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE),
+        INT64: pa.int64(),
+        # Milliseconds: Binance's native unit; µs inputs (archive 2025+, X-MBX-TIME-UNIT)
+        # are normalised to ms so both give identical rows. Athena timestamps are ms too.
+        TIMESTAMP: pa.timestamp("ms", tz="UTC"),
+        BOOL: pa.bool_(),
+    }[kind]
+
+
+_DATE_PROJECTION = {"type": "date", "format": "yyyy-MM-dd", "range": "2017-07-01,NOW", "interval": "1",
+                    "interval.unit": "DAYS"}
+
+_LINEAGE = (
+    Column("ingested_at", TIMESTAMP, None, "When the raw file was fetched from Binance (UTC)"),
+    Column("source_key", STRING, None, "Lake key of the raw file this row came from"),
+)
+
+CANDLES = Table(
+    name="candles",
+    raw_prefix="raw/klines",
+    curated_prefix="curated/candles",
+    description="Closed Binance spot candles (klines), one row per (symbol, interval, open time)",
+    columns=(
+        Column("trading_pair", STRING, None, "Binance symbol, e.g. BTCUSDT", report_header="Trading Pair"),
+        Column("open_price", DECIMAL, 1, "Open price", report_header="Open Price"),
+        Column("high_price", DECIMAL, 2, "High price", report_header="High Price"),
+        Column("low_price", DECIMAL, 3, "Low price", report_header="Low Price"),
+        Column("close_price", DECIMAL, 4, "Close price", report_header="Close Price"),
+        Column("base_volume", DECIMAL, 5, "Volume in the base asset (BTC)", report_header="BTC Volume"),
+        Column("quote_volume", DECIMAL, 7, "Volume in the quote asset (USDT/USD)", report_header="USD Volume"),
+        Column("taker_buy_base_volume", DECIMAL, 9, "Taker buy volume, base asset"),
+        Column("taker_buy_quote_volume", DECIMAL, 10, "Taker buy volume, quote asset"),
+        Column("number_of_trades", INT64, 8, "Number of trades", report_header="Number of Trades"),
+        Column("candle_open_time", TIMESTAMP, 0, "Candle open time (UTC)", report_header="Candle Open Time"),
+        Column("candle_close_time", TIMESTAMP, 6, "Candle close time (UTC)", report_header="Candle Close Time"),
+        *_LINEAGE,
+    ),
+    partition_keys=(
+        PartitionKey("interval", "Kline interval, e.g. 1m", {"type": "enum", "values": "1m"}),
+        PartitionKey("symbol", "Binance symbol", {"type": "injected"}),
+        PartitionKey("date", "UTC date of candle_open_time", _DATE_PROJECTION),
+    ),
+    primary_key=("trading_pair", "candle_open_time"),
+)
+
+ORDERS = Table(
+    name="orders",
+    raw_prefix="raw/orders",
+    curated_prefix="curated/orders",
+    description="Account orders, one row per (symbol, order id), latest update wins",
+    columns=(
+        Column("symbol", STRING, "symbol", "Binance symbol", report_header="Symbol"),
+        Column("order_id", INT64, "orderId", "Binance order id", report_header="OrderID"),
+        Column("order_list_id", INT64, "orderListId", "Order list id, -1 if none", nullable=True),
+        Column("client_order_id", STRING, "clientOrderId", "Client order id", nullable=True),
+        Column("price", DECIMAL, "price", "Limit price", report_header="Price"),
+        Column("orig_qty", DECIMAL, "origQty", "Original quantity", report_header="OrigQty"),
+        Column("executed_qty", DECIMAL, "executedQty", "Executed quantity", report_header="ExecutedQty"),
+        Column("cummulative_quote_qty", DECIMAL, "cummulativeQuoteQty",
+               "Cumulative quote quantity (< 0 when Binance has no data for old orders)", nullable=True),
+        Column("status", STRING, "status", "Order status", report_header="status"),
+        Column("time_in_force", STRING, "timeInForce", "Time in force", nullable=True),
+        Column("type", STRING, "type", "Order type", report_header="type"),
+        Column("side", STRING, "side", "BUY or SELL", report_header="side"),
+        Column("stop_price", DECIMAL, "stopPrice", "Stop price", nullable=True),
+        Column("iceberg_qty", DECIMAL, "icebergQty", "Iceberg quantity", nullable=True),
+        Column("order_time", TIMESTAMP, "time", "Order creation time (UTC)"),
+        Column("update_time", TIMESTAMP, "updateTime", "Last update time (UTC)"),
+        Column("is_working", BOOL, "isWorking", "Order is on the book", nullable=True),
+        Column("working_time", TIMESTAMP, "workingTime", "When the order started working", nullable=True),
+        Column("orig_quote_order_qty", DECIMAL, "origQuoteOrderQty", "Original quote order quantity",
+               nullable=True),
+        Column("self_trade_prevention_mode", STRING, "selfTradePreventionMode", "STP mode", nullable=True),
+        Column("extra_fields", STRING, None,
+               "JSON object of the conditional fields Binance sent (expiryReason, trailingDelta, ...)",
+               nullable=True),
+        *_LINEAGE,
+    ),
+    partition_keys=(
+        PartitionKey("symbol", "Binance symbol", {"type": "injected"}),
+        PartitionKey("date", "UTC date of order_time (creation time never changes)", _DATE_PROJECTION),
+    ),
+    primary_key=("symbol", "order_id"),
+)
+
+TABLES: Dict[str, Table] = {t.name: t for t in (CANDLES, ORDERS)}
+
+# The user's required report headers, in the user's order (export writes exactly these).
+REPORT_ORDER = {
+    "candles": ("Trading Pair", "Open Price", "Close Price", "High Price", "Low Price", "BTC Volume",
+                "USD Volume", "Number of Trades", "Candle Open Time", "Candle Close Time"),
+    "orders": ("Symbol", "OrderID", "Price", "OrigQty", "ExecutedQty", "status", "type", "side"),
+}
+
+# Order statuses that can still change: those rows are refreshed on every sync.
+OPEN_ORDER_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED", "PENDING_NEW", "PENDING_CANCEL"})
