@@ -1,0 +1,364 @@
+"""Binance REST access: python-binance underneath, wrapped for a data pipeline.
+
+What the wrapper adds to python-binance:
+
+* pacing by the exchange's own accounting: every response's ``X-MBX-USED-WEIGHT-*``
+  header feeds a shared :class:`WeightBudget`, and a request waits for the next
+  window rather than provoke a 429 (a 429 ignored escalates to a 418 IP ban);
+* ``Retry-After`` honoured on 429 (all threads pause), a clear stop on 418;
+* retries with exponential backoff and full jitter on 5xx, timeouts, dropped
+  connections and malformed bodies (for reads, a 5xx means "unknown", never "empty");
+* server-time sync for signed requests, and one resync on -1021 before giving up;
+* Binance error codes turned into errors that say what to do.
+
+One python-binance ``Client`` per thread (a requests session is not thread-safe);
+the budget is shared, so bounded concurrency stays under the IP's weight limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from binance_lake.errors import (
+    BadApiKeyError,
+    BadInputError,
+    BadIntervalError,
+    BinanceError,
+    BinanceUnavailableError,
+    ClockSkewError,
+    IpBannedError,
+    MissingCredentialsError,
+    SignatureError,
+    UnknownSymbolError,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.binance.com"
+KLINES_WEIGHT = 2
+ALL_ORDERS_WEIGHT = 20
+EXCHANGE_INFO_WEIGHT = 20
+TIME_WEIGHT = 1
+UNREACHABLE_ATTEMPTS = 3
+
+_RETRYABLE_CODES = {-1000, -1001, -1003, -1007, -1008}
+_WEIGHT_HEADER = re.compile(r"^x-mbx-used-weight-(\d+)([smhd])$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass
+class ClientConfig:
+    base_url: str = DEFAULT_BASE_URL
+    api_key: Optional[str] = field(default=None, repr=False)
+    api_secret: Optional[str] = field(default=None, repr=False)
+    timeout_s: float = 10.0
+    max_attempts: int = 8
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 30.0
+    recv_window_ms: int = 5000
+    # Share of the weight limit the client allows itself; the rest is headroom for
+    # other programs on the same IP and for the header lagging a concurrent request.
+    weight_safety: float = 0.9
+    time_unit: Optional[str] = None  # "MICROSECOND" asks Binance for µs timestamps
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.api_key and self.api_secret)
+
+
+class WeightBudget:
+    """Thread-safe request-weight accounting for one IP, aligned to Binance's windows.
+
+    ``acquire`` reserves weight before a request and sleeps to the next window when the
+    reservation would cross ``limit * safety``; ``observe`` takes the server's count
+    (it knows about other processes on the same IP) whenever a response arrives.
+    """
+
+    def __init__(self, limit: int = 6000, window_s: float = 60.0, safety: float = 0.9,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
+        self.limit, self.window_s, self.safety = limit, window_s, safety
+        self._clock, self._sleep = clock, sleep
+        self._lock = threading.Lock()
+        self._window = -1
+        self._used = 0
+        self._paused_until = 0.0
+        self.max_used_seen = 0
+        self.waited_s = 0.0
+
+    def configure(self, limit: int, window_s: float) -> None:
+        with self._lock:
+            self.limit, self.window_s = limit, window_s
+
+    def _roll(self, now: float) -> None:
+        window = int(now // self.window_s)
+        if window != self._window:
+            self._window, self._used = window, 0
+
+    def acquire(self, cost: int) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                wait = self._paused_until - now
+                if wait <= 0:
+                    self._roll(now)
+                    if self._used + cost <= self.limit * self.safety or self._used == 0:
+                        self._used += cost
+                        return
+                    # Small margin: the server's window may start a little after ours.
+                    wait = (self._window + 1) * self.window_s - now + 0.25
+            self.waited_s += wait
+            self._sleep(wait)
+
+    def observe(self, used: int, window_s: Optional[float] = None) -> None:
+        with self._lock:
+            if window_s and window_s != self.window_s:
+                self.window_s = window_s
+            self._roll(self._clock())
+            self._used = max(self._used, used)
+            self.max_used_seen = max(self.max_used_seen, used)
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+
+def parse_used_weight(headers: Dict[str, str]) -> Optional[tuple]:
+    """(used weight, window seconds) from ``X-MBX-USED-WEIGHT-<n><unit>``, or None."""
+    for name, value in headers.items():
+        match = _WEIGHT_HEADER.match(name)
+        if match and str(value).isdigit():
+            return int(value), int(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+    return None
+
+
+@dataclass
+class CallStats:
+    requests: int = 0
+    weight_used: int = 0  # highest X-MBX-USED-WEIGHT seen (the IP's window total)
+    retries: int = 0
+    throttled: int = 0  # 429s received
+
+
+class BinanceClient:
+    """The pipeline's view of Binance: server time, symbol info, klines and allOrders."""
+
+    def __init__(self, config: ClientConfig, budget: Optional[WeightBudget] = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.config = config
+        self.base_url = config.base_url.rstrip("/")
+        self.budget = budget or WeightBudget(safety=config.weight_safety)
+        self.stats = CallStats()
+        self._sleep = sleep
+        self._local = threading.local()
+        self._offset_ms = 0
+        self._clock_synced = False
+        self._reached = False  # has any reply come back? if not, fail fast on connection errors
+        self._stats_lock = threading.Lock()
+
+    # -- python-binance plumbing -------------------------------------------------
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            from binance.client import Client  # deferred: python-binance imports aiohttp
+
+            client = Client(self.config.api_key, self.config.api_secret, ping=False,
+                            time_unit=self.config.time_unit)
+            client.API_URL = self.base_url + "/api"
+            client.REQUEST_TIMEOUT = self.config.timeout_s
+            client.REQUEST_RECVWINDOW = self.config.recv_window_ms
+            client.timestamp_offset = self._offset_ms
+            self._local.client = client
+        return client
+
+    def _call(self, what: str, cost: int, fn: Callable[[Any], Any], signed: bool = False) -> Any:
+        """Run one python-binance call with pacing, retries and error translation."""
+        from binance.exceptions import BinanceAPIException, BinanceRequestException
+        from requests import exceptions as rex
+
+        resynced = False
+        for attempt in range(1, self.config.max_attempts + 1):
+            client = self._client()
+            if signed:
+                client.timestamp_offset = self._offset_ms
+            self.budget.acquire(cost)
+            with self._stats_lock:
+                self.stats.requests += 1
+            try:
+                result = fn(client)
+                self._reached = True
+                self._observe(client)
+                return result
+            except BinanceAPIException as exc:
+                self._reached = True
+                self._observe(client)
+                if exc.code == -1021 and signed and not resynced:
+                    resynced = True
+                    self.sync_clock()
+                    continue
+                delay = self._retry_delay(what, exc, attempt)
+            except (BinanceRequestException, ValueError) as exc:
+                delay = self._backoff(attempt, f"{what}: malformed reply from Binance ({_short(exc)})")
+            except (rex.Timeout, rex.ConnectionError, rex.ChunkedEncodingError) as exc:
+                self._local.client = None  # a broken connection poisons the session's pool
+                if not self._reached and attempt >= UNREACHABLE_ATTEMPTS:
+                    raise BinanceUnavailableError(
+                        f"cannot reach Binance at {self.base_url} ({type(exc).__name__}); check --base-url "
+                        "(or BINANCE_BASE_URL) and this machine's network") from None
+                delay = self._backoff(attempt, f"{what}: {type(exc).__name__} talking to {self.base_url}")
+            except rex.RequestException as exc:
+                raise BinanceUnavailableError(
+                    f"{what}: request to {self.base_url} failed: {type(exc).__name__}") from None
+            with self._stats_lock:
+                self.stats.retries += 1
+            self._sleep(delay)
+        raise BinanceUnavailableError(
+            f"{what}: Binance at {self.base_url} still failing after {self.config.max_attempts} attempts; "
+            "the exchange or the network is unavailable, try again later (nothing was written for this range)")
+
+    def _observe(self, client: Any) -> None:
+        response = getattr(client, "response", None)
+        if response is None:
+            return
+        parsed = parse_used_weight(response.headers)
+        if parsed:
+            used, window_s = parsed
+            self.budget.observe(used, window_s)
+            with self._stats_lock:
+                self.stats.weight_used = max(self.stats.weight_used, used)
+
+    def _retry_delay(self, what: str, exc: Any, attempt: int) -> float:
+        status, code = exc.status_code, exc.code
+        if status == 418:
+            raise IpBannedError(
+                f"{what}: Binance banned this IP (HTTP 418) for {_retry_after(exc) or 'an unknown number of'} "
+                "seconds after too many requests; wait until then before running again", code, status) from None
+        if status == 429:
+            wait = _retry_after(exc) or 60.0
+            self.budget.pause(wait)
+            with self._stats_lock:
+                self.stats.throttled += 1
+            log.warning("%s: rate limited (429), pausing %.1fs as Retry-After asks", what, wait)
+            return 0.0  # acquire() waits for the pause
+        if status >= 500 or code in _RETRYABLE_CODES:
+            return self._backoff(attempt, f"{what}: HTTP {status} code {code} from Binance (outcome unknown)")
+        raise translate_error(what, exc, self.base_url) from None
+
+    def _backoff(self, attempt: int, reason: str) -> float:
+        delay = random.uniform(0, min(self.config.backoff_cap_s, self.config.backoff_base_s * 2 ** (attempt - 1)))
+        log.warning("%s; retry %d/%d in %.2fs", reason, attempt, self.config.max_attempts - 1, delay)
+        return delay
+
+    # -- endpoints -----------------------------------------------------------------
+
+    def server_time(self) -> int:
+        return int(self._call("GET /api/v3/time", TIME_WEIGHT, lambda c: c.get_server_time())["serverTime"])
+
+    def sync_clock(self) -> int:
+        """Measure local-vs-server offset (ms) for signed requests; returns server time."""
+        before = time.time()
+        server = self.server_time()
+        after = time.time()
+        self._offset_ms = int(server - (before + after) / 2 * 1000)
+        self._clock_synced = True
+        return server
+
+    def symbol_info(self, symbol: str) -> Dict[str, Any]:
+        """exchangeInfo for one symbol; also adopts the advertised REQUEST_WEIGHT limit."""
+        info = self._call(f"GET /api/v3/exchangeInfo {symbol}", EXCHANGE_INFO_WEIGHT,
+                          lambda c: c.get_exchange_info(symbol=symbol))
+        self._adopt_rate_limits(info.get("rateLimits", []))
+        for entry in info.get("symbols", []):
+            if entry.get("symbol") == symbol:
+                return entry
+        raise UnknownSymbolError(unknown_symbol_message(symbol, self.base_url), -1121)
+
+    def _adopt_rate_limits(self, limits: List[Dict[str, Any]]) -> None:
+        for limit in limits:
+            if limit.get("rateLimitType") == "REQUEST_WEIGHT":
+                unit = str(limit.get("interval", "MINUTE"))[0].lower()
+                window_s = int(limit.get("intervalNum", 1)) * _UNIT_SECONDS.get(unit, 60)
+                self.budget.configure(int(limit["limit"]), window_s)
+                return
+
+    def klines(self, symbol: str, interval: str, start: int, end_inclusive: int, limit: int = 1000) -> List[list]:
+        return self._call(
+            f"GET /api/v3/klines {symbol} {interval}", KLINES_WEIGHT,
+            lambda c: c.get_klines(symbol=symbol, interval=interval, startTime=start,
+                                   endTime=end_inclusive, limit=limit))
+
+    def all_orders(self, symbol: str, order_id: Optional[int] = None, start: Optional[int] = None,
+                   end_inclusive: Optional[int] = None, limit: int = 1000) -> List[Dict[str, Any]]:
+        if not self.config.has_credentials:
+            raise MissingCredentialsError(
+                "sync orders needs a Binance API key: set BINANCE_API_KEY and BINANCE_API_SECRET "
+                "(a read-only key is enough)")
+        if not self._clock_synced:
+            self.sync_clock()
+        params: Dict[str, Any] = {"symbol": symbol, "limit": limit}
+        for name, value in (("orderId", order_id), ("startTime", start), ("endTime", end_inclusive)):
+            if value is not None:
+                params[name] = value
+        return self._call(f"GET /api/v3/allOrders {symbol}", ALL_ORDERS_WEIGHT,
+                          lambda c: c.get_all_orders(**params), signed=True)
+
+
+def _retry_after(exc: Any) -> Optional[float]:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc)[:80]
+
+
+def unknown_symbol_message(symbol: str, base_url: str) -> str:
+    hint = " (on binance.us the USD pair is BTCUSD)" if "binance.us" in base_url else ""
+    return (f"unknown symbol {symbol!r}: Binance at {base_url} does not list it (-1121){hint}; "
+            "check the spelling, e.g. BTCUSDT")
+
+
+def translate_error(what: str, exc: Any, base_url: str) -> BinanceError:
+    code, status, msg = exc.code, exc.status_code, str(getattr(exc, "message", ""))[:200]
+    if code == -1121:
+        symbol = what.split()[2] if len(what.split()) > 2 else "?"
+        return UnknownSymbolError(unknown_symbol_message(symbol, base_url), code, status)
+    if code == -1120:
+        return BadIntervalError(f"{what}: invalid interval (-1120); use one of 1s 1m 3m 5m 15m 30m 1h ...",
+                                code, status)
+    if code in (-2014, -2015):
+        return BadApiKeyError(
+            f"{what}: Binance rejected the API key ({code}: {msg}); check BINANCE_API_KEY, that the key "
+            "allows reading, and that this IP is on the key's allow list", code, status)
+    if code == -1022:
+        return SignatureError(
+            f"{what}: Binance rejected the request signature (-1022); BINANCE_API_SECRET does not match "
+            "BINANCE_API_KEY", code, status)
+    if code == -1021:
+        return ClockSkewError(
+            f"{what}: request timestamp outside recvWindow even after syncing with server time (-1021); "
+            "fix this machine's clock (NTP) or raise --recv-window (max 60000)", code, status)
+    if code == -1127:
+        return BadInputError(f"{what}: more than 24 hours between startTime and endTime (-1127)")
+    return BinanceError(f"{what}: Binance error {code} (HTTP {status}): {msg}", code, status)
+
+
+def config_from_env(base_url: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> ClientConfig:
+    import os
+
+    env = dict(os.environ) if env is None else env
+    url = base_url or env.get("BINANCE_BASE_URL") or DEFAULT_BASE_URL
+    if not url.startswith(("http://", "https://")):
+        raise BadInputError(f"--base-url {url!r} is not an http(s) URL, e.g. https://api.binance.us")
+    return ClientConfig(base_url=url, api_key=env.get("BINANCE_API_KEY") or None,
+                        api_secret=env.get("BINANCE_API_SECRET") or None)

@@ -1,0 +1,74 @@
+"""User-facing errors: each names the problem and what to do, and carries an exit code.
+
+Messages never contain API keys, secrets or signed query strings.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+# Exit codes of the CLI (documented in the README).
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2  # the user's input or configuration is wrong (symbol, dates, missing key)
+EXIT_REJECTED = 3  # Binance refused the request (bad key, signature, clock skew, ban)
+EXIT_UNAVAILABLE = 4  # Binance or the network stayed unavailable after retries
+EXIT_STORAGE = 5  # the lake could not be read or written
+
+
+class LakeError(Exception):
+    """Base of every expected failure; the CLI prints ``str(err)`` and exits with ``exit_code``."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class BadInputError(LakeError):
+    exit_code = EXIT_BAD_INPUT
+
+
+class MissingCredentialsError(BadInputError):
+    pass
+
+
+class StorageError(LakeError):
+    exit_code = EXIT_STORAGE
+
+
+class BinanceError(LakeError):
+    """Binance answered with an error body ``{"code": ..., "msg": ...}``."""
+
+    exit_code = EXIT_REJECTED
+
+    def __init__(self, message: str, code: Optional[int] = None, status: Optional[int] = None):
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class UnknownSymbolError(BinanceError):
+    exit_code = EXIT_BAD_INPUT
+
+
+class BadIntervalError(BinanceError):
+    exit_code = EXIT_BAD_INPUT
+
+
+class BadApiKeyError(BinanceError):
+    pass
+
+
+class SignatureError(BinanceError):
+    pass
+
+
+class ClockSkewError(BinanceError):
+    pass
+
+
+class IpBannedError(BinanceError):
+    pass
+
+
+class BinanceUnavailableError(BinanceError):
+    """Retries were exhausted on 5xx, timeouts, connection errors or malformed replies."""
+
+    exit_code = EXIT_UNAVAILABLE

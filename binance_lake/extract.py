@@ -1,0 +1,393 @@
+"""Extraction: Binance -> immutable raw JSON in the lake. No pyarrow here (it runs in a
+small Lambda); the transform turns raw into curated Parquet.
+
+Raw layout (see DESIGN.md)::
+
+    raw/klines/interval=1m/symbol=BTCUSDT/date=2024-03-01/<start_ms>-<end_ms>.json
+    raw/orders/symbol=BTCUSDT/date=2024-03-01/<fetched_ms>-<run>-<first_id>-<last_id>.json
+    raw/_pending/<table>/<partition>/<raw name>       marker: raw file not yet in curated
+    raw/_gaps/candles/interval=1m/symbol=BTCUSDT/<start_ms>-<end_ms>.json   exchange gap
+
+A candle window only ever covers closed candles, so its key is deterministic and a
+rerun finds the file already there (``if_absent``). The pending marker is written
+*before* the raw file: a crash in between leaves a marker for nothing (harmless),
+never a raw file the transform would not see.
+
+Watermarks come from the data, never from a state file: candles continue from the end
+of the newest raw window; orders from the highest order id in the curated index and in
+raw pages not yet transformed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from binance_lake.client import BinanceClient
+from binance_lake.errors import BadInputError
+from binance_lake.lake import Lake
+from binance_lake.schema import CANDLES, OPEN_ORDER_STATUSES, ORDERS
+from binance_lake.times import MS_PER_DAY, day_start, floor_to, interval_ms, ms_to_date, ms_to_iso, to_ms
+
+log = logging.getLogger(__name__)
+
+PAGE_LIMIT = 1000
+DEFAULT_LOOKBACK_MS = MS_PER_DAY  # an empty lake starts 24 hours before now
+RAW_FORMAT_VERSION = 1
+ORDERS_WINDOW_MAX_MS = MS_PER_DAY  # Binance: at most 24 h between startTime and endTime
+
+Progress = Callable[[int, int], None]  # (units done, units total)
+
+
+@dataclass
+class ExtractResult:
+    table: str
+    symbol: str
+    rows: int = 0
+    raw_keys: List[str] = field(default_factory=list)
+    dates: List[str] = field(default_factory=list)
+    exchange_gaps: List[Tuple[int, int]] = field(default_factory=list)
+    start: Optional[int] = None
+    end: Optional[int] = None
+    note: str = ""
+
+    def summary(self) -> Dict[str, Any]:
+        return {"table": self.table, "symbol": self.symbol, "rows": self.rows, "raw_files": len(self.raw_keys),
+                "dates": sorted(set(self.dates)), "exchange_gaps": [list(g) for g in self.exchange_gaps],
+                "start": self.start, "end": self.end, "note": self.note}
+
+
+# -- raw files ------------------------------------------------------------------------
+
+
+def raw_partition(table: str, symbol: str, date: str, interval: Optional[str] = None) -> str:
+    if table == CANDLES.name:
+        return f"{CANDLES.raw_prefix}/interval={interval}/symbol={symbol}/date={date}"
+    return f"{ORDERS.raw_prefix}/symbol={symbol}/date={date}"
+
+
+def pending_key(raw_key: str) -> str:
+    """``raw/klines/...`` -> ``raw/_pending/klines/...``."""
+    return "raw/_pending/" + raw_key[len("raw/"):]
+
+
+def write_raw(lake: Lake, key: str, envelope: Dict[str, Any]) -> bool:
+    """Marker first, then the immutable raw file. Returns False if the key existed."""
+    lake.write_bytes(pending_key(key), b"")
+    body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+    return lake.write_bytes(key, body, if_absent=True)
+
+
+def envelope(client: BinanceClient, table: str, symbol: str, endpoint: str, params: Dict[str, Any],
+             data: Any, **extra: Any) -> Dict[str, Any]:
+    # The base URL is recorded without any secret (keys travel in headers, never in URLs).
+    return {"format": RAW_FORMAT_VERSION, "table": table, "symbol": symbol, "endpoint": endpoint,
+            "params": params, "base_url": client.base_url, "fetched_at": int(time.time() * 1000),
+            "used_weight": client.stats.weight_used, "time_unit": client.config.time_unit or "MILLISECOND",
+            **extra, "data": data}
+
+
+# -- candles ------------------------------------------------------------------------
+
+
+def candle_pages(start: int, end: int, step: int, limit: int = PAGE_LIMIT) -> List[Tuple[int, int]]:
+    """Split [start, end) into request windows of at most ``limit`` candles."""
+    span = step * limit
+    return [(s, min(s + span, end)) for s in range(start, end, span)]
+
+
+def split_by_day(start: int, end: int) -> List[Tuple[int, int]]:
+    """[start, end) cut at UTC midnights, so each raw file belongs to one date partition."""
+    out, s = [], start
+    while s < end:
+        e = min(day_start(s) + MS_PER_DAY, end)
+        out.append((s, e))
+        s = e
+    return out
+
+
+def candle_raw_key(symbol: str, interval: str, start: int, end: int) -> str:
+    return f"{raw_partition(CANDLES.name, symbol, ms_to_date(start), interval)}/{start}-{end}.json"
+
+
+def parse_window_name(name: str) -> Optional[Tuple[int, int]]:
+    stem = name[:-5] if name.endswith(".json") else name
+    parts = stem.split("-")
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        return int(parts[0]), int(parts[1])
+    return None
+
+
+def candles_watermark(lake: Lake, symbol: str, interval: str) -> Optional[int]:
+    """End (exclusive) of the newest raw candle window, from the lake's listing alone."""
+    base = f"{CANDLES.raw_prefix}/interval={interval}/symbol={symbol}"
+    for date_dir in reversed(lake.list_children(base)):
+        ends = [w[1] for w in map(parse_window_name, lake.list_children(f"{base}/{date_dir}")) if w]
+        if ends:
+            return max(ends)
+    return None
+
+
+def gap_key(symbol: str, interval: str, start: int, end: int) -> str:
+    return f"raw/_gaps/{CANDLES.name}/interval={interval}/symbol={symbol}/{start}-{end}.json"
+
+
+def exchange_gaps(lake: Lake, symbol: str, interval: str) -> List[Tuple[int, int]]:
+    """Ranges Binance confirmed empty (maintenance), merged, from the gap records' names."""
+    prefix = f"raw/_gaps/{CANDLES.name}/interval={interval}/symbol={symbol}"
+    windows = sorted(w for w in map(parse_window_name, lake.list_children(prefix)) if w)
+    return merge_ranges(windows)
+
+
+def merge_ranges(ranges: Iterable[Tuple[int, int]]) -> List[Tuple[int, int]]:
+    merged: List[Tuple[int, int]] = []
+    for s, e in sorted(ranges):
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def missing_ranges(start: int, end: int, present: Sequence[int], step: int) -> List[Tuple[int, int]]:
+    """Ranges of [start, end) whose candle open times are not in ``present`` (sorted ms)."""
+    out, expect = [], start
+    for t in present:
+        if t < start or t >= end:
+            continue
+        if t > expect:
+            out.append((expect, t))
+        expect = max(expect, t + step)
+    if expect < end:
+        out.append((expect, end))
+    return out
+
+
+@dataclass
+class CandleRange:
+    start: int
+    end: int
+    note: str = ""
+
+
+def resolve_candle_range(client: BinanceClient, lake: Lake, symbol: str, interval: str,
+                         start: Optional[int], end: Optional[int], now_ms: int) -> CandleRange:
+    """Decide [start, end) of closed candles to fetch; see the README for the defaults."""
+    step = interval_ms(interval)
+    if start is not None and end is not None and start >= end:
+        raise BadInputError(f"--start {ms_to_iso(start)} is not before --end {ms_to_iso(end)}; "
+                            "--start is inclusive and --end exclusive")
+    last_closed_end = floor_to(now_ms, step)  # candles opening before this are closed
+    note = ""
+    if start is None:
+        mark = candles_watermark(lake, symbol, interval)
+        start = mark if mark is not None else floor_to(now_ms - DEFAULT_LOOKBACK_MS, step)
+        note = "continuing from the lake's watermark" if mark is not None else "empty lake: last 24 hours"
+    else:
+        start = -(-start // step) * step  # round up to a candle boundary
+        listed = first_candle_ms(client, symbol, interval)
+        if listed is None or (end is not None and end <= listed):
+            when = ms_to_iso(listed) if listed is not None else "never"
+            raise BadInputError(f"{symbol} has no {interval} candles before {when} (its first candle); "
+                                "the requested range ends before that")
+        if start < listed:
+            note = f"{symbol} starts at {ms_to_iso(listed)}; earlier minutes skipped"
+            start = listed
+    stop = last_closed_end if end is None else min(end, last_closed_end)
+    if end is not None and start >= last_closed_end:
+        raise BadInputError(f"--start {ms_to_iso(start)} is in the future or its candle is still open "
+                            f"(Binance server time {ms_to_iso(now_ms)})")
+    return CandleRange(start, max(stop, start), note)
+
+
+def first_candle_ms(client: BinanceClient, symbol: str, interval: str) -> Optional[int]:
+    rows = client.klines(symbol, interval, 0, 2**53, limit=1)
+    return to_ms(rows[0][0]) if rows else None
+
+
+def sync_candles(client: BinanceClient, lake: Lake, symbol: str, interval: str = "1m",
+                 start: Optional[int] = None, end: Optional[int] = None, workers: int = 4,
+                 progress: Optional[Progress] = None) -> ExtractResult:
+    """Fetch every closed candle in [start, end) into raw files; idempotent and resumable."""
+    client.symbol_info(symbol)  # unknown symbol -> clear error before anything is written
+    now_ms = client.server_time()
+    rng = resolve_candle_range(client, lake, symbol, interval, start, end, now_ms)
+    result = ExtractResult(CANDLES.name, symbol, start=rng.start, end=rng.end, note=rng.note)
+    pages = candle_pages(rng.start, rng.end, interval_ms(interval))
+    done = 0
+
+    def run(page: Tuple[int, int]) -> List[Tuple[str, int, List[Tuple[int, int]]]]:
+        return fetch_candle_page(client, lake, symbol, interval, page[0], page[1], now_ms)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for files in pool.map(run, pages):
+            for key, rows, gaps in files:
+                result.raw_keys.append(key)
+                result.rows += rows
+                result.dates.append(key.split("date=")[1].split("/")[0])
+                result.exchange_gaps.extend(gaps)
+            done += 1
+            if progress:
+                progress(done, len(pages))
+    result.exchange_gaps = merge_ranges(result.exchange_gaps)
+    return result
+
+
+def fetch_candle_page(client: BinanceClient, lake: Lake, symbol: str, interval: str, start: int, end: int,
+                      now_ms: int) -> List[Tuple[str, int, List[Tuple[int, int]]]]:
+    """One klines request covering [start, end) -> one raw file per UTC day touched."""
+    step = interval_ms(interval)
+    rows = client.klines(symbol, interval, start, end - 1, limit=PAGE_LIMIT)
+    by_open = {to_ms(r[0]): r for r in rows if isinstance(r, list) and r}
+    params = {"symbol": symbol, "interval": interval, "startTime": start, "endTime": end - 1, "limit": PAGE_LIMIT}
+    out = []
+    for day_s, day_e in split_by_day(start, end):
+        day_rows = [r for t, r in sorted(by_open.items()) if day_s <= t < day_e]
+        gaps = missing_ranges(day_s, day_e, [to_ms(r[0]) for r in day_rows], step)
+        key = candle_raw_key(symbol, interval, day_s, day_e)
+        env = envelope(client, "klines", symbol, "/api/v3/klines", params, day_rows, interval=interval,
+                       covered=[day_s, day_e], server_time=now_ms, exchange_gaps=[list(g) for g in gaps])
+        write_raw(lake, key, env)
+        for g in gaps:
+            record_exchange_gap(lake, symbol, interval, g, key)
+        out.append((key, len(day_rows), gaps))
+    return out
+
+
+def record_exchange_gap(lake: Lake, symbol: str, interval: str, gap: Tuple[int, int], source: str) -> None:
+    body = {"start": ms_to_iso(gap[0]), "end": ms_to_iso(gap[1]), "source_key": source,
+            "recorded_at": ms_to_iso(int(time.time() * 1000))}
+    lake.write_bytes(gap_key(symbol, interval, *gap), json.dumps(body).encode(), if_absent=True)
+    log.warning("%s %s: Binance has no candles for %s .. %s (exchange gap recorded)", symbol, interval,
+                ms_to_iso(gap[0]), ms_to_iso(gap[1]))
+
+
+# -- orders ---------------------------------------------------------------------------
+
+
+@dataclass
+class OrdersRequest:
+    """What ``sync orders`` fetches: everything new (default), the latest N, or a time window."""
+
+    latest: Optional[int] = None
+    start: Optional[int] = None
+    end: Optional[int] = None
+
+    def validate(self) -> None:
+        if self.latest is not None and not 1 <= self.latest <= PAGE_LIMIT:
+            raise BadInputError(f"--limit {self.latest} is out of range; Binance returns 1 to 1000 orders")
+        if self.latest is not None and self.start is not None:
+            raise BadInputError("use either --limit or a time window (--window / --start/--end), not both")
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise BadInputError(f"--start {ms_to_iso(self.start)} is not before --end {ms_to_iso(self.end)}")
+
+
+def orders_index_key(symbol: str) -> str:
+    return f"curated/_index/orders/symbol={symbol}.json"
+
+
+def read_orders_index(lake: Lake, symbol: str) -> Dict[str, Any]:
+    """{max_order_id, open_order_ids} written by the transform; empty if absent."""
+    try:
+        return json.loads(lake.read_bytes(orders_index_key(symbol)))
+    except (KeyError, ValueError):
+        return {}
+
+
+def pending_order_ids(lake: Lake, symbol: str) -> List[int]:
+    """Highest order id of each raw page not yet transformed (from key names)."""
+    ids = []
+    for key in lake.list_keys(f"raw/_pending/orders/symbol={symbol}"):
+        parts = key.rsplit("/", 1)[-1][:-5].split("-")
+        if len(parts) >= 4 and parts[-1].isdigit():
+            ids.append(int(parts[-1]))
+    return ids
+
+
+def orders_cursor(lake: Lake, symbol: str) -> int:
+    """First orderId to page from: the oldest still-open order, else one past the highest known."""
+    index = read_orders_index(lake, symbol)
+    highest = max([int(index.get("max_order_id", -1)), *pending_order_ids(lake, symbol)])
+    open_ids = [int(i) for i in index.get("open_order_ids", [])]
+    return min([highest + 1, *open_ids])
+
+
+def sync_orders(client: BinanceClient, lake: Lake, symbol: str, request: Optional[OrdersRequest] = None,
+                progress: Optional[Progress] = None) -> ExtractResult:
+    request = request or OrdersRequest()
+    request.validate()
+    if not client.config.has_credentials:
+        client.all_orders(symbol)  # raises the missing-credentials error
+    client.symbol_info(symbol)
+    run = OrdersRun(client, lake, symbol, progress)
+    if request.latest is not None:
+        run.fetch_page({"limit": request.latest})
+    elif request.start is not None:
+        end = request.end if request.end is not None else client.server_time()
+        run.fetch_window(request.start, end)
+    else:
+        run.page_by_id(orders_cursor(lake, symbol))
+    return run.result
+
+
+class OrdersRun:
+    """One ``sync orders`` run: every page becomes one raw file."""
+
+    def __init__(self, client: BinanceClient, lake: Lake, symbol: str, progress: Optional[Progress]):
+        self.client, self.lake, self.symbol, self.progress = client, lake, symbol, progress
+        self.run_id = uuid.uuid4().hex[:8]
+        self.result = ExtractResult(ORDERS.name, symbol)
+        self.pages = 0
+
+    def fetch_page(self, params: Dict[str, Any]) -> List[Dict[str, Any]]:
+        orders = self.client.all_orders(
+            self.symbol, order_id=params.get("orderId"), start=params.get("startTime"),
+            end_inclusive=params.get("endTime"), limit=params.get("limit", PAGE_LIMIT))
+        self.pages += 1
+        if orders:
+            self._write(params, orders)
+        if self.progress:
+            self.progress(self.pages, 0)
+        return orders
+
+    def _write(self, params: Dict[str, Any], orders: List[Dict[str, Any]]) -> None:
+        fetched = int(time.time() * 1000)
+        ids = [int(o["orderId"]) for o in orders if isinstance(o, dict) and "orderId" in o]
+        first, last = (min(ids), max(ids)) if ids else (0, 0)
+        name = f"{fetched}-{self.run_id}-{self.pages:05d}-{first}-{last}.json"
+        key = f"{raw_partition(ORDERS.name, self.symbol, ms_to_date(fetched))}/{name}"
+        write_raw(self.lake, key, envelope(self.client, "orders", self.symbol, "/api/v3/allOrders",
+                                           {"symbol": self.symbol, **params}, orders))
+        self.result.raw_keys.append(key)
+        self.result.rows += len(orders)
+        self.result.dates.append(ms_to_date(fetched))
+
+    def page_by_id(self, cursor: int, stop_time: Optional[int] = None) -> None:
+        """Page ``orderId >= cursor`` in ascending id order until a short page (or ``stop_time``)."""
+        while True:
+            orders = self.fetch_page({"orderId": cursor, "limit": PAGE_LIMIT})
+            if not orders:
+                return
+            cursor = max(int(o["orderId"]) for o in orders) + 1
+            if len(orders) < PAGE_LIMIT:
+                return
+            if stop_time is not None and max(to_ms(o["time"]) for o in orders) >= stop_time:
+                return
+
+    def fetch_window(self, start: int, end: int) -> None:
+        """Orders created in [start, end): 24-hour windows; a full page continues by orderId."""
+        self.result.start, self.result.end = start, end
+        for s in range(start, end, ORDERS_WINDOW_MAX_MS):
+            e = min(s + ORDERS_WINDOW_MAX_MS, end)
+            orders = self.fetch_page({"startTime": s, "endTime": e - 1, "limit": PAGE_LIMIT})
+            if len(orders) == PAGE_LIMIT:
+                self.page_by_id(max(int(o["orderId"]) for o in orders) + 1, stop_time=e)
+
+
+def is_open_status(status: Optional[str]) -> bool:
+    return status in OPEN_ORDER_STATUSES

@@ -1,0 +1,157 @@
+"""DuckDB over the curated zone: the ``candles`` and ``orders`` views, status and gaps.
+
+A local lake is read in place by DuckDB (``read_parquet`` with Hive partitions). An S3
+lake is read through the lake interface into Arrow and registered, so no DuckDB
+extension has to be downloaded.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from binance_lake.extract import exchange_gaps, merge_ranges
+from binance_lake.lake import Lake
+from binance_lake.schema import CANDLES, TABLES, Table
+from binance_lake.times import interval_ms, ms_to_iso
+
+
+def _glob(table: Table) -> str:
+    return f"{table.curated_prefix}/{'/'.join('*' for _ in table.partition_keys)}/*.parquet"
+
+
+def connect(lake: Lake) -> Any:
+    """A DuckDB connection with views ``candles`` and ``orders`` (partition columns included)."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone='UTC'")
+    for table in TABLES.values():
+        _register(con, lake, table)
+    return con
+
+
+def _register(con: Any, lake: Lake, table: Table) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    keys = [k for k in lake.list_keys(table.curated_prefix) if k.endswith(".parquet")]
+    root = lake.local_path("")
+    if keys and root is not None:
+        pattern = f"{root.rstrip('/')}/{_glob(table)}".replace("'", "''")
+        hive_types = ", ".join(f"'{p.name}': 'VARCHAR'" for p in table.partition_keys)
+        con.execute(f"CREATE VIEW {table.name} AS SELECT * FROM read_parquet('{pattern}', "
+                    f"hive_partitioning=true, hive_types={{{hive_types}}})")
+        return
+    parts = []
+    for key in keys:
+        t = pq.read_table(io.BytesIO(lake.read_bytes(key)))
+        for p in table.partition_keys:
+            value = key.split(f"/{p.name}=", 1)[1].split("/", 1)[0]
+            t = t.append_column(p.name, pa.array([value] * t.num_rows, pa.string()))
+        parts.append(t)
+    if not parts:
+        empty = table.arrow_schema().empty_table()
+        for p in table.partition_keys:
+            empty = empty.append_column(p.name, pa.array([], pa.string()))
+        parts = [empty]
+    con.register(f"_{table.name}_arrow", pa.concat_tables(parts))
+    con.execute(f"CREATE VIEW {table.name} AS SELECT * FROM _{table.name}_arrow")
+
+
+@dataclass
+class SymbolStatus:
+    symbol: str
+    interval: str
+    first_open: Optional[int]
+    last_open: Optional[int]
+    rows: int
+    gaps: List[Tuple[int, int]] = field(default_factory=list)
+    exchange_gaps: List[Tuple[int, int]] = field(default_factory=list)
+    last_run: Optional[Dict[str, Any]] = None
+
+    @property
+    def missing_minutes(self) -> int:
+        step = interval_ms(self.interval)
+        return sum((e - s) // step for s, e in self.gaps)
+
+    def as_dict(self) -> Dict[str, Any]:
+        iso = lambda ms: ms_to_iso(ms) if ms is not None else None  # noqa: E731
+        return {"symbol": self.symbol, "interval": self.interval, "first_candle": iso(self.first_open),
+                "last_candle": iso(self.last_open), "rows": self.rows,
+                "gaps": [[ms_to_iso(s), ms_to_iso(e)] for s, e in self.gaps],
+                "missing_candles": self.missing_minutes,
+                "exchange_gaps": [[ms_to_iso(s), ms_to_iso(e)] for s, e in self.exchange_gaps],
+                "last_run": self.last_run}
+
+
+def candle_symbols(lake: Lake) -> List[Tuple[str, str]]:
+    """(interval, symbol) pairs present in curated or raw."""
+    found = set()
+    for prefix in (CANDLES.curated_prefix, CANDLES.raw_prefix):
+        for interval_dir in lake.list_children(prefix):
+            for symbol_dir in lake.list_children(f"{prefix}/{interval_dir}"):
+                found.add((interval_dir.split("=", 1)[1], symbol_dir.split("=", 1)[1]))
+    return sorted(found)
+
+
+def candle_gaps(con: Any, symbol: str, interval: str, exchange: List[Tuple[int, int]]
+                ) -> Tuple[List[Tuple[int, int]], int, Optional[int], Optional[int]]:
+    """Missing open-time ranges between the first and last curated candle, minus exchange gaps."""
+    step = interval_ms(interval)
+    first, last, rows = con.execute(
+        "SELECT epoch_ms(min(candle_open_time)), epoch_ms(max(candle_open_time)), count(*) FROM candles "
+        "WHERE symbol = ? AND interval = ?", [symbol, interval]).fetchone()
+    holes = con.execute(
+        "SELECT prev + ?, t FROM (SELECT epoch_ms(candle_open_time) AS t, "
+        "lag(epoch_ms(candle_open_time)) OVER (ORDER BY candle_open_time) AS prev FROM candles "
+        "WHERE symbol = ? AND interval = ?) WHERE t - prev > ? ORDER BY t", [step, symbol, interval, step]).fetchall()
+    return subtract_ranges([(int(s), int(e)) for s, e in holes], exchange), rows, first, last
+
+
+def subtract_ranges(ranges: List[Tuple[int, int]], minus: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
+    out = []
+    cut = merge_ranges(minus)
+    for s, e in ranges:
+        pieces = [(s, e)]
+        for cs, ce in cut:
+            pieces = [p for a, b in pieces for p in ((a, min(b, cs)), (max(a, ce), b)) if p[0] < p[1]]
+        out.extend(pieces)
+    return out
+
+
+def status(lake: Lake, con: Optional[Any] = None) -> List[SymbolStatus]:
+    con = con or connect(lake)
+    out = []
+    for interval, symbol in candle_symbols(lake):
+        exch = exchange_gaps(lake, symbol, interval)
+        gaps, rows, first, last = candle_gaps(con, symbol, interval, exch)
+        last_run = read_last_run(lake, "candles", symbol)
+        out.append(SymbolStatus(symbol, interval, first, last, rows, gaps, exch, last_run))
+    return out
+
+
+def orders_status(con: Any) -> List[Dict[str, Any]]:
+    rows = con.execute("SELECT symbol, count(*), max(order_id), sum(CASE WHEN status IN "
+                       "('NEW','PARTIALLY_FILLED','PENDING_NEW','PENDING_CANCEL') THEN 1 ELSE 0 END), "
+                       "max(update_time) FROM orders GROUP BY symbol ORDER BY symbol").fetchall()
+    return [{"symbol": s, "orders": n, "max_order_id": m, "open_orders": int(o or 0),
+             "last_update": u.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if u else None}
+            for s, n, m, o, u in rows]
+
+
+def run_record_key(table: str, symbol: str) -> str:
+    return f"raw/_runs/{table}/symbol={symbol}/last.json"
+
+
+def write_last_run(lake: Lake, table: str, symbol: str, summary: Dict[str, Any]) -> None:
+    lake.write_bytes(run_record_key(table, symbol), json.dumps(summary, default=str).encode())
+
+
+def read_last_run(lake: Lake, table: str, symbol: str) -> Optional[Dict[str, Any]]:
+    try:
+        return json.loads(lake.read_bytes(run_record_key(table, symbol)))
+    except (KeyError, ValueError):
+        return None
