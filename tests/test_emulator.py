@@ -359,14 +359,19 @@ def test_fault_every_times_and_seeded_storm(served):
 
     def storm(seed):
         emu.clear_faults()
-        emu.fault_storm(seed=seed, rate=0.5, kinds=["500", "-1003"], paths=["/api/v3/time"])
+        emu.fault_storm(seed=seed, rate=0.5, kinds=["500", "-1008"], paths=["/api/v3/time"])
         return [get(url, "/api/v3/time").status_code for _ in range(20)]
 
     a = storm(3)
     assert a == storm(3) and a != storm(4)
-    assert 3 < a.count(200) < 17 and set(a) <= {200, 500, 429}
+    assert 3 < a.count(200) < 17 and set(a) == {200, 500, 503}
     with pytest.raises(ValueError):
         Fault("nonsense")
+    emu.clear_faults()
+    emu.inject(Fault("-1003", path=None, retry_after_s=5))  # a -1003 body is a 429 with a penalty
+    r = get(url, "/api/v3/time")
+    assert (r.status_code, r.headers["Retry-After"]) == (429, "5")
+    assert get(url, "/api/v3/time").status_code == 418
 
 
 # ------------------------------------------------------------------ allOrders

@@ -413,7 +413,7 @@ class Emulator:
 
     def _faulted(self, fault: Fault, kind: str, real: float) -> Optional[Reply]:
         """Replies that replace the endpoint's answer; None for faults that alter it."""
-        if kind == "429":
+        if kind in ("429", "-1003"):
             return self._too_many(real, fault.retry_after_s)
         if kind == "418":
             self._ban_until = max(self._ban_until, real + fault.retry_after_s)

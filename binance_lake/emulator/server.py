@@ -15,9 +15,10 @@ if TYPE_CHECKING:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like api.binance.com; clients reuse sessions
-    server_version = "binance-lake-emulator"
-    sys_version = ""
     server: _Server
+
+    def version_string(self) -> str:
+        return "binance-lake-emulator"
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
