@@ -272,7 +272,8 @@ class BinanceClient:
     def symbol_info(self, symbol: str) -> Dict[str, Any]:
         """exchangeInfo for one symbol; also adopts the advertised REQUEST_WEIGHT limit."""
         info = self._call(f"GET /api/v3/exchangeInfo {symbol}", EXCHANGE_INFO_WEIGHT,
-                          lambda c: c.get_exchange_info(symbol=symbol))
+                          # python-binance's get_symbol_info() downloads every symbol; ask for one.
+                          lambda c: c._get("exchangeInfo", data={"symbol": symbol}))
         self._adopt_rate_limits(info.get("rateLimits", []))
         for entry in info.get("symbols", []):
             if entry.get("symbol") == symbol:

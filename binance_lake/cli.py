@@ -1,0 +1,390 @@
+"""The ``binance-lake`` command.
+
+Every command ends with a one-line summary on stdout (JSON with ``--json``); progress
+and logs go to stderr. Exit codes: 0 ok, 2 bad input or configuration, 3 Binance
+refused (key, signature, clock, ban), 4 Binance/network unavailable, 5 storage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+
+from binance_lake.errors import LakeError
+
+log = logging.getLogger("binance_lake")
+
+DEFAULT_LAKE = "./lake"
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lake", default=os.environ.get("BINANCE_LAKE", DEFAULT_LAKE),
+                        help="lake directory or s3://bucket/prefix (env BINANCE_LAKE; default ./lake)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _binance(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base-url", default=None,
+                        help="Binance REST base URL (env BINANCE_BASE_URL; default https://api.binance.com; "
+                             "https://api.binance.us for Binance.US)")
+    parser.add_argument("--emulator", action="store_true",
+                        help="run against the project's Binance emulator started in-process (offline demo)")
+    parser.add_argument("--workers", type=int, default=4, help="concurrent requests (default 4)")
+    parser.add_argument("--recv-window", type=int, default=5000, help="recvWindow ms for signed requests")
+    parser.add_argument("--max-attempts", type=int, default=8, help="attempts per request before giving up")
+    parser.add_argument("--no-transform", action="store_true", help="write raw only; curate later")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="binance-lake", description=(
+        "Binance spot candles and account orders into a data lake (local directory + DuckDB, or S3)."))
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sync = sub.add_parser("sync", help="fetch from Binance into raw, then curate").add_subparsers(
+        dest="table", required=True, metavar="candles|orders")
+    sc = sync.add_parser("candles", help="closed 1m candles (default: continue from the lake's watermark)")
+    sc.add_argument("--symbol", required=True, help="e.g. BTCUSDT (binance.us: BTCUSD)")
+    sc.add_argument("--interval", default="1m")
+    sc.add_argument("--start", help="inclusive open time, ISO-8601 UTC (default: watermark, or now-24h)")
+    sc.add_argument("--end", help="exclusive open time (default: the last closed candle)")
+    _common(sc)
+    _binance(sc)
+    so = sync.add_parser("orders", help="account orders (default: everything new since the last sync)")
+    so.add_argument("--symbol", required=True)
+    so.add_argument("--limit", type=int, help="only the latest N orders (1..1000)")
+    so.add_argument("--window", help="orders created in the last DURATION, e.g. 15m, 24h")
+    so.add_argument("--start", help="orders created from this time (ISO-8601 UTC)")
+    so.add_argument("--end", help="orders created before this time")
+    _common(so)
+    _binance(so)
+
+    tr = sub.add_parser("transform", help="curate raw files not yet in curated (or --rebuild a symbol)")
+    tr.add_argument("--symbol", action="append", help="limit to these symbols")
+    tr.add_argument("--rebuild", action="store_true", help="rewrite curated partitions from all raw files")
+    _common(tr)
+
+    st = sub.add_parser("status", help="per symbol: first/last candle, rows, gaps, last run")
+    _common(st)
+
+    gp = sub.add_parser("gaps", help="list missing candles; --repair re-fetches them")
+    gp.add_argument("--symbol", required=True)
+    gp.add_argument("--interval", default="1m")
+    gp.add_argument("--repair", action="store_true")
+    _common(gp)
+    _binance(gp)
+
+    q = sub.add_parser("query", help="SQL over the views candles and orders (DuckDB)")
+    q.add_argument("sql")
+    q.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    _common(q)
+
+    ex = sub.add_parser("export", help="CSV with the report headers")
+    ex.add_argument("table", choices=["candles", "orders"])
+    ex.add_argument("--symbol", required=True)
+    ex.add_argument("--format", choices=["csv"], default="csv")
+    ex.add_argument("--output", required=True, help="file to write, or - for stdout")
+    ex.add_argument("--start", help="candles: inclusive open time / orders: creation time")
+    ex.add_argument("--end", help="exclusive")
+    _common(ex)
+
+    em = sub.add_parser("emulator", help="serve the project's Binance emulator on 127.0.0.1")
+    em.add_argument("--port", type=int, default=8765)
+    em.add_argument("--api-key", default=os.environ.get("BINANCE_API_KEY", "emulator-key"))
+    em.add_argument("--api-secret", default=os.environ.get("BINANCE_API_SECRET", "emulator-secret"))
+    em.add_argument("--orders", type=int, default=1500, help="orders to generate for BTCUSDT")
+    em.add_argument("-v", "--verbose", action="store_true")
+    em.add_argument("--json", action="store_true")
+    return p
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+class ProgressReporter:
+    """A bar on a terminal, a plain line per ~10% otherwise; both on stderr."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.bar: Any = None
+        self.last_pct = -10
+
+    def __call__(self, done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total or None, desc=self.what, unit="req", file=sys.stderr)
+            self.bar.update(done - self.bar.n)
+            return
+        pct = int(done * 100 / total) if total else None
+        if pct is None:
+            if done % 10 == 0:
+                print(f"{self.what}: {done} requests", file=sys.stderr, flush=True)
+        elif pct >= self.last_pct + 10 or done == total:
+            self.last_pct = pct
+            print(f"{self.what}: {done}/{total} requests ({pct}%)", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@contextlib.contextmanager
+def binance_client(args: argparse.Namespace) -> Iterator[Any]:
+    from binance_lake.client import BinanceClient, config_from_env
+
+    with _maybe_emulator(args) as env:
+        config = config_from_env(args.base_url, env)
+        config.recv_window_ms = args.recv_window
+        config.max_attempts = max(1, args.max_attempts)
+        yield BinanceClient(config)
+
+
+@contextlib.contextmanager
+def _maybe_emulator(args: argparse.Namespace) -> Iterator[Optional[Dict[str, str]]]:
+    if not args.emulator:
+        yield None
+        return
+    from binance_lake.emulator import Emulator
+
+    emu = Emulator(now_ms=None)  # real time: the demo looks like a live run
+    key, secret = "emulator-demo-key", "emulator-demo-secret"
+    emu.add_api_key(key, secret)
+    now = emu.now_ms()
+    emu.generate_orders("BTCUSDT", 1200, now - 3 * 86_400_000, now, seed=7)
+    with emu.serve() as base_url:
+        log.info("using the in-process Binance emulator at %s", base_url)
+        yield {**os.environ, "BINANCE_BASE_URL": base_url, "BINANCE_API_KEY": key, "BINANCE_API_SECRET": secret}
+
+
+def _print_summary(args: argparse.Namespace, summary: Dict[str, Any], line: str) -> None:
+    print(json.dumps(summary, default=str) if args.json else line, flush=True)
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from binance_lake.lake import open_lake
+
+    return open_lake(args.lake)
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from binance_lake import jobs
+    from binance_lake.extract import OrdersRequest
+    from binance_lake.times import optional_time, parse_duration
+
+    lake = _open(args)
+    progress = ProgressReporter(f"sync {args.table} {args.symbol}")
+    start, end = optional_time(args.start, "--start"), optional_time(args.end, "--end")
+    try:
+        with binance_client(args) as client:
+            if args.table == "candles":
+                s = jobs.sync_candles(client, lake, args.symbol, args.interval, start, end, args.workers, progress,
+                                      transform=not args.no_transform)
+            else:
+                if args.window:
+                    if start is not None or end is not None:
+                        raise LakeError("use --window or --start/--end, not both")
+                    end = client.server_time()
+                    start = end - parse_duration(args.window)
+                request = OrdersRequest(latest=args.limit, start=start, end=end)
+                s = jobs.sync_orders(client, lake, args.symbol, request, progress, transform=not args.no_transform)
+    finally:
+        progress.close()
+    t = s.get("transform", {})
+    gaps = len(s.get("exchange_gaps", []))
+    line = (f"sync {args.table} {args.symbol}: {s['rows']} rows fetched into {s['raw_files']} raw files"
+            + (f" ({s['start']} .. {s['end']})" if s.get("start") else "")
+            + (f", curated {t.get('rows_written', 0)} rows in {t.get('partitions', 0)} partitions" if t else "")
+            + (f", {t['quarantined_rows']} rows quarantined" if t.get("quarantined_rows") else "")
+            + f", exchange gaps {gaps}, weight used {s['weight_used']}, {s['requests']} requests, {s['seconds']}s"
+            + (f"; {s['note']}" if s.get("note") else ""))
+    _print_summary(args, s, line)
+    return 0
+
+
+def cmd_transform(args: argparse.Namespace) -> int:
+    from binance_lake import transform
+    from binance_lake.query import candle_symbols
+
+    lake = _open(args)
+    if args.rebuild:
+        if not args.symbol:
+            raise LakeError("--rebuild needs --symbol (it rewrites every partition of the symbol)")
+        result = transform.TransformResult()
+        for symbol in args.symbol:
+            for interval, sym in candle_symbols(lake):
+                if sym == symbol:
+                    result.add(transform.rebuild_candles(lake, symbol, interval))
+            result.add(transform.rebuild_orders(lake, symbol))
+    else:
+        result = transform.transform_pending(lake, symbols=args.symbol)
+    s = result.summary()
+    _print_summary(args, s, f"transform: {s['rows_written']} rows in {s['partitions']} partitions, "
+                             f"{s['quarantined_rows']} rows and {s['quarantined_files']} files quarantined")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from binance_lake.query import connect, orders_status, status
+
+    lake = _open(args)
+    con = connect(lake)
+    candles = [s.as_dict() for s in status(lake, con)]
+    orders = orders_status(con)
+    summary = {"lake": args.lake, "candles": candles, "orders": orders}
+    if args.json:
+        print(json.dumps(summary, default=str))
+        return 0
+    if not candles and not orders:
+        print(f"lake {args.lake}: empty (run `binance-lake sync candles --symbol BTCUSDT`)")
+        return 0
+    for c in candles:
+        run = c["last_run"] or {}
+        print(f"{c['symbol']} {c['interval']}: {c['rows']} candles {c['first_candle']} .. {c['last_candle']}, "
+              f"gaps {len(c['gaps'])} ({c['missing_candles']} candles missing), "
+              f"exchange gaps {len(c['exchange_gaps'])}, last run {run.get('finished_at', 'never')}")
+        for s, e in c["gaps"][:10]:
+            print(f"  gap {s} .. {e}")
+    for o in orders:
+        print(f"{o['symbol']} orders: {o['orders']} (max id {o['max_order_id']}, {o['open_orders']} open), "
+              f"last update {o['last_update']}")
+    print(f"lake {args.lake}: {sum(c['rows'] for c in candles)} candles, {sum(o['orders'] for o in orders)} orders")
+    return 0
+
+
+def cmd_gaps(args: argparse.Namespace) -> int:
+    from binance_lake import jobs
+    from binance_lake.extract import exchange_gaps
+    from binance_lake.query import candle_gaps, connect
+    from binance_lake.times import ms_to_iso
+
+    lake = _open(args)
+    exch = exchange_gaps(lake, args.symbol, args.interval)
+    gaps, rows, _, _ = candle_gaps(connect(lake), args.symbol, args.interval, exch)
+    listed = [[ms_to_iso(s), ms_to_iso(e)] for s, e in gaps]
+    if not args.json:
+        for s, e in listed:
+            print(f"gap {s} .. {e}", file=sys.stderr)
+    summary: Dict[str, Any] = {"symbol": args.symbol, "rows": rows, "gaps": listed,
+                               "exchange_gaps": [[ms_to_iso(s), ms_to_iso(e)] for s, e in exch]}
+    if args.repair and gaps:
+        progress = ProgressReporter(f"repair {args.symbol}")
+        with binance_client(args) as client:
+            summary["repair"] = jobs.repair_candle_gaps(client, lake, args.symbol, args.interval, gaps,
+                                                        args.workers, progress)
+        progress.close()
+        remaining, rows, _, _ = candle_gaps(connect(lake), args.symbol, args.interval,
+                                            exchange_gaps(lake, args.symbol, args.interval))
+        summary["remaining_gaps"] = [[ms_to_iso(s), ms_to_iso(e)] for s, e in remaining]
+        line = (f"gaps {args.symbol}: repaired {len(gaps)} gaps ({summary['repair']['rows']} rows fetched), "
+                f"{len(remaining)} remain, exchange gaps {len(summary['repair']['exchange_gaps'])}")
+    else:
+        line = (f"gaps {args.symbol}: {len(gaps)} gaps in {rows} candles, exchange gaps {len(exch)}"
+                + (" (run with --repair to re-fetch)" if gaps else ""))
+    _print_summary(args, summary, line)
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from binance_lake.export import cell_text
+    from binance_lake.query import connect
+
+    con = connect(_open(args))
+    try:
+        cur = con.execute(args.sql)
+    except duckdb.Error as exc:
+        raise LakeError(f"query failed: {str(exc).splitlines()[0]}") from None
+    names = [d[0] for d in cur.description] if cur.description else []
+    rows = cur.fetchall()
+    if args.format == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(names)
+        w.writerows([cell_text(v) for v in r] for r in rows)
+    elif args.format == "json" or args.json:
+        print(json.dumps([dict(zip(names, r)) for r in rows], default=str))
+    else:
+        _print_table(names, rows)
+    return 0
+
+
+def _print_table(names: List[str], rows: Sequence[Sequence[Any]]) -> None:
+    from binance_lake.export import cell_text
+
+    cells = [[cell_text(v) for v in r] for r in rows]
+    widths = [max([len(n), *(len(r[i]) for r in cells)]) for i, n in enumerate(names)]
+    print("  ".join(n.ljust(w) for n, w in zip(names, widths)))
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+    print(f"({len(rows)} rows)")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from binance_lake.export import export_csv
+    from binance_lake.times import optional_time
+
+    n = export_csv(_open(args), args.table, args.symbol, args.output,
+                   optional_time(args.start, "--start"), optional_time(args.end, "--end"))
+    _print_summary(args, {"table": args.table, "rows": n, "output": args.output},
+                   f"export {args.table} {args.symbol}: {n} rows to {args.output}")
+    return 0
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    import time
+
+    from binance_lake.emulator import Emulator
+
+    emu = Emulator(now_ms=None)  # real time: the demo looks like a live run
+    emu.add_api_key(args.api_key, args.api_secret)
+    now = emu.now_ms()
+    emu.generate_orders("BTCUSDT", args.orders, now - 7 * 86_400_000, now, seed=1)
+    base_url = emu.start(port=args.port)
+    print(f"Binance emulator serving on {base_url} (api key {args.api_key!r}; Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        emu.stop()
+    return 0
+
+
+COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
+    "sync": cmd_sync, "transform": cmd_transform, "status": cmd_status, "gaps": cmd_gaps,
+    "query": cmd_query, "export": cmd_export, "emulator": cmd_emulator,
+}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("urllib3", "botocore", "boto3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return COMMANDS[args.command](args)
+    except LakeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:  # e.g. `| head`: the reader is gone, nothing to report
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted: everything written so far is consistent; rerun to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
