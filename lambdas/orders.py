@@ -1,0 +1,10 @@
+"""Placeholder orders extractor handler, replaced by issue 5 (the cloud end-to-end issue).
+
+Exists only so that the CDK app (issue 4) can bundle and synthesize the Lambda asset.
+"""
+
+from typing import Any, Dict
+
+
+def handler(event: Dict[str, Any], context: Any) -> Dict[str, Any]:
+    raise NotImplementedError("orders handler not implemented yet (issue 5)")

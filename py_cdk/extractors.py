@@ -1,0 +1,97 @@
+"""The candles and orders extractor Lambdas (arm64, bundled without Docker).
+
+Each function has its own role with exactly what it needs: read+write ``raw/*``,
+read ``curated/*`` (watermarks derive from curated data), list only those
+prefixes, use the lake key; the orders function may also read its one secret.
+Reserved concurrency 1: even a manual invoke cannot overlap a scheduled run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as sm
+from constructs import Construct
+
+from py_cdk import bundling
+from py_cdk.config import LakeSettings
+from py_cdk.storage import CURATED, RAW, LakeStorage
+
+
+@dataclass(frozen=True)
+class ExtractorSpec:
+    name: str
+    handler: str
+    # Sized for a 5-minute increment plus a catch-up of about a day after an outage
+    # (1000 candles per request, weight 2). Estimates until measured on AWS:
+    # adjust here after reading the REPORT lines (Max Memory Used / Duration).
+    memory_mb: int
+    timeout: Duration
+    description: str
+
+
+CANDLES = ExtractorSpec("Candles", "candles.handler", 512, Duration.minutes(4),
+                        "Closed 1m candles from Binance -> raw/klines (binance-lake)")
+ORDERS = ExtractorSpec("Orders", "orders.handler", 512, Duration.minutes(4),
+                       "Account orders from Binance -> raw/orders (binance-lake)")
+
+
+class Extractors(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, storage: LakeStorage, settings: LakeSettings,
+                 secret: sm.ISecret) -> None:
+        super().__init__(scope, construct_id)
+        code = bundling.lambda_code()  # one asset, bundled once, two handlers
+        env = self._environment(storage, settings)
+        self.candles = self._function(CANDLES, code, env, storage)
+        self.orders = self._function(ORDERS, code, {**env, "BINANCE_SECRET_ARN": secret.secret_arn}, storage)
+        self.orders.role.add_to_principal_policy(iam.PolicyStatement(  # type: ignore[union-attr]
+            sid="ReadBinanceApiKey", actions=["secretsmanager:GetSecretValue"], resources=[secret.secret_arn]))
+
+    @property
+    def functions(self) -> Dict[str, lambda_.Function]:
+        return {"candles": self.candles, "orders": self.orders}
+
+    @staticmethod
+    def _environment(storage: LakeStorage, settings: LakeSettings) -> Dict[str, str]:
+        return {
+            "LAKE_URI": storage.lake_uri,
+            "SYMBOLS": ",".join(settings.symbols),
+            "INTERVAL": settings.interval,
+            "BINANCE_BASE_URL": settings.binance_base_url,
+            "POWERTOOLS_SERVICE_NAME": "binance-lake",
+            "LOG_LEVEL": "INFO",
+        }
+
+    def _function(self, spec: ExtractorSpec, code: lambda_.Code, env: Dict[str, str],
+                  storage: LakeStorage) -> lambda_.Function:
+        log_group = logs.LogGroup(self, f"{spec.name}Logs", retention=logs.RetentionDays.ONE_MONTH,
+                                  encryption_key=storage.key, removal_policy=RemovalPolicy.DESTROY)
+        role = iam.Role(self, f"{spec.name}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                        description=f"binance-lake {spec.name.lower()} extractor")
+        fn = lambda_.Function(
+            self, spec.name, runtime=bundling.LAMBDA_RUNTIME, architecture=bundling.LAMBDA_ARCHITECTURE,
+            handler=spec.handler, code=code, memory_size=spec.memory_mb, timeout=spec.timeout,
+            description=spec.description, environment=env, role=role, log_group=log_group,
+            reserved_concurrent_executions=1,
+        )
+        # Own role + explicit log grant instead of the AWSLambdaBasicExecutionRole managed policy.
+        log_group.grant_write(role)
+        self._grant_lake(role, storage)
+        return fn
+
+    @staticmethod
+    def _grant_lake(role: iam.Role, storage: LakeStorage) -> None:
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="RawReadWrite", actions=["s3:GetObject", "s3:PutObject"], resources=[storage.prefix_arn(RAW)]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="CuratedRead", actions=["s3:GetObject"], resources=[storage.prefix_arn(CURATED)]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ListZones", actions=["s3:ListBucket"], resources=[storage.lake.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{RAW}*", f"{CURATED}*"]}}))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="LakeKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[storage.key.key_arn]))

@@ -1,0 +1,71 @@
+"""Pipeline: source -> synth (tests) -> self-mutation -> assets -> Beta -> approval -> Prod."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Dict, List
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import pipelines
+
+from py_cdk.config import load_settings
+from py_cdk.pipeline_stack import SYNTH_COMMANDS, pipeline_source
+from tests.cdk.conftest import Synth, flatten, only
+
+
+def _stages(synth: Synth) -> List[Dict[str, Any]]:
+    return only(synth.pipeline, "AWS::CodePipeline::Pipeline")["Properties"]["Stages"]
+
+
+def test_stages_in_order(synth: Synth) -> None:
+    assert [s["Name"] for s in _stages(synth)] == ["Source", "Build", "UpdatePipeline", "Assets", "Beta", "Prod"]
+
+
+def test_prod_waits_for_manual_approval(synth: Synth) -> None:
+    prod = next(s for s in _stages(synth) if s["Name"] == "Prod")
+    actions = sorted(prod["Actions"], key=lambda a: a["RunOrder"])
+    assert actions[0]["ActionTypeId"]["Category"] == "Approval"
+    assert actions[0]["Name"] == "PromoteToProd"
+    deploys = [a for a in actions if a["ActionTypeId"]["Category"] == "Deploy"]
+    assert deploys and all(a["RunOrder"] > actions[0]["RunOrder"] for a in deploys)
+    beta = next(s for s in _stages(synth) if s["Name"] == "Beta")
+    assert all(a["ActionTypeId"]["Category"] == "Deploy" for a in beta["Actions"])
+
+
+def test_stages_deploy_to_the_configured_accounts(synth: Synth) -> None:
+    ctx = synth.context
+    for name, account in (("Beta", ctx["binance-lake:beta-account"]), ("Prod", ctx["binance-lake:prod-account"])):
+        stage = next(s for s in _stages(synth) if s["Name"] == name)
+        deploy = next(a for a in stage["Actions"] if a["ActionTypeId"]["Category"] == "Deploy")
+        assert f":iam::{account}:role/cdk-" in flatten(deploy["Configuration"]["RoleArn"])
+        assert deploy["Configuration"]["StackName"] == f"{name}-BinanceLake"
+
+
+def test_pipeline_is_v2_with_rotated_cross_account_key(synth: Synth) -> None:
+    assert only(synth.pipeline, "AWS::CodePipeline::Pipeline")["Properties"]["PipelineType"] == "V2"
+    synth.pipeline.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+
+
+def test_source_is_the_github_connection_by_default(synth: Synth) -> None:
+    source = _stages(synth)[0]["Actions"][0]
+    assert source["ActionTypeId"]["Provider"] == "CodeStarSourceConnection"
+    assert source["Configuration"]["FullRepositoryId"] == synth.context["binance-lake:github-repository"]
+    assert source["Configuration"]["BranchName"] == "main"
+
+
+def test_synth_runs_the_tests_before_synthesizing() -> None:
+    test_step = next(i for i, c in enumerate(SYNTH_COMMANDS) if "pytest" in c)
+    synth_step = next(i for i, c in enumerate(SYNTH_COMMANDS) if " synth" in c)
+    assert test_step < synth_step
+
+
+def test_codecommit_source_is_selectable(synth: Synth, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No second synth: the source factory alone decides the provider.
+    calls: list = []
+    monkeypatch.setattr(pipelines.CodePipelineSource, "code_commit",
+                        staticmethod(lambda repo, branch: calls.append((repo.repository_name, branch)) or "cc"))
+    settings = load_settings(synth.app.node).pipeline
+    source = pipeline_source(cdk.Stack(cdk.App(), "Scratch"), replace(settings, source_type="codecommit"))
+    assert source == "cc"
+    assert calls == [(synth.context["binance-lake:codecommit-repository"], "main")]
