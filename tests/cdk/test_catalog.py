@@ -8,7 +8,8 @@ import pytest
 
 from binance_lake.schema import TABLES
 from py_cdk.catalog import glue_data_columns
-from tests.cdk.conftest import Synth, as_list, flatten, logical_id, only, policy_statements, resources
+
+from .support import Synth, as_list, flatten, logical_id, only, policy_statements, resources
 
 
 def _table(synth: Synth, name: str) -> Dict[str, Any]:

@@ -6,7 +6,8 @@ import aws_cdk as cdk
 import pytest
 
 from py_cdk.config import load_settings
-from tests.cdk.conftest import cdk_json_context
+
+from .support import cdk_json_context
 
 
 def _settings(**overrides: object):

@@ -7,7 +7,8 @@ import json
 from aws_cdk.assertions import Template
 
 from py_cdk import bundling
-from tests.cdk.conftest import Synth, as_list, flatten, logical_id, only, policy_statements, resources
+
+from .support import Synth, as_list, flatten, logical_id, only, policy_statements, resources
 
 
 def _fn(synth: Synth, name: str) -> dict:

@@ -6,7 +6,7 @@ from typing import Any, Dict, List
 
 from aws_cdk.assertions import Template
 
-from tests.cdk.conftest import Synth, logical_id, only, resources
+from .support import Synth, logical_id, only, resources
 
 
 def _alarms(template: Template) -> List[Dict[str, Any]]:

@@ -13,7 +13,7 @@ import pytest
 from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 
-from tests.cdk.conftest import Synth
+from .support import Synth
 
 # CDK Pipelines writes cross-account deploy role ARNs as Fn::Join; cfn-lint's pipeline-action
 # rule prefers Fn::Sub there (CloudFormation accepts both). Only that exact location is tolerated.

@@ -8,7 +8,8 @@ from typing import Any, Dict
 import pytest
 
 from py_cdk.orchestration import GLUE_TRANSIENT, LAMBDA_TRANSIENT
-from tests.cdk.conftest import Synth, as_list, flatten, logical_id, only, policy_statements
+
+from .support import Synth, as_list, flatten, logical_id, only, policy_statements
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from aws_cdk import pipelines
 
 from py_cdk.config import load_settings
 from py_cdk.pipeline_stack import SYNTH_COMMANDS, pipeline_source
-from tests.cdk.conftest import Synth, flatten, only
+
+from .support import Synth, flatten, only
 
 
 def _stages(synth: Synth) -> List[Dict[str, Any]]:

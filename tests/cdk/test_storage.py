@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aws_cdk.assertions import Match, Template
 
-from tests.cdk.conftest import Synth, flatten, logical_id, resources
+from .support import Synth, flatten, logical_id, resources
 
 
 def _bucket_ids(template: Template) -> list:
