@@ -264,13 +264,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_gaps(args: argparse.Namespace) -> int:
     from binance_lake import jobs
-    from binance_lake.extract import exchange_gaps
+    from binance_lake.extract import exchange_gaps, raw_coverage
     from binance_lake.query import candle_gaps, connect
     from binance_lake.times import ms_to_iso
 
     lake = _open(args)
     exch = exchange_gaps(lake, args.symbol, args.interval)
-    gaps, rows, _, _ = candle_gaps(connect(lake), args.symbol, args.interval, exch)
+    bounds = raw_coverage(lake, args.symbol, args.interval)
+    gaps, rows, _, _ = candle_gaps(connect(lake), args.symbol, args.interval, exch, bounds)
     listed = [[ms_to_iso(s), ms_to_iso(e)] for s, e in gaps]
     if not args.json:
         for s, e in listed:
@@ -284,7 +285,7 @@ def cmd_gaps(args: argparse.Namespace) -> int:
                                                         args.workers, progress)
         progress.close()
         remaining, rows, _, _ = candle_gaps(connect(lake), args.symbol, args.interval,
-                                            exchange_gaps(lake, args.symbol, args.interval))
+                                            exchange_gaps(lake, args.symbol, args.interval), bounds)
         summary["remaining_gaps"] = [[ms_to_iso(s), ms_to_iso(e)] for s, e in remaining]
         line = (f"gaps {args.symbol}: repaired {len(gaps)} gaps ({summary['repair']['rows']} rows fetched), "
                 f"{len(remaining)} remain, exchange gaps {len(summary['repair']['exchange_gaps'])}")

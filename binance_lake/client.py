@@ -210,7 +210,8 @@ class BinanceClient:
                 if not self._reached and attempt >= UNREACHABLE_ATTEMPTS:
                     raise BinanceUnavailableError(
                         f"cannot reach Binance at {self.base_url} ({type(exc).__name__}); check --base-url "
-                        "(or BINANCE_BASE_URL) and this machine's network") from None
+                        "(or BINANCE_BASE_URL) and this machine's network, or try --emulator for an offline demo"
+                    ) from None
                 delay = self._backoff(attempt, f"{what}: {type(exc).__name__} talking to {self.base_url}")
             except rex.RequestException as exc:
                 raise BinanceUnavailableError(

@@ -123,14 +123,26 @@ def parse_window_name(name: str) -> Optional[Tuple[int, int]]:
     return None
 
 
+def _raw_windows(lake: Lake, symbol: str, interval: str, newest: bool) -> Optional[Tuple[int, int]]:
+    base = f"{CANDLES.raw_prefix}/interval={interval}/symbol={symbol}"
+    dates = lake.list_children(base)
+    for date_dir in reversed(dates) if newest else dates:
+        windows = [w for w in map(parse_window_name, lake.list_children(f"{base}/{date_dir}")) if w]
+        if windows:
+            return (max(windows, key=lambda w: w[1]) if newest else min(windows))
+    return None
+
+
 def candles_watermark(lake: Lake, symbol: str, interval: str) -> Optional[int]:
     """End (exclusive) of the newest raw candle window, from the lake's listing alone."""
-    base = f"{CANDLES.raw_prefix}/interval={interval}/symbol={symbol}"
-    for date_dir in reversed(lake.list_children(base)):
-        ends = [w[1] for w in map(parse_window_name, lake.list_children(f"{base}/{date_dir}")) if w]
-        if ends:
-            return max(ends)
-    return None
+    newest = _raw_windows(lake, symbol, interval, newest=True)
+    return newest[1] if newest else None
+
+
+def raw_coverage(lake: Lake, symbol: str, interval: str) -> Optional[Tuple[int, int]]:
+    """[start of the oldest, end of the newest] raw candle window: the range the lake claims."""
+    oldest, newest = _raw_windows(lake, symbol, interval, False), _raw_windows(lake, symbol, interval, True)
+    return (oldest[0], newest[1]) if oldest and newest else None
 
 
 def gap_key(symbol: str, interval: str, start: int, end: int) -> str:

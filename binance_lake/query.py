@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from binance_lake.extract import exchange_gaps, merge_ranges
+from binance_lake.extract import exchange_gaps, merge_ranges, raw_coverage
 from binance_lake.lake import Lake
 from binance_lake.schema import CANDLES, TABLES, Table
 from binance_lake.times import interval_ms, ms_to_iso
@@ -97,9 +97,11 @@ def candle_symbols(lake: Lake) -> List[Tuple[str, str]]:
     return sorted(found)
 
 
-def candle_gaps(con: Any, symbol: str, interval: str, exchange: List[Tuple[int, int]]
+def candle_gaps(con: Any, symbol: str, interval: str, exchange: List[Tuple[int, int]],
+                bounds: Optional[Tuple[int, int]] = None
                 ) -> Tuple[List[Tuple[int, int]], int, Optional[int], Optional[int]]:
-    """Missing open-time ranges between the first and last curated candle, minus exchange gaps."""
+    """Missing open-time ranges, minus exchange gaps: holes between curated candles, plus the
+    head and tail of ``bounds`` (the range raw files cover) that curated lacks."""
     step = interval_ms(interval)
     first, last, rows = con.execute(
         "SELECT epoch_ms(min(candle_open_time)), epoch_ms(max(candle_open_time)), count(*) FROM candles "
@@ -108,7 +110,15 @@ def candle_gaps(con: Any, symbol: str, interval: str, exchange: List[Tuple[int, 
         "SELECT prev + ?, t FROM (SELECT epoch_ms(candle_open_time) AS t, "
         "lag(epoch_ms(candle_open_time)) OVER (ORDER BY candle_open_time) AS prev FROM candles "
         "WHERE symbol = ? AND interval = ?) WHERE t - prev > ? ORDER BY t", [step, symbol, interval, step]).fetchall()
-    return subtract_ranges([(int(s), int(e)) for s, e in holes], exchange), rows, first, last
+    missing = [(int(s), int(e)) for s, e in holes]
+    if bounds is not None:
+        lo, hi = bounds
+        if first is None:
+            missing = [bounds] if lo < hi else []
+        else:
+            missing = ([(lo, int(first))] if lo < first else []) + missing + (
+                [(int(last) + step, hi)] if int(last) + step < hi else [])
+    return subtract_ranges(missing, exchange), rows, first, last
 
 
 def subtract_ranges(ranges: List[Tuple[int, int]], minus: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
@@ -127,7 +137,7 @@ def status(lake: Lake, con: Optional[Any] = None) -> List[SymbolStatus]:
     out = []
     for interval, symbol in candle_symbols(lake):
         exch = exchange_gaps(lake, symbol, interval)
-        gaps, rows, first, last = candle_gaps(con, symbol, interval, exch)
+        gaps, rows, first, last = candle_gaps(con, symbol, interval, exch, raw_coverage(lake, symbol, interval))
         last_run = read_last_run(lake, "candles", symbol)
         out.append(SymbolStatus(symbol, interval, first, last, rows, gaps, exch, last_run))
     return out

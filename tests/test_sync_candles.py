@@ -165,3 +165,15 @@ def test_duckdb_views_query_the_curated_zone(client, lake):
                               "WHERE symbol = 'BTCUSDT'").fetchone()
     assert (n, days) == (1440, 1)
     assert hi == max(r["high_price"] for r in curated(lake, "candles").to_pylist())
+
+
+def test_gap_at_the_head_of_the_synced_range_is_found(client, lake, emulator):
+    """A lost first partition is a gap too: the raw coverage says where the lake should start."""
+    jobs.sync_candles(client, lake, "BTCUSDT", start=MAR1, end=MAR2 + 60 * MS_PER_MINUTE)
+    for key in lake.list_keys("curated/candles/interval=1m/symbol=BTCUSDT/date=2024-03-01"):
+        lake.delete(key)
+    [st] = status(lake)
+    assert st.gaps == [(MAR1, MAR2)]
+    jobs.repair_candle_gaps(client, lake, "BTCUSDT", "1m", st.gaps)
+    assert candle_tuples(lake) == truth_tuples("BTCUSDT", emulator.klines("BTCUSDT", "1m", MAR1,
+                                                                            MAR2 + 60 * MS_PER_MINUTE))
