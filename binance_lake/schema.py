@@ -86,7 +86,11 @@ class Table:
         )
 
     def glue_columns(self) -> List[Dict[str, str]]:
-        return [{"name": c.name, "type": _GLUE_TYPES[c.kind], "comment": c.description} for c in self.columns]
+        """Glue data columns. Hive/Glue forbid a column named like a partition key: orders carry
+        ``symbol`` in the rows and as the partition, with the same value, so Athena reads the partition."""
+        keys = {p.name for p in self.partition_keys}
+        return [{"name": c.name, "type": _GLUE_TYPES[c.kind], "comment": c.description}
+                for c in self.columns if c.name not in keys]
 
     def glue_partition_keys(self) -> List[Dict[str, str]]:
         return [{"name": p.name, "type": "string", "comment": p.description} for p in self.partition_keys]

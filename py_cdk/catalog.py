@@ -31,17 +31,6 @@ def _columns(items: Sequence[Dict[str, str]]) -> List[glue.Column]:
                         comment=c["comment"]) for c in items]
 
 
-def glue_data_columns(table: Table) -> List[Dict[str, str]]:
-    """The schema's columns minus any that share a partition key's name.
-
-    Hive/Glue forbid a column and a partition key with the same name; orders carry
-    ``symbol`` in the Parquet rows *and* as the partition key, with the same value.
-    Athena then reads ``symbol`` from the partition (identical), so nothing is lost.
-    """
-    keys = {p.name for p in table.partition_keys}
-    return [c for c in table.glue_columns() if c["name"] not in keys]
-
-
 def _projection(table: Table, settings: LakeSettings) -> Dict[str, glue.PartitionProjectionConfiguration]:
     """Projection per partition key, from the schema's hints.
 
@@ -103,7 +92,7 @@ class Catalog(Construct):
             self, table.name.capitalize(), database=self.database, table_name=table.name,
             description=table.description, storage=glue.S3TableStorage.from_bucket(self._storage.lake),
             s3_prefix=prefix, data_format=glue.DataFormat.PARQUET,
-            columns=_columns(glue_data_columns(table)), partition_keys=_columns(table.glue_partition_keys()),
+            columns=_columns(table.glue_columns()), partition_keys=_columns(table.glue_partition_keys()),
             partition_projection=_projection(table, self._settings),
             parameters={"storage.location.template": template, "classification": "parquet"},
         )

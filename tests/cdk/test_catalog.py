@@ -7,7 +7,6 @@ from typing import Any, Dict
 import pytest
 
 from binance_lake.schema import TABLES
-from py_cdk.catalog import glue_data_columns
 
 from .support import Synth, as_list, flatten, logical_id, only, policy_statements, resources
 
@@ -20,12 +19,10 @@ def _table(synth: Synth, name: str) -> Dict[str, Any]:
 @pytest.mark.parametrize("name", sorted(TABLES))
 def test_columns_and_partition_keys_come_from_the_schema(synth: Synth, name: str) -> None:
     table, schema = _table(synth, name), TABLES[name]
-    partition_names = {p.name for p in schema.partition_keys}
-    expected = [{"Name": c["name"], "Type": c["type"], "Comment": c["comment"]}
-                for c in schema.glue_columns() if c["name"] not in partition_names]
+    expected = [{"Name": c["name"], "Type": c["type"], "Comment": c["comment"]} for c in schema.glue_columns()]
     assert table["StorageDescriptor"]["Columns"] == expected
-    assert expected == [{"Name": c["name"], "Type": c["type"], "Comment": c["comment"]}
-                        for c in glue_data_columns(schema)]
+    # Glue forbids a data column named like a partition key; the schema leaves those out.
+    assert not {c["Name"] for c in expected} & {p.name for p in schema.partition_keys}
     assert table["PartitionKeys"] == [{"Name": p["name"], "Type": p["type"], "Comment": p["comment"]}
                                       for p in schema.glue_partition_keys()]
 
