@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from binance_lake.client import BinanceClient
+from binance_lake.crash import crash_point
 from binance_lake.errors import BadInputError
 from binance_lake.lake import Lake
 from binance_lake.schema import CANDLES, OPEN_ORDER_STATUSES, ORDERS
@@ -77,10 +78,17 @@ def pending_key(raw_key: str) -> str:
 
 
 def write_raw(lake: Lake, key: str, envelope: Dict[str, Any]) -> bool:
-    """Marker first, then the immutable raw file. Returns False if the key existed."""
-    lake.write_bytes(pending_key(key), b"")
+    """Marker first, then the immutable raw file. Returns False if the key existed.
+
+    The marker holds its creation time: a transform that finds no raw file behind a
+    young marker leaves it (the raw write may be in flight in another run).
+    """
+    lake.write_bytes(pending_key(key), str(int(time.time() * 1000)).encode())
+    crash_point("marker")
     body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
-    return lake.write_bytes(key, body, if_absent=True)
+    written = lake.write_bytes(key, body, if_absent=True)
+    crash_point("raw")
+    return written
 
 
 def envelope(client: BinanceClient, table: str, symbol: str, endpoint: str, params: Dict[str, Any],
@@ -231,30 +239,50 @@ def sync_candles(client: BinanceClient, lake: Lake, symbol: str, interval: str =
     rng = resolve_candle_range(client, lake, symbol, interval, start, end, now_ms)
     result = ExtractResult(CANDLES.name, symbol, start=rng.start, end=rng.end, note=rng.note)
     pages = candle_pages(rng.start, rng.end, interval_ms(interval))
-    done = 0
 
-    def run(page: Tuple[int, int]) -> List[Tuple[str, int, List[Tuple[int, int]]]]:
-        return fetch_candle_page(client, lake, symbol, interval, page[0], page[1], now_ms)
+    def fetch(page: Tuple[int, int]) -> List[list]:
+        crash_point("fetch")
+        return client.klines(symbol, interval, page[0], page[1] - 1, limit=PAGE_LIMIT)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for files in pool.map(run, pages):
-            for key, rows, gaps in files:
-                result.raw_keys.append(key)
-                result.rows += rows
-                result.dates.append(key.split("date=")[1].split("/")[0])
-                result.exchange_gaps.extend(gaps)
-            done += 1
-            if progress:
-                progress(done, len(pages))
+    # Pages are fetched concurrently but stored strictly in order, so a run killed at
+    # any point leaves a prefix of the range in raw and the watermark (newest raw end)
+    # never jumps over a page that was not stored.
+    for done, (page, rows) in enumerate(zip(pages, _ordered(fetch, pages, max(1, workers))), 1):
+        for key, n, gaps in store_candle_page(client, lake, symbol, interval, page[0], page[1], now_ms, rows):
+            result.raw_keys.append(key)
+            result.rows += n
+            result.dates.append(key.split("date=")[1].split("/")[0])
+            result.exchange_gaps.extend(gaps)
+        if progress:
+            progress(done, len(pages))
     result.exchange_gaps = merge_ranges(result.exchange_gaps)
     return result
+
+
+def _ordered(fn: Callable[[Tuple[int, int]], List[list]], pages: List[Tuple[int, int]], workers: int
+             ) -> Iterable[List[list]]:
+    """fn(page) for every page, results in page order, at most 2 * workers in flight (bounded memory)."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures: List[Any] = []
+        for page in pages:
+            futures.append(pool.submit(fn, page))
+            if len(futures) >= 2 * workers:
+                yield futures.pop(0).result()
+        for future in futures:
+            yield future.result()
 
 
 def fetch_candle_page(client: BinanceClient, lake: Lake, symbol: str, interval: str, start: int, end: int,
                       now_ms: int) -> List[Tuple[str, int, List[Tuple[int, int]]]]:
     """One klines request covering [start, end) -> one raw file per UTC day touched."""
-    step = interval_ms(interval)
     rows = client.klines(symbol, interval, start, end - 1, limit=PAGE_LIMIT)
+    return store_candle_page(client, lake, symbol, interval, start, end, now_ms, rows)
+
+
+def store_candle_page(client: BinanceClient, lake: Lake, symbol: str, interval: str, start: int, end: int,
+                      now_ms: int, rows: List[list]) -> List[Tuple[str, int, List[Tuple[int, int]]]]:
+    """The rows of one klines request -> one raw file per UTC day touched (+ exchange gaps)."""
+    step = interval_ms(interval)
     by_open = {to_ms(r[0]): r for r in rows if isinstance(r, list) and r}
     params = {"symbol": symbol, "interval": interval, "startTime": start, "endTime": end - 1, "limit": PAGE_LIMIT}
     out = []
@@ -312,11 +340,15 @@ def read_orders_index(lake: Lake, symbol: str) -> Dict[str, Any]:
 
 
 def pending_order_ids(lake: Lake, symbol: str) -> List[int]:
-    """Highest order id of each raw page not yet transformed (from key names)."""
+    """Highest order id of each raw page not yet transformed (from key names).
+
+    Only markers whose raw file exists count: a run killed between marker and raw file
+    must not move the cursor past orders that were never stored.
+    """
     ids = []
     for key in lake.list_keys(f"raw/_pending/orders/symbol={symbol}"):
         parts = key.rsplit("/", 1)[-1][:-5].split("-")
-        if len(parts) >= 4 and parts[-1].isdigit():
+        if len(parts) >= 4 and parts[-1].isdigit() and lake.exists("raw/" + key[len("raw/_pending/"):]):
             ids.append(int(parts[-1]))
     return ids
 
@@ -357,6 +389,7 @@ class OrdersRun:
         self.pages = 0
 
     def fetch_page(self, params: Dict[str, Any]) -> List[Dict[str, Any]]:
+        crash_point("fetch")
         orders = self.client.all_orders(
             self.symbol, order_id=params.get("orderId"), start=params.get("startTime"),
             end_inclusive=params.get("endTime"), limit=params.get("limit", PAGE_LIMIT))

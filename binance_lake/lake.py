@@ -17,6 +17,7 @@ import os
 import uuid
 from typing import Iterator, List, Optional, Protocol
 
+from binance_lake.crash import crash_point
 from binance_lake.errors import StorageError
 
 TMP_MARK = ".tmp-"
@@ -74,6 +75,7 @@ class LocalLake:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            crash_point(f"tmp:{key.split('/', 1)[0]}")  # test hook: die with only the temp file written
             if if_absent:
                 try:
                     os.link(tmp, path)  # atomic create-if-absent

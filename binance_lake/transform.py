@@ -27,14 +27,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from binance_lake.crash import crash_point
 from binance_lake.extract import orders_index_key, pending_key, read_orders_index
 from binance_lake.lake import Lake
+from binance_lake.lock import lake_lock
 from binance_lake.schema import CANDLES, DECIMAL, DECIMAL_SCALE, INT64, OPEN_ORDER_STATUSES, ORDERS, TIMESTAMP, Table
 from binance_lake.times import interval_ms, ms_to_date, to_ms
 
 log = logging.getLogger(__name__)
 
 PART_NAME = "part-0.parquet"
+# A marker whose raw file is missing is left alone this long: another run may be between
+# writing the marker and the raw file (a Lambda runs at most 15 minutes).
+MARKER_GRACE_MS = 15 * 60 * 1000
 _MAX_DECIMAL = Decimal(10) ** (38 - DECIMAL_SCALE)
 
 
@@ -47,8 +52,10 @@ class TransformResult:
     quarantined_files: int = 0
     rebuilt: List[str] = field(default_factory=list)
     last_candle_close: Dict[str, int] = field(default_factory=dict)
+    missing_raw: List[str] = field(default_factory=list)  # markers' raw keys not (yet) there
 
     def add(self, other: TransformResult) -> None:
+        self.missing_raw += other.missing_raw
         self.partitions += other.partitions
         self.rows_in += other.rows_in
         self.rows_written += other.rows_written
@@ -308,7 +315,8 @@ def gather(lake: Lake, keys: Iterable[str], table: str, result: TransformResult)
         try:
             fetched_at, rows = read_raw(lake, key, table)
         except KeyError:
-            continue  # marker without a raw file: a crash between the two writes
+            result.missing_raw.append(key)  # a crash between marker and raw, or a write in flight
+            continue
         except Rejected as exc:
             quarantine_file(lake, key, str(exc))
             result.quarantined_files += 1
@@ -404,10 +412,29 @@ def transform_candles(lake: Lake, markers: Sequence[str], rebuild: bool = False)
         raw_key = raw_key_of_marker(marker) if marker.startswith("raw/_pending/") else marker
         groups[_candle_partition_of(raw_key)[0]].append(raw_key)
     for partition, raw_keys in sorted(groups.items()):
-        result.add(_candle_partition(lake, partition, sorted(raw_keys), rebuild))
-        for key in raw_keys:
-            lake.delete(pending_key(key))
+        # Serial per symbol: read-merge-write-unmark by two runs at once would lose rows.
+        with lake_lock(lake, CANDLES.name, _candle_partition_of(raw_keys[0])[2]):
+            part = _candle_partition(lake, partition, sorted(raw_keys), rebuild)
+            crash_point("curated")
+            unmark(lake, raw_keys, part.missing_raw)
+        result.add(part)
     return result
+
+
+def unmark(lake: Lake, raw_keys: Sequence[str], missing: Sequence[str]) -> None:
+    """Delete the pending markers of raw files now in curated, and of raw files that never came."""
+    now = int(time.time() * 1000)
+    for key in raw_keys:
+        if key in missing and now - _marker_time(lake, key) < MARKER_GRACE_MS:
+            continue  # its raw file may still be on its way: the next transform takes it
+        lake.delete(pending_key(key))
+
+
+def _marker_time(lake: Lake, raw_key: str) -> int:
+    try:
+        return int(lake.read_bytes(pending_key(raw_key)) or b"0")
+    except (KeyError, ValueError):
+        return 0  # gone, or an old empty marker: old enough
 
 
 def _candle_partition(lake: Lake, partition: str, raw_keys: List[str], rebuild: bool) -> TransformResult:
@@ -464,9 +491,11 @@ def transform_orders(lake: Lake, markers: Sequence[str], rebuild: bool = False) 
         raw_key = raw_key_of_marker(marker) if marker.startswith("raw/_pending/") else marker
         by_symbol[_order_symbol(raw_key)].append(raw_key)
     for symbol, raw_keys in sorted(by_symbol.items()):
-        result.add(_orders_symbol(lake, symbol, sorted(raw_keys), rebuild))
-        for key in raw_keys:
-            lake.delete(pending_key(key))
+        with lake_lock(lake, ORDERS.name, symbol):  # see transform_candles
+            part = _orders_symbol(lake, symbol, sorted(raw_keys), rebuild)
+            crash_point("curated")
+            unmark(lake, raw_keys, part.missing_raw)
+        result.add(part)
     return result
 
 

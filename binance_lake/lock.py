@@ -1,0 +1,96 @@
+"""A lease lock stored in the lake itself, so one mechanism serves a directory and S3.
+
+Why: a curated partition is rewritten whole from (existing partition + pending raw
+files). Two transforms of the same symbol at once would each merge their own view and
+the last writer would drop the other's rows, then both delete their markers: rows lost.
+Holding this lock across read-merge-write-unmark makes those steps serial per symbol.
+
+The lock is a key created only if absent (hard link locally, ``If-None-Match: *`` on
+S3) holding ``{owner, host, pid, expires_at}``. A holder that died is taken over when
+its lease expires or, on a local lake, at once when its pid no longer exists on this
+host (a SIGKILLed run must not block the rerun). Extraction never takes it: raw files
+are immutable with deterministic or unique keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+import uuid
+from typing import Any, Dict, Iterator, Optional
+
+from binance_lake.errors import StorageError
+from binance_lake.lake import Lake
+
+LEASE_S = 300.0  # far longer than one symbol's transform; only a dead holder's lock gets this old
+WAIT_S = 600.0
+
+
+def lock_key(table: str, symbol: str) -> str:
+    return f"curated/_locks/{table}/symbol={symbol}.lock"
+
+
+@contextlib.contextmanager
+def lake_lock(lake: Lake, table: str, symbol: str, lease_s: float = LEASE_S, wait_s: float = WAIT_S
+              ) -> Iterator[None]:
+    key, owner = lock_key(table, symbol), uuid.uuid4().hex
+    _acquire(lake, key, owner, lease_s, wait_s)
+    try:
+        yield
+    finally:
+        _release(lake, key, owner)
+
+
+def _acquire(lake: Lake, key: str, owner: str, lease_s: float, wait_s: float) -> None:
+    deadline, pause = time.time() + wait_s, 0.02
+    while True:
+        body = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(),
+                "expires_at": time.time() + lease_s}
+        if lake.write_bytes(key, json.dumps(body).encode(), if_absent=True):
+            return
+        held = _read(lake, key)
+        if held is not None and _stale(lake, held):
+            lake.delete(key)  # the holder is gone; the next create decides who takes over
+            continue
+        if time.time() > deadline:
+            raise StorageError(f"{key} is held by another run (host {held.get('host') if held else '?'}) "
+                               f"for over {wait_s:.0f}s; if no other run is active, delete that key")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
+def _read(lake: Lake, key: str) -> Optional[Dict[str, Any]]:
+    try:
+        return json.loads(lake.read_bytes(key))
+    except KeyError:
+        return None  # released meanwhile: try again
+    except ValueError:
+        return {"expires_at": 0}  # unreadable lock: treat as expired
+
+
+def _stale(lake: Lake, held: Dict[str, Any]) -> bool:
+    if float(held.get("expires_at", 0)) < time.time():
+        return True
+    local = lake.local_path("") is not None and held.get("host") == socket.gethostname()
+    return local and not _pid_alive(int(held.get("pid", 0)))
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _release(lake: Lake, key: str, owner: str) -> None:
+    held = _read(lake, key)
+    if held is not None and held.get("owner") == owner:
+        lake.delete(key)
