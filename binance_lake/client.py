@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.binance.com"
 KLINES_WEIGHT = 2
 ALL_ORDERS_WEIGHT = 20
+OPEN_ORDERS_WEIGHT = 6  # with a symbol
+ORDER_WEIGHT = 4
 EXCHANGE_INFO_WEIGHT = 20
 TIME_WEIGHT = 1
 UNREACHABLE_ATTEMPTS = 3
@@ -295,20 +297,33 @@ class BinanceClient:
             lambda c: c.get_klines(symbol=symbol, interval=interval, startTime=start,
                                    endTime=end_inclusive, limit=limit))
 
-    def all_orders(self, symbol: str, order_id: Optional[int] = None, start: Optional[int] = None,
-                   end_inclusive: Optional[int] = None, limit: int = 1000) -> List[Dict[str, Any]]:
+    def _require_credentials(self) -> None:
         if not self.config.has_credentials:
             raise MissingCredentialsError(
                 "sync orders needs a Binance API key: set BINANCE_API_KEY and BINANCE_API_SECRET "
                 "(a read-only key is enough)")
         if not self._clock_synced:
             self.sync_clock()
+
+    def all_orders(self, symbol: str, order_id: Optional[int] = None, start: Optional[int] = None,
+                   end_inclusive: Optional[int] = None, limit: int = 1000) -> List[Dict[str, Any]]:
+        self._require_credentials()
         params: Dict[str, Any] = {"symbol": symbol, "limit": limit}
         for name, value in (("orderId", order_id), ("startTime", start), ("endTime", end_inclusive)):
             if value is not None:
                 params[name] = value
         return self._call(f"GET /api/v3/allOrders {symbol}", ALL_ORDERS_WEIGHT,
                           lambda c: c.get_all_orders(**params), signed=True)
+
+    def open_orders(self, symbol: str) -> List[Dict[str, Any]]:
+        self._require_credentials()
+        return self._call(f"GET /api/v3/openOrders {symbol}", OPEN_ORDERS_WEIGHT,
+                          lambda c: c.get_open_orders(symbol=symbol), signed=True)
+
+    def order(self, symbol: str, order_id: int) -> Dict[str, Any]:
+        self._require_credentials()
+        return self._call(f"GET /api/v3/order {symbol} {order_id}", ORDER_WEIGHT,
+                          lambda c: c.get_order(symbol=symbol, orderId=order_id), signed=True)
 
 
 def _retry_after(exc: Any) -> Optional[float]:

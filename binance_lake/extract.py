@@ -353,12 +353,16 @@ def pending_order_ids(lake: Lake, symbol: str) -> List[int]:
     return ids
 
 
-def orders_cursor(lake: Lake, symbol: str) -> int:
-    """First orderId to page from: the oldest still-open order, else one past the highest known."""
+def known_orders(lake: Lake, symbol: str) -> Tuple[int, List[int]]:
+    """(highest known order id or -1, ids stored in a non-final state)."""
     index = read_orders_index(lake, symbol)
     highest = max([int(index.get("max_order_id", -1)), *pending_order_ids(lake, symbol)])
-    open_ids = [int(i) for i in index.get("open_order_ids", [])]
-    return min([highest + 1, *open_ids])
+    return highest, sorted(int(i) for i in index.get("open_order_ids", []))
+
+
+# Orders that left the book since the last sync are re-read one by one (weight 4 each) up to
+# this many; beyond it, re-paging allOrders from the oldest of them (weight 20 per 1000) is cheaper.
+REFRESH_ONE_BY_ONE_MAX = 50
 
 
 def sync_orders(client: BinanceClient, lake: Lake, symbol: str, request: Optional[OrdersRequest] = None,
@@ -375,7 +379,7 @@ def sync_orders(client: BinanceClient, lake: Lake, symbol: str, request: Optiona
         end = request.end if request.end is not None else client.server_time()
         run.fetch_window(request.start, end)
     else:
-        run.page_by_id(orders_cursor(lake, symbol))
+        run.incremental(*known_orders(lake, symbol))
     return run.result
 
 
@@ -393,20 +397,57 @@ class OrdersRun:
         orders = self.client.all_orders(
             self.symbol, order_id=params.get("orderId"), start=params.get("startTime"),
             end_inclusive=params.get("endTime"), limit=params.get("limit", PAGE_LIMIT))
-        self.pages += 1
+        self._count_page()
         if orders:
             self._write(params, orders)
-        if self.progress:
-            self.progress(self.pages, 0)
         return orders
 
-    def _write(self, params: Dict[str, Any], orders: List[Dict[str, Any]]) -> None:
+    def incremental(self, highest: int, stored_open: List[int]) -> None:
+        """New orders after ``highest``, plus fresh states of stored orders that were still open.
+
+        /openOrders (weight 6) tells which stored open orders changed: the ones no longer on
+        the book. Those are re-read; orders still open are stored again with their current state.
+        """
+        cursor = highest + 1
+        if stored_open:
+            on_book = self.client.open_orders(self.symbol)
+            self._count_page()
+            if on_book:
+                self._write({"endpoint": "openOrders"}, on_book, "/api/v3/openOrders")
+            left_book = sorted(set(stored_open) - {int(o["orderId"]) for o in on_book})
+            if len(left_book) > REFRESH_ONE_BY_ONE_MAX:
+                cursor = min(cursor, left_book[0])
+            elif left_book:
+                found = [o for o in map(self._one, left_book) if o is not None]
+                if found:
+                    self._write({"orderIds": left_book}, found, "/api/v3/order")
+        self.page_by_id(cursor)
+
+    def _one(self, order_id: int) -> Optional[Dict[str, Any]]:
+        try:
+            order = self.client.order(self.symbol, order_id)
+        except BinanceError as exc:
+            if exc.code != -2013:
+                raise
+            # Binance no longer has it: keep what is stored rather than invent a final state.
+            log.warning("%s order %d: Binance says it does not exist (-2013); kept as stored", self.symbol, order_id)
+            order = None
+        self._count_page()
+        return order
+
+    def _count_page(self) -> None:
+        self.pages += 1
+        if self.progress:
+            self.progress(self.pages, 0)
+
+    def _write(self, params: Dict[str, Any], orders: List[Dict[str, Any]],
+               endpoint: str = "/api/v3/allOrders") -> None:
         fetched = int(time.time() * 1000)
         ids = [int(o["orderId"]) for o in orders if isinstance(o, dict) and "orderId" in o]
         first, last = (min(ids), max(ids)) if ids else (0, 0)
         name = f"{fetched}-{self.run_id}-{self.pages:05d}-{first}-{last}.json"
         key = f"{raw_partition(ORDERS.name, self.symbol, ms_to_date(fetched))}/{name}"
-        write_raw(self.lake, key, envelope(self.client, "orders", self.symbol, "/api/v3/allOrders",
+        write_raw(self.lake, key, envelope(self.client, "orders", self.symbol, endpoint,
                                            {"symbol": self.symbol, **params}, orders))
         self.result.raw_keys.append(key)
         self.result.rows += len(orders)

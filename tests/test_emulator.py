@@ -528,3 +528,30 @@ def test_data_clock_controls():
     assert abs(live.now_ms() - time.time() * 1000) < 5000
     with pytest.raises(RuntimeError):
         live.set_now(NOW)
+
+
+def test_open_orders_and_single_order_endpoints():
+    """openOrders lists the book; order returns one order or -2013, both signed."""
+    import time as _time
+
+    from binance.client import Client
+    from binance.exceptions import BinanceAPIException
+
+    from binance_lake.emulator import Emulator
+
+    emu = Emulator(now_ms=1709424030000)
+    emu.add_api_key("k" * 20, "s" * 20)
+    orders = emu.generate_orders("BTCUSDT", 40, 1709424030000 - 86_400_000, 1709424030000 - 60_000, seed=2)
+    with emu.serve() as url:
+        c = Client("k" * 20, "s" * 20, ping=False)
+        c.API_URL = url + "/api"
+        c.timestamp_offset = c.get_server_time()["serverTime"] - int(_time.time() * 1000)
+        on_book = c.get_open_orders(symbol="BTCUSDT")
+        assert [o["orderId"] for o in on_book] == [
+            o["orderId"] for o in orders if o["status"] in ("NEW", "PARTIALLY_FILLED", "PENDING_NEW")]
+        assert c.get_order(symbol="BTCUSDT", orderId=orders[3]["orderId"]) == emu.orders("BTCUSDT")[3]
+        try:
+            c.get_order(symbol="BTCUSDT", orderId=10_000)
+            raise AssertionError("expected -2013")
+        except BinanceAPIException as exc:
+            assert exc.code == -2013

@@ -39,20 +39,41 @@ def test_whole_history_over_many_pages(client, lake, emulator):
     assert [p.get("orderId") for p in pages] == ["0", "1001", "2001"]
 
 
-def test_status_changes_are_upserted_and_new_orders_appended(client, lake, emulator):
+def _sync_with_changes(client, lake, emulator):
     emulator.generate_orders("BTCUSDT", 300, NOW_MS - 5 * MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=4)
     jobs.sync_orders(client, lake, "BTCUSDT")
     open_before = [o for o in emulator.orders("BTCUSDT") if o["status"] in ("NEW", "PARTIALLY_FILLED")]
-    assert open_before, "the generator should leave some orders open"
+    assert len(open_before) >= 3, "the generator should leave some orders open"
     emulator.advance(60_000)
     emulator.update_order("BTCUSDT", open_before[0]["orderId"], status="FILLED")
-    emulator.add_order("BTCUSDT", status="NEW")
+    emulator.update_order("BTCUSDT", open_before[1]["orderId"], status="CANCELED")
+    new = emulator.add_order("BTCUSDT", status="NEW")
+    seen = len(emulator.requests)
     s = jobs.sync_orders(client, lake, "BTCUSDT")
-    first_page = [r.params for r in emulator.requests if r.path == "/api/v3/allOrders"][-1]
-    assert int(first_page["orderId"]) == min(o["orderId"] for o in open_before)  # refresh from oldest open
-    assert s["rows"] >= 2
     assert_equals_truth(lake, emulator.orders("BTCUSDT"))
     assert order_rows(lake)[open_before[0]["orderId"]]["status"] == "FILLED"
+    assert order_rows(lake)[new["orderId"]]["status"] == "NEW"
+    # Successful order calls only (the clock jump above costs one -1021 and a resync).
+    return s, open_before, [(r.path, r.params) for r in emulator.requests[seen:]
+                            if r.status == 200 and ("Order" in r.path or r.path == "/api/v3/order")]
+
+
+def test_status_changes_are_upserted_cheaply(client, lake, emulator):
+    s, open_before, calls = _sync_with_changes(client, lake, emulator)
+    paths = [p for p, _ in calls]
+    # One openOrders call, one lookup per order that left the book, then new orders after the highest id.
+    assert paths == ["/api/v3/openOrders", "/api/v3/order", "/api/v3/order", "/api/v3/allOrders"]
+    assert {int(p["orderId"]) for _, p in calls[1:3]} == {o["orderId"] for o in open_before[:2]}
+    assert calls[-1][1]["orderId"] == "301"
+
+
+def test_many_changed_orders_are_refreshed_by_paging(client, lake, emulator, monkeypatch):
+    from binance_lake import extract
+
+    monkeypatch.setattr(extract, "REFRESH_ONE_BY_ONE_MAX", 1)
+    _, open_before, calls = _sync_with_changes(client, lake, emulator)
+    assert [p for p, _ in calls][:2] == ["/api/v3/openOrders", "/api/v3/allOrders"]
+    assert int(calls[1][1]["orderId"]) == min(o["orderId"] for o in open_before[:2])
 
 
 def test_latest_n_sample(client, lake, emulator):

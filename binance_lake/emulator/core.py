@@ -591,13 +591,45 @@ class Emulator:
             rows = [o for o in rows if start <= o["time"] <= end]  # type: ignore[operator]
         # oldest first from orderId / startTime; else the most recent (up to endTime), ascending
         rows = rows[:limit] if order_id is not None or "startTime" in p else rows[-limit:]
-        rows = copy.deepcopy(rows)
-        if ctx.micros:
-            for o in rows:
-                for k in TIME_FIELDS:
-                    if isinstance(o.get(k), int) and o[k] > 0:
-                        o[k] *= 1000
-        return rows
+        return _served_orders(rows, ctx)
+
+    def _signed_symbol(self, ctx: _Ctx) -> str:
+        self._check_signed(ctx)
+        symbol = _required(ctx.params, "symbol")
+        if symbol not in self._symbols:
+            raise ApiError(400, -1121, "Invalid symbol.")
+        return symbol
+
+    def _ep_open_orders(self, ctx: _Ctx) -> Any:
+        """GET /api/v3/openOrders: the symbol's orders still on the book (weight 6 with a symbol)."""
+        symbol = self._signed_symbol(ctx)
+        return _served_orders([o for o in self._books[symbol].sorted() if o["status"] in OPEN_STATUSES], ctx)
+
+    def _ep_order(self, ctx: _Ctx) -> Any:
+        """GET /api/v3/order: one order by orderId (weight 4); unknown -> -2013."""
+        symbol = self._signed_symbol(ctx)
+        order_id = _long(ctx.params, "orderId")
+        if order_id is None:
+            raise ApiError(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+        for o in self._books[symbol].sorted():
+            if o["orderId"] == order_id:
+                return _served_orders([o], ctx)[0]
+        raise ApiError(400, -2013, "Order does not exist.")
+
+
+# Binance's non-final order statuses: these are what /openOrders lists.
+OPEN_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED", "PENDING_NEW"})
+
+
+def _served_orders(rows: list, ctx: _Ctx) -> list:
+    """Copies of stored orders as served: times in µs when the client asked for them."""
+    rows = copy.deepcopy(rows)
+    if ctx.micros:
+        for o in rows:
+            for k in TIME_FIELDS:
+                if isinstance(o.get(k), int) and o[k] > 0:
+                    o[k] *= 1000
+    return rows
 
 
 def _symbol_info(spec: C.SymbolSpec) -> dict:
@@ -629,4 +661,6 @@ _ROUTES: dict[str, tuple[int, Callable[[Emulator, _Ctx], Any]]] = {
     "/api/v3/exchangeInfo": (20, Emulator._ep_exchange_info),
     "/api/v3/klines": (2, Emulator._ep_klines),
     "/api/v3/allOrders": (20, Emulator._ep_all_orders),
+    "/api/v3/openOrders": (6, Emulator._ep_open_orders),
+    "/api/v3/order": (4, Emulator._ep_order),
 }
