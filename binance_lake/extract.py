@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 from binance_lake.client import BinanceClient
 from binance_lake.crash import crash_point
-from binance_lake.errors import BadInputError
+from binance_lake.errors import BadInputError, BinanceError
 from binance_lake.lake import Lake
 from binance_lake.schema import CANDLES, OPEN_ORDER_STATUSES, ORDERS
 from binance_lake.times import MS_PER_DAY, day_start, floor_to, interval_ms, ms_to_date, ms_to_iso, to_ms
