@@ -1,10 +1,26 @@
-"""Placeholder candles extractor handler, replaced by issue 5 (the cloud end-to-end issue).
+"""Candles extractor Lambda: closed 1m candles of every configured symbol -> raw/klines.
 
-Exists only so that the CDK app (issue 4) can bundle and synthesize the Lambda asset.
+Thin on purpose: configuration comes from the environment the CDK sets, the work
+is ``binance_lake.cloud.extract_candles`` (``jobs.sync_candles`` with
+``transform=False``; the Glue job curates). The returned summary is what the
+state machine sees; an exception fails the task so that Step Functions retries it.
 """
+
+from __future__ import annotations
 
 from typing import Any, Dict
 
+from lambda_logging import correlate, make_logger
 
+from binance_lake import cloud
+
+logger = make_logger()
+
+
+@logger.inject_lambda_context(clear_state=True)
 def handler(event: Dict[str, Any], context: Any) -> Dict[str, Any]:
-    raise NotImplementedError("candles handler not implemented yet (issue 5)")
+    correlate(logger, event, context)
+    summary = cloud.extract_candles(cloud.ExtractSettings.from_env())
+    logger.info("candles extracted", extra={"rows": summary["rows"], "raw_files": summary["raw_files"],
+                                            "weight_used": summary["weight_used"]})
+    return summary
