@@ -233,12 +233,13 @@ def _fsync_dir(directory: str) -> None:
 
 
 def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    # NotADirectoryError: a file sits where the lake directory should be; nothing to remove.
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         os.unlink(path)
 
 
 def _os_error_message(root: str, key: str, exc: OSError) -> str:
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR):
         return f"lake directory {root} is not writable ({exc.strerror}); choose another --lake or fix permissions"
     if exc.errno == errno.ENOSPC:
         return f"no space left on the device holding {root}; nothing was overwritten"
