@@ -73,7 +73,9 @@ class Orchestration(Construct):
         )
 
     def _invoke(self, cid: str, fn: lambda_.IFunction) -> tasks.LambdaInvoke:
+        # The execution id is the handlers' log correlation id (binance_lake.cloud.correlation_id).
         task = tasks.LambdaInvoke(self, cid, lambda_function=fn, payload_response_only=True,
+                                  payload=sfn.TaskInput.from_object({"execution_id": sfn.JsonPath.execution_id}),
                                   retry_on_service_exceptions=False, result_path=sfn.JsonPath.DISCARD,
                                   task_timeout=sfn.Timeout.duration(Duration.minutes(5)))
         task.add_retry(errors=LAMBDA_TRANSIENT, interval=Duration.seconds(5), max_attempts=4, backoff_rate=2,
@@ -91,6 +93,9 @@ class Orchestration(Construct):
     def _transform(self, job: glue.IJob, notify: sfn.IChainable) -> tasks.GlueStartJobRun:
         task = tasks.GlueStartJobRun(self, "Transform", glue_job_name=job.job_name,
                                      integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+                                     # Merged over the job's default arguments: the log correlation id.
+                                     arguments=sfn.TaskInput.from_object(
+                                         {"--execution_id": sfn.JsonPath.execution_id}),
                                      result_path=sfn.JsonPath.DISCARD,
                                      task_timeout=sfn.Timeout.duration(Duration.minutes(20)))
         task.add_retry(errors=GLUE_TRANSIENT, interval=Duration.seconds(20), max_attempts=3, backoff_rate=2)
