@@ -65,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(so)
     _binance(so)
 
+    bf = sub.add_parser("backfill", help="full history from data.binance.vision (checksummed zips), then REST")
+    bf.add_argument("--symbol", action="append", required=True, help="repeat for more symbols")
+    bf.add_argument("--interval", default="1m")
+    bf.add_argument("--start", help="inclusive, YYYY-MM or ISO-8601 UTC (default: the symbol's first candle)")
+    bf.add_argument("--end", help="exclusive, YYYY-MM or ISO-8601 UTC (default: the last closed candle)")
+    bf.add_argument("--archive-url", default=os.environ.get("BINANCE_ARCHIVE_URL", "https://data.binance.vision"),
+                    help="archive base URL, http(s):// or file:// mirror (env BINANCE_ARCHIVE_URL)")
+    bf.add_argument("--no-rest", action="store_true", help="archive only: do not fill the tail from the REST API")
+    bf.add_argument("--recurate", action="store_true", help="re-curate verified files from their stored zips")
+    _common(bf)
+    _binance(bf)
+
     tr = sub.add_parser("transform", help="curate raw files not yet in curated (or --rebuild a symbol)")
     tr.add_argument("--symbol", action="append", help="limit to these symbols")
     tr.add_argument("--rebuild", action="store_true", help="rewrite curated partitions from all raw files")
@@ -210,6 +222,75 @@ def cmd_sync(args: argparse.Namespace) -> int:
             + (f"; {s['note']}" if s.get("note") else ""))
     _print_summary(args, s, line)
     return 0
+
+
+class FileProgress:
+    """Backfill progress: files, rows and rows/s (a bar on a terminal, lines otherwise)."""
+
+    def __init__(self, what: str):
+        import time
+
+        self.what, self.started, self.clock = what, time.time(), time.time
+        self.bar: Any = None
+        self.last_pct = -10
+
+    def __call__(self, done: int, total: int, rows: int) -> None:
+        rate = rows / max(self.clock() - self.started, 1e-9)
+        if sys.stderr.isatty():
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, desc=self.what, unit="file", file=sys.stderr)
+            self.bar.set_postfix_str(f"{rows:,} rows, {rate:,.0f} rows/s", refresh=False)
+            self.bar.update(done - self.bar.n)
+            return
+        pct = int(done * 100 / total) if total else 100
+        if pct >= self.last_pct + 10 or done == total:
+            self.last_pct = pct
+            print(f"{self.what}: {done}/{total} files ({pct}%), {rows:,} rows, {rate:,.0f} rows/s",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _month_or_time(text: Optional[str], what: str) -> Optional[int]:
+    from binance_lake.times import optional_time
+
+    if text and len(text.strip()) == 7:  # YYYY-MM: the month's first day
+        text = text.strip() + "-01"
+    return optional_time(text, what)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from binance_lake.archive import ArchiveConfig, backfill
+
+    lake = _open(args)
+    cfg = ArchiveConfig(base_url=args.archive_url, workers=max(1, args.workers), force=args.recurate)
+    start, end = _month_or_time(args.start, "--start"), _month_or_time(args.end, "--end")
+    summaries, lines = [], []
+    with contextlib.ExitStack() as stack:
+        client = None if args.no_rest else stack.enter_context(binance_client(args))
+        for symbol in args.symbol:
+            progress, rest = FileProgress(f"backfill {symbol}"), ProgressReporter(f"sync candles {symbol}")
+            try:
+                r = backfill(lake, symbol, start, end, cfg, client, args.interval, progress, rest)
+            finally:
+                progress.close()
+                rest.close()
+            s = r.summary()
+            summaries.append(s)
+            for f in s["failed"]:
+                print(f"warning: {f['file']} not used ({f['reason']})", file=sys.stderr)
+            lines.append(f"backfill {symbol}: {s['rows']} archive rows from {s['files_curated']} files "
+                         f"({s['files_downloaded']} downloaded, {s['files_up_to_date']} already verified, "
+                         f"{s['files_failed']} failed), archive to {s['archive_end']}, "
+                         f"{s['rest_rows']} REST rows for {len(s['rest_ranges'])} ranges, "
+                         f"exchange gaps {len(s['exchange_gaps'])}, {s['seconds']}s")
+    _print_summary(args, {"symbols": summaries}, "\n".join(lines))
+    # A failed file's range is filled from REST when allowed; archive-only runs must say so.
+    return 4 if args.no_rest and any(s["files_failed"] for s in summaries) else 0
 
 
 def cmd_transform(args: argparse.Namespace) -> int:
@@ -362,7 +443,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 
 COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
-    "sync": cmd_sync, "transform": cmd_transform, "status": cmd_status, "gaps": cmd_gaps,
+    "sync": cmd_sync, "backfill": cmd_backfill, "transform": cmd_transform, "status": cmd_status, "gaps": cmd_gaps,
     "query": cmd_query, "export": cmd_export, "emulator": cmd_emulator,
 }
 

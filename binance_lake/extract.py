@@ -33,7 +33,7 @@ from binance_lake.crash import crash_point
 from binance_lake.errors import BadInputError, BinanceError
 from binance_lake.lake import Lake
 from binance_lake.schema import CANDLES, OPEN_ORDER_STATUSES, ORDERS
-from binance_lake.times import MS_PER_DAY, day_start, floor_to, interval_ms, ms_to_date, ms_to_iso, to_ms
+from binance_lake.times import MS_PER_DAY, date_to_ms, day_start, floor_to, interval_ms, ms_to_date, ms_to_iso, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,50 @@ def missing_ranges(start: int, end: int, present: Sequence[int], step: int) -> L
     return out
 
 
+# -- public archive (data.binance.vision) coverage --------------------------------------
+# The backfill (binance_lake.archive) stores each verified zip under
+# raw/archive/klines/interval=1m/symbol=X/<monthly|daily>/<X>-1m-<period>.zip and writes the
+# sidecar <name>.zip.json only once the zip's rows are in curated: a sidecar's *name* is
+# the coverage claim, so watermarks stay listing-only (no reads, no pyarrow).
+
+ARCHIVE_PREFIX = "raw/archive/klines"
+ARCHIVE_KINDS = ("monthly", "daily")
+SIDECAR_SUFFIX = ".zip.json"
+
+
+def archive_dir(symbol: str, interval: str, kind: str) -> str:
+    return f"{ARCHIVE_PREFIX}/interval={interval}/symbol={symbol}/{kind}"
+
+
+def archive_period_range(period: str) -> Tuple[int, int]:
+    """``2024-01`` -> that month, ``2024-01-05`` -> that day, as [start, end) ms UTC."""
+    if len(period) == 7:
+        year, month = int(period[:4]), int(period[5:7])
+        nxt = f"{year + month // 12:04d}-{month % 12 + 1:02d}"
+        return date_to_ms(f"{period}-01"), date_to_ms(f"{nxt}-01")
+    start = date_to_ms(period)
+    return start, start + MS_PER_DAY
+
+
+def archive_coverage(lake: Lake, symbol: str, interval: str) -> List[Tuple[int, int]]:
+    """Merged ranges of archive files already verified and curated (sidecar names)."""
+    prefix = f"{symbol}-{interval}-"
+    ranges = [archive_period_range(name[len(prefix):-len(SIDECAR_SUFFIX)])
+              for kind in ARCHIVE_KINDS for name in lake.list_children(archive_dir(symbol, interval, kind))
+              if name.startswith(prefix) and name.endswith(SIDECAR_SUFFIX)]
+    return merge_ranges(ranges)
+
+
+def archive_watermark(lake: Lake, symbol: str, interval: str) -> Optional[int]:
+    covered = archive_coverage(lake, symbol, interval)
+    return covered[-1][1] if covered else None
+
+
+def max_or_none(*values: Optional[int]) -> Optional[int]:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
 @dataclass
 class CandleRange:
     start: int
@@ -205,7 +249,8 @@ def resolve_candle_range(client: BinanceClient, lake: Lake, symbol: str, interva
     last_closed_end = floor_to(now_ms, step)  # candles opening before this are closed
     note = ""
     if start is None:
-        mark = candles_watermark(lake, symbol, interval)
+        # The public-archive backfill covers whole days without REST raw windows.
+        mark = max_or_none(candles_watermark(lake, symbol, interval), archive_watermark(lake, symbol, interval))
         start = mark if mark is not None else floor_to(now_ms - DEFAULT_LOOKBACK_MS, step)
         note = "continuing from the lake's watermark" if mark is not None else "empty lake: last 24 hours"
     else:
