@@ -154,6 +154,7 @@ class Tick:
     history: List[Dict[str, Any]]
     invocations: List[Invocation]
     job_runs: List[Tuple[str, str]]  # (run id, state)
+    retry_waits: List[float]  # seconds the state machine's Retry asked to wait (not slept)
 
     def task_attempts(self, function: str) -> int:
         return sum(1 for i in self.invocations if i.function == function)
@@ -410,7 +411,7 @@ class CloudBox:
     def tick(self, timeout_s: float = 60.0) -> Tick:
         """One scheduled run: StartExecution with the schedule's (empty) input, until it ends."""
         sfn = self.client("stepfunctions")
-        first_inv, first_run = len(self.invocations), len(self.job_runs)
+        first_inv, first_run, first_wait = len(self.invocations), len(self.job_runs), len(self.retry_waits)
         # EventBridge Scheduler starts each run with a generated name and an empty input.
         arn = sfn.start_execution(stateMachineArn=self.state_machine_arn, name=str(uuid.uuid4()),
                                   input="{}")["executionArn"]
@@ -423,7 +424,7 @@ class CloudBox:
             time.sleep(0.02)
         history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
         return Tick(arn, desc["status"], json.loads(desc.get("output") or "null"), history,
-                    self.invocations[first_inv:], self.job_runs[first_run:])
+                    self.invocations[first_inv:], self.job_runs[first_run:], self.retry_waits[first_wait:])
 
     def alerts(self) -> List[Dict[str, Any]]:
         sqs = self.client("sqs")
