@@ -1,6 +1,15 @@
-"""Placeholder Glue entry point (backfill_spark), replaced by issue 5 (the cloud end-to-end issue).
+"""Glue Spark job: full-history backfill from data.binance.vision for many symbols.
 
-Exists only so that the CDK app (issue 4) can deploy the script asset.
+Glue runs ``backfill_spark.py --lake_uri s3://... --symbols BTCUSDT,ETHUSDT [--start 2017-08]
+[--end 2026-11] [--archive_url https://data.binance.vision]`` plus its own ``--JOB_RUN_ID``
+etc.; the core wheel arrives via ``--extra-py-files``. All logic is in
+``binance_lake.spark_backfill`` (tested in local mode); the REST tail after the archive
+is left to the regular candle sync, whose watermark sees the archive's coverage.
 """
 
-raise NotImplementedError("glue_scripts/backfill_spark.py not implemented yet (issue 5)")
+import sys
+
+from binance_lake.spark_backfill import glue_main
+
+if __name__ == "__main__":
+    sys.exit(glue_main(sys.argv[1:]))
