@@ -1,0 +1,227 @@
+"""The handlers, the Glue script and binance_lake.cloud on their own (no state machine)."""
+
+from __future__ import annotations
+
+import json
+import modulefinder
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Dict, List
+
+import boto3
+import pytest
+
+from binance_lake import cloud
+from binance_lake.errors import BadInputError
+from binance_lake.lake import LocalLake, open_lake
+from binance_lake.transform import last_closed_candle
+from tests.conftest import API_KEY, API_SECRET, NOW_MS
+
+ROOT = Path(__file__).resolve().parents[2]
+GLUE_SCRIPT = ROOT / "glue_scripts" / "transform.py"
+ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:binance-AbCdEf"
+
+
+class FakeSecrets:
+    def __init__(self, value: str) -> None:
+        self.value, self.calls = value, 0
+
+    def get_secret_value(self, SecretId: str) -> Dict[str, Any]:
+        self.calls += 1
+        return {"SecretString": self.value}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_secret_cache() -> None:
+    cloud.clear_secret_cache()
+
+
+# -- the extract side stays small ---------------------------------------------------------
+
+
+def test_handlers_import_without_pyarrow_in_a_fresh_process() -> None:
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT / 'lambdas')!r})
+        import candles, orders
+        heavy = sorted(m for m in ("pyarrow", "duckdb", "binance", "aiohttp") if m in sys.modules)
+        print(",".join(heavy))
+    """)
+    env = {**os.environ, "POWERTOOLS_SERVICE_NAME": "binance-lake", "LOG_LEVEL": "INFO"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == ""  # pyarrow never; python-binance (+aiohttp) only on the first request
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+def test_settings_name_the_missing_variable() -> None:
+    env = {"LAKE_URI": "s3://b", "SYMBOLS": "BTCUSDT, ETHUSDT", "INTERVAL": "1m",
+           "BINANCE_BASE_URL": "https://api.binance.com"}
+    s = cloud.ExtractSettings.from_env(env)
+    assert s.symbols == ["BTCUSDT", "ETHUSDT"] and s.secret_arn is None
+    with pytest.raises(BadInputError, match="LAKE_URI"):
+        cloud.ExtractSettings.from_env({k: v for k, v in env.items() if k != "LAKE_URI"})
+
+
+def test_correlation_id_prefers_the_execution() -> None:
+    assert cloud.correlation_id({"execution_id": "arn:exec"}, "req-1") == "arn:exec"
+    assert cloud.correlation_id({"running": 1}, "req-1") == "req-1"
+
+
+# -- the API key secret -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", ['{"api_key": "", "api_secret": ""}', "", '{"api_key": null}'])
+def test_unfilled_secret_means_skip(raw: str) -> None:
+    assert cloud.read_api_key(ARN, FakeSecrets(raw)) is None
+
+
+@pytest.mark.parametrize("raw, problem", [
+    (f'{{"api_key": "{API_KEY}"}}', "no api_secret"),
+    (f"{API_KEY}:{API_SECRET}", "not JSON"),
+    (f'["{API_KEY}"]', "not a JSON object"),
+])
+def test_malformed_secret_is_a_clear_error_that_never_echoes_it(raw: str, problem: str) -> None:
+    with pytest.raises(BadInputError, match=problem) as err:
+        cloud.read_api_key(ARN, FakeSecrets(raw))
+    assert API_KEY not in str(err.value) and API_SECRET not in str(err.value)
+
+
+def test_filled_secret_is_cached_but_an_empty_one_is_not() -> None:
+    empty = FakeSecrets('{"api_key": "", "api_secret": ""}')
+    assert cloud.read_api_key(ARN, empty) is None and cloud.read_api_key(ARN, empty) is None
+    assert empty.calls == 2  # the run after the operator fills it must see it
+    filled = FakeSecrets(json.dumps({"api_key": API_KEY, "api_secret": API_SECRET}))
+    clock = [0.0]
+    for _ in range(3):
+        assert cloud.read_api_key(ARN, filled, clock=lambda: clock[0]) == (API_KEY, API_SECRET)
+    assert filled.calls == 1
+    clock[0] = cloud.SECRET_TTL_S + 1  # a rotated key is picked up after the TTL
+    cloud.read_api_key(ARN, filled, clock=lambda: clock[0])
+    assert filled.calls == 2
+
+
+def test_orders_skip_with_an_empty_secret_and_touch_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = cloud.ExtractSettings(str(tmp_path / "lake"), ["BTCUSDT"], "1m", "http://127.0.0.1:9", ARN)
+    summary = cloud.extract_orders(settings, LocalLake(settings.lake_uri), FakeSecrets(""))
+    assert summary["skipped"] == "secret not filled in"
+    assert "not filled in yet" in caplog.text and not (tmp_path / "lake").exists()
+
+
+# -- Glue arguments, transform and freshness ----------------------------------------------
+
+
+def test_parse_glue_args_like_glue_passes_them() -> None:
+    argv = ["--JOB_ID", "j_1", "--lake_uri", "s3://b/p", "--symbols=BTCUSDT,ETHUSDT", "--enable-metrics",
+            "--tables", "candles,orders", "--JOB_RUN_ID", "jr_1"]
+    args = cloud.parse_glue_args(argv, ["lake_uri", "symbols", "tables"], {"interval": "1m"})
+    assert args["lake_uri"] == "s3://b/p" and args["symbols"] == "BTCUSDT,ETHUSDT" and args["interval"] == "1m"
+    assert args["enable-metrics"] == "" and args["JOB_RUN_ID"] == "jr_1"
+    with pytest.raises(BadInputError, match="--tables"):
+        cloud.parse_glue_args(["--lake_uri", "x", "--symbols", "BTCUSDT"], ["lake_uri", "symbols", "tables"])
+
+
+class FakeCloudWatch:
+    def __init__(self) -> None:
+        self.calls: List[Dict[str, Any]] = []
+
+    def put_metric_data(self, **kwargs: Any) -> None:
+        self.calls.append(kwargs)
+
+
+def test_transform_job_curates_pending_raw_and_publishes_freshness(tmp_path: Path, client, emulator) -> None:
+    from binance_lake import jobs
+
+    lake = LocalLake(str(tmp_path / "lake"))
+    jobs.sync_candles(client, lake, "BTCUSDT", transform=False)  # what the Lambda does
+    assert last_closed_candle(lake, "BTCUSDT") is None and lake.list_keys("raw/_pending")
+    cw = FakeCloudWatch()
+    argv = ["--lake_uri", lake.uri, "--symbols", "BTCUSDT", "--tables", "candles,orders", "--interval", "1m"]
+    summary = cloud.run_transform(argv, lake, cw, now_ms=NOW_MS)
+    assert summary["transform"]["rows_written"] == 1440 and lake.list_keys("raw/_pending") == []
+    # NOW_MS is 30 s into the open 00:00 candle; the last closed one closed at 23:59:59.999.
+    assert summary["minutes_since_last_closed_candle"] == {"BTCUSDT": 0.5}
+    (call,) = cw.calls
+    assert call["Namespace"] == "BinanceLake"
+    assert call["MetricData"][0]["MetricName"] == "MinutesSinceLastClosedCandle"
+    assert call["MetricData"][0]["Dimensions"] == [{"Name": "Symbol", "Value": "BTCUSDT"}]
+
+
+def test_no_candles_no_metric(tmp_path: Path) -> None:
+    cw = FakeCloudWatch()  # missing data is what the alarm treats as breaching
+    assert cloud.publish_freshness(LocalLake(str(tmp_path)), ["BTCUSDT"], "1m", cw, NOW_MS) == {}
+    assert cw.calls == []
+
+
+def test_unknown_table_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="trades"):
+        cloud.run_transform(["--lake_uri", str(tmp_path), "--symbols", "BTCUSDT", "--tables", "candles,trades"])
+
+
+# -- the Glue script: Python 3.9 and a rehearsal against a moto S3 lake --------------------
+
+
+def glue_closure() -> List[Path]:
+    """The script plus every project module it can import (including imports inside functions)."""
+    finder = modulefinder.ModuleFinder(path=[str(ROOT)])
+    finder.run_script(str(GLUE_SCRIPT))
+    files = {Path(m.__file__) for name, m in finder.modules.items()
+             if m.__file__ and name.split(".")[0] == "binance_lake"}
+    return sorted(files | {GLUE_SCRIPT})
+
+
+def vermin(*paths: Path) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("vermin")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "vermin"]
+    return subprocess.run([*cmd, "-t=3.9-", "--no-tips", "--violations", *map(str, paths)],
+                          capture_output=True, text=True, check=False)
+
+
+def test_glue_shell_code_is_python_3_9(tmp_path: Path) -> None:
+    files = glue_closure()
+    assert ROOT / "binance_lake" / "transform.py" in files and ROOT / "binance_lake" / "cloud.py" in files
+    result = vermin(*files)
+    assert result.returncode == 0, result.stdout + result.stderr
+    control = tmp_path / "new_syntax.py"  # the check does catch 3.10+ code
+    control.write_text("match 1:\n    case 1:\n        pass\n")
+    assert vermin(control).returncode != 0
+
+
+def test_glue_script_rehearsal_against_moto_server(tmp_path: Path, client, emulator) -> None:
+    """Exactly the documented local rehearsal: moto_server + ``python glue_scripts/transform.py``."""
+    from moto.server import ThreadedMotoServer
+
+    from binance_lake import jobs
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        env = {**os.environ, "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1"}
+        env.pop("AWS_SESSION_TOKEN", None)
+        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                region_name="eu-west-1")
+        s3 = session.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
+        s3.create_bucket(Bucket="rehearsal", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        lake = open_lake("s3://rehearsal/lake", s3)
+        jobs.sync_candles(client, lake, "BTCUSDT", transform=False)
+        argv = ["--JOB_RUN_ID", "jr_local", "--lake_uri", "s3://rehearsal/lake", "--symbols", "BTCUSDT",
+                "--tables", "candles,orders", "--interval", "1m"]
+        run = subprocess.run([sys.executable, str(GLUE_SCRIPT), *argv], env=env, capture_output=True, text=True,
+                             check=False, timeout=120)
+        assert run.returncode == 0, run.stdout + run.stderr
+        lines = [json.loads(line) for line in run.stdout.splitlines()]
+        assert lines[-1]["message"] == "transform done" and lines[-1]["correlation_id"] == "jr_local"
+        assert last_closed_candle(lake, "BTCUSDT") == NOW_MS // 60000 * 60000 - 1
+        cw = session.client("cloudwatch", endpoint_url=env["AWS_ENDPOINT_URL"])
+        assert cw.list_metrics(Namespace="BinanceLake")["Metrics"]
+        bad = subprocess.run([sys.executable, str(GLUE_SCRIPT), "--lake_uri", "s3://rehearsal/lake"], env=env,
+                             capture_output=True, text=True, check=False, timeout=60)
+        assert bad.returncode == 1 and "missing job argument(s) --symbols, --tables" in bad.stdout
+    finally:
+        server.stop()
