@@ -19,7 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, cli_command, goal, machine, secs, table, write_result
 
-HANDLERS = ["lambdas.candles", "lambdas.orders", "glue_scripts.transform"]
+# Handler files, imported the way their runtime does: the file's directory is the code root
+# (Lambda's asset is lambdas/, the Glue job runs the script with its directory on sys.path).
+HANDLERS = ["lambdas/candles.py", "lambdas/orders.py", "glue_scripts/transform.py"]
 # What a handler's first invocation imports whatever its module does at import time: the
 # extract path defers python-binance to the first request, so a cold start pays it anyway.
 CORE_PATHS = ["binance_lake.jobs", "binance_lake.jobs, binance.client", "binance_lake.transform",
@@ -44,6 +46,10 @@ def timed(cmd: List[str], n: int) -> Tuple[Optional[float], str]:
 
 
 def import_cmd(module: str) -> List[str]:
+    """``import a, b`` for module names; a ``dir/file.py`` path is imported from its own directory."""
+    if module.endswith(".py"):
+        root, name = str(ROOT / Path(module).parent), Path(module).stem
+        return [sys.executable, "-c", f"import sys; sys.path.insert(0, {root!r}); import {name}"]
     return [sys.executable, "-c", f"import {module}"]
 
 

@@ -48,7 +48,8 @@ def assemble(quick: bool, failures: dict) -> str:
         head += ["*Quick mode: the REST sync covers 30 days instead of a year; other sizes as stated.*", ""]
     for name, err in failures.items():
         head += [f"- **{name} failed in this run** ({err}); its section below is from an earlier run.", ""]
-    body = [p.read_text().strip() + "\n" for p in sections if p.exists()]
+    # Other benchmarks' sections may name this checkout's absolute path: keep the doc portable.
+    body = [p.read_text().strip().replace(f"{ROOT}/", "") + "\n" for p in sections if p.exists()]
     return "\n".join(head) + "\n" + "\n".join(body)
 
 
