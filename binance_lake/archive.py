@@ -356,13 +356,27 @@ def curate_file(lake: Lake, f: ArchiveFile, raw: pa.Table, downloaded_at: int, f
     for day in sorted(pc.unique(days).to_pylist()):
         merge_day(lake, f, ms_to_date(day * MS_PER_DAY), table.filter(pc.equal(days, day)))
     result.rows, result.rejected = table.num_rows, len(rejected)
-    present = pc.unique(open_ms).sort().to_pylist() if table.num_rows else []
-    start = present[0] if first and present else lo  # before the first row of the first file: not listed yet
-    result.exchange_gaps = missing_ranges(start, hi, present, interval_ms(f.interval))
+    result.exchange_gaps = file_gaps(open_ms, lo, hi, interval_ms(f.interval), first)
     if replaced:
         drop_gaps_from(lake, f)  # a re-published file may have filled what the old one lacked
     for gap in result.exchange_gaps:
         record_exchange_gap(lake, f.symbol, f.interval, gap, f.key)
+
+
+def file_gaps(open_ms: pa.Array, lo: int, hi: int, step: int, first: bool) -> List[Tuple[int, int]]:
+    """``extract.missing_ranges`` over [lo, hi), vectorised (a month is 44,640 rows).
+
+    In the first file of a symbol the minutes before its first row are pre-listing, not a gap.
+    """
+    present = pc.unique(open_ms).sort()
+    if len(present) == 0:
+        return [] if first else [(lo, hi)]
+    steps = pc.subtract(present[1:], present[:-1])
+    jumps = pc.indices_nonzero(pc.greater(steps, step)).to_pylist()
+    inner = [(present[i].as_py() + step, present[i + 1].as_py()) for i in jumps]
+    start = present[0].as_py() if first else lo
+    edges = missing_ranges(start, hi, [present[0].as_py(), present[-1].as_py()], step)
+    return merge_ranges([*(g for g in edges if g[0] < present[0].as_py() or g[0] > present[-1].as_py()), *inner])
 
 
 def merge_day(lake: Lake, f: ArchiveFile, date: str, rows: pa.Table) -> None:
@@ -375,8 +389,12 @@ def merge_day(lake: Lake, f: ArchiveFile, date: str, rows: pa.Table) -> None:
         if _has_rest_raw(lake, f, date):
             rebuild_candles(lake, f.symbol, f.interval, [date])
         existing = _readable(lake, partition)
-    merged = rows if existing is None else pa.concat_tables([existing, rows])
-    write_partition(lake, partition, dedupe(merged, ["candle_open_time"], ["ingested_at"]))
+    if existing is None and pc.count_distinct(rows["candle_open_time"]).as_py() == rows.num_rows:
+        merged = rows.sort_by("candle_open_time")  # what dedupe returns for unique keys, without its group_by
+    else:
+        merged = dedupe(rows if existing is None else pa.concat_tables([existing, rows]),
+                        ["candle_open_time"], ["ingested_at"])
+    write_partition(lake, partition, merged)
 
 
 def _has_rest_raw(lake: Lake, f: ArchiveFile, date: str) -> bool:

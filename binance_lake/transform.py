@@ -162,7 +162,8 @@ def candles_from_arrow(symbol: str, interval: str, raw: pa.Table, ingested_at: i
         values = _one_chunk(raw.column(col.source))
         if col.kind == DECIMAL:
             arrays[col.name], problems = decimal_array(values)
-            reasons = [r or (f"{col.name}: {p}" if p else None) for r, p in zip(reasons, problems)]
+            if any(problems):  # the common case (all valid) skips a Python pass over every row
+                reasons = [r or (f"{col.name}: {p}" if p else None) for r, p in zip(reasons, problems)]
         elif col.kind == TIMESTAMP:
             arrays[col.name] = _ms_array(values.cast(pa.int64())).cast(pa.timestamp("ms", tz="UTC"))
         else:
