@@ -310,6 +310,8 @@ def json_logging(correlation_id: str, level: str = "INFO") -> logging.Handler:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
+    for noisy in ("botocore", "boto3", "urllib3"):  # credential/endpoint chatter at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     return handler
 
 
