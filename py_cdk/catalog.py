@@ -20,7 +20,7 @@ from constructs import Construct
 from binance_lake.schema import TABLES, Table
 from py_cdk import bundling
 from py_cdk.config import LakeSettings
-from py_cdk.storage import CURATED, PENDING, QUARANTINE, RAW, LakeStorage
+from py_cdk.storage import CURATED, QUARANTINE, RAW, LakeStorage
 
 METRIC_NAMESPACE = "BinanceLake"
 CORE_WHEEL_PREFIX = "glue/"
@@ -120,8 +120,10 @@ class Catalog(Construct):
         role = iam.Role(self, "JobRole", assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
                         description="binance-lake Glue transform/backfill")
         statements = [
-            ("RawRead", ["s3:GetObject"], [storage.prefix_arn(RAW)]),
-            ("PendingMarkersDelete", ["s3:DeleteObject"], [storage.prefix_arn(PENDING)]),
+            # Delete on raw/: pending markers once curated, and raw files that fail validation once
+            # copied to quarantine/ (so the next extract re-fetches them). Raw is versioned: a
+            # delete is a delete marker, the bytes stay recoverable.
+            ("RawReadDelete", ["s3:GetObject", "s3:DeleteObject"], [storage.prefix_arn(RAW)]),
             # Curated partitions are merged (read) then rewritten whole (put); quarantine is append-only.
             ("CuratedReadWrite", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
              [storage.prefix_arn(CURATED)]),

@@ -28,16 +28,17 @@ class ExtractorSpec:
     name: str
     handler: str
     # Sized for a 5-minute increment plus a catch-up of about a day after an outage
-    # (1000 candles per request, weight 2). Estimates until measured on AWS:
-    # adjust here after reading the REPORT lines (Max Memory Used / Duration).
+    # (1000 candles per request, weight 2). Memory from docs/cloud.md (bench/cloud_lambda.py:
+    # ~80 MB peak for a 24 h catch-up or 1000 orders), doubled for headroom; re-check against
+    # the REPORT lines (Max Memory Used / Duration) after the first deploy.
     memory_mb: int
     timeout: Duration
     description: str
 
 
-CANDLES = ExtractorSpec("Candles", "candles.handler", 512, Duration.minutes(4),
+CANDLES = ExtractorSpec("Candles", "candles.handler", 256, Duration.minutes(4),
                         "Closed 1m candles from Binance -> raw/klines (binance-lake)")
-ORDERS = ExtractorSpec("Orders", "orders.handler", 512, Duration.minutes(4),
+ORDERS = ExtractorSpec("Orders", "orders.handler", 256, Duration.minutes(4),
                        "Account orders from Binance -> raw/orders (binance-lake)")
 
 

@@ -88,14 +88,13 @@ def test_glue_role_is_scoped_by_zone(synth: Synth) -> None:
     stack = synth.beta_stack
     lake = f"<{logical_id(stack, stack.storage.lake)}.Arn>"
     by_sid = {s.get("Sid"): s for s in policy_statements(synth.beta, logical_id(stack, stack.catalog.role))}
-    assert flatten(by_sid["RawRead"]["Resource"]) == f"{lake}/raw/*"
-    assert as_list(by_sid["RawRead"]["Action"]) == ["s3:GetObject"]
-    assert flatten(by_sid["PendingMarkersDelete"]["Resource"]) == f"{lake}/raw/_pending/*"
+    assert flatten(by_sid["RawReadDelete"]["Resource"]) == f"{lake}/raw/*"
+    assert sorted(as_list(by_sid["RawReadDelete"]["Action"])) == ["s3:DeleteObject", "s3:GetObject"]
     assert flatten(by_sid["CuratedReadWrite"]["Resource"]) == f"{lake}/curated/*"
     assert flatten(by_sid["QuarantineWrite"]["Resource"]) == f"{lake}/quarantine/*"
     assert by_sid["FreshnessMetric"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "BinanceLake"}}
     deletes = [s for s in by_sid.values() if any(a.startswith("s3:Delete") for a in as_list(s["Action"]))]
-    assert [s["Sid"] for s in deletes] == ["PendingMarkersDelete"]
+    assert [s["Sid"] for s in deletes] == ["RawReadDelete"]  # never curated/ or quarantine/
 
 
 def test_glue_security_configuration_encrypts_everything(synth: Synth) -> None:

@@ -23,7 +23,7 @@ def test_runtime_arch_concurrency(synth: Synth) -> None:
         assert props["Architectures"] == ["arm64"]
         assert props["Handler"] == handler
         assert props["ReservedConcurrentExecutions"] == 1
-        assert props["MemorySize"] == 512 and props["Timeout"] == 240
+        assert props["MemorySize"] == 256 and props["Timeout"] == 240
 
 
 def test_environment_contract(synth: Synth) -> None:
