@@ -218,6 +218,8 @@ class BinanceClient:
             except rex.RequestException as exc:
                 raise BinanceUnavailableError(
                     f"{what}: request to {self.base_url} failed: {type(exc).__name__}") from None
+            if attempt == self.config.max_attempts:
+                break  # no sleep after the last attempt
             with self._stats_lock:
                 self.stats.retries += 1
             self._sleep(delay)
@@ -254,8 +256,11 @@ class BinanceClient:
         raise translate_error(what, exc, self.base_url) from None
 
     def _backoff(self, attempt: int, reason: str) -> float:
+        if attempt >= self.config.max_attempts:
+            log.warning("%s; attempt %d/%d, giving up", reason, attempt, self.config.max_attempts)
+            return 0.0
         delay = random.uniform(0, min(self.config.backoff_cap_s, self.config.backoff_base_s * 2 ** (attempt - 1)))
-        log.warning("%s; retry %d/%d in %.2fs", reason, attempt, self.config.max_attempts - 1, delay)
+        log.warning("%s; attempt %d/%d, retrying in %.2fs", reason, attempt, self.config.max_attempts, delay)
         return delay
 
     # -- endpoints -----------------------------------------------------------------

@@ -177,3 +177,16 @@ def test_gap_at_the_head_of_the_synced_range_is_found(client, lake, emulator):
     jobs.repair_candle_gaps(client, lake, "BTCUSDT", "1m", st.gaps)
     assert candle_tuples(lake) == truth_tuples("BTCUSDT", emulator.klines("BTCUSDT", "1m", MAR1,
                                                                             MAR2 + 60 * MS_PER_MINUTE))
+
+
+def test_retries_back_off_and_never_sleep_after_the_last_attempt(make_client, emulator, caplog):
+    emulator.inject(Fault("503", path="/api/v3/time", times=3))
+    client = make_client(max_attempts=3)
+    slept = []
+    client._sleep = slept.append
+    with pytest.raises(BinanceUnavailableError, match="still failing after 3 attempts"):
+        client.server_time()
+    assert len(slept) == 2 and client.stats.retries == 2 and client.stats.requests == 3
+    assert "attempt 3/3, giving up" in caplog.text
+    emulator.inject(Fault("503", path="/api/v3/time", times=2))
+    assert client.server_time() == NOW_MS  # two failures, then the third attempt succeeds
