@@ -84,7 +84,9 @@ def decimal_array(values: Sequence[Any]) -> Tuple[pa.Array, List[Optional[str]]]
     if isinstance(values, pa.Array):  # archive CSV columns arrive as Arrow strings already
         strings = values.cast(pa.string())
     else:
-        strings = pa.array([None if v is None else str(v) for v in values], pa.string())
+        strings = _inferred(values, pa.types.is_string)
+        if strings is None:  # not all strings (numbers, odd types): stringify one by one
+            strings = pa.array([None if v is None else str(v) for v in values], pa.string())
     try:
         return pc.cast(strings, target), [None] * len(values)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -109,8 +111,24 @@ def decimal_problem(value: Any) -> Optional[str]:
 
 def timestamp_array(values: Sequence[Any]) -> pa.Array:
     """Binance epoch ints (ms or µs, per value) -> timestamp[ms, UTC]."""
-    return pa.array([None if v is None else to_ms(v) for v in values], pa.int64()).cast(
-        pa.timestamp("ms", tz="UTC"))
+    arr, problems = _int_column(values, timestamp=True)
+    if any(problems):
+        raise ValueError(f"not epoch integers: {[p for p in problems if p][:3]}")
+    return arr
+
+
+def _inferred(values: Sequence[Any], accept: Any) -> Optional[pa.Array]:
+    """``values`` as one Arrow array if pyarrow infers a type ``accept`` likes (or all null).
+
+    The fast path for well-formed input: one C-level conversion instead of a Python loop.
+    Inference is strict (a float among ints, a bool, a string among numbers all fail it),
+    so anything unusual falls back to the per-value path and its reasons.
+    """
+    try:
+        arr = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return None
+    return arr if accept(arr.type) or pa.types.is_null(arr.type) else None
 
 
 # -- candles ---------------------------------------------------------------------------
@@ -126,8 +144,11 @@ def candles_table(symbol: str, interval: str, rows: Sequence[Sequence[Any]], ing
     reasons: List[Optional[str]] = [
         None if isinstance(r, (list, tuple)) and len(r) >= KLINE_FIELDS else "not a kline array of 12 fields"
         for r in rows]
-    cols = list(zip(*[r[:KLINE_FIELDS] if reasons[i] is None else [None] * KLINE_FIELDS
-                      for i, r in enumerate(rows)])) or [()] * KLINE_FIELDS
+    if any(reasons):
+        rows_ok = [r[:KLINE_FIELDS] if reasons[i] is None else [None] * KLINE_FIELDS for i, r in enumerate(rows)]
+    else:
+        rows_ok = rows  # the usual case: transpose as is (the 12th field is never read)
+    cols = list(zip(*rows_ok)) or [()] * KLINE_FIELDS
     arrays: Dict[str, pa.Array] = {}
     for col in CANDLES.columns:
         if not isinstance(col.source, int):
@@ -140,10 +161,18 @@ def candles_table(symbol: str, interval: str, rows: Sequence[Sequence[Any]], ing
         else:
             arr, problems = _int_column(values, timestamp=False)
         arrays[col.name] = arr
-        reasons = [r or (f"{col.name}: {p}" if p else None) for r, p in zip(reasons, problems)]
+        reasons = _merge_reasons(reasons, col.name, problems)
     arrays["ingested_at"] = timestamp_array(ingested_at)
     arrays["source_key"] = pa.array(source_keys, pa.string())
     return _finish_candles(symbol, interval, arrays, reasons, rows, date)
+
+
+def _merge_reasons(reasons: List[Optional[str]], column: str, problems: List[Optional[str]]
+                   ) -> List[Optional[str]]:
+    """First reason per row wins; the common all-valid column costs no Python pass."""
+    if not any(problems):
+        return reasons
+    return [r or (f"{column}: {p}" if p else None) for r, p in zip(reasons, problems)]
 
 
 def candles_from_arrow(symbol: str, interval: str, raw: pa.Table, ingested_at: int, source_key: str,
@@ -162,8 +191,7 @@ def candles_from_arrow(symbol: str, interval: str, raw: pa.Table, ingested_at: i
         values = _one_chunk(raw.column(col.source))
         if col.kind == DECIMAL:
             arrays[col.name], problems = decimal_array(values)
-            if any(problems):  # the common case (all valid) skips a Python pass over every row
-                reasons = [r or (f"{col.name}: {p}" if p else None) for r, p in zip(reasons, problems)]
+            reasons = _merge_reasons(reasons, col.name, problems)
         elif col.kind == TIMESTAMP:
             arrays[col.name] = _ms_array(values.cast(pa.int64())).cast(pa.timestamp("ms", tz="UTC"))
         else:
@@ -202,11 +230,18 @@ def _finish_candles(symbol: str, interval: str, arrays: Dict[str, pa.Array], rea
     arrays["trading_pair"] = pa.array([symbol] * len(reasons), pa.string())
     table = pa.table([arrays[c] for c in CANDLES.column_names], schema=_nullable(CANDLES))
     bad = _candle_invariants(table, interval, date)
-    reasons = [r or b for r, b in zip(reasons, bad)]
+    if any(bad):
+        reasons = [r or b for r, b in zip(reasons, bad)]
     return _split(table, rows, reasons, CANDLES)
 
 
 def _int_column(values: Sequence[Any], timestamp: bool) -> Tuple[pa.Array, List[Optional[str]]]:
+    fast = _inferred(values, pa.types.is_integer)
+    if fast is not None:
+        arr = fast.cast(pa.int64())
+        if timestamp:
+            arr = _ms_array(arr).cast(pa.timestamp("ms", tz="UTC"))
+        return arr, [None] * len(values)
     out, problems = [], []
     for v in values:
         if v is None or isinstance(v, bool):
@@ -318,7 +353,7 @@ def orders_table(orders: Sequence[Any], ingested_at: Sequence[int], source_keys:
         else:
             arr = pa.array([None if v is None else str(v) for v in values], pa.string())
         arrays[col.name] = arr
-        reasons = [r or (f"{col.name}: {p}" if p else None) for r, p in zip(reasons, problems)]
+        reasons = _merge_reasons(reasons, col.name, problems)
     arrays["extra_fields"] = pa.array([_extra_fields(o) for o in good], pa.string())
     arrays["ingested_at"] = timestamp_array(ingested_at)
     arrays["source_key"] = pa.array(source_keys, pa.string())
