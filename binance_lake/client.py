@@ -296,11 +296,13 @@ class BinanceClient:
                 self.budget.configure(int(limit["limit"]), window_s)
                 return
 
-    def klines(self, symbol: str, interval: str, start: int, end_inclusive: int, limit: int = 1000) -> List[list]:
-        return self._call(
-            f"GET /api/v3/klines {symbol} {interval}", KLINES_WEIGHT,
-            lambda c: c.get_klines(symbol=symbol, interval=interval, startTime=start,
-                                   endTime=end_inclusive, limit=limit))
+    def klines(self, symbol: str, interval: str, start: int, end_inclusive: Optional[int] = None,
+               limit: int = 1000) -> List[list]:
+        params: Dict[str, Any] = {"symbol": symbol, "interval": interval, "startTime": start, "limit": limit}
+        if end_inclusive is not None:
+            params["endTime"] = end_inclusive
+        return self._call(f"GET /api/v3/klines {symbol} {interval}", KLINES_WEIGHT,
+                          lambda c: c.get_klines(**params))
 
     def _require_credentials(self) -> None:
         if not self.config.has_credentials:

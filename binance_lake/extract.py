@@ -271,7 +271,7 @@ def resolve_candle_range(client: BinanceClient, lake: Lake, symbol: str, interva
 
 
 def first_candle_ms(client: BinanceClient, symbol: str, interval: str) -> Optional[int]:
-    rows = client.klines(symbol, interval, 0, 2**53, limit=1)
+    rows = client.klines(symbol, interval, 0, limit=1)  # oldest first from startTime=0: the listing
     return to_ms(rows[0][0]) if rows else None
 
 
