@@ -20,7 +20,7 @@ from constructs import Construct
 from binance_lake.schema import TABLES, Table
 from py_cdk import bundling
 from py_cdk.config import LakeSettings
-from py_cdk.storage import CURATED, QUARANTINE, RAW, LakeStorage
+from py_cdk.storage import CURATED, LOCKS, QUARANTINE, RAW, LakeStorage
 
 METRIC_NAMESPACE = "BinanceLake"
 CORE_WHEEL_PREFIX = "glue/"
@@ -128,6 +128,8 @@ class Catalog(Construct):
             ("CuratedReadWrite", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
              [storage.prefix_arn(CURATED)]),
             ("QuarantineWrite", ["s3:PutObject", "s3:AbortMultipartUpload"], [storage.prefix_arn(QUARANTINE)]),
+            # The per-symbol transform lease (binance_lake.lock) is released by deleting its key.
+            ("TransformLockRelease", ["s3:DeleteObject"], [storage.prefix_arn(LOCKS)]),
             ("LakeKey", ["kms:Decrypt", "kms:GenerateDataKey"], [storage.key.key_arn]),
         ]
         for sid, actions, resources in statements:

@@ -71,7 +71,7 @@ def _lake_grants(stack: LakeStack) -> None:
                     [f"Resource::{lake}/raw/*", f"Resource::{lake}/curated/*"])
     glue_policy = policy(stack.catalog.role)
     acknowledge(glue_policy, IAM5, zone_reason,
-                [f"Resource::{lake}/{z}*" for z in ("raw/", "curated/", "quarantine/")])
+                [f"Resource::{lake}/{z}*" for z in ("raw/", "curated/", "quarantine/", "curated/_locks/")])
     acknowledge(glue_policy, IAM5,
                 "Granted by aws-cdk-lib glue.Code (job scripts in the CDK assets bucket, the core wheel in the "
                 "artifacts bucket): read-only.", [*CDK_S3_READ, assets_bucket(stack)])

@@ -18,6 +18,7 @@ from constructs import Construct
 
 RAW, CURATED, QUARANTINE = "raw/", "curated/", "quarantine/"
 PENDING = "raw/_pending/"
+LOCKS = "curated/_locks/"  # binance_lake.lock: per-symbol transform leases
 
 
 class LakeStorage(Construct):

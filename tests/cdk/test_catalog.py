@@ -94,7 +94,8 @@ def test_glue_role_is_scoped_by_zone(synth: Synth) -> None:
     assert flatten(by_sid["QuarantineWrite"]["Resource"]) == f"{lake}/quarantine/*"
     assert by_sid["FreshnessMetric"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "BinanceLake"}}
     deletes = [s for s in by_sid.values() if any(a.startswith("s3:Delete") for a in as_list(s["Action"]))]
-    assert [s["Sid"] for s in deletes] == ["RawReadDelete"]  # never curated/ or quarantine/
+    assert [s["Sid"] for s in deletes] == ["RawReadDelete", "TransformLockRelease"]  # never curated data
+    assert flatten(by_sid["TransformLockRelease"]["Resource"]) == f"{lake}/curated/_locks/*"
 
 
 def test_glue_security_configuration_encrypts_everything(synth: Synth) -> None:
