@@ -151,7 +151,7 @@ class S3Lake:
         try:
             return self.s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
         except Exception as exc:
-            if _s3_code(exc) in ("NoSuchKey", "404"):
+            if _s3_code(exc) in ("NoSuchKey", "404") or self._absent_behind_403(key, exc):
                 raise KeyError(key) from None
             raise self._fail(key, exc) from None
 
@@ -160,9 +160,21 @@ class S3Lake:
             self.s3.head_object(Bucket=self.bucket, Key=self._key(key))
             return True
         except Exception as exc:
-            if _s3_code(exc) in ("NoSuchKey", "404", "NotFound"):
+            if _s3_code(exc) in ("NoSuchKey", "404", "NotFound") or self._absent_behind_403(key, exc):
                 return False
             raise self._fail(key, exc) from None
+
+    def _absent_behind_403(self, key: str, exc: Exception) -> bool:
+        """S3 answers a missing key with 403, not 404, unless the caller may list the whole
+        bucket; our roles may only list their zones' prefixes (least privilege). A listing
+        of exactly that key tells "absent" (a KeyError) from a real access denial."""
+        if _s3_code(exc) not in ("AccessDenied", "403"):
+            return False
+        try:
+            found = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self._key(key), MaxKeys=1)
+        except Exception:
+            return False  # cannot tell: report the original denial
+        return not any(o["Key"] == self._key(key) for o in found.get("Contents", []))
 
     def write_bytes(self, key: str, data: bytes, if_absent: bool = False) -> bool:
         kwargs = {"IfNoneMatch": "*"} if if_absent else {}
