@@ -193,6 +193,22 @@ def test_klines_microseconds(served):
     assert t == {"serverTime": NOW * 1000}
 
 
+def test_row_cache_serves_identical_rows():
+    """row_cache=True (benchmarks) must not change a byte: same rows, in ms and µs, twice."""
+    plain, cached = Emulator(now_ms=NOW), Emulator(now_ms=NOW, row_cache=True)
+    start, end = OPEN - 3 * 1440 * MS_PER_MINUTE, NOW
+    truth = plain.klines("BTCUSDT", "1m", start, end)
+    assert cached.klines("BTCUSDT", "1m", start, end) == truth  # fills the cache
+    assert cached.klines("BTCUSDT", "1m", start, end) == truth  # served from it
+    assert cached.klines("BTCUSDT", "1h", start, end) == plain.klines("BTCUSDT", "1h", start, end)
+    target = f"{KL}?symbol=BTCUSDT&interval=1m&limit=7&startTime={(start + 5 * MS_PER_MINUTE) * 1000}"
+    us = {"x-mbx-time-unit": "microsecond"}
+    assert cached.handle("GET", target, us).body == plain.handle("GET", target, us).body
+    assert cached.klines("BTCUSDT", "1m", start, end) == truth  # µs replies did not alter the cache
+    cached.set_kline_override("BTCUSDT", start, [start, *truth[1][1:6], start + 59_999, *truth[1][7:]])
+    assert cached.klines("BTCUSDT", "1m", start, start + MS_PER_MINUTE)[0][1:6] == truth[1][1:6]
+
+
 def test_exchange_gap_is_skipped(served):
     emu, url = served
     g0 = OPEN - 100 * MS_PER_MINUTE

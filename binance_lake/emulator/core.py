@@ -145,8 +145,9 @@ class Emulator:
 
     def __init__(self, now_ms: Optional[int] = 1709424030000, weight_limit: int = 6000,
                  weight_window_s: int = 60, latency_s: float = 0.0, seed: int = 0,
-                 ban_s: int = 120) -> None:
+                 ban_s: int = 120, row_cache: bool = False) -> None:
         self._fixed_now = now_ms
+        self.row_cache = row_cache  # memoise generated 1m rows (see candles.Series.cache)
         self.weight_limit = weight_limit
         self.weight_window_s = int(weight_window_s)
         self.latency_s = latency_s
@@ -191,7 +192,7 @@ class Emulator:
                 raise ValueError(f"cannot split {symbol!r} into base and quote; pass base= and quote=")
         spec = C.SymbolSpec.make(symbol, base, quote, int(listed_at_ms), self.seed)
         with self._lock:
-            self._symbols[symbol] = C.Series(spec, {}, [])
+            self._symbols[symbol] = C.Series(spec, {}, [], {} if self.row_cache else None)
             self._books.setdefault(symbol, OrderBook(symbol))
 
     def symbols(self) -> list[str]:
