@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -37,6 +38,10 @@ from binance_lake.times import _MICROS_THRESHOLD, interval_ms, ms_to_date, to_ms
 log = logging.getLogger(__name__)
 
 PART_NAME = "part-0.parquet"
+# Day partitions folded at once within one symbol's lock. Measured on a year (365 partitions,
+# 2 cores): 1 -> 3.47 s, 2 -> 3.29 s, 4 -> 4.24 s; most of the work is Python holding the GIL,
+# so 2 only overlaps the Parquet writes and fsyncs.
+TRANSFORM_WORKERS = 2
 # A marker whose raw file is missing is left alone this long: another run may be between
 # writing the marker and the raw file (a Lambda runs at most 15 minutes).
 MARKER_GRACE_MS = 15 * 60 * 1000
@@ -504,14 +509,32 @@ def transform_candles(lake: Lake, markers: Sequence[str], rebuild: bool = False)
     for marker in markers:
         raw_key = raw_key_of_marker(marker) if marker.startswith("raw/_pending/") else marker
         groups[_candle_partition_of(raw_key)[0]].append(raw_key)
+    by_symbol: Dict[str, List[Tuple[str, List[str]]]] = defaultdict(list)
     for partition, raw_keys in sorted(groups.items()):
-        # Serial per symbol: read-merge-write-unmark by two runs at once would lose rows.
-        with lake_lock(lake, CANDLES.name, _candle_partition_of(raw_keys[0])[2]):
-            part = _candle_partition(lake, partition, sorted(raw_keys), rebuild)
-            crash_point("curated")
-            unmark(lake, raw_keys, part.missing_raw)
-        result.add(part)
+        by_symbol[_candle_partition_of(raw_keys[0])[2]].append((partition, sorted(raw_keys)))
+    for symbol, items in sorted(by_symbol.items()):
+        # One run per symbol at a time: read-merge-write-unmark by two runs at once would
+        # lose rows. Inside the lock each day partition is independent, so they are folded
+        # concurrently (pyarrow's casts and Parquet writes and fsync release the GIL).
+        with lake_lock(lake, CANDLES.name, symbol):
+            for part in _map_partitions(lambda item: _fold_candle_partition(lake, *item, rebuild), items):
+                result.add(part)
     return result
+
+
+def _fold_candle_partition(lake: Lake, partition: str, raw_keys: List[str], rebuild: bool) -> TransformResult:
+    part = _candle_partition(lake, partition, raw_keys, rebuild)
+    crash_point("curated")
+    unmark(lake, raw_keys, part.missing_raw)
+    return part
+
+
+def _map_partitions(fn: Any, items: List[Any]) -> Iterable[TransformResult]:
+    """fn over items, results in order; a small thread pool when there is more than one."""
+    if len(items) <= 1:
+        return [fn(item) for item in items]  # the 5-minute tick: no pool to start
+    with ThreadPoolExecutor(max_workers=TRANSFORM_WORKERS) as pool:
+        return list(pool.map(fn, items))
 
 
 def unmark(lake: Lake, raw_keys: Sequence[str], missing: Sequence[str]) -> None:
