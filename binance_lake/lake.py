@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import threading
 import uuid
 from typing import Iterator, List, Optional, Protocol
 
@@ -41,11 +42,23 @@ def _visible(name: str) -> bool:
 
 
 class LocalLake:
-    """A lake in a local directory (``./lake`` by default)."""
+    """A lake in a local directory (``./lake`` by default).
 
-    def __init__(self, root: str):
+    Every write is durable when it returns (file and directory fsynced), unless
+    ``defer_sync`` is set: then a thread's writes are fsynced together at its next
+    ``sync()``. The trade-off: a process kill loses nothing either way (the page cache
+    survives it), but after a power loss a write not yet synced may be missing or, if it
+    replaced a file, leave an empty one. Only callers that write a durable commit record
+    after ``sync()`` and redo unrecorded work on rerun may set it (the archive backfill:
+    its sidecar per archive file; an empty curated file reads as unreadable and is
+    rebuilt from raw).
+    """
+
+    def __init__(self, root: str, defer_sync: bool = False):
         self.root = os.path.abspath(root)
         self.uri = root
+        self.defer_sync = defer_sync
+        self._unsynced = threading.local()  # per thread: one thread's sync() never waits on another's
 
     def _path(self, key: str) -> str:
         if key.startswith("/") or ".." in key.split("/"):
@@ -74,7 +87,8 @@ class LocalLake:
             with open(tmp, "wb") as fh:
                 fh.write(data)
                 fh.flush()
-                os.fsync(fh.fileno())
+                if not self.defer_sync:
+                    os.fsync(fh.fileno())
             crash_point(f"tmp:{key.split('/', 1)[0]}")  # test hook: die with only the temp file written
             if if_absent:
                 try:
@@ -85,11 +99,27 @@ class LocalLake:
                     os.unlink(tmp)
             else:
                 os.replace(tmp, path)
-            _fsync_dir(directory)
+            if self.defer_sync:
+                self._pending().append(path)
+            else:
+                _fsync_dir(directory)
             return True
         except OSError as exc:
             _unlink_quietly(tmp)
             raise StorageError(_os_error_message(self.root, key, exc)) from None
+
+    def _pending(self) -> List[str]:
+        if not hasattr(self._unsynced, "paths"):
+            self._unsynced.paths = []
+        return self._unsynced.paths
+
+    def sync(self) -> None:
+        """Make this thread's deferred writes durable: each file, then each directory once."""
+        paths, self._unsynced.paths = self._pending(), []
+        for path in paths:
+            _fsync_path(path)
+        for directory in sorted({os.path.dirname(p) for p in paths}):
+            _fsync_dir(directory)
 
     def delete(self, key: str) -> None:
         _unlink_quietly(self._path(key))
@@ -230,10 +260,21 @@ def _s3_code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
+def sync_lake(lake: Lake) -> None:
+    """The durability barrier of a lake that defers it (``LocalLake.defer_sync``); S3 needs none."""
+    sync = getattr(lake, "sync", None)
+    if sync is not None:
+        sync()
+
+
 def _fsync_dir(directory: str) -> None:
     # Make the rename itself durable (POSIX); harmless where unsupported.
+    _fsync_path(directory)
+
+
+def _fsync_path(path: str) -> None:
     try:
-        fd = os.open(directory, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:
