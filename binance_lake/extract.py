@@ -83,9 +83,20 @@ def write_raw(lake: Lake, key: str, envelope: Dict[str, Any]) -> bool:
     The marker holds its creation time: a transform that finds no raw file behind a
     young marker leaves it (the raw write may be in flight in another run).
     """
+    mark_pending(lake, key)
+    return store_raw(lake, key, raw_body(envelope))
+
+
+def mark_pending(lake: Lake, key: str) -> None:
     lake.write_bytes(pending_key(key), str(int(time.time() * 1000)).encode())
     crash_point("marker")
-    body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def raw_body(envelope: Dict[str, Any]) -> bytes:
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def store_raw(lake: Lake, key: str, body: bytes) -> bool:
     written = lake.write_bytes(key, body, if_absent=True)
     crash_point("raw")
     return written
@@ -285,15 +296,18 @@ def sync_candles(client: BinanceClient, lake: Lake, symbol: str, interval: str =
     result = ExtractResult(CANDLES.name, symbol, start=rng.start, end=rng.end, note=rng.note)
     pages = candle_pages(rng.start, rng.end, interval_ms(interval))
 
-    def fetch(page: Tuple[int, int]) -> List[list]:
+    def fetch(page: Tuple[int, int]) -> List[PreparedRaw]:
         crash_point("fetch")
-        return client.klines(symbol, interval, page[0], page[1] - 1, limit=PAGE_LIMIT)
+        rows = client.klines(symbol, interval, page[0], page[1] - 1, limit=PAGE_LIMIT)
+        return prepare_candle_page(client, lake, symbol, interval, page[0], page[1], now_ms, rows)
 
-    # Pages are fetched concurrently but stored strictly in order, so a run killed at
-    # any point leaves a prefix of the range in raw and the watermark (newest raw end)
-    # never jumps over a page that was not stored.
-    for done, (page, rows) in enumerate(zip(pages, _ordered(fetch, pages, max(1, workers))), 1):
-        for key, n, gaps in store_candle_page(client, lake, symbol, interval, page[0], page[1], now_ms, rows):
+    # Pages are fetched, encoded and marked pending concurrently, but their raw files are
+    # stored strictly in order, so a run killed at any point leaves a prefix of the range
+    # in raw and the watermark (newest raw end) never jumps over a page that was not
+    # stored. (Markers may run ahead: a marker without its raw file is the in-flight case
+    # the transform already waits for.)
+    for done, prepared in enumerate(_ordered(fetch, pages, max(1, workers)), 1):
+        for key, n, gaps in commit_candle_page(lake, symbol, interval, prepared):
             result.raw_keys.append(key)
             result.rows += n
             result.dates.append(key.split("date=")[1].split("/")[0])
@@ -304,8 +318,8 @@ def sync_candles(client: BinanceClient, lake: Lake, symbol: str, interval: str =
     return result
 
 
-def _ordered(fn: Callable[[Tuple[int, int]], List[list]], pages: List[Tuple[int, int]], workers: int
-             ) -> Iterable[List[list]]:
+def _ordered(fn: Callable[[Tuple[int, int]], Any], pages: List[Tuple[int, int]], workers: int
+             ) -> Iterable[Any]:
     """fn(page) for every page, results in page order, at most 2 * workers in flight (bounded memory)."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures: List[Any] = []
@@ -327,6 +341,23 @@ def fetch_candle_page(client: BinanceClient, lake: Lake, symbol: str, interval: 
 def store_candle_page(client: BinanceClient, lake: Lake, symbol: str, interval: str, start: int, end: int,
                       now_ms: int, rows: List[list]) -> List[Tuple[str, int, List[Tuple[int, int]]]]:
     """The rows of one klines request -> one raw file per UTC day touched (+ exchange gaps)."""
+    prepared = prepare_candle_page(client, lake, symbol, interval, start, end, now_ms, rows)
+    return commit_candle_page(lake, symbol, interval, prepared)
+
+
+@dataclass
+class PreparedRaw:
+    """One day's raw file of a page, encoded and marked pending, not yet stored."""
+
+    key: str
+    body: bytes
+    rows: int
+    gaps: List[Tuple[int, int]]
+
+
+def prepare_candle_page(client: BinanceClient, lake: Lake, symbol: str, interval: str, start: int, end: int,
+                        now_ms: int, rows: List[list]) -> List[PreparedRaw]:
+    """Split a page by UTC day, encode each day's envelope and write its pending marker."""
     step = interval_ms(interval)
     by_open = {to_ms(r[0]): r for r in rows if isinstance(r, list) and r}
     params = {"symbol": symbol, "interval": interval, "startTime": start, "endTime": end - 1, "limit": PAGE_LIMIT}
@@ -337,10 +368,20 @@ def store_candle_page(client: BinanceClient, lake: Lake, symbol: str, interval: 
         key = candle_raw_key(symbol, interval, day_s, day_e)
         env = envelope(client, "klines", symbol, "/api/v3/klines", params, day_rows, interval=interval,
                        covered=[day_s, day_e], server_time=now_ms, exchange_gaps=[list(g) for g in gaps])
-        write_raw(lake, key, env)
-        for g in gaps:
-            record_exchange_gap(lake, symbol, interval, g, key)
-        out.append((key, len(day_rows), gaps))
+        mark_pending(lake, key)  # marker first, as in write_raw
+        out.append(PreparedRaw(key, raw_body(env), len(day_rows), gaps))
+    return out
+
+
+def commit_candle_page(lake: Lake, symbol: str, interval: str, prepared: List[PreparedRaw]
+                       ) -> List[Tuple[str, int, List[Tuple[int, int]]]]:
+    """Store a prepared page's raw files (the ordered step) and record its exchange gaps."""
+    out = []
+    for p in prepared:
+        store_raw(lake, p.key, p.body)
+        for g in p.gaps:
+            record_exchange_gap(lake, symbol, interval, g, p.key)
+        out.append((p.key, p.rows, p.gaps))
     return out
 
 
