@@ -17,6 +17,7 @@ The ceiling is what latency and the weight limit allow at our concurrency (see `
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -73,10 +74,13 @@ def ours(base_url: str, start: int, end: int, workers: int, transform: bool) -> 
            "--start", ms_to_iso(start), "--end", ms_to_iso(end), "--workers", str(workers), "--json"]
     if not transform:
         cmd.append("--no-transform")
-    wall, proc = run_timed(cmd)
+    try:
+        wall, proc = run_timed(cmd)
+    finally:
+        shutil.rmtree(lake, ignore_errors=True)  # and no machine path in the results
     s = last_json_line(proc.stdout)
     extra = {"process_wall_s": wall, "client_requests": s["requests"], "client_throttled": s["throttled"],
-             "rows_curated": s.get("transform", {}).get("rows_written"), "lake": lake}
+             "rows_curated": s.get("transform", {}).get("rows_written")}
     return s["rows"], f"workers={workers}", extra
 
 
