@@ -355,9 +355,8 @@ def curate_file(lake: Lake, f: ArchiveFile, raw: pa.Table, downloaded_at: int, f
         table, open_ms = table.filter(inside), open_ms.filter(inside)
     quarantine_rows(lake, CANDLES.partition_path(interval=f.interval, symbol=f.symbol, date=ms_to_date(lo)),
                     f.key, rejected)
-    days = pc.divide(open_ms, MS_PER_DAY)
-    for day in sorted(pc.unique(days).to_pylist()):
-        merge_day(lake, f, ms_to_date(day * MS_PER_DAY), table.filter(pc.equal(days, day)))
+    for date, rows, ordered in split_days(table, open_ms):
+        merge_day(lake, f, date, rows, ordered)
     result.rows, result.rejected = table.num_rows, len(rejected)
     result.exchange_gaps = file_gaps(open_ms, lo, hi, interval_ms(f.interval), first)
     if replaced:
@@ -382,7 +381,24 @@ def file_gaps(open_ms: pa.Array, lo: int, hi: int, step: int, first: bool) -> Li
     return merge_ranges([*(g for g in edges if g[0] < present[0].as_py() or g[0] > present[-1].as_py()), *inner])
 
 
-def merge_day(lake: Lake, f: ArchiveFile, date: str, rows: pa.Table) -> None:
+def split_days(table: pa.Table, open_ms: pa.Array) -> Iterator[Tuple[str, pa.Table, bool]]:
+    """(date, rows, rows are strictly ascending) per UTC day of an archive file's rows.
+
+    Archive files are sorted and unique, so the usual case is zero-copy slices at the day
+    changes; anything else falls back to one filter per day (merge_day then dedupes).
+    """
+    days = pc.divide(open_ms, MS_PER_DAY)
+    n = len(open_ms)
+    if n > 1 and pc.all(pc.greater(open_ms[1:], open_ms[:-1])).as_py():
+        cuts = [0, *(i + 1 for i in pc.indices_nonzero(pc.not_equal(days[1:], days[:-1])).to_pylist()), n]
+        for a, b in zip(cuts, cuts[1:]):
+            yield ms_to_date(days[a].as_py() * MS_PER_DAY), table.slice(a, b - a), True
+        return
+    for day in sorted(pc.unique(days).to_pylist()):
+        yield ms_to_date(day * MS_PER_DAY), table.filter(pc.equal(days, day)), False
+
+
+def merge_day(lake: Lake, f: ArchiveFile, date: str, rows: pa.Table, ordered: bool = False) -> None:
     partition = CANDLES.partition_path(interval=f.interval, symbol=f.symbol, date=date)
     try:
         existing = read_partition(lake, partition, CANDLES)
@@ -392,7 +408,9 @@ def merge_day(lake: Lake, f: ArchiveFile, date: str, rows: pa.Table) -> None:
         if _has_rest_raw(lake, f, date):
             rebuild_candles(lake, f.symbol, f.interval, [date])
         existing = _readable(lake, partition)
-    if existing is None and pc.count_distinct(rows["candle_open_time"]).as_py() == rows.num_rows:
+    if existing is None and ordered:
+        merged = rows  # strictly ascending: already what dedupe would return
+    elif existing is None and pc.count_distinct(rows["candle_open_time"]).as_py() == rows.num_rows:
         merged = rows.sort_by("candle_open_time")  # what dedupe returns for unique keys, without its group_by
     else:
         merged = dedupe(rows if existing is None else pa.concat_tables([existing, rows]),
