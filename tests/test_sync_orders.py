@@ -60,6 +60,7 @@ def _sync_with_changes(client, lake, emulator):
 
 def test_status_changes_are_upserted_cheaply(client, lake, emulator):
     s, open_before, calls = _sync_with_changes(client, lake, emulator)
+    assert s["raw_files"] == 3  # the book, the two changed orders, the page of new orders
     paths = [p for p, _ in calls]
     # One openOrders call, one lookup per order that left the book, then new orders after the highest id.
     assert paths == ["/api/v3/openOrders", "/api/v3/order", "/api/v3/order", "/api/v3/allOrders"]
