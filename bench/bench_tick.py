@@ -221,9 +221,9 @@ def report(ticks: List[Dict[str, Any]], days: int) -> str:
         table(["part", "time", "share"], rows), "",
         f"- work after imports: {secs(med['work_s'])}; candles {med['candles']['rows']} rows in "
         f"{med['candles']['requests']} requests, orders {med['orders']['rows']} rows in "
-        f"{med['orders']['requests']} requests (each includes exchangeInfo and time); the orders sync re-reads "
-        "from the oldest still-open order (design: refresh non-final orders), so it rewrites the partitions "
-        "of the days those orders were created.",
+        f"{med['orders']['requests']} requests (each includes exchangeInfo and time); the orders sync stores "
+        "the current state of every order still on the book (/openOrders: refresh non-final orders), so it "
+        "rewrites the partitions of the days those orders were created.",
         f"- goal < 1 s for the whole tick: {goal(med['wall_s'] < 1.0)}; after imports (a warm Lambda): "
         f"{goal(med['work_s'] < 1.0)}.",
         f"- lake operations: {io['counts']}; {io['objects_written']} objects written "
