@@ -354,6 +354,8 @@ def orders_table(orders: Sequence[Any], ingested_at: Sequence[int], source_keys:
             arr, problems = decimal_array(values)
         elif col.kind in (INT64, TIMESTAMP):
             arr, problems = _int_column(values, timestamp=col.kind == TIMESTAMP)
+            if col.kind == TIMESTAMP and col.nullable:
+                arr = _unset_times_to_null(arr)
         elif col.kind == "bool":
             arr = pa.array([v if isinstance(v, bool) else None for v in values], pa.bool_())
         else:
@@ -365,6 +367,13 @@ def orders_table(orders: Sequence[Any], ingested_at: Sequence[int], source_keys:
     arrays["source_key"] = pa.array(source_keys, pa.string())
     t = pa.table([arrays[c] for c in ORDERS.column_names], schema=_nullable(ORDERS))
     return _split(t, orders, reasons, ORDERS)
+
+
+def _unset_times_to_null(arr: pa.Array) -> pa.Array:
+    """Binance writes -1 for a time that is not set yet (``workingTime`` of an untriggered
+    stop order); stored as 1969-12-31T23:59:59.999 it would read as a real instant."""
+    unset = pc.less(arr.cast(pa.int64()), 0)
+    return pc.if_else(unset, pa.scalar(None, arr.type), arr)
 
 
 def _extra_fields(order: Dict[str, Any]) -> Optional[str]:

@@ -144,3 +144,12 @@ def test_secrets_never_reach_logs_or_lake(make_client, lake, emulator, caplog):
         assert secret not in caplog.text and secret not in str(err.value)
         assert not any(secret.encode() in b for b in blobs)
     assert "test-api" not in repr(make_client().config)
+
+
+def test_unset_working_time_is_null_not_1969(client, lake, emulator):
+    """Binance sends workingTime -1 for a stop order that has not triggered yet."""
+    o = emulator.add_order("BTCUSDT", type="STOP_LOSS_LIMIT", status="NEW", stopPrice="25000.00000000",
+                           workingTime=-1, time=NOW_MS - MS_PER_MINUTE)
+    jobs.sync_orders(client, lake, "BTCUSDT")
+    row = order_rows(lake)[o["orderId"]]
+    assert row["working_time"] is None and dec(row["stop_price"]) == "25000.00000000"
