@@ -4,7 +4,7 @@ small Lambda); the transform turns raw into curated Parquet.
 Raw layout (see DESIGN.md)::
 
     raw/klines/interval=1m/symbol=BTCUSDT/date=2024-03-01/<start_ms>-<end_ms>.json
-    raw/orders/symbol=BTCUSDT/date=2024-03-01/<fetched_ms>-<run>-<first_id>-<last_id>.json
+    raw/orders/symbol=BTCUSDT/date=2024-03-01/<fetched_ms>-<run>-<page>-<kind>-<first_id>-<last_id>.json
     raw/_pending/<table>/<partition>/<raw name>       marker: raw file not yet in curated
     raw/_gaps/candles/interval=1m/symbol=BTCUSDT/<start_ms>-<end_ms>.json   exchange gap
 
@@ -14,8 +14,9 @@ rerun finds the file already there (``if_absent``). The pending marker is writte
 never a raw file the transform would not see.
 
 Watermarks come from the data, never from a state file: candles continue from the end
-of the newest raw window; orders from the highest order id in the curated index and in
-raw pages not yet transformed.
+of the newest raw window; orders from the history cursor (the last id of contiguous
+orderId paging) in the curated index and in history pages not yet transformed. The
+index is derived from raw: lost, the next sync re-pages the history (no loss, upserts).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from binance_lake.client import BinanceClient
 from binance_lake.crash import crash_point
 from binance_lake.errors import BadInputError, BinanceError
 from binance_lake.lake import Lake
-from binance_lake.schema import CANDLES, OPEN_ORDER_STATUSES, ORDERS
+from binance_lake.schema import CANDLES, ORDERS
 from binance_lake.times import MS_PER_DAY, date_to_ms, day_start, floor_to, interval_ms, ms_to_date, ms_to_iso, to_ms
 
 log = logging.getLogger(__name__)
@@ -418,32 +419,52 @@ def orders_index_key(symbol: str) -> str:
 
 
 def read_orders_index(lake: Lake, symbol: str) -> Dict[str, Any]:
-    """{max_order_id, open_order_ids} written by the transform; empty if absent."""
+    """{history_through, max_order_id, open_order_ids} written by the transform; empty if absent."""
     try:
         return json.loads(lake.read_bytes(orders_index_key(symbol)))
     except (KeyError, ValueError):
         return {}
 
 
+# Raw orders pages are named <fetched>-<run>-<page>-<kind>-<first id>-<last id>.json. Only
+# HISTORY pages (paging orderId upward from the history cursor) prove that no order below
+# their last id is missing; samples (--limit, --window) and refreshes (/openOrders, /order)
+# store real orders but never move the cursor, or the history before a sample would be
+# skipped for good.
+HISTORY, SAMPLE, REFRESH = "history", "sample", "refresh"
+
+
+def order_page_name(fetched: int, run_id: str, page: int, kind: str, first: int, last: int) -> str:
+    return f"{fetched}-{run_id}-{page:05d}-{kind}-{first}-{last}.json"
+
+
+def history_page_last_id(raw_key: str) -> Optional[int]:
+    """Last order id of a HISTORY page, from its name; None for any other page."""
+    parts = raw_key.rsplit("/", 1)[-1][: -len(".json")].split("-")
+    if len(parts) == 6 and parts[3] == HISTORY and parts[5].isdigit():
+        return int(parts[5])
+    return None
+
+
 def pending_order_ids(lake: Lake, symbol: str) -> List[int]:
-    """Highest order id of each raw page not yet transformed (from key names).
+    """Last order id of each HISTORY page not yet transformed (from key names).
 
     Only markers whose raw file exists count: a run killed between marker and raw file
     must not move the cursor past orders that were never stored.
     """
     ids = []
     for key in lake.list_keys(f"raw/_pending/orders/symbol={symbol}"):
-        parts = key.rsplit("/", 1)[-1][:-5].split("-")
-        if len(parts) >= 4 and parts[-1].isdigit() and lake.exists("raw/" + key[len("raw/_pending/"):]):
-            ids.append(int(parts[-1]))
+        last = history_page_last_id(key)
+        if last is not None and lake.exists("raw/" + key[len("raw/_pending/"):]):
+            ids.append(last)
     return ids
 
 
 def known_orders(lake: Lake, symbol: str) -> Tuple[int, List[int]]:
-    """(highest known order id or -1, ids stored in a non-final state)."""
+    """(history cursor: every order id up to it is stored, or -1; ids stored in a non-final state)."""
     index = read_orders_index(lake, symbol)
-    highest = max([int(index.get("max_order_id", -1)), *pending_order_ids(lake, symbol)])
-    return highest, sorted(int(i) for i in index.get("open_order_ids", []))
+    through = max([int(index.get("history_through", -1)), *pending_order_ids(lake, symbol)])
+    return through, sorted(int(i) for i in index.get("open_order_ids", []))
 
 
 # Orders that left the book since the last sync are re-read one by one (weight 4 each) up to
@@ -460,7 +481,7 @@ def sync_orders(client: BinanceClient, lake: Lake, symbol: str, request: Optiona
     client.symbol_info(symbol)
     run = OrdersRun(client, lake, symbol, progress)
     if request.latest is not None:
-        run.fetch_page({"limit": request.latest})
+        run.fetch_page({"limit": request.latest}, SAMPLE)
     elif request.start is not None:
         end = request.end if request.end is not None else client.server_time()
         run.fetch_window(request.start, end)
@@ -478,14 +499,14 @@ class OrdersRun:
         self.result = ExtractResult(ORDERS.name, symbol)
         self.pages = 0
 
-    def fetch_page(self, params: Dict[str, Any]) -> List[Dict[str, Any]]:
+    def fetch_page(self, params: Dict[str, Any], kind: str) -> List[Dict[str, Any]]:
         crash_point("fetch")
         orders = self.client.all_orders(
             self.symbol, order_id=params.get("orderId"), start=params.get("startTime"),
             end_inclusive=params.get("endTime"), limit=params.get("limit", PAGE_LIMIT))
         self._count_page()
         if orders:
-            self._write(params, orders)
+            self._write(params, orders, kind)
         return orders
 
     def incremental(self, highest: int, stored_open: List[int]) -> None:
@@ -499,15 +520,15 @@ class OrdersRun:
             on_book = self.client.open_orders(self.symbol)
             self._count_page()
             if on_book:
-                self._write({"endpoint": "openOrders"}, on_book, "/api/v3/openOrders")
+                self._write({"endpoint": "openOrders"}, on_book, REFRESH, "/api/v3/openOrders")
             left_book = sorted(set(stored_open) - {int(o["orderId"]) for o in on_book})
             if len(left_book) > REFRESH_ONE_BY_ONE_MAX:
                 cursor = min(cursor, left_book[0])
             elif left_book:
                 found = [o for o in map(self._one, left_book) if o is not None]
                 if found:
-                    self._write({"orderIds": left_book}, found, "/api/v3/order")
-        self.page_by_id(cursor)
+                    self._write({"orderIds": left_book}, found, REFRESH, "/api/v3/order")
+        self.page_by_id(cursor, HISTORY)
 
     def _one(self, order_id: int) -> Optional[Dict[str, Any]]:
         try:
@@ -526,12 +547,12 @@ class OrdersRun:
         if self.progress:
             self.progress(self.pages, 0)
 
-    def _write(self, params: Dict[str, Any], orders: List[Dict[str, Any]],
+    def _write(self, params: Dict[str, Any], orders: List[Dict[str, Any]], kind: str,
                endpoint: str = "/api/v3/allOrders") -> None:
         fetched = int(time.time() * 1000)
         ids = [int(o["orderId"]) for o in orders if isinstance(o, dict) and "orderId" in o]
         first, last = (min(ids), max(ids)) if ids else (0, 0)
-        name = f"{fetched}-{self.run_id}-{self.pages:05d}-{first}-{last}.json"
+        name = order_page_name(fetched, self.run_id, self.pages, kind, first, last)
         key = f"{raw_partition(ORDERS.name, self.symbol, ms_to_date(fetched))}/{name}"
         write_raw(self.lake, key, envelope(self.client, "orders", self.symbol, endpoint,
                                            {"symbol": self.symbol, **params}, orders))
@@ -539,10 +560,10 @@ class OrdersRun:
         self.result.rows += len(orders)
         self.result.dates.append(ms_to_date(fetched))
 
-    def page_by_id(self, cursor: int, stop_time: Optional[int] = None) -> None:
+    def page_by_id(self, cursor: int, kind: str, stop_time: Optional[int] = None) -> None:
         """Page ``orderId >= cursor`` in ascending id order until a short page (or ``stop_time``)."""
         while True:
-            orders = self.fetch_page({"orderId": cursor, "limit": PAGE_LIMIT})
+            orders = self.fetch_page({"orderId": cursor, "limit": PAGE_LIMIT}, kind)
             if not orders:
                 return
             cursor = max(int(o["orderId"]) for o in orders) + 1
@@ -556,10 +577,7 @@ class OrdersRun:
         self.result.start, self.result.end = start, end
         for s in range(start, end, ORDERS_WINDOW_MAX_MS):
             e = min(s + ORDERS_WINDOW_MAX_MS, end)
-            orders = self.fetch_page({"startTime": s, "endTime": e - 1, "limit": PAGE_LIMIT})
+            orders = self.fetch_page({"startTime": s, "endTime": e - 1, "limit": PAGE_LIMIT}, SAMPLE)
             if len(orders) == PAGE_LIMIT:
-                self.page_by_id(max(int(o["orderId"]) for o in orders) + 1, stop_time=e)
+                self.page_by_id(max(int(o["orderId"]) for o in orders) + 1, SAMPLE, stop_time=e)
 
-
-def is_open_status(status: Optional[str]) -> bool:
-    return status in OPEN_ORDER_STATUSES

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from binance_lake.crash import crash_point
-from binance_lake.extract import orders_index_key, pending_key, read_orders_index
+from binance_lake.extract import history_page_last_id, orders_index_key, pending_key, read_orders_index
 from binance_lake.lake import Lake
 from binance_lake.lock import lake_lock
 from binance_lake.schema import CANDLES, DECIMAL, DECIMAL_SCALE, INT64, OPEN_ORDER_STATUSES, ORDERS, TIMESTAMP, Table
@@ -639,6 +639,9 @@ def _orders_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool) 
     index = read_orders_index(lake, symbol)
     open_ids = set(index.get("open_order_ids", []))
     max_id = int(index.get("max_order_id", -1))
+    # Only history pages that were actually read (not quarantined) advance the cursor.
+    through = max([int(index.get("history_through", -1)),
+                   *(i for i in map(history_page_last_id, set(batch.source_keys)) if i is not None)])
     for date in sorted(set(dates)):
         partition = ORDERS.partition_path(symbol=symbol, date=date)
         part_new = new.filter(pc.equal(pa.array(dates), date))
@@ -649,8 +652,8 @@ def _orders_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool) 
             (open_ids.add if status in OPEN_ORDER_STATUSES else open_ids.discard)(oid)
             max_id = max(max_id, oid)
     if dates or not index:
-        body = {"symbol": symbol, "max_order_id": max_id, "open_order_ids": sorted(open_ids),
-                "updated_at": int(time.time() * 1000)}
+        body = {"symbol": symbol, "history_through": through, "max_order_id": max_id,
+                "open_order_ids": sorted(open_ids), "updated_at": int(time.time() * 1000)}
         lake.write_bytes(orders_index_key(symbol), json.dumps(body).encode())
     return result
 

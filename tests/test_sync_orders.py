@@ -153,3 +153,14 @@ def test_unset_working_time_is_null_not_1969(client, lake, emulator):
     jobs.sync_orders(client, lake, "BTCUSDT")
     row = order_rows(lake)[o["orderId"]]
     assert row["working_time"] is None and dec(row["stop_price"]) == "25000.00000000"
+
+
+def test_a_sample_first_does_not_hide_the_history_from_the_incremental_sync(client, lake, emulator):
+    """--window/--limit store real orders but prove nothing about older ids: the next plain
+    sync must still page the whole history (this lost orders before the history cursor existed)."""
+    truth = emulator.generate_orders("BTCUSDT", 1200, NOW_MS - 5 * MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=8)
+    jobs.sync_orders(client, lake, "BTCUSDT", OrdersRequest(start=NOW_MS - 15 * MS_PER_MINUTE, end=NOW_MS))
+    jobs.sync_orders(client, lake, "BTCUSDT", OrdersRequest(latest=10))
+    assert 0 < len(order_rows(lake)) < 1200
+    jobs.sync_orders(client, lake, "BTCUSDT")
+    assert_equals_truth(lake, truth)

@@ -96,7 +96,7 @@ def test_many_decimal_prices_stay_exact(client, lake, emulator):
 def test_a_marker_without_its_raw_file_does_not_move_the_orders_cursor(client, lake, emulator):
     """A run killed between marker and raw file: the next run must refetch those orders."""
     emulator.generate_orders("BTCUSDT", 50, MAR1, MAR1 + 3600_000, seed=2)
-    ghost = "raw/orders/symbol=BTCUSDT/date=2024-03-01/1709251200000-dead0000-00001-1-50.json"
+    ghost = "raw/orders/symbol=BTCUSDT/date=2024-03-01/1709251200000-dead0000-00001-history-1-50.json"
     lake.write_bytes(pending_key(ghost), b"1709251200000")
     assert pending_order_ids(lake, "BTCUSDT") == []  # the ghost page does not count
     jobs.sync_orders(client, lake, "BTCUSDT")
