@@ -62,11 +62,12 @@ from binance_lake.extract import (
 )
 from binance_lake.lake import Lake, sync_lake
 from binance_lake.schema import CANDLES
-from binance_lake.times import MS_PER_DAY, day_start, interval_ms, ms_to_date, ms_to_iso
+from binance_lake.times import MS_PER_DAY, date_to_ms, day_start, interval_ms, ms_to_date, ms_to_iso
 from binance_lake.transform import (
     Rejected,
     candles_from_arrow,
     dedupe,
+    ms_array,
     quarantine_rows,
     read_partition,
     rebuild_candles,
@@ -290,6 +291,31 @@ def verified_zip(lake: Lake, f: ArchiveFile, published: str, cfg: ArchiveConfig)
 
 class ChecksumMismatch(Exception):
     pass
+
+
+def stored_archive_rows(lake: Lake, symbol: str, interval: str, date: str) -> Optional[pa.Table]:
+    """Curated rows of ``date`` from the verified archive zips already in the lake (no network).
+
+    A curated partition rebuilt "from raw" must include the archive's share of the day,
+    not only the REST windows, or a rebuild would drop the rows the archive brought.
+    """
+    tables = []
+    for f in (ArchiveFile(symbol, interval, date[:7]), ArchiveFile(symbol, interval, date)):
+        sidecar = read_sidecar(lake, f)
+        if sidecar is None:
+            continue  # not verified and curated: not part of the lake's claim
+        try:
+            raw, _ = read_archive_csv(lake.read_bytes(f.key), f.name)
+        except (KeyError, Rejected) as exc:
+            log.warning("%s: stored archive file unusable for a rebuild (%s); run backfill again", f.name, exc)
+            continue
+        day_lo = date_to_ms(date)
+        open_ms = ms_array(raw.column(0).combine_chunks().cast(pa.int64()))
+        day = raw.filter(pc.and_(pc.greater_equal(open_ms, day_lo), pc.less(open_ms, day_lo + MS_PER_DAY)))
+        table, _ = candles_from_arrow(symbol, interval, day, int(sidecar.get("downloaded_at", 0)), f.key, date)
+        tables.append(table)
+    return pa.concat_tables(tables) if tables else None
+
 
 
 def read_archive_csv(zip_bytes: bytes, name: str) -> Tuple[pa.Table, bool]:

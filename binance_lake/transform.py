@@ -198,7 +198,7 @@ def candles_from_arrow(symbol: str, interval: str, raw: pa.Table, ingested_at: i
             arrays[col.name], problems = decimal_array(values)
             reasons = _merge_reasons(reasons, col.name, problems)
         elif col.kind == TIMESTAMP:
-            arrays[col.name] = _ms_array(values.cast(pa.int64())).cast(pa.timestamp("ms", tz="UTC"))
+            arrays[col.name] = ms_array(values.cast(pa.int64())).cast(pa.timestamp("ms", tz="UTC"))
         else:
             arrays[col.name] = values.cast(pa.int64())
     # constant columns built in C: a month is 44,640 rows, a Python list of them costs ~10 ms
@@ -223,7 +223,7 @@ def _one_chunk(values: Any) -> pa.Array:
     return values
 
 
-def _ms_array(values: pa.Array) -> pa.Array:
+def ms_array(values: pa.Array) -> pa.Array:
     """Vectorised ``times.to_ms``: values at or above 1e15 are microseconds."""
     micros = pc.greater_equal(pc.abs(values), _MICROS_THRESHOLD)
     # Integer division truncates; archive times are positive, so this equals to_ms's floor.
@@ -246,7 +246,7 @@ def _int_column(values: Sequence[Any], timestamp: bool) -> Tuple[pa.Array, List[
     if fast is not None:
         arr = fast.cast(pa.int64())
         if timestamp:
-            arr = _ms_array(arr).cast(pa.timestamp("ms", tz="UTC"))
+            arr = ms_array(arr).cast(pa.timestamp("ms", tz="UTC"))
         return arr, [None] * len(values)
     out, problems = [], []
     for v in values:
@@ -577,6 +577,7 @@ def _candle_partition(lake: Lake, partition: str, raw_keys: List[str], rebuild: 
         raw_dir = raw_keys[0].rsplit("/", 1)[0]
         raw_keys = sorted(set(raw_keys) | set(lake.list_keys(raw_dir)))
         result.rebuilt.append(partition)
+        existing = _archive_share(lake, symbol, interval, date)
     for key in raw_keys:
         batch = gather(lake, [key], CANDLES.name, result)
         new, rejected = candles_table(symbol, interval, batch.rows, batch.ingested_at, batch.source_keys, date)
@@ -592,6 +593,13 @@ def _candle_partition(lake: Lake, partition: str, raw_keys: List[str], rebuild: 
         last = pc.max(merged["candle_close_time"]).cast(pa.int64()).as_py()
         result.last_candle_close[symbol] = last
     return result
+
+
+def _archive_share(lake: Lake, symbol: str, interval: str, date: str) -> Optional[pa.Table]:
+    """The day's rows from verified public-archive zips in the lake, if a backfill stored any."""
+    from binance_lake.archive import stored_archive_rows  # the archive module builds on this one
+
+    return stored_archive_rows(lake, symbol, interval, date)
 
 
 def rebuild_candles(lake: Lake, symbol: str, interval: str = "1m", dates: Optional[Sequence[str]] = None

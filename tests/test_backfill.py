@@ -195,3 +195,18 @@ def test_cli_backfill_archive_only(tmp_path, archive_url, capsys):
 def _sources(lake: LocalLake) -> set:
     keys = [k for k in lake.list_keys("curated/candles") if k.endswith(".parquet")]
     return {s for k in keys for s in pq.read_table(io.BytesIO(lake.read_bytes(k)))["source_key"].to_pylist()}
+
+
+def test_rebuilding_a_boundary_day_keeps_the_archive_rows(client, lake, emulator, archive_url):
+    """A corrupted partition of a day that both the archive and REST fed is rebuilt from both."""
+    backfill(lake, SYMBOL, None, None, cfg(archive_url), client=None, now_ms=NOW)
+    # A REST window inside an archive day, as a scheduled tick or a repair could write.
+    jobs.sync_candles(client, lake, SYMBOL, start=parse_time("2025-02-01T12:00:00Z"),
+                      end=parse_time("2025-02-01T13:00:00Z"))
+    part = f"{CANDLES.partition_path(interval='1m', symbol=SYMBOL, date='2025-02-01')}/part-0.parquet"
+    lake.write_bytes(part, b"PAR1 torn")
+    jobs.sync_candles(client, lake, SYMBOL, start=parse_time("2025-02-01T13:00:00Z"),
+                      end=parse_time("2025-02-01T13:05:00Z"))  # its transform finds the torn file
+    day = parse_time("2025-02-01")
+    assert [t for t in candle_tuples(lake) if day <= t[1] < day + 1440 * MS_PER_MINUTE] == truth(
+        emulator, day, day + 1440 * MS_PER_MINUTE)
