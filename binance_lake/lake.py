@@ -175,6 +175,12 @@ class S3Lake:
             return StorageError(f"S3 bucket {self.bucket!r} does not exist; create it or fix --lake {self.uri}")
         if code in ("AccessDenied", "403", "AllAccessDisabled"):
             return StorageError(f"access denied to s3://{self.bucket}/{self._key(key)}; check IAM permissions")
+        if code in ("NoCredentialsError", "PartialCredentialsError"):
+            return StorageError(f"no AWS credentials for --lake {self.uri}; set AWS_PROFILE or "
+                                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or run where a role provides them)")
+        if code in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"):
+            return StorageError(f"cannot reach S3 for --lake {self.uri} ({code}); check the network, "
+                                "AWS_ENDPOINT_URL and the region")
         return StorageError(f"S3 error {code} on s3://{self.bucket}/{self._key(key)}")
 
     def read_bytes(self, key: str) -> bytes:

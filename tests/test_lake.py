@@ -46,3 +46,19 @@ def test_s3_missing_key_behind_403_is_absent_but_real_denials_stay_errors():
     present = S3Lake("s3://lake/pfx", client=_DeniedS3(["pfx/curated/x"]))
     with pytest.raises(StorageError, match="access denied to s3://lake/pfx/curated/x"):
         present.read_bytes("curated/x")
+
+
+def test_s3_connection_and_credential_failures_say_what_to_do():
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError
+
+    class Broken:
+        def __init__(self, exc):
+            self.exc = exc
+
+        def get_object(self, **kw):
+            raise self.exc
+
+    with pytest.raises(StorageError, match="no AWS credentials for --lake s3://b/p; set AWS_PROFILE"):
+        S3Lake("s3://b/p", client=Broken(NoCredentialsError())).read_bytes("raw/x")
+    with pytest.raises(StorageError, match="cannot reach S3 for --lake s3://b/p"):
+        S3Lake("s3://b/p", client=Broken(EndpointConnectionError(endpoint_url="http://x"))).read_bytes("raw/x")
