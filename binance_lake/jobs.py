@@ -33,7 +33,7 @@ def sync_candles(client: BinanceClient, lake: Lake, symbol: str, interval: str =
     if transform:
         summary["transform"] = _transform(lake, ["candles"], [symbol])
     summary["seconds"] = round(time.time() - started, 3)
-    _record(lake, "candles", symbol, summary)
+    _record(lake, f"candles/interval={interval}", symbol, summary)
     return summary
 
 

@@ -138,7 +138,7 @@ def status(lake: Lake, con: Optional[Any] = None) -> List[SymbolStatus]:
     for interval, symbol in candle_symbols(lake):
         exch = exchange_gaps(lake, symbol, interval)
         gaps, rows, first, last = candle_gaps(con, symbol, interval, exch, raw_coverage(lake, symbol, interval))
-        last_run = read_last_run(lake, "candles", symbol)
+        last_run = read_last_run(lake, f"candles/interval={interval}", symbol)
         out.append(SymbolStatus(symbol, interval, first, last, rows, gaps, exch, last_run))
     return out
 

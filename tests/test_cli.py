@@ -103,3 +103,13 @@ def test_unreachable_base_url_exit_4(run):
 def test_emulator_flag_runs_the_main_job_offline(run):
     code, out, _ = run("sync", "candles", "--symbol", "BTCUSDT", "--emulator")
     assert code == 0 and "1440 rows fetched" in out and "empty lake: last 24 hours" in out
+
+
+def test_status_keeps_each_interval_apart(run):
+    run("sync", "candles", "--symbol", "BTCUSDT", *DAY, "--base-url", run.base_url)
+    run("sync", "candles", "--symbol", "BTCUSDT", "--interval", "1h", "--start", "2024-03-01",
+        "--end", "2024-03-02", "--base-url", run.base_url)
+    _, out, _ = run("status", "--json")
+    by_interval = {c["interval"]: c for c in json.loads(out)["candles"]}
+    assert (by_interval["1m"]["rows"], by_interval["1h"]["rows"]) == (120, 24)
+    assert by_interval["1m"]["last_run"]["rows"] == 120 and by_interval["1h"]["last_run"]["rows"] == 24
