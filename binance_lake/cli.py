@@ -43,7 +43,6 @@ def _binance(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=8, help="concurrent requests (default 8)")
     parser.add_argument("--recv-window", type=int, default=5000, help="recvWindow ms for signed requests")
     parser.add_argument("--max-attempts", type=int, default=8, help="attempts per request before giving up")
-    parser.add_argument("--no-transform", action="store_true", help="write raw only; curate later")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--end", help="exclusive open time (default: the last closed candle)")
     _common(sc)
     _binance(sc)
+    sc.add_argument("--no-transform", action="store_true", help="write raw only; curate later (`transform`)")
     so = sync.add_parser("orders", help="account orders (default: everything new since the last sync)")
     so.add_argument("--symbol", required=True)
     so.add_argument("--limit", type=int, help="only the latest N orders (1..1000)")
@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     so.add_argument("--end", help="orders created before this time")
     _common(so)
     _binance(so)
+    so.add_argument("--no-transform", action="store_true", help="write raw only; curate later (`transform`)")
 
     bf = sub.add_parser("backfill", help="full history from data.binance.vision (checksummed zips), then REST")
     bf.add_argument("--symbol", action="append", required=True, help="repeat for more symbols")
