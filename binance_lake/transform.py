@@ -33,7 +33,7 @@ from binance_lake.extract import history_page_last_id, orders_index_key, pending
 from binance_lake.lake import Lake
 from binance_lake.lock import lake_lock
 from binance_lake.schema import CANDLES, DECIMAL, DECIMAL_SCALE, INT64, OPEN_ORDER_STATUSES, ORDERS, TIMESTAMP, Table
-from binance_lake.times import _MICROS_THRESHOLD, interval_ms, ms_to_date, to_ms
+from binance_lake.times import _MICROS_THRESHOLD, interval_ms, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -711,5 +711,5 @@ def last_closed_candle(lake: Lake, symbol: str, interval: str = "1m") -> Optiona
     return None
 
 
-__all__ = ["TransformResult", "candles_table", "dedupe", "last_closed_candle", "ms_to_date", "orders_table",
+__all__ = ["TransformResult", "candles_table", "dedupe", "last_closed_candle", "orders_table",
            "rebuild_candles", "rebuild_orders", "transform_candles", "transform_orders", "transform_pending"]
