@@ -16,7 +16,7 @@ import errno
 import os
 import threading
 import uuid
-from typing import Iterator, List, Optional, Protocol
+from typing import Iterator, List, Optional, Protocol, Tuple
 
 from binance_lake.crash import crash_point
 from binance_lake.errors import StorageError
@@ -189,6 +189,26 @@ class S3Lake:
         except Exception as exc:
             if _s3_code(exc) in ("NoSuchKey", "404") or self._absent_behind_403(key, exc):
                 raise KeyError(key) from None
+            raise self._fail(key, exc) from None
+
+    def read_with_etag(self, key: str) -> Tuple[bytes, str]:
+        """The object and its ETag, for a later :meth:`delete_if_match`."""
+        try:
+            reply = self.s3.get_object(Bucket=self.bucket, Key=self._key(key))
+            return reply["Body"].read(), reply["ETag"]
+        except Exception as exc:
+            if _s3_code(exc) in ("NoSuchKey", "404") or self._absent_behind_403(key, exc):
+                raise KeyError(key) from None
+            raise self._fail(key, exc) from None
+
+    def delete_if_match(self, key: str, etag: str) -> bool:
+        """Delete only the version that was read (S3 conditional delete); False if it changed."""
+        try:
+            self.s3.delete_object(Bucket=self.bucket, Key=self._key(key), IfMatch=etag)
+            return True
+        except Exception as exc:
+            if _s3_code(exc) in ("PreconditionFailed", "412", "NoSuchKey", "404"):
+                return False
             raise self._fail(key, exc) from None
 
     def exists(self, key: str) -> bool:

@@ -20,10 +20,10 @@ import os
 import socket
 import time
 import uuid
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 from binance_lake.errors import StorageError
-from binance_lake.lake import Lake
+from binance_lake.lake import Lake, S3Lake
 
 LEASE_S = 300.0  # far longer than one symbol's transform; only a dead holder's lock gets this old
 WAIT_S = 600.0
@@ -51,9 +51,9 @@ def _acquire(lake: Lake, key: str, owner: str, lease_s: float, wait_s: float) ->
                 "expires_at": time.time() + lease_s}
         if lake.write_bytes(key, json.dumps(body).encode(), if_absent=True):
             return
-        held = _read(lake, key)
+        held, etag = _read(lake, key)
         if held is not None and _stale(lake, held):
-            lake.delete(key)  # the holder is gone; the next create decides who takes over
+            _delete_stale(lake, key, etag)  # the holder is gone; the next create decides who takes over
             continue
         if time.time() > deadline:
             raise StorageError(f"{key} is held by another run (host {held.get('host') if held else '?'}) "
@@ -62,13 +62,28 @@ def _acquire(lake: Lake, key: str, owner: str, lease_s: float, wait_s: float) ->
         pause = min(pause * 2, 0.5)
 
 
-def _read(lake: Lake, key: str) -> Optional[Dict[str, Any]]:
+def _read(lake: Lake, key: str) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
+    """(lock body, S3 ETag or None); (None, None) if released meanwhile."""
     try:
-        return json.loads(lake.read_bytes(key))
+        if isinstance(lake, S3Lake):
+            data, etag = lake.read_with_etag(key)
+        else:
+            data, etag = lake.read_bytes(key), None
     except KeyError:
-        return None  # released meanwhile: try again
+        return None, None  # released meanwhile: try again
+    try:
+        return json.loads(data), etag
     except ValueError:
-        return {"expires_at": 0}  # unreadable lock: treat as expired
+        return {"expires_at": 0}, etag  # unreadable lock: treat as expired
+
+
+def _delete_stale(lake: Lake, key: str, etag: Optional[str]) -> None:
+    # On S3, delete only the stale lock that was read: two runs that both found it stale
+    # cannot delete each other's fresh lock (the loser's conditional delete fails, it waits).
+    if etag is not None and isinstance(lake, S3Lake):
+        lake.delete_if_match(key, etag)
+    else:
+        lake.delete(key)
 
 
 def _stale(lake: Lake, held: Dict[str, Any]) -> bool:
@@ -91,6 +106,6 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _release(lake: Lake, key: str, owner: str) -> None:
-    held = _read(lake, key)
+    held, _ = _read(lake, key)
     if held is not None and held.get("owner") == owner:
         lake.delete(key)

@@ -119,6 +119,29 @@ def test_s3_lock_is_a_conditional_create(monkeypatch):
         assert not lake.exists(lock_key("candles", "BTCUSDT"))
 
 
+def test_two_takers_of_an_expired_s3_lock_cannot_delete_each_others_lock(monkeypatch):
+    """Both read the expired lock; the first takes over; the second's delete must not remove
+    the first's fresh lock (conditional delete on the ETag it read)."""
+    import json
+
+    from binance_lake.lock import _delete_stale, _read, lake_lock, lock_key
+
+    _fake_aws(monkeypatch)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="lock-bucket")
+        lake = S3Lake("s3://lock-bucket", s3)
+        key = lock_key("candles", "BTCUSDT")
+        lake.write_bytes(key, json.dumps({"owner": "dead", "expires_at": 0}).encode())
+        stale, etag_seen_by_b = _read(lake, key)
+        assert stale["owner"] == "dead"
+        with lake_lock(lake, "candles", "BTCUSDT"):  # taker A
+            owner_a = json.loads(lake.read_bytes(key))["owner"]
+            _delete_stale(lake, key, etag_seen_by_b)  # taker B, late, with its stale view
+            assert json.loads(lake.read_bytes(key))["owner"] == owner_a  # A still holds it
+        assert not lake.exists(key)
+
+
 def test_a_dead_holders_lock_is_taken_over(tmp_path):
     import json
 
