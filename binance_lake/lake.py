@@ -124,6 +124,29 @@ class LocalLake:
     def delete(self, key: str) -> None:
         _unlink_quietly(self._path(key))
 
+    def delete_if_same(self, key: str, expected: bytes) -> bool:
+        """Delete ``key`` only if it still holds ``expected`` (compare-and-delete for lock takeover).
+
+        The file is first renamed aside (atomic), compared, then removed; if it changed, it is
+        linked back unless a new one was created meanwhile.
+        """
+        path = self._path(key)
+        directory, name = os.path.split(path)
+        aside = os.path.join(directory, f".{name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return False
+        try:
+            with open(aside, "rb") as fh:
+                if fh.read() == expected:
+                    return True
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, path)  # not ours to delete: put it back
+            return False
+        finally:
+            _unlink_quietly(aside)
+
     def list_keys(self, prefix: str) -> List[str]:
         base = self._path(prefix.rstrip("/")) if prefix else self.root
         keys = []

@@ -23,7 +23,7 @@ import uuid
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 from binance_lake.errors import StorageError
-from binance_lake.lake import Lake, S3Lake
+from binance_lake.lake import Lake, LocalLake, S3Lake
 
 LEASE_S = 300.0  # far longer than one symbol's transform; only a dead holder's lock gets this old
 WAIT_S = 600.0
@@ -62,26 +62,34 @@ def _acquire(lake: Lake, key: str, owner: str, lease_s: float, wait_s: float) ->
         pause = min(pause * 2, 0.5)
 
 
-def _read(lake: Lake, key: str) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
-    """(lock body, S3 ETag or None); (None, None) if released meanwhile."""
+# What identifies the version of a lock that was read: its S3 ETag, or (local) its bytes,
+# which are unique per holder (they carry the owner's uuid).
+Version = Any
+
+
+def _read(lake: Lake, key: str) -> Tuple[Optional[Dict[str, Any]], Version]:
+    """(lock body, version); (None, None) if released meanwhile."""
     try:
         if isinstance(lake, S3Lake):
-            data, etag = lake.read_with_etag(key)
+            data, version = lake.read_with_etag(key)
         else:
-            data, etag = lake.read_bytes(key), None
+            data = lake.read_bytes(key)
+            version = data
     except KeyError:
         return None, None  # released meanwhile: try again
     try:
-        return json.loads(data), etag
+        return json.loads(data), version
     except ValueError:
-        return {"expires_at": 0}, etag  # unreadable lock: treat as expired
+        return {"expires_at": 0}, version  # unreadable lock: treat as expired
 
 
-def _delete_stale(lake: Lake, key: str, etag: Optional[str]) -> None:
-    # On S3, delete only the stale lock that was read: two runs that both found it stale
-    # cannot delete each other's fresh lock (the loser's conditional delete fails, it waits).
-    if etag is not None and isinstance(lake, S3Lake):
-        lake.delete_if_match(key, etag)
+def _delete_stale(lake: Lake, key: str, version: Version) -> None:
+    # Delete only the stale lock that was read: two runs that both found it stale cannot
+    # delete each other's fresh lock (the loser's compare-and-delete fails, and it waits).
+    if isinstance(lake, S3Lake):
+        lake.delete_if_match(key, version)
+    elif isinstance(lake, LocalLake):
+        lake.delete_if_same(key, version)
     else:
         lake.delete(key)
 

@@ -142,6 +142,23 @@ def test_two_takers_of_an_expired_s3_lock_cannot_delete_each_others_lock(monkeyp
         assert not lake.exists(key)
 
 
+def test_two_takers_of_a_dead_local_lock_cannot_delete_each_others_lock(tmp_path):
+    import json
+
+    from binance_lake.lock import _delete_stale, _read, lake_lock, lock_key
+
+    lake = LocalLake(str(tmp_path / "lake"))
+    key = lock_key("candles", "BTCUSDT")
+    lake.write_bytes(key, json.dumps({"owner": "dead", "expires_at": 0}).encode())
+    _, seen_by_b = _read(lake, key)
+    with lake_lock(lake, "candles", "BTCUSDT"):  # taker A
+        owner_a = json.loads(lake.read_bytes(key))["owner"]
+        _delete_stale(lake, key, seen_by_b)  # taker B, late
+        assert json.loads(lake.read_bytes(key))["owner"] == owner_a
+        assert lake.list_keys("curated/_locks") == [key]  # nothing left aside
+    assert not lake.exists(key)
+
+
 def test_a_dead_holders_lock_is_taken_over(tmp_path):
     import json
 
