@@ -383,16 +383,10 @@ def cmd_gaps(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    import duckdb
-
     from binance_lake.export import cell_text
     from binance_lake.query import connect
 
-    con = connect(_open(args))
-    try:
-        cur = con.execute(args.sql)
-    except duckdb.Error as exc:
-        raise LakeError(f"query failed: {str(exc).splitlines()[0]}") from None
+    cur = connect(_open(args)).execute(args.sql)  # errors arrive as LakeError with a hint
     names = [d[0] for d in cur.description] if cur.description else []
     rows = cur.fetchall()
     if args.format == "csv":

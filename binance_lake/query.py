@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from binance_lake.errors import BadInputError, LakeError, StorageError
 from binance_lake.extract import exchange_gaps, merge_ranges, raw_coverage
 from binance_lake.lake import Lake
 from binance_lake.schema import CANDLES, TABLES, Table
@@ -22,11 +23,40 @@ def _glob(table: Table) -> str:
     return f"{table.curated_prefix}/{'/'.join('*' for _ in table.partition_keys)}/*.parquet"
 
 
-def connect(lake: Lake) -> Any:
-    """A DuckDB connection with views ``candles`` and ``orders`` (partition columns included)."""
+class LakeConnection:
+    """A DuckDB connection whose errors say what went wrong in lake terms.
+
+    A curated file that DuckDB cannot read (a torn copy from another tool, a disk error) is
+    reported with the way to rebuild it from raw; a bad SQL statement as bad input.
+    """
+
+    def __init__(self, con: Any):
+        self.duckdb = con
+
+    def execute(self, sql: str, params: Optional[List[Any]] = None) -> Any:
+        import duckdb
+
+        try:
+            return self.duckdb.execute(sql, params) if params is not None else self.duckdb.execute(sql)
+        except duckdb.Error as exc:
+            raise lake_query_error(exc) from None
+
+
+def lake_query_error(exc: Exception) -> LakeError:
+    first = str(exc).splitlines()[0]
+    if "parquet" in first.lower() and ("File '" in first or "file" in first.lower()):
+        return StorageError(
+            f"a curated file cannot be read: {first[:300]}; rebuild it from raw with "
+            "`binance-lake transform --rebuild --symbol <SYMBOL>` (days from the archive: "
+            "`binance-lake backfill --symbol <SYMBOL> --recurate`)")
+    return BadInputError(f"query failed: {first[:300]}")
+
+
+def connect(lake: Lake) -> LakeConnection:
+    """A connection with views ``candles`` and ``orders`` (partition columns included)."""
     import duckdb
 
-    con = duckdb.connect()
+    con = LakeConnection(duckdb.connect())
     con.execute("SET TimeZone='UTC'")
     for table in TABLES.values():
         _register(con, lake, table)
@@ -57,7 +87,7 @@ def _register(con: Any, lake: Lake, table: Table) -> None:
         for p in table.partition_keys:
             empty = empty.append_column(p.name, pa.array([], pa.string()))
         parts = [empty]
-    con.register(f"_{table.name}_arrow", pa.concat_tables(parts))
+    con.duckdb.register(f"_{table.name}_arrow", pa.concat_tables(parts))
     con.execute(f"CREATE VIEW {table.name} AS SELECT * FROM _{table.name}_arrow")
 
 

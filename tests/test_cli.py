@@ -113,3 +113,17 @@ def test_status_keeps_each_interval_apart(run):
     by_interval = {c["interval"]: c for c in json.loads(out)["candles"]}
     assert (by_interval["1m"]["rows"], by_interval["1h"]["rows"]) == (120, 24)
     assert by_interval["1m"]["last_run"]["rows"] == 120 and by_interval["1h"]["last_run"]["rows"] == 24
+
+
+def test_an_unreadable_curated_file_is_named_with_the_way_to_rebuild_it(run, emulator):
+    run("sync", "candles", "--symbol", "BTCUSDT", *DAY, "--base-url", run.base_url)
+    from pathlib import Path
+
+    [part] = Path(run.lake).glob("curated/candles/*/*/*/part-0.parquet")
+    part.write_bytes(b"torn")
+    for args in (("status",), ("query", "SELECT count(*) FROM candles")):
+        code, _, err = run(*args)
+        assert code == 5 and "a curated file cannot be read" in err and "transform --rebuild" in err
+    assert run("transform", "--rebuild", "--symbol", "BTCUSDT")[0] == 0
+    code, out, _ = run("query", "--format", "json", "SELECT count(*) AS n FROM candles")
+    assert code == 0 and json.loads(out) == [{"n": 120}]
