@@ -50,6 +50,7 @@ import pyarrow.csv as pacsv
 
 from binance_lake.errors import BadInputError, BinanceUnavailableError
 from binance_lake.extract import (
+    ARCHIVE_KINDS,
     SIDECAR_SUFFIX,
     archive_coverage,
     archive_dir,
@@ -291,6 +292,39 @@ def verified_zip(lake: Lake, f: ArchiveFile, published: str, cfg: ArchiveConfig)
 
 class ChecksumMismatch(Exception):
     pass
+
+
+def stored_files(lake: Lake, symbol: str, interval: str) -> List[ArchiveFile]:
+    """Archive files verified and curated earlier (they have a sidecar), oldest first."""
+    prefix = f"{symbol}-{interval}-"
+    files = [ArchiveFile(symbol, interval, name[len(prefix):-len(SIDECAR_SUFFIX)])
+             for kind in ARCHIVE_KINDS for name in lake.list_children(archive_dir(symbol, interval, kind))
+             if name.startswith(prefix) and name.endswith(SIDECAR_SUFFIX)]
+    return sorted(files, key=lambda f: f.span)
+
+
+def recurate_stored(lake: Lake, symbol: str, interval: str) -> List[FileResult]:
+    """Re-curate every stored, verified archive zip from the lake alone (no network).
+
+    ``transform --rebuild`` calls it so that days the archive brought are rebuilt too; each
+    zip is checked against the sha256 its sidecar recorded before it is used.
+    """
+    results = []
+    for i, f in enumerate(stored_files(lake, symbol, interval)):
+        result = FileResult(f.name, f.period, "failed")
+        sidecar = read_sidecar(lake, f) or {}
+        try:
+            data = lake.read_bytes(f.key)
+            if hashlib.sha256(data).hexdigest() != sidecar.get("sha256"):
+                raise Rejected(f"{f.name}: stored zip no longer matches its recorded sha256; run backfill again")
+            table, _ = read_archive_csv(data, f.name)
+            curate_file(lake, f, table, int(sidecar.get("downloaded_at", 0)), i == 0, False, result)
+            result.status = "curated"
+        except (KeyError, Rejected) as exc:
+            result.reason = str(exc)
+            log.error("archive file %s not re-curated: %s", f.name, exc)
+        results.append(result)
+    return results
 
 
 def stored_archive_rows(lake: Lake, symbol: str, interval: str, date: str) -> Optional[pa.Table]:

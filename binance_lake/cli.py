@@ -311,6 +311,7 @@ def cmd_transform(args: argparse.Namespace) -> int:
             for interval, sym in candle_symbols(lake):
                 if sym == symbol:
                     result.add(transform.rebuild_candles(lake, symbol, interval))
+                    _recurate_archive(lake, symbol, interval, result)
             result.add(transform.rebuild_orders(lake, symbol))
     else:
         result = transform.transform_pending(lake, symbols=args.symbol)
@@ -318,6 +319,16 @@ def cmd_transform(args: argparse.Namespace) -> int:
     _print_summary(args, s, f"transform: {s['rows_written']} rows in {s['partitions']} partitions, "
                              f"{s['quarantined_rows']} rows and {s['quarantined_files']} files quarantined")
     return 0
+
+
+def _recurate_archive(lake: Any, symbol: str, interval: str, result: Any) -> None:
+    """Days the public archive brought are rebuilt from the stored, verified zips."""
+    from binance_lake.archive import recurate_stored
+
+    for f in recurate_stored(lake, symbol, interval):
+        result.rows_written += f.rows
+        if f.status == "failed":
+            print(f"warning: {f.reason}", file=sys.stderr)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

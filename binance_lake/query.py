@@ -46,9 +46,8 @@ def lake_query_error(exc: Exception) -> LakeError:
     first = str(exc).splitlines()[0]
     if "parquet" in first.lower() and ("File '" in first or "file" in first.lower()):
         return StorageError(
-            f"a curated file cannot be read: {first[:300]}; rebuild it from raw with "
-            "`binance-lake transform --rebuild --symbol <SYMBOL>` (days from the archive: "
-            "`binance-lake backfill --symbol <SYMBOL> --recurate`)")
+            f"a curated file cannot be read: {first[:300]}; rebuild it from raw (REST windows and "
+            "stored archive zips) with `binance-lake transform --rebuild --symbol <SYMBOL>`")
     return BadInputError(f"query failed: {first[:300]}")
 
 

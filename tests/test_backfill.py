@@ -210,3 +210,16 @@ def test_rebuilding_a_boundary_day_keeps_the_archive_rows(client, lake, emulator
     day = parse_time("2025-02-01")
     assert [t for t in candle_tuples(lake) if day <= t[1] < day + 1440 * MS_PER_MINUTE] == truth(
         emulator, day, day + 1440 * MS_PER_MINUTE)
+
+
+def test_transform_rebuild_restores_archive_days_offline(lake, archive_url, capsys, server):
+    """An archive-only day whose curated file was torn is rebuilt from the stored zip; no network."""
+    backfill(lake, SYMBOL, None, None, cfg(archive_url), client=None, now_ms=NOW)
+    before = candle_tuples(lake)
+    part = f"{CANDLES.partition_path(interval='1m', symbol=SYMBOL, date='2024-12-15')}/part-0.parquet"
+    lake.write_bytes(part, b"torn")
+    served = sum(server.requests.values())
+    code = main(["transform", "--rebuild", "--symbol", SYMBOL, "--lake", lake.root])
+    assert code == 0 and "warning" not in capsys.readouterr().err
+    assert candle_tuples(lake) == before
+    assert sum(server.requests.values()) == served  # rebuilt from the lake alone
