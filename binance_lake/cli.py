@@ -23,6 +23,11 @@ log = logging.getLogger("binance_lake")
 DEFAULT_LAKE = "./lake"
 
 
+def _symbol(text: str) -> str:
+    """Binance symbols are upper case (``btcusdt`` would be an unknown symbol)."""
+    return text.strip().upper()
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lake", default=os.environ.get("BINANCE_LAKE", DEFAULT_LAKE),
                         help="lake directory or s3://bucket/prefix (env BINANCE_LAKE; default ./lake)")
@@ -53,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync = sub.add_parser("sync", help="fetch from Binance into raw, then curate").add_subparsers(
         dest="table", required=True, metavar="candles|orders")
     sc = sync.add_parser("candles", help="closed 1m candles (default: continue from the lake's watermark)")
-    sc.add_argument("--symbol", required=True, help="e.g. BTCUSDT (binance.us: BTCUSD)")
+    sc.add_argument("--symbol", type=_symbol, required=True, help="e.g. BTCUSDT (binance.us: BTCUSD)")
     sc.add_argument("--interval", default="1m")
     sc.add_argument("--start", help="inclusive open time, ISO-8601 UTC (default: watermark, or now-24h)")
     sc.add_argument("--end", help="exclusive open time (default: the last closed candle)")
@@ -61,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _binance(sc)
     sc.add_argument("--no-transform", action="store_true", help="write raw only; curate later (`transform`)")
     so = sync.add_parser("orders", help="account orders (default: everything new since the last sync)")
-    so.add_argument("--symbol", required=True)
+    so.add_argument("--symbol", type=_symbol, required=True)
     so.add_argument("--limit", type=int, help="only the latest N orders (1..1000)")
     so.add_argument("--window", help="orders created in the last DURATION, e.g. 15m, 24h")
     so.add_argument("--start", help="orders created from this time (ISO-8601 UTC)")
@@ -71,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     so.add_argument("--no-transform", action="store_true", help="write raw only; curate later (`transform`)")
 
     bf = sub.add_parser("backfill", help="full history from data.binance.vision (checksummed zips), then REST")
-    bf.add_argument("--symbol", action="append", required=True, help="repeat for more symbols")
+    bf.add_argument("--symbol", type=_symbol, action="append", required=True, help="repeat for more symbols")
     bf.add_argument("--interval", default="1m")
     bf.add_argument("--start", help="inclusive, YYYY-MM or ISO-8601 UTC (default: the symbol's first candle)")
     bf.add_argument("--end", help="exclusive, YYYY-MM or ISO-8601 UTC (default: the last closed candle)")
@@ -83,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     _binance(bf)
 
     tr = sub.add_parser("transform", help="curate raw files not yet in curated (or --rebuild a symbol)")
-    tr.add_argument("--symbol", action="append", help="limit to these symbols")
+    tr.add_argument("--symbol", type=_symbol, action="append", help="limit to these symbols")
     tr.add_argument("--rebuild", action="store_true", help="rewrite curated partitions from all raw files")
     _common(tr)
 
@@ -91,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(st)
 
     gp = sub.add_parser("gaps", help="list missing candles; --repair re-fetches them")
-    gp.add_argument("--symbol", required=True)
+    gp.add_argument("--symbol", type=_symbol, required=True)
     gp.add_argument("--interval", default="1m")
     gp.add_argument("--repair", action="store_true")
     _common(gp)
@@ -104,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="CSV with the report headers")
     ex.add_argument("table", choices=["candles", "orders"])
-    ex.add_argument("--symbol", required=True)
+    ex.add_argument("--symbol", type=_symbol, required=True)
     ex.add_argument("--format", choices=["csv"], default="csv")
     ex.add_argument("--output", required=True, help="file to write, or - for stdout")
     ex.add_argument("--start", help="candles: inclusive open time / orders: creation time")

@@ -127,3 +127,8 @@ def test_an_unreadable_curated_file_is_named_with_the_way_to_rebuild_it(run, emu
     assert run("transform", "--rebuild", "--symbol", "BTCUSDT")[0] == 0
     code, out, _ = run("query", "--format", "json", "SELECT count(*) AS n FROM candles")
     assert code == 0 and json.loads(out) == [{"n": 120}]
+
+
+def test_symbols_are_case_insensitive_on_the_command_line(run):
+    code, out, _ = run("sync", "candles", "--symbol", "btcusdt", *DAY, "--base-url", run.base_url)
+    assert code == 0 and out.startswith("sync candles BTCUSDT: 120 rows")
