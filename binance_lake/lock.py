@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import time
@@ -27,6 +28,18 @@ from binance_lake.lake import Lake, LocalLake, S3Lake
 
 LEASE_S = 300.0  # far longer than one symbol's transform; only a dead holder's lock gets this old
 WAIT_S = 600.0
+# On S3 a killed holder cannot be detected (no pid to check), so its lock blocks transforms of
+# that symbol until the lease ends: the next 5-minute tick. Operators (and tests) may shorten it.
+LEASE_ENV = "BINANCE_LAKE_LOCK_LEASE_S"
+
+log = logging.getLogger(__name__)
+
+
+def default_lease_s() -> float:
+    try:
+        return float(os.environ.get(LEASE_ENV, LEASE_S))
+    except ValueError:
+        raise StorageError(f"{LEASE_ENV} must be a number of seconds") from None
 
 
 def lock_key(table: str, symbol: str) -> str:
@@ -34,10 +47,10 @@ def lock_key(table: str, symbol: str) -> str:
 
 
 @contextlib.contextmanager
-def lake_lock(lake: Lake, table: str, symbol: str, lease_s: float = LEASE_S, wait_s: float = WAIT_S
+def lake_lock(lake: Lake, table: str, symbol: str, lease_s: Optional[float] = None, wait_s: float = WAIT_S
               ) -> Iterator[None]:
     key, owner = lock_key(table, symbol), uuid.uuid4().hex
-    _acquire(lake, key, owner, lease_s, wait_s)
+    _acquire(lake, key, owner, default_lease_s() if lease_s is None else lease_s, wait_s)
     try:
         yield
     finally:
@@ -45,7 +58,7 @@ def lake_lock(lake: Lake, table: str, symbol: str, lease_s: float = LEASE_S, wai
 
 
 def _acquire(lake: Lake, key: str, owner: str, lease_s: float, wait_s: float) -> None:
-    deadline, pause = time.time() + wait_s, 0.02
+    deadline, pause, told = time.time() + wait_s, 0.02, False
     while True:
         body = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(),
                 "expires_at": time.time() + lease_s}
@@ -55,6 +68,10 @@ def _acquire(lake: Lake, key: str, owner: str, lease_s: float, wait_s: float) ->
         if held is not None and _stale(lake, held):
             _delete_stale(lake, key, etag)  # the holder is gone; the next create decides who takes over
             continue
+        if held is not None and not told:
+            told = True  # one line, so a waiting run does not look hung
+            log.warning("waiting for %s, held by host %s pid %s; it expires in %.0fs if that run died", key,
+                        held.get("host", "?"), held.get("pid", "?"), float(held.get("expires_at", 0)) - time.time())
         if time.time() > deadline:
             raise StorageError(f"{key} is held by another run (host {held.get('host') if held else '?'}) "
                                f"for over {wait_s:.0f}s; if no other run is active, delete that key")
