@@ -50,11 +50,11 @@ import pyarrow.csv as pacsv
 
 from binance_lake.errors import BadInputError, BinanceUnavailableError
 from binance_lake.extract import (
-    ARCHIVE_KINDS,
     SIDECAR_SUFFIX,
     archive_coverage,
     archive_dir,
     archive_period_range,
+    archive_periods,
     gap_key,
     merge_ranges,
     missing_ranges,
@@ -296,10 +296,7 @@ class ChecksumMismatch(Exception):
 
 def stored_files(lake: Lake, symbol: str, interval: str) -> List[ArchiveFile]:
     """Archive files verified and curated earlier (they have a sidecar), oldest first."""
-    prefix = f"{symbol}-{interval}-"
-    files = [ArchiveFile(symbol, interval, name[len(prefix):-len(SIDECAR_SUFFIX)])
-             for kind in ARCHIVE_KINDS for name in lake.list_children(archive_dir(symbol, interval, kind))
-             if name.startswith(prefix) and name.endswith(SIDECAR_SUFFIX)]
+    files = [ArchiveFile(symbol, interval, period) for period in archive_periods(lake, symbol, interval)]
     return sorted(files, key=lambda f: f.span)
 
 

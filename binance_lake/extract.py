@@ -225,13 +225,17 @@ def archive_period_range(period: str) -> Tuple[int, int]:
     return start, start + MS_PER_DAY
 
 
-def archive_coverage(lake: Lake, symbol: str, interval: str) -> List[Tuple[int, int]]:
-    """Merged ranges of archive files already verified and curated (sidecar names)."""
+def archive_periods(lake: Lake, symbol: str, interval: str) -> List[str]:
+    """Periods (``2024-01``, ``2024-01-05``) of archive files verified and curated (sidecar names)."""
     prefix = f"{symbol}-{interval}-"
-    ranges = [archive_period_range(name[len(prefix):-len(SIDECAR_SUFFIX)])
-              for kind in ARCHIVE_KINDS for name in lake.list_children(archive_dir(symbol, interval, kind))
-              if name.startswith(prefix) and name.endswith(SIDECAR_SUFFIX)]
-    return merge_ranges(ranges)
+    return [name[len(prefix):-len(SIDECAR_SUFFIX)]
+            for kind in ARCHIVE_KINDS for name in lake.list_children(archive_dir(symbol, interval, kind))
+            if name.startswith(prefix) and name.endswith(SIDECAR_SUFFIX)]
+
+
+def archive_coverage(lake: Lake, symbol: str, interval: str) -> List[Tuple[int, int]]:
+    """Merged ranges of archive files already verified and curated."""
+    return merge_ranges(archive_period_range(p) for p in archive_periods(lake, symbol, interval))
 
 
 def archive_watermark(lake: Lake, symbol: str, interval: str) -> Optional[int]:
