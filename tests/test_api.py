@@ -84,6 +84,10 @@ def test_a_one_day_read_opens_only_that_days_partition(two_days):
     assert lake.candles("BTCUSDT", end="2024-03-02").num_rows == 1440  # end exclusive: 03-02 not opened
     with pytest.raises(StorageError, match=r"date=2024-03-02.*transform --rebuild --symbol BTCUSDT"):
         lake.candles("BTCUSDT", start="2024-03-01T23:59:00Z", end="2024-03-02T00:01:00Z")
+    # Locally, DuckDB prunes the hive `date` column of the sql() views the same way.
+    assert lake.sql("SELECT count(*) AS n FROM candles WHERE date = '2024-03-01'").column("n").to_pylist() == [1440]
+    with pytest.raises(StorageError, match="rebuild it from raw"):
+        lake.sql("SELECT count(*) FROM candles")
 
 
 def test_sql_runs_over_the_cli_views_with_params(two_days):
