@@ -6,6 +6,11 @@ What the wrapper adds to python-binance:
   header feeds a shared :class:`WeightBudget`, and a request waits for the next
   window rather than provoke a 429 (a 429 ignored escalates to a 418 IP ban);
 * ``Retry-After`` honoured on 429 (all threads pause), a clear stop on 418;
+* HTTP 403 (a WAF rule, HTML body; rest-api.md "HTTP Return Codes": "This can indicate a
+  rate limit violation or a security block") treated like a 429 without Retry-After: every
+  thread pauses for an exponential backoff with jitter, and only a 403 that persists for
+  ``max_attempts`` stops the run (exit 4);
+* HTTP 451 (restricted location) stops at once with the ways out (Binance.US, the archive);
 * retries with exponential backoff and full jitter on 5xx, timeouts, dropped
   connections and malformed bodies (for reads, a 5xx means "unknown", never "empty");
 * server-time sync for signed requests, and one resync on -1021 before giving up;
@@ -32,11 +37,13 @@ from binance_lake.errors import (
     BinanceError,
     BinanceUnavailableError,
     ClockSkewError,
+    GeoBlockedError,
     IpBannedError,
     MissingCredentialsError,
     SignatureError,
     UnknownSymbolError,
 )
+from binance_lake.times import to_ms
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,10 @@ DEFAULT_BASE_URL = "https://api.binance.com"
 KLINES_WEIGHT = 2
 ALL_ORDERS_WEIGHT = 20
 OPEN_ORDERS_WEIGHT = 6  # with a symbol
+# Without a symbol: every symbol's open orders for 80 (rest-api.md, "Current open orders
+# (USER_DATA)": "6 for a single symbol; 80 when the symbol parameter is omitted"), so one
+# call is cheaper than per-symbol calls beyond 13 symbols (14 x 6 = 84).
+OPEN_ORDERS_ALL_WEIGHT = 80
 ORDER_WEIGHT = 4
 EXCHANGE_INFO_WEIGHT = 20
 TIME_WEIGHT = 1
@@ -67,7 +78,9 @@ class ClientConfig:
     # Share of the weight limit the client allows itself; the rest is headroom for
     # other programs on the same IP and for the header lagging a concurrent request.
     weight_safety: float = 0.9
-    time_unit: Optional[str] = None  # "MICROSECOND" asks Binance for µs timestamps
+    # "MICROSECOND" asks Binance for µs timestamps (X-MBX-TIME-UNIT, rest-api.md "General API
+    # Information"); the client converts every time it reads back to ms (times.to_ms).
+    time_unit: Optional[str] = None
 
     @property
     def has_credentials(self) -> bool:
@@ -144,7 +157,8 @@ class CallStats:
     requests: int = 0
     weight_used: int = 0  # highest X-MBX-USED-WEIGHT seen (the IP's window total)
     retries: int = 0
-    throttled: int = 0  # 429s received
+    throttled: int = 0  # 429s and WAF 403s received
+    waf_blocked: int = 0  # 403s from the WAF
 
 
 class BinanceClient:
@@ -244,6 +258,10 @@ class BinanceClient:
             raise IpBannedError(
                 f"{what}: Binance banned this IP (HTTP 418) for {_retry_after(exc) or 'an unknown number of'} "
                 "seconds after too many requests; wait until then before running again", code, status) from None
+        if status == 451:
+            raise GeoBlockedError(geo_block_message(what, self.base_url), code, status) from None
+        if status == 403:
+            return self._waf_pause(what, attempt)
         if status == 429:
             wait = _retry_after(exc) or 60.0
             self.budget.pause(wait)
@@ -254,6 +272,20 @@ class BinanceClient:
         if status >= 500 or code in _RETRYABLE_CODES:
             return self._backoff(attempt, f"{what}: HTTP {status} code {code} from Binance (outcome unknown)")
         raise translate_error(what, exc, self.base_url) from None
+
+    def _waf_pause(self, what: str, attempt: int) -> float:
+        """A WAF 403: pause every thread (like a 429, but without a Retry-After to honour)."""
+        with self._stats_lock:
+            self.stats.throttled += 1
+            self.stats.waf_blocked += 1
+        if attempt >= self.config.max_attempts:
+            raise BinanceUnavailableError(
+                f"{what}: Binance's firewall (WAF) kept refusing requests from this IP (HTTP 403) after "
+                f"{self.config.max_attempts} attempts with backoff; wait a few minutes (or use fewer --workers) "
+                "and run again; what was stored so far is kept", 0, 403) from None
+        wait = self._backoff(attempt, f"{what}: HTTP 403 from Binance's firewall (WAF)")
+        self.budget.pause(wait)
+        return 0.0  # acquire() waits for the shared pause
 
     def _backoff(self, attempt: int, reason: str) -> float:
         if attempt >= self.config.max_attempts:
@@ -266,7 +298,8 @@ class BinanceClient:
     # -- endpoints -----------------------------------------------------------------
 
     def server_time(self) -> int:
-        return int(self._call("GET /api/v3/time", TIME_WEIGHT, lambda c: c.get_server_time())["serverTime"])
+        """Binance's clock in ms (also in µs mode: the pipeline works in ms throughout)."""
+        return to_ms(self._call("GET /api/v3/time", TIME_WEIGHT, lambda c: c.get_server_time())["serverTime"])
 
     def sync_clock(self) -> int:
         """Measure local-vs-server offset (ms) for signed requests; returns server time."""
@@ -327,6 +360,12 @@ class BinanceClient:
         return self._call(f"GET /api/v3/openOrders {symbol}", OPEN_ORDERS_WEIGHT,
                           lambda c: c.get_open_orders(symbol=symbol), signed=True)
 
+    def open_orders_all(self) -> List[Dict[str, Any]]:
+        """Open orders of every symbol in one call (weight 80, see OPEN_ORDERS_ALL_WEIGHT)."""
+        self._require_credentials()
+        return self._call("GET /api/v3/openOrders (all symbols)", OPEN_ORDERS_ALL_WEIGHT,
+                          lambda c: c.get_open_orders(), signed=True)
+
     def order(self, symbol: str, order_id: int) -> Dict[str, Any]:
         self._require_credentials()
         return self._call(f"GET /api/v3/order {symbol} {order_id}", ORDER_WEIGHT,
@@ -344,6 +383,13 @@ def _retry_after(exc: Any) -> Optional[float]:
 
 def _short(exc: BaseException) -> str:
     return str(exc)[:80]
+
+
+def geo_block_message(what: str, base_url: str) -> str:
+    return (f"{what}: Binance at {base_url} refuses requests from this location (HTTP 451, restricted "
+            "location); ways out: Binance.US users run with --base-url https://api.binance.us (or "
+            "BINANCE_BASE_URL), and candle history is available from the public archive with "
+            "`binance-lake backfill --symbol SYMBOL` (data.binance.vision, no REST needed)")
 
 
 def unknown_symbol_message(symbol: str, base_url: str) -> str:
@@ -385,4 +431,19 @@ def config_from_env(base_url: Optional[str] = None, env: Optional[Dict[str, str]
     if not url.startswith(("http://", "https://")):
         raise BadInputError(f"--base-url {url!r} is not an http(s) URL, e.g. https://api.binance.us")
     return ClientConfig(base_url=url, api_key=env.get("BINANCE_API_KEY") or None,
-                        api_secret=env.get("BINANCE_API_SECRET") or None)
+                        api_secret=env.get("BINANCE_API_SECRET") or None,
+                        time_unit=parse_time_unit(env.get("BINANCE_TIME_UNIT")))
+
+
+TIME_UNITS = ("MILLISECOND", "MICROSECOND")
+
+
+def parse_time_unit(value: Optional[str]) -> Optional[str]:
+    """--time-unit / BINANCE_TIME_UNIT: ms (default) or µs timestamps from Binance."""
+    if value is None or value == "":
+        return None
+    unit = value.strip().upper()
+    unit = {"MS": "MILLISECOND", "US": "MICROSECOND", "µS": "MICROSECOND"}.get(unit, unit)
+    if unit not in TIME_UNITS:
+        raise BadInputError(f"time unit {value!r} is not known; use MILLISECOND or MICROSECOND")
+    return None if unit == "MILLISECOND" else unit

@@ -68,6 +68,10 @@ class IpBannedError(BinanceError):
     pass
 
 
+class GeoBlockedError(BinanceError):
+    """HTTP 451: Binance refuses this location; retrying cannot help."""
+
+
 class BinanceUnavailableError(BinanceError):
     """Retries were exhausted on 5xx, timeouts, connection errors or malformed replies."""
 

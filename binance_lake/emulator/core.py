@@ -30,6 +30,18 @@ MS_PER_MINUTE = C.MS_PER_MINUTE
 BTCUSDT_LISTED_MS = 1_502_942_400_000  # 2017-08-17 04:00 UTC, first BTCUSDT kline on binance.com
 BTCUSD_LISTED_MS = 1_568_937_600_000  # 2019-09-20 00:00 UTC, Binance.US launch
 DAY_MS = 86_400_000
+ARCHIVE_AFTER_MS = 90 * DAY_MS  # errors.md -2026 ORDER_ARCHIVED: "over 90 days ago"
+# exchangeInfo symbol status values (enums.md "Symbol status (status)").
+SYMBOL_STATUSES = frozenset({"TRADING", "END_OF_DAY", "HALT", "BREAK", "CANCEL_ONLY"})
+# Statuses archived when nothing executed (errors.md -2026; CHANGELOG 2025-08-12 added EXPIRED_IN_MATCH).
+ARCHIVED_STATUSES = frozenset({"CANCELED", "EXPIRED", "EXPIRED_IN_MATCH"})
+# What api.binance.com answers from a restricted location (HTTP 451).
+GEO_BLOCK_MSG = ("Service unavailable from a restricted location according to 'b. Eligibility' in "
+                 "https://www.binance.com/en/terms. Please contact customer service if you believe you "
+                 "received this message in error.")
+WAF_HTML = (b"<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01 Transitional//EN\"><HTML><HEAD><TITLE>ERROR: "
+            b"The request could not be satisfied</TITLE></HEAD><BODY><H1>403 ERROR</H1><H2>The request could "
+            b"not be satisfied.</H2>Request blocked.</BODY></HTML>")
 _LONG_RANGE = "'^[0-9]{1,20}$'"
 _API_KEY_RE = re.compile(r"^[\x21-\x7e]{1,256}$")
 
@@ -165,6 +177,10 @@ class Emulator:
         self._penalty_until = 0.0  # real time until which a 429's Retry-After runs
         self._ban_until = 0.0
         self._server: Any = None
+        self._status: dict[str, str] = {}
+        # Switchable real-Binance behaviours (docs/emulator.md, "Real-Binance states"):
+        self.geo_blocked = False  # every request answers HTTP 451
+        self.archive_orders = False  # final, unexecuted orders older than 90 days answer -2026
         self.add_symbol("BTCUSDT", listed_at_ms=BTCUSDT_LISTED_MS, base="BTC", quote="USDT")
         self.add_symbol("BTCUSD", listed_at_ms=BTCUSD_LISTED_MS, base="BTC", quote="USD")
 
@@ -197,6 +213,20 @@ class Emulator:
 
     def symbols(self) -> list[str]:
         return list(self._symbols)
+
+    def set_symbol_status(self, symbol: str, status: str, since_ms: Optional[int] = None) -> None:
+        """exchangeInfo's status for `symbol`; with since_ms, no candles from then on (a symbol
+        that is not TRADING prints no klines)."""
+        if status not in SYMBOL_STATUSES:
+            raise ValueError(f"unknown symbol status {status!r}; known: {sorted(SYMBOL_STATUSES)}")
+        with self._lock:
+            self._series(symbol)
+            self._status[symbol] = status
+            if since_ms is not None:
+                self.add_exchange_gap(symbol, int(since_ms), 2**62)
+
+    def symbol_status(self, symbol: str) -> str:
+        return self._status.get(symbol, "TRADING")
 
     def _series(self, symbol: str) -> C.Series:
         if symbol not in self._symbols:
@@ -358,10 +388,15 @@ class Emulator:
         params = dict(pairs)
         route = _ROUTES.get(path) if method in ("GET", "HEAD") else None
         weight = route[0] if route else 1
+        if path == "/api/v3/openOrders" and "symbol" not in params:
+            weight = 80  # rest-api.md "Current open orders": 80 when the symbol is omitted
         with self._lock:
             real = time.time()
             self._roll(real)
-            reply, fault_kind = self._gate(real, weight)
+            if self.geo_blocked:
+                reply, fault_kind = Reply(451, _err_body(0, GEO_BLOCK_MSG)), None
+            else:
+                reply, fault_kind = self._gate(real, weight)
             if reply is None:
                 fault, fault_kind = self._faults.pick(path)
                 reply = self._faulted(fault, fault_kind, real) if fault else None
@@ -420,6 +455,8 @@ class Emulator:
             self._ban_until = max(self._ban_until, real + fault.retry_after_s)
             self.stats["bans"] += 1
             return self._ban_reply(real)
+        if kind == "403":
+            return Reply(403, WAF_HTML, [("Content-Type", "text/html")])
         if kind in HTTP_KINDS:
             text = {"500": "Internal Server Error", "502": "Bad Gateway", "503": "Service Unavailable",
                     "504": "Gateway Time-out"}[kind]
@@ -467,6 +504,12 @@ class Emulator:
                 raise ApiError(404, -1000, f"Unknown endpoint {path}.")
             if len(pairs) != len(params):
                 raise ApiError(400, -1101, "Duplicate values for a parameter detected.")
+            unread = [k for k in params if k not in route[2]]
+            if unread and "signature" in params:
+                # errors.md -1104 UNREAD_PARAMETERS, on the signed (USER_DATA) endpoints; the public
+                # market-data ones ignore unknown parameters (tests/test_emulator.py keeps that contract)
+                raise ApiError(400, -1104, f"Not all sent parameters were read; read '{len(params) - len(unread)}' "
+                               f"parameter(s) but was sent '{len(params)}'.")
             unit = headers.get("x-mbx-time-unit")
             if unit is not None and unit.lower() not in ("microsecond", "millisecond"):
                 raise ApiError(400, -1100, "Invalid time unit; expected MILLISECOND or MICROSECOND.")
@@ -512,7 +555,7 @@ class Emulator:
                 {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
             ],
             "exchangeFilters": [],
-            "symbols": [_symbol_info(self._symbols[n].spec) for n in names],
+            "symbols": [_symbol_info(self._symbols[n].spec, self.symbol_status(n)) for n in names],
         }
 
     def _ep_klines(self, ctx: _Ctx) -> Any:
@@ -585,7 +628,7 @@ class Emulator:
             end = start + DAY_MS
         elif end is not None and start is None:
             start = end - DAY_MS
-        rows = self._books[symbol].sorted()
+        rows = [o for o in self._books[symbol].sorted() if not self._archived(o, ctx.now_ms)]
         if order_id is not None:
             rows = [o for o in rows if o["orderId"] >= order_id]
         if start is not None:
@@ -601,19 +644,38 @@ class Emulator:
             raise ApiError(400, -1121, "Invalid symbol.")
         return symbol
 
+    def _archived(self, order: dict, now_ms: int) -> bool:
+        """errors.md -2026: canceled or expired with no executed qty over 90 days ago."""
+        return (self.archive_orders and order["status"] in ARCHIVED_STATUSES
+                and Decimal(order.get("executedQty", "0")) == 0
+                and int(order.get("updateTime", order["time"])) < now_ms - ARCHIVE_AFTER_MS)
+
     def _ep_open_orders(self, ctx: _Ctx) -> Any:
-        """GET /api/v3/openOrders: the symbol's orders still on the book (weight 6 with a symbol)."""
-        symbol = self._signed_symbol(ctx)
-        return _served_orders([o for o in self._books[symbol].sorted() if o["status"] in OPEN_STATUSES], ctx)
+        """GET /api/v3/openOrders: orders still on the book; weight 6 with a symbol, 80 without
+        (then every symbol's, as rest-api.md "Current open orders" documents)."""
+        if "symbol" in ctx.params:
+            symbols = [self._signed_symbol(ctx)]
+        else:
+            self._check_signed(ctx)
+            symbols = list(self._books)
+        return _served_orders([o for s in symbols for o in self._books[s].sorted()
+                               if o["status"] in OPEN_STATUSES], ctx)
 
     def _ep_order(self, ctx: _Ctx) -> Any:
-        """GET /api/v3/order: one order by orderId (weight 4); unknown -> -2013."""
+        """GET /api/v3/order: one order by orderId or origClientOrderId (weight 4); unknown -> -2013,
+        archived -> -2026."""
         symbol = self._signed_symbol(ctx)
         order_id = _long(ctx.params, "orderId")
-        if order_id is None:
+        client_id = ctx.params.get("origClientOrderId")
+        if order_id is None and not client_id:
             raise ApiError(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
         for o in self._books[symbol].sorted():
-            if o["orderId"] == order_id:
+            # rest-api.md "Query order": "Either orderId or origClientOrderId must be sent. If both
+            # parameters are sent, orderId takes precedence."
+            if (o["orderId"] == order_id) if order_id is not None else (o["clientOrderId"] == client_id):
+                if self._archived(o, ctx.now_ms):
+                    raise ApiError(400, -2026, "Order was canceled or expired with no executed qty over 90 days "
+                                   "ago and has been archived.")
                 return _served_orders([o], ctx)[0]
         raise ApiError(400, -2013, "Order does not exist.")
 
@@ -633,10 +695,10 @@ def _served_orders(rows: list, ctx: _Ctx) -> list:
     return rows
 
 
-def _symbol_info(spec: C.SymbolSpec) -> dict:
+def _symbol_info(spec: C.SymbolSpec, status: str = "TRADING") -> dict:
     tick, step = C.dec8(spec.tick_units), C.dec8(spec.step_units)
     return {
-        "symbol": spec.symbol, "status": "TRADING", "baseAsset": spec.base, "baseAssetPrecision": 8,
+        "symbol": spec.symbol, "status": status, "baseAsset": spec.base, "baseAssetPrecision": 8,
         "quoteAsset": spec.quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
         "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
         "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
@@ -656,12 +718,17 @@ def _symbol_info(spec: C.SymbolSpec) -> dict:
     }
 
 
-_ROUTES: dict[str, tuple[int, Callable[[Emulator, _Ctx], Any]]] = {
-    "/api/v3/ping": (1, Emulator._ep_ping),
-    "/api/v3/time": (1, Emulator._ep_time),
-    "/api/v3/exchangeInfo": (20, Emulator._ep_exchange_info),
-    "/api/v3/klines": (2, Emulator._ep_klines),
-    "/api/v3/allOrders": (20, Emulator._ep_all_orders),
-    "/api/v3/openOrders": (6, Emulator._ep_open_orders),
-    "/api/v3/order": (4, Emulator._ep_order),
+_SIGNED = frozenset({"timestamp", "recvWindow", "signature"})
+# (weight, handler, parameters read): anything else is answered -1104 as Binance does.
+_ROUTES: dict[str, tuple[int, Callable[[Emulator, _Ctx], Any], frozenset]] = {
+    "/api/v3/ping": (1, Emulator._ep_ping, frozenset()),
+    "/api/v3/time": (1, Emulator._ep_time, frozenset()),
+    "/api/v3/exchangeInfo": (20, Emulator._ep_exchange_info,
+                             frozenset({"symbol", "symbols", "permissions", "showPermissionSets"})),
+    "/api/v3/klines": (2, Emulator._ep_klines,
+                       frozenset({"symbol", "interval", "startTime", "endTime", "limit", "timeZone"})),
+    "/api/v3/allOrders": (20, Emulator._ep_all_orders,
+                          _SIGNED | {"symbol", "orderId", "startTime", "endTime", "limit"}),
+    "/api/v3/openOrders": (6, Emulator._ep_open_orders, _SIGNED | {"symbol"}),
+    "/api/v3/order": (4, Emulator._ep_order, _SIGNED | {"symbol", "orderId", "origClientOrderId"}),
 }

@@ -23,7 +23,8 @@ ERROR_KINDS: dict[str, tuple[int, str]] = {
 }
 HTTP_KINDS = frozenset({"500", "502", "503", "504"})
 BODY_KINDS = frozenset({"truncated", "incomplete", "malformed", "shuffle", "duplicate", "timeout"})
-KINDS = frozenset({"429", "418", "reset"}) | HTTP_KINDS | BODY_KINDS | ERROR_KINDS.keys()
+# "403": a WAF rule fired (rest-api.md "HTTP Return Codes"); the body is an HTML page, not JSON.
+KINDS = frozenset({"429", "418", "403", "reset"}) | HTTP_KINDS | BODY_KINDS | ERROR_KINDS.keys()
 
 PathSpec = Union[str, Sequence[str], None]
 
