@@ -48,7 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from binance_lake.errors import BadInputError, BinanceUnavailableError
+from binance_lake.errors import BadInputError, BinanceError, BinanceUnavailableError, GeoBlockedError, IpBannedError
 from binance_lake.extract import (
     SIDECAR_SUFFIX,
     archive_coverage,
@@ -514,6 +514,11 @@ class BackfillResult:
     rest: List[Dict[str, Any]] = field(default_factory=list)
     rest_ranges: List[Tuple[int, int]] = field(default_factory=list)
     seconds: float = 0.0
+    # REST refused or unreachable (HTTP 451 geo-block, a persisting WAF 403, no network): why,
+    # the exit code that error carries, and the ranges REST should have filled but could not.
+    rest_error: Optional[str] = None
+    rest_exit_code: int = 0
+    rest_unfilled: List[Tuple[int, int]] = field(default_factory=list)
 
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
@@ -535,6 +540,8 @@ class BackfillResult:
             "archive_end": ms_to_iso(self.archive_end) if self.archive_end is not None else None,
             "rest_ranges": [[ms_to_iso(s), ms_to_iso(e)] for s, e in self.rest_ranges],
             "rest_rows": sum(int(r.get("rows", 0)) for r in self.rest), "seconds": round(self.seconds, 3),
+            "rest_error": self.rest_error, "rest_exit_code": self.rest_exit_code,
+            "rest_unfilled": [[ms_to_iso(s), ms_to_iso(e)] for s, e in self.rest_unfilled],
         }
 
 
@@ -630,25 +637,47 @@ def backfill(lake: Lake, symbol: str, start: Optional[int], end: Optional[int], 
     from binance_lake.times import floor_to
 
     step = interval_ms(interval)
-    if now_ms is None:
-        now_ms = client.server_time() if client is not None else utc_now_ms()
+    refused: Optional[BinanceError] = None
+    listed = None
     if client is not None:
-        client.symbol_info(symbol)  # unknown symbol: a clear error before anything is written
+        try:
+            now_ms = client.server_time() if now_ms is None else now_ms
+            client.symbol_info(symbol)  # unknown symbol: a clear error before anything is written
+            listed = first_candle_ms(client, symbol, interval) if start is None else None
+        except REST_REFUSED as exc:
+            # REST is refused (451) or unreachable: the archive part needs no REST at all.
+            refused = exc
+            log.warning("%s; backfilling from the public archive only", exc)
+    if now_ms is None:
+        now_ms = utc_now_ms()
     if start is None:
-        listed = first_candle_ms(client, symbol, interval) if client is not None else None
         # The listing month's monthly file holds the first candle: start at that month.
         start = archive_period_range(month_of(listed))[0] if listed is not None else EARLIEST_ARCHIVE_MS
     last_closed_end = floor_to(now_ms, step)
     end = last_closed_end if end is None else min(end, last_closed_end)
     result = backfill_archive(lake, symbol, start, end, now_ms, cfg, interval, progress)
     if client is not None:
-        for s, e in result.rest_ranges:
-            if s < e:
+        todo = [(s, e) for s, e in result.rest_ranges if s < e]
+        for i, (s, e) in enumerate(todo):
+            if refused is not None:
+                result.rest_unfilled = todo[i:]
+                break
+            try:
                 result.rest.append(jobs.sync_candles(client, lake, symbol, interval, s, e, cfg.workers,
                                                      rest_progress))
+            except REST_REFUSED as exc:
+                refused = exc
+                result.rest_unfilled = todo[i:]  # what this range stored before failing stays
+        if refused is not None:
+            result.rest_error = str(refused)
+            result.rest_exit_code = refused.exit_code if result.rest_unfilled else 0
     result.seconds = result.seconds if client is None else result.seconds + sum(
         float(r.get("seconds", 0)) for r in result.rest)
     return result
+
+
+# REST failures a backfill survives: the archive part does not need REST.
+REST_REFUSED = (GeoBlockedError, BinanceUnavailableError, IpBannedError)
 
 
 EARLIEST_ARCHIVE_MS = 1498867200000  # 2017-07-01: before Binance's first archive month (2017-08)

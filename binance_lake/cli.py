@@ -2,7 +2,8 @@
 
 Every command ends with a one-line summary on stdout (JSON with ``--json``); progress
 and logs go to stderr. Exit codes: 0 ok, 2 bad input or configuration, 3 Binance
-refused (key, signature, clock, ban), 4 Binance/network unavailable, 5 storage error.
+refused (key, signature, clock, ban), 4 Binance/network unavailable, 5 storage error,
+6 ``verify`` left a mismatch unrepaired (rows raw cannot explain, a dry run's mismatch, a lock).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def _binance(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=8, help="concurrent requests (default 8)")
     parser.add_argument("--recv-window", type=int, default=5000, help="recvWindow ms for signed requests")
     parser.add_argument("--max-attempts", type=int, default=8, help="attempts per request before giving up")
+    parser.add_argument("--time-unit", default=None, choices=["MILLISECOND", "MICROSECOND"], type=str.upper,
+                        help="timestamp unit Binance answers in (env BINANCE_TIME_UNIT; default MILLISECOND); "
+                             "the lake is the same either way")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--symbol", type=_symbol, action="append", help="limit to these symbols")
     tr.add_argument("--rebuild", action="store_true", help="rewrite curated partitions from all raw files")
     _common(tr)
+
+    vf = sub.add_parser("verify", help="re-derive curated days from raw, compare, repair, report")
+    vf.add_argument("--symbol", type=_symbol, action="append", required=True, help="repeat for more symbols")
+    vf.add_argument("--interval", default="1m")
+    vf.add_argument("--days-back", type=int, default=1, help="the N full UTC days before today (default 1)")
+    vf.add_argument("--start", help="first UTC date YYYY-MM-DD (instead of --days-back)")
+    vf.add_argument("--end", help="exclusive UTC date (default today)")
+    vf.add_argument("--dry-run", action="store_true", help="report only: change nothing")
+    vf.add_argument("--quarantine-unexplained", action="store_true",
+                    help="move curated rows no raw file explains to quarantine/ (default: keep them)")
+    vf.add_argument("--lock-wait", type=float, default=600.0, help="seconds to wait for a running transform")
+    _common(vf)
 
     st = sub.add_parser("status", help="per symbol: first/last candle, rows, gaps, last run")
     _common(st)
@@ -160,12 +176,14 @@ class ProgressReporter:
 
 @contextlib.contextmanager
 def binance_client(args: argparse.Namespace) -> Iterator[Any]:
-    from binance_lake.client import BinanceClient, config_from_env
+    from binance_lake.client import BinanceClient, config_from_env, parse_time_unit
 
     with _maybe_emulator(args) as env:
         config = config_from_env(args.base_url, env)
         config.recv_window_ms = args.recv_window
         config.max_attempts = max(1, args.max_attempts)
+        if args.time_unit:
+            config.time_unit = parse_time_unit(args.time_unit)
         yield BinanceClient(config)
 
 
@@ -229,7 +247,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
             + (f", curated {t.get('rows_written', 0)} rows in {t.get('partitions', 0)} partitions" if t else "")
             + (f", {t['quarantined_rows']} rows quarantined" if t.get("quarantined_rows") else "")
             + f", exchange gaps {gaps}, weight used {s['weight_used']}, {s['requests']} requests, {s['seconds']}s"
-            + (f"; {s['note']}" if s.get("note") else ""))
+            + (f"; {s['note']}" if s.get("note") else "")
+            + "".join(f"; {len(ids)} orders answered {code} recorded final" for code, ids
+                      in s.get("orders_resolved", {}).items()))
     _print_summary(args, s, line)
     return 0
 
@@ -298,8 +318,15 @@ def cmd_backfill(args: argparse.Namespace) -> int:
                          f"{s['files_failed']} failed), archive to {s['archive_end']}, "
                          f"{s['rest_rows']} REST rows for {len(s['rest_ranges'])} ranges, "
                          f"exchange gaps {len(s['exchange_gaps'])}, {s['seconds']}s")
+            if r.rest_error:
+                unfilled = ", ".join(f"{a} .. {b}" for a, b in s["rest_unfilled"]) or "nothing (the archive covered it)"
+                print(f"warning: REST refused: {r.rest_error}\nREST could not fill: {unfilled}", file=sys.stderr)
     _print_summary(args, {"symbols": summaries}, "\n".join(lines))
     # A failed file's range is filled from REST when allowed; archive-only runs must say so.
+    # REST refused with ranges left unfilled: partial, exit with that error's code.
+    rest_codes = [r_code for r_code in (s.get("rest_exit_code", 0) for s in summaries) if r_code]
+    if rest_codes:
+        return max(rest_codes)
     return 4 if args.no_rest and any(s["files_failed"] for s in summaries) else 0
 
 
@@ -336,6 +363,17 @@ def _recurate_archive(lake: Any, symbol: str, interval: str, result: Any) -> Non
             print(f"warning: {f.reason}", file=sys.stderr)
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from binance_lake import verify
+
+    dates = verify.date_range(verify.now_ms(), args.days_back, args.start, args.end)
+    opts = verify.VerifyOptions(repair=not args.dry_run, quarantine_unexplained=args.quarantine_unexplained,
+                                lock_wait_s=args.lock_wait)
+    report = verify.verify(_open(args), args.symbol, args.interval, dates, opts)
+    _print_summary(args, report.as_dict(), report.line())
+    return verify.exit_code(report)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from binance_lake.query import connect, orders_status, status
 
@@ -354,7 +392,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         run = c["last_run"] or {}
         print(f"{c['symbol']} {c['interval']}: {c['rows']} candles {c['first_candle']} .. {c['last_candle']}, "
               f"gaps {len(c['gaps'])} ({c['missing_candles']} candles missing), "
-              f"exchange gaps {len(c['exchange_gaps'])}, last run {run.get('finished_at', 'never')}")
+              f"exchange gaps {len(c['exchange_gaps'])}, last run {run.get('finished_at', 'never')}"
+              + (f", symbol status {run['symbol_status']}" if run.get("symbol_status") else ""))
         for s, e in c["gaps"][:10]:
             print(f"  gap {s} .. {e}")
     for o in orders:
@@ -459,7 +498,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
     "sync": cmd_sync, "backfill": cmd_backfill, "transform": cmd_transform, "status": cmd_status, "gaps": cmd_gaps,
-    "query": cmd_query, "export": cmd_export, "emulator": cmd_emulator,
+    "query": cmd_query, "export": cmd_export, "emulator": cmd_emulator, "verify": cmd_verify,
 }
 
 

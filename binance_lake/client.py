@@ -329,9 +329,12 @@ class BinanceClient:
                 self.budget.configure(int(limit["limit"]), window_s)
                 return
 
-    def klines(self, symbol: str, interval: str, start: int, end_inclusive: Optional[int] = None,
+    def klines(self, symbol: str, interval: str, start: Optional[int], end_inclusive: Optional[int] = None,
                limit: int = 1000) -> List[list]:
-        params: Dict[str, Any] = {"symbol": symbol, "interval": interval, "startTime": start, "limit": limit}
+        """start None (and no end): the most recent candles."""
+        params: Dict[str, Any] = {"symbol": symbol, "interval": interval, "limit": limit}
+        if start is not None:
+            params["startTime"] = start
         if end_inclusive is not None:
             params["endTime"] = end_inclusive
         return self._call(f"GET /api/v3/klines {symbol} {interval}", KLINES_WEIGHT,

@@ -57,11 +57,16 @@ class ExtractResult:
     start: Optional[int] = None
     end: Optional[int] = None
     note: str = ""
+    symbol_status: Optional[str] = None  # exchangeInfo's status (TRADING, BREAK, HALT, END_OF_DAY, ...)
+    orders_resolved: Dict[str, List[int]] = field(default_factory=dict)  # reason -> order ids
 
     def summary(self) -> Dict[str, Any]:
-        return {"table": self.table, "symbol": self.symbol, "rows": self.rows, "raw_files": len(self.raw_keys),
-                "dates": sorted(set(self.dates)), "exchange_gaps": [list(g) for g in self.exchange_gaps],
-                "start": self.start, "end": self.end, "note": self.note}
+        out = {"table": self.table, "symbol": self.symbol, "rows": self.rows, "raw_files": len(self.raw_keys),
+               "dates": sorted(set(self.dates)), "exchange_gaps": [list(g) for g in self.exchange_gaps],
+               "start": self.start, "end": self.end, "note": self.note, "symbol_status": self.symbol_status}
+        if self.orders_resolved:
+            out["orders_resolved"] = {k: sorted(v) for k, v in self.orders_resolved.items()}
+        return out
 
 
 # -- raw files ------------------------------------------------------------------------
@@ -255,31 +260,53 @@ class CandleRange:
     note: str = ""
 
 
+TRADING = "TRADING"
+
+
 def resolve_candle_range(client: BinanceClient, lake: Lake, symbol: str, interval: str,
-                         start: Optional[int], end: Optional[int], now_ms: int) -> CandleRange:
-    """Decide [start, end) of closed candles to fetch; see the README for the defaults."""
+                         start: Optional[int], end: Optional[int], now_ms: int,
+                         symbol_status: str = TRADING) -> CandleRange:
+    """Decide [start, end) of closed candles to fetch; see the README for the defaults.
+
+    A symbol that is not TRADING (BREAK, HALT, END_OF_DAY: enums.md "Symbol status") prints
+    no candles, so its silence after its last candle is not an exchange outage: the range
+    stops at that candle, and an empty lake takes the 24 hours before it.
+    """
     step = interval_ms(interval)
     if start is not None and end is not None and start >= end:
         raise BadInputError(f"--start {ms_to_iso(start)} is not before --end {ms_to_iso(end)}; "
                             "--start is inclusive and --end exclusive")
     last_closed_end = floor_to(now_ms, step)  # candles opening before this are closed
     note = ""
+    tail_end = last_closed_end
+    if symbol_status != TRADING:
+        last = last_candle_ms(client, symbol, interval)
+        tail_end = min(tail_end, last + step) if last is not None else -1
+        note = (f"{symbol} is {symbol_status} (not trading) on Binance: "
+                + (f"its last candle opened at {ms_to_iso(last)}; nothing after it is an exchange gap"
+                   if last is not None else "it has no candles"))
     if start is None:
         # The public-archive backfill covers whole days without REST raw windows.
         mark = max_or_none(candles_watermark(lake, symbol, interval), archive_watermark(lake, symbol, interval))
-        start = mark if mark is not None else floor_to(now_ms - DEFAULT_LOOKBACK_MS, step)
-        note = "continuing from the lake's watermark" if mark is not None else "empty lake: last 24 hours"
+        anchor = last_closed_end if tail_end < 0 else tail_end
+        start = mark if mark is not None else floor_to(anchor - DEFAULT_LOOKBACK_MS, step)
+        how = "continuing from the lake's watermark" if mark is not None else (
+            "empty lake: last 24 hours" + ("" if symbol_status == TRADING else " before its last candle"))
+        note = f"{how}; {note}" if note else how
     else:
         start = -(-start // step) * step  # round up to a candle boundary
         listed = first_candle_ms(client, symbol, interval)
-        if listed is None or (end is not None and end <= listed):
-            when = ms_to_iso(listed) if listed is not None else "never"
-            raise BadInputError(f"{symbol} has no {interval} candles before {when} (its first candle); "
+        if listed is None:
+            raise BadInputError(f"{symbol} has no {interval} candles at all on Binance (symbol status "
+                                f"{symbol_status}); nothing to sync")
+        if end is not None and end <= listed:
+            raise BadInputError(f"{symbol} has no {interval} candles before {ms_to_iso(listed)} (its first candle); "
                                 "the requested range ends before that")
         if start < listed:
             note = f"{symbol} starts at {ms_to_iso(listed)}; earlier minutes skipped"
             start = listed
     stop = last_closed_end if end is None else min(end, last_closed_end)
+    stop = min(stop, max(tail_end, 0))
     if end is not None and start >= last_closed_end:
         raise BadInputError(f"--start {ms_to_iso(start)} is in the future or its candle is still open "
                             f"(Binance server time {ms_to_iso(now_ms)})")
@@ -291,14 +318,23 @@ def first_candle_ms(client: BinanceClient, symbol: str, interval: str) -> Option
     return to_ms(rows[0][0]) if rows else None
 
 
+def last_candle_ms(client: BinanceClient, symbol: str, interval: str) -> Optional[int]:
+    # Without startTime/endTime /klines returns the most recent candles (rest-api.md
+    # "Kline/Candlestick data": "If startTime and endTime are not sent, the most recent klines are returned").
+    rows = client.klines(symbol, interval, None, limit=1)
+    return to_ms(rows[-1][0]) if rows else None
+
+
 def sync_candles(client: BinanceClient, lake: Lake, symbol: str, interval: str = "1m",
                  start: Optional[int] = None, end: Optional[int] = None, workers: int = 4,
                  progress: Optional[Progress] = None) -> ExtractResult:
     """Fetch every closed candle in [start, end) into raw files; idempotent and resumable."""
-    client.symbol_info(symbol)  # unknown symbol -> clear error before anything is written
+    info = client.symbol_info(symbol)  # unknown symbol -> clear error before anything is written
+    status = str(info.get("status") or TRADING)
     now_ms = client.server_time()
-    rng = resolve_candle_range(client, lake, symbol, interval, start, end, now_ms)
-    result = ExtractResult(CANDLES.name, symbol, start=rng.start, end=rng.end, note=rng.note)
+    rng = resolve_candle_range(client, lake, symbol, interval, start, end, now_ms, status)
+    result = ExtractResult(CANDLES.name, symbol, start=rng.start, end=rng.end, note=rng.note,
+                           symbol_status=status)
     pages = candle_pages(rng.start, rng.end, interval_ms(interval))
 
     def fetch(page: Tuple[int, int]) -> List[PreparedRaw]:
@@ -465,10 +501,77 @@ def pending_order_ids(lake: Lake, symbol: str) -> List[int]:
 
 
 def known_orders(lake: Lake, symbol: str) -> Tuple[int, List[int]]:
-    """(history cursor: every order id up to it is stored, or -1; ids stored in a non-final state)."""
+    """(history cursor: every order id up to it is stored, or -1; ids stored in a non-final state).
+
+    Orders Binance no longer knows (-2013, see ``OrdersRun._one``) are left out: never re-queried.
+    """
     index = read_orders_index(lake, symbol)
     through = max([int(index.get("history_through", -1)), *pending_order_ids(lake, symbol)])
-    return through, sorted(int(i) for i in index.get("open_order_ids", []))
+    gone = set(resolved_order_ids(lake, symbol))
+    return through, sorted(int(i) for i in index.get("open_order_ids", []) if int(i) not in gone)
+
+
+def resolved_key(symbol: str, order_id: int) -> str:
+    return f"raw/_resolved/orders/symbol={symbol}/{order_id}.json"
+
+
+def resolved_order_ids(lake: Lake, symbol: str) -> List[int]:
+    """Ids of stored orders Binance answered -2013 (or -2026 with no stored copy), from key names."""
+    names = lake.list_children(f"raw/_resolved/orders/symbol={symbol}")
+    return [int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit()]
+
+
+def _order_page_ids(raw_key: str) -> Optional[Tuple[int, int, int]]:
+    """(fetched ms, first id, last id) from a raw orders page name, or None."""
+    parts = raw_key.rsplit("/", 1)[-1][: -len(".json")].split("-")
+    if len(parts) == 6 and parts[0].isdigit() and parts[4].isdigit() and parts[5].isdigit():
+        return int(parts[0]), int(parts[4]), int(parts[5])
+    return None
+
+
+def stored_orders(lake: Lake, symbol: str, order_ids: Iterable[int]) -> Dict[int, Dict[str, Any]]:
+    """The newest stored copy of each order, read from raw pages whose names span its id.
+
+    Listing plus a few reads, no pyarrow (this runs in the extract Lambda); used only for the
+    rare order Binance has archived, whose last state must be carried into its final row.
+    """
+    wanted, found = set(order_ids), {}
+    pages = [(ids, k) for k in lake.list_keys(f"{ORDERS.raw_prefix}/symbol={symbol}")
+             if (ids := _order_page_ids(k)) is not None]
+    for (_fetched, first, last), key in sorted(pages, reverse=True):  # newest fetch first
+        todo = {i for i in wanted - found.keys() if first <= i <= last}
+        if not todo:
+            continue
+        try:
+            data = json.loads(lake.read_bytes(key)).get("data", [])
+        except (KeyError, ValueError, AttributeError):
+            continue  # an unreadable page: an older copy may still do
+        for o in data:
+            if isinstance(o, dict) and o.get("orderId") in todo:
+                found.setdefault(int(o["orderId"]), o)
+        if not wanted - found.keys():
+            break
+    return found
+
+
+# What the lake records for an order answered -2026 ORDER_ARCHIVED. errors.md: "Order was
+# canceled or expired with no executed qty over 90 days ago and has been archived"; the
+# binance-spot-api-docs CHANGELOG (2023, "Fixed error message for querying archived orders")
+# names the statuses CANCELED or EXPIRED with executedQty == 0, and its 2025-08-12 entry adds
+# EXPIRED_IN_MATCH. Binance does not say which one, so the row takes CANCELED (the final status
+# of almost every resting order that ends unexecuted) and says how it was decided in
+# extra_fields.lakeResolution.
+ARCHIVED_STATUS = "CANCELED"
+ARCHIVED_SOURCE = ("Binance answered -2026 ORDER_ARCHIVED: canceled or expired (CANCELED, EXPIRED or "
+                   "EXPIRED_IN_MATCH) with no executed qty over 90 days ago (binance-spot-api-docs errors.md, "
+                   "CHANGELOG); the exact final status is not published, CANCELED is recorded")
+
+
+def archived_order(stored: Dict[str, Any], now_ms: int) -> Dict[str, Any]:
+    """The final row of an archived order: its stored copy, status final, provenance attached."""
+    return {**stored, "status": ARCHIVED_STATUS, "isWorking": False,
+            "lakeResolution": {"code": -2026, "storedStatus": stored.get("status"), "resolvedAt": now_ms,
+                               "source": ARCHIVED_SOURCE}}
 
 
 # Orders that left the book since the last sync are re-read one by one (weight 4 each) up to
@@ -476,14 +579,29 @@ def known_orders(lake: Lake, symbol: str) -> Tuple[int, List[int]]:
 REFRESH_ONE_BY_ONE_MAX = 50
 
 
+def prefetch_open_orders(client: BinanceClient, symbols: Sequence[str]) -> Optional[List[Dict[str, Any]]]:
+    """Every symbol's open orders in one call when that is cheaper than one call per symbol
+    (80 against 6 each: beyond 13 symbols); None when per-symbol calls are cheaper."""
+    from binance_lake.client import OPEN_ORDERS_ALL_WEIGHT, OPEN_ORDERS_WEIGHT
+
+    if len(set(symbols)) * OPEN_ORDERS_WEIGHT <= OPEN_ORDERS_ALL_WEIGHT:
+        return None
+    return client.open_orders_all()
+
+
 def sync_orders(client: BinanceClient, lake: Lake, symbol: str, request: Optional[OrdersRequest] = None,
-                progress: Optional[Progress] = None) -> ExtractResult:
+                progress: Optional[Progress] = None,
+                open_orders: Optional[List[Dict[str, Any]]] = None) -> ExtractResult:
+    """``open_orders``: every symbol's open orders fetched once (prefetch_open_orders) for a
+    multi-symbol run; None asks /openOrders for this symbol alone."""
     request = request or OrdersRequest()
     request.validate()
     if not client.config.has_credentials:
         client.all_orders(symbol)  # raises the missing-credentials error
-    client.symbol_info(symbol)
+    info = client.symbol_info(symbol)
     run = OrdersRun(client, lake, symbol, progress)
+    run.prefetched_open = open_orders
+    run.result.symbol_status = str(info.get("status") or TRADING)
     if request.latest is not None:
         run.fetch_page({"limit": request.latest}, SAMPLE)
     elif request.start is not None:
@@ -502,12 +620,15 @@ class OrdersRun:
         self.run_id = uuid.uuid4().hex[:8]
         self.result = ExtractResult(ORDERS.name, symbol)
         self.pages = 0
+        self.seen_ids: set = set()
+        self.archived: List[int] = []
 
     def fetch_page(self, params: Dict[str, Any], kind: str) -> List[Dict[str, Any]]:
         crash_point("fetch")
         orders = self.client.all_orders(
             self.symbol, order_id=params.get("orderId"), start=params.get("startTime"),
             end_inclusive=params.get("endTime"), limit=params.get("limit", PAGE_LIMIT))
+        self.seen_ids.update(int(o["orderId"]) for o in orders if isinstance(o, dict) and "orderId" in o)
         self._count_page()
         if orders:
             self._write(params, orders, kind)
@@ -518,33 +639,82 @@ class OrdersRun:
 
         /openOrders (weight 6) tells which stored open orders changed: the ones no longer on
         the book. Those are re-read; orders still open are stored again with their current state.
+        Past REFRESH_ONE_BY_ONE_MAX, allOrders is re-paged from the oldest of them; the ones it
+        does not return (Binance archives unexecuted cancels after 90 days and leaves them out of
+        allOrders) are then asked one by one, so none stays open in the lake.
         """
         cursor = highest + 1
+        left_book: List[int] = []
         if stored_open:
-            on_book = self.client.open_orders(self.symbol)
+            on_book = self.open_on_book()
             self._count_page()
             if on_book:
                 self._write({"endpoint": "openOrders"}, on_book, REFRESH, "/api/v3/openOrders")
             left_book = sorted(set(stored_open) - {int(o["orderId"]) for o in on_book})
             if len(left_book) > REFRESH_ONE_BY_ONE_MAX:
                 cursor = min(cursor, left_book[0])
-            elif left_book:
-                found = [o for o in map(self._one, left_book) if o is not None]
-                if found:
-                    self._write({"orderIds": left_book}, found, REFRESH, "/api/v3/order")
+            else:
+                self.refresh_one_by_one(left_book)
+                left_book = []
         self.page_by_id(cursor, HISTORY)
+        self.refresh_one_by_one([i for i in left_book if i not in self.seen_ids])
+
+    # Set by sync_orders_many when one all-symbols /openOrders call served every symbol.
+    prefetched_open: Optional[List[Dict[str, Any]]] = None
+
+    def open_on_book(self) -> List[Dict[str, Any]]:
+        if self.prefetched_open is not None:
+            return [o for o in self.prefetched_open if o.get("symbol") == self.symbol]
+        return self.client.open_orders(self.symbol)
+
+    def refresh_one_by_one(self, order_ids: List[int]) -> None:
+        if not order_ids:
+            return
+        found = [o for o in map(self._one, order_ids) if o is not None]
+        if found:
+            self._write({"orderIds": order_ids}, found, REFRESH, "/api/v3/order")
+        if self.archived:
+            self._write_archived(self.archived)
 
     def _one(self, order_id: int) -> Optional[Dict[str, Any]]:
         try:
             order = self.client.order(self.symbol, order_id)
         except BinanceError as exc:
-            if exc.code != -2013:
+            if exc.code == -2026:
+                self.archived.append(order_id)  # final: recorded by _write_archived
+            elif exc.code == -2013:
+                # Binance no longer knows it (before 2023 that was also how archived orders answered,
+                # CHANGELOG "Fixed error message for querying archived orders"). Its row is kept as
+                # last seen (inventing a final state would be a guess) but it is not asked again.
+                log.warning("%s order %d: Binance says it does not exist (-2013); kept as last stored "
+                            "and not queried again", self.symbol, order_id)
+                self._mark_resolved(order_id, exc.code, "Order does not exist.")
+            else:
                 raise
-            # Binance no longer has it: keep what is stored rather than invent a final state.
-            log.warning("%s order %d: Binance says it does not exist (-2013); kept as stored", self.symbol, order_id)
             order = None
         self._count_page()
         return order
+
+    def _mark_resolved(self, order_id: int, code: int, msg: str) -> None:
+        body = {"orderId": order_id, "code": code, "msg": msg, "resolved_at": int(time.time() * 1000)}
+        self.lake.write_bytes(resolved_key(self.symbol, order_id), json.dumps(body).encode())
+        self.result.orders_resolved.setdefault(str(code), []).append(order_id)
+
+    def _write_archived(self, order_ids: List[int]) -> None:
+        """Archived orders become final rows (see ARCHIVED_STATUS), built from their stored copy."""
+        stored = stored_orders(self.lake, self.symbol, order_ids)
+        now = int(time.time() * 1000)
+        rows = [archived_order(stored[i], now) for i in order_ids if i in stored]
+        if rows:
+            self._write({"orderIds": [r["orderId"] for r in rows], "code": -2026}, rows, REFRESH,
+                        "/api/v3/order (-2026 ORDER_ARCHIVED)")
+        for i in order_ids:
+            if i not in stored:  # no copy to carry over: at least never ask again
+                self._mark_resolved(i, -2026, "Order archived; no stored copy to finalise")
+        self.result.orders_resolved.setdefault("-2026", []).extend(r["orderId"] for r in rows)
+        log.warning("%s: %d orders archived by Binance (-2026) recorded as final %s", self.symbol,
+                    len(order_ids), ARCHIVED_STATUS)
+        self.archived = []
 
     def _count_page(self) -> None:
         self.pages += 1
