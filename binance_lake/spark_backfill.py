@@ -104,3 +104,88 @@ def glue_main(argv: Sequence[str]) -> int:
     failed = [r for r in results if r["status"] == "failed"]
     print(json.dumps({"files": len(results), "rows": sum(r["rows"] for r in results), "failed": failed}))
     return 1 if failed else 0
+
+
+# -- rebuild-and-verify of a range ------------------------------------------------------------
+# One row per (table, symbol, interval, date) partition; each task runs
+# binance_lake.verify.verify_partition -- the very function the CLI runs -- under the same
+# per-symbol lake lock as the transform, and returns its report as JSON. The driver plans
+# (listing only), assembles the report exactly as the single-machine run does, stores it
+# and publishes the metric.
+
+VERIFY_TASK_SCHEMA = pa.schema([("table", pa.string()), ("symbol", pa.string()), ("interval", pa.string()),
+                                ("date", pa.string()), ("context", pa.string())])
+VERIFY_RESULT_SCHEMA = pa.schema([("report", pa.string())])
+
+
+def verify_batches(batches: Iterator[pa.RecordBatch], lake_uri: str, opts: Any) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: one partition per input row, its PartitionReport as JSON out."""
+    import dataclasses
+    import json
+
+    from binance_lake.verify import PartitionRef, verify_partition
+
+    lake = open_lake(lake_uri)
+    for batch in batches:
+        out = []
+        for task in batch.to_pylist():
+            ref = PartitionRef(task["table"], task["symbol"], task["interval"], task["date"])
+            report = verify_partition(lake, ref, opts, json.loads(task["context"]) if task["context"] else None)
+            out.append({"report": json.dumps(dataclasses.asdict(report), default=str)})
+        yield pa.RecordBatch.from_pylist(out, schema=VERIFY_RESULT_SCHEMA)
+
+
+def verify_spark(spark: Any, lake_uri: str, symbols: Sequence[str], interval: str, dates: Sequence[str],
+                 opts: Any, tables: Sequence[str] = ("candles", "orders"), partitions: Optional[int] = None,
+                 write: bool = True) -> Any:
+    """:func:`binance_lake.verify.verify` with the partitions spread over the executors."""
+    import json
+
+    from binance_lake.verify import PartitionReport, contexts, finish, plan, start_report
+
+    lake = open_lake(lake_uri)
+    report = start_report(lake, symbols, interval, dates, opts)  # fixes opts.run_id before shipping opts
+    refs = plan(symbols, interval, dates, tables)
+    ctx = contexts(lake, refs)
+    if refs:
+        tasks = [(r.table, r.symbol, r.interval, r.date, json.dumps(ctx.get((r.symbol, r.interval))))
+                 for r in refs]
+        n = partitions or min(len(refs), max(1, spark.sparkContext.defaultParallelism))
+        df = spark.createDataFrame(tasks, _spark_schema(VERIFY_TASK_SCHEMA)).repartition(n)
+        body = functools.partial(verify_batches, lake_uri=lake_uri, opts=opts)
+        rows = df.mapInArrow(body, _spark_schema(VERIFY_RESULT_SCHEMA)).collect()
+        found = [PartitionReport(**json.loads(r["report"])) for r in rows]
+        order = {(r.table, r.symbol, r.interval, r.date): i for i, r in enumerate(refs)}
+        report.partitions = sorted(found, key=lambda p: order[(p.table, p.symbol, p.interval, p.date)])
+    return finish(lake, report, write)
+
+
+def verify_glue_main(argv: Sequence[str], cloudwatch: Any = None, spark: Any = None,
+                     now_ms: Optional[int] = None) -> int:
+    """``--lake_uri s3://.. --symbols A,B --interval 1m [--days_back 1] [--start D --end D]``
+    (dates UTC, ``--end`` exclusive); non-zero when a mismatch was left unrepaired."""
+    import json
+
+    from binance_lake.cloud import csv_list, parse_glue_args
+    from binance_lake.verify import VerifyOptions, date_range, exit_code, publish_metrics
+    from binance_lake.verify import now_ms as clock
+
+    args = parse_glue_args(argv, ["lake_uri", "symbols"], {"interval": "1m", "days_back": "1"})
+    try:
+        days_back = int(args["days_back"])
+    except ValueError:
+        from binance_lake.errors import BadInputError
+
+        raise BadInputError(f"--days_back must be a whole number of days, got {args['days_back']!r}") from None
+    dates = date_range(clock() if now_ms is None else now_ms, days_back, args.get("start") or None,
+                       args.get("end") or None)
+    if spark is None:
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.builder.appName("binance-lake-verify").getOrCreate()
+    opts = VerifyOptions(run_id=args.get("JOB_RUN_ID", ""))
+    report = verify_spark(spark, args["lake_uri"], csv_list(args["symbols"]), args["interval"], dates, opts)
+    publish_metrics(report, cloudwatch)
+    print(json.dumps({"report_key": report.report_key, **report.summary()}))
+    print(report.line())
+    return 1 if exit_code(report) else 0

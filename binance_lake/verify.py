@@ -1,0 +1,492 @@
+"""Rebuild-and-verify: re-derive curated partitions from raw, compare, repair, report.
+
+For each (table, symbol, interval, date) partition of a range the rows are re-derived
+exactly as ``transform --rebuild`` derives them (REST raw pages of the day plus the
+verified archive zips for candles; every raw order page that can hold orders created
+that day for orders), then compared with what curated holds, keyed on the table's
+dedupe key, every column exact (decimals as ``Decimal``, times as instants):
+
+* ``ok``: identical.
+* ``repaired`` / ``mismatch`` (dry run): rows missing from curated, rows whose values
+  differ, duplicate keys, or an unreadable file; repair rewrites the partition whole
+  and atomically from the re-derived rows.
+* ``raw-missing``: curated holds rows no raw file explains. They are never dropped
+  silently: repair keeps them (or, with ``quarantine_unexplained``, moves them to
+  ``quarantine/`` with the reason), and the run exits non-zero so a human looks.
+* ``gaps``: minutes missing in both, inside the range raw claims, minus the
+  exchange gaps Binance confirmed (those are not ours to fill).
+* ``locked``: the symbol's transform lock could not be had in time.
+
+Each partition is read, compared and rewritten under the same per-symbol lock as the
+transform (``binance_lake.lock``), so verify never interleaves with the 5-minute run.
+The lock is taken in a dry run too: it is what makes the comparison a consistent
+snapshot (a transform folding new raw mid-comparison would look like a mismatch).
+The lock key is created and removed again, so a dry run leaves the lake as it was.
+
+Needs pyarrow (and boto3 for S3 and the metric) only: it runs on Glue 5.0 Spark
+executors (``binance_lake.spark_backfill.verify_spark``) and on one machine (CLI).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from binance_lake.archive import stored_archive_rows
+from binance_lake.errors import BadInputError, StorageError
+from binance_lake.extract import archive_coverage, exchange_gaps, missing_ranges, raw_coverage
+from binance_lake.lake import Lake
+from binance_lake.lock import WAIT_S, lake_lock
+from binance_lake.query import subtract_ranges
+from binance_lake.schema import CANDLES, ORDERS, Table
+from binance_lake.times import MS_PER_DAY, date_to_ms, interval_ms, ms_to_date, ms_to_iso
+from binance_lake.transform import (
+    PART_NAME,
+    Rejected,
+    candles_table,
+    dedupe,
+    orders_table,
+    read_partition,
+    read_raw,
+    write_partition,
+)
+
+log = logging.getLogger(__name__)
+
+REPORT_PREFIX = "curated/_verify"
+KEYS_SHOWN = 100  # per partition and kind; the counts are always complete
+EXIT_UNREPAIRED = 6  # the CLI's exit code when a mismatch was left (documented in the CLI docstring)
+METRICS = ("VerifyMismatchedPartitions", "VerifyRepairedPartitions", "VerifyUnrepairedPartitions",
+           "VerifyGapPartitions")
+
+
+@dataclass(frozen=True)
+class TableRule:
+    """How a table's partitions are keyed and deduplicated (the transform's own rules)."""
+
+    table: Table
+    key: str
+    version: Tuple[str, ...]
+
+
+RULES = {"candles": TableRule(CANDLES, "candle_open_time", ("ingested_at",)),
+         "orders": TableRule(ORDERS, "order_id", ("update_time", "ingested_at"))}
+
+
+@dataclass(frozen=True)
+class PartitionRef:
+    table: str  # "candles" | "orders"
+    symbol: str
+    interval: str  # "" for orders
+    date: str
+
+    @property
+    def path(self) -> str:
+        if self.table == "candles":
+            return CANDLES.partition_path(interval=self.interval, symbol=self.symbol, date=self.date)
+        return ORDERS.partition_path(symbol=self.symbol, date=self.date)
+
+
+@dataclass
+class VerifyOptions:
+    repair: bool = True  # False: report only (--dry-run)
+    quarantine_unexplained: bool = False  # move rows raw cannot explain to quarantine/ instead of keeping them
+    lock_wait_s: float = WAIT_S
+    run_id: str = ""
+
+
+@dataclass
+class PartitionReport:
+    table: str
+    symbol: str
+    interval: str
+    date: str
+    partition: str
+    status: str = "ok"
+    rows_curated: int = 0
+    rows_derived: int = 0
+    missing: int = 0
+    extra: int = 0
+    changed: int = 0
+    duplicates: int = 0
+    missing_keys: List[Any] = field(default_factory=list)
+    extra_keys: List[Any] = field(default_factory=list)
+    changed_keys: List[Dict[str, Any]] = field(default_factory=list)
+    gaps: List[List[str]] = field(default_factory=list)
+    gap_minutes: int = 0
+    rejected_rows: int = 0
+    unusable_raw: List[str] = field(default_factory=list)
+    curated_unreadable: bool = False
+    repaired: bool = False
+    quarantined: Optional[str] = None
+    reason: Optional[str] = None
+
+    @property
+    def differs(self) -> bool:
+        return bool(self.missing or self.changed or self.duplicates or self.curated_unreadable)
+
+
+# -- planning ------------------------------------------------------------------------------
+
+
+def date_range(now_ms: int, days_back: int = 1, start: Optional[str] = None, end: Optional[str] = None
+               ) -> List[str]:
+    """UTC dates to verify: ``[start, end)`` if given, else the ``days_back`` full days before today."""
+    today = now_ms - now_ms % MS_PER_DAY
+    if start:
+        lo = date_to_ms(start)
+        hi = date_to_ms(end) if end else today
+    elif end:
+        raise BadInputError("--end needs --start (or use --days-back)")
+    else:
+        if days_back < 1:
+            raise BadInputError(f"--days-back must be at least 1, got {days_back}")
+        lo, hi = today - days_back * MS_PER_DAY, today
+    if lo % MS_PER_DAY or hi % MS_PER_DAY:
+        raise BadInputError("--start/--end are UTC dates (YYYY-MM-DD); verify works on whole days")
+    if hi <= lo:
+        raise BadInputError(f"empty range: --end {ms_to_date(hi)} is not after --start {ms_to_date(lo)} "
+                            "(--end is exclusive)")
+    return [ms_to_date(d) for d in range(lo, hi, MS_PER_DAY)]
+
+
+def plan(symbols: Sequence[str], interval: str, dates: Sequence[str],
+         tables: Sequence[str] = ("candles", "orders")) -> List[PartitionRef]:
+    interval_ms(interval)  # a clear error for an unsupported interval, before any work
+    refs = [PartitionRef(t, s, interval if t == "candles" else "", d)
+            for t in tables for s in symbols for d in dates]
+    return sorted(refs, key=lambda r: (r.table, r.symbol, r.interval, r.date))
+
+
+def symbol_context(lake: Lake, symbol: str, interval: str) -> Dict[str, Any]:
+    """What every candle partition of a symbol needs: the range raw claims, the exchange gaps.
+
+    Computed once (on the Spark driver, or once per symbol here) and passed to each partition.
+    """
+    spans = [s for s in (raw_coverage(lake, symbol, interval), *archive_coverage(lake, symbol, interval)) if s]
+    claim = [min(s[0] for s in spans), max(s[1] for s in spans)] if spans else None
+    return {"claim": claim, "exchange_gaps": [list(g) for g in exchange_gaps(lake, symbol, interval)]}
+
+
+# -- re-derivation (the rebuild path of binance_lake.transform, without its side effects) -------
+
+
+@dataclass
+class Derived:
+    rows: Optional[pa.Table]
+    rejected_rows: int = 0
+    unusable_raw: List[str] = field(default_factory=list)
+
+
+def _read_pages(lake: Lake, keys: Sequence[str], table: str, out: Derived) -> List[Tuple[str, int, List[Any]]]:
+    pages = []
+    for key in keys:
+        try:
+            fetched_at, rows = read_raw(lake, key, table)
+        except (KeyError, Rejected):
+            out.unusable_raw.append(key)  # the transform quarantines these; verify only reports them
+            continue
+        pages.append((key, fetched_at, rows))
+    return pages
+
+
+def derive_candles(lake: Lake, symbol: str, interval: str, date: str) -> Derived:
+    """The day's candles as ``transform --rebuild`` writes them: archive share, then each REST
+    page in key order, deduplicated on open time (latest fetch wins)."""
+    out = Derived(stored_archive_rows(lake, symbol, interval, date))
+    raw_dir = f"{CANDLES.raw_prefix}/interval={interval}/symbol={symbol}/date={date}"
+    for key, fetched_at, rows in _read_pages(lake, sorted(lake.list_keys(raw_dir)), CANDLES.name, out):
+        new, rejected = candles_table(symbol, interval, rows, [fetched_at] * len(rows), [key] * len(rows), date)
+        out.rejected_rows += len(rejected)
+        out.rows = new if out.rows is None else pa.concat_tables([out.rows, new])
+    if out.rows is not None:
+        out.rows = dedupe(out.rows, ["candle_open_time"], ["ingested_at"])
+    return out
+
+
+def derive_orders(lake: Lake, symbol: str, date: str) -> Derived:
+    """Orders created on ``date`` as ``transform --rebuild`` writes them.
+
+    Raw order pages are filed by fetch date, and an order is fetched after it is created,
+    so only pages from the day before ``date`` on can hold it (one day of slack for a
+    fetching clock behind Binance's).
+    """
+    out = Derived(None)
+    base = f"{ORDERS.raw_prefix}/symbol={symbol}"
+    first = ms_to_date(date_to_ms(date) - MS_PER_DAY)
+    keys = sorted(k for d in lake.list_children(base) if d.startswith("date=") and d[5:] >= first
+                  for k in lake.list_keys(f"{base}/{d}"))
+    pages = _read_pages(lake, keys, ORDERS.name, out)
+    rows = [r for _, _, page in pages for r in page]
+    new, rejected = orders_table(rows, [f for _, f, page in pages for _ in page],
+                                 [k for k, _, page in pages for _ in page])
+    out.rejected_rows = len(rejected)
+    if new.num_rows:
+        new = new.filter(pc.equal(new["symbol"], symbol))  # the transform quarantined the others
+        new = new.filter(pc.equal(pc.strftime(new["order_time"], format="%Y-%m-%d"), date))
+    out.rows = dedupe(new, ["order_id"], ["update_time", "ingested_at"]) if new.num_rows else None
+    return out
+
+
+def derive(lake: Lake, ref: PartitionRef) -> Derived:
+    if ref.table == "candles":
+        return derive_candles(lake, ref.symbol, ref.interval, ref.date)
+    return derive_orders(lake, ref.symbol, ref.date)
+
+
+# -- comparison ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Diff:
+    missing: List[Any]
+    extra: List[Any]
+    changed: Dict[Any, List[str]]
+    duplicates: int
+
+
+def compare(curated: Optional[pa.Table], derived: Optional[pa.Table], key: str) -> Diff:
+    """Keyed, exact comparison of every column (Decimal == Decimal, instant == instant)."""
+    cur = {r[key]: r for r in curated.to_pylist()} if curated is not None else {}
+    der = {r[key]: r for r in derived.to_pylist()} if derived is not None else {}
+    changed = {}
+    for k in sorted(cur.keys() & der.keys()):
+        cols = [c for c, v in der[k].items() if cur[k].get(c) != v]
+        if cols:
+            changed[k] = cols
+    dups = (curated.num_rows - len(cur)) if curated is not None else 0
+    return Diff(sorted(der.keys() - cur.keys()), sorted(cur.keys() - der.keys()), changed, dups)
+
+
+def _show(key: Any) -> Any:
+    return ms_to_iso(int(key.timestamp() * 1000)) if isinstance(key, datetime) else key
+
+
+# -- one partition ------------------------------------------------------------------------------
+
+
+def verify_partition(lake: Lake, ref: PartitionRef, opts: VerifyOptions,
+                     context: Optional[Dict[str, Any]] = None) -> PartitionReport:
+    """Verify (and unless a dry run, repair) one partition under the symbol's transform lock."""
+    report = PartitionReport(ref.table, ref.symbol, ref.interval, ref.date, ref.path)
+    rule = RULES[ref.table]
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(lake_lock(lake, rule.table.name, ref.symbol, wait_s=opts.lock_wait_s))
+        except StorageError as exc:
+            report.status, report.reason = "locked", str(exc)
+            return report
+        _check(lake, ref, rule, opts, report, context)
+    return report
+
+
+def _check(lake: Lake, ref: PartitionRef, rule: TableRule, opts: VerifyOptions, report: PartitionReport,
+           context: Optional[Dict[str, Any]]) -> None:
+    derived = derive(lake, ref)
+    report.rejected_rows, report.unusable_raw = derived.rejected_rows, derived.unusable_raw
+    report.rows_derived = derived.rows.num_rows if derived.rows is not None else 0
+    try:
+        curated = read_partition(lake, ref.path, rule.table)
+    except Rejected as exc:
+        curated, report.curated_unreadable, report.reason = None, True, f"curated file unreadable: {exc}"
+    report.rows_curated = curated.num_rows if curated is not None else 0
+    diff = compare(curated, derived.rows, rule.key)
+    report.missing, report.extra, report.changed = len(diff.missing), len(diff.extra), len(diff.changed)
+    report.duplicates = diff.duplicates
+    report.missing_keys = [_show(k) for k in diff.missing[:KEYS_SHOWN]]
+    report.extra_keys = [_show(k) for k in diff.extra[:KEYS_SHOWN]]
+    report.changed_keys = [{"key": _show(k), "columns": c} for k, c in list(diff.changed.items())[:KEYS_SHOWN]]
+    if ref.table == "candles":
+        _gaps(ref, curated, derived.rows, context or {}, report)
+    if opts.repair and (report.differs or (diff.extra and opts.quarantine_unexplained)):
+        _repair(lake, ref, rule, opts, curated, derived.rows, diff.extra, report)
+    report.status = _status(report)
+
+
+def _gaps(ref: PartitionRef, curated: Optional[pa.Table], derived: Optional[pa.Table], context: Dict[str, Any],
+          report: PartitionReport) -> None:
+    claim = context.get("claim")
+    if not claim:
+        return
+    day = date_to_ms(ref.date)
+    lo, hi = max(day, claim[0]), min(day + MS_PER_DAY, claim[1])
+    if lo >= hi:
+        return
+    present = set()
+    for t in (curated, derived):
+        if t is not None and t.num_rows:
+            present.update(t["candle_open_time"].cast(pa.int64()).to_pylist())
+    step = interval_ms(ref.interval)
+    holes = subtract_ranges(missing_ranges(lo, hi, sorted(present), step),
+                            [tuple(g) for g in context.get("exchange_gaps", [])])
+    report.gaps = [[ms_to_iso(s), ms_to_iso(e)] for s, e in holes]
+    report.gap_minutes = sum((e - s) // step for s, e in holes)
+
+
+def _repair(lake: Lake, ref: PartitionRef, rule: TableRule, opts: VerifyOptions, curated: Optional[pa.Table],
+            derived: Optional[pa.Table], extra: List[Any], report: PartitionReport) -> None:
+    schema = rule.table.arrow_schema()
+    rows = derived if derived is not None else schema.empty_table()
+    if report.curated_unreadable:
+        _keep_unreadable(lake, ref, opts)
+    if extra and curated is not None:
+        unexplained = curated.filter(pc.is_in(curated[rule.key], value_set=pa.array(extra, curated[rule.key].type)))
+        if opts.quarantine_unexplained:
+            report.quarantined = _quarantine(lake, ref, opts, unexplained)
+        else:
+            # Kept as they are: raw cannot vouch for them, and curated may be their only copy.
+            rows = dedupe(pa.concat_tables([rows, unexplained.cast(rows.schema)]), [rule.key], list(rule.version))
+    write_partition(lake, ref.path, rows.cast(schema))
+    report.repaired = True
+
+
+def _quarantine(lake: Lake, ref: PartitionRef, opts: VerifyOptions, rows: pa.Table) -> str:
+    """Rows no raw file explains -> quarantine/<partition>/verify-<run>.json (the transform's row format)."""
+    key = f"quarantine/{ref.path[len('curated/'):]}/verify-{opts.run_id or 'run'}.json"
+    body = {"partition": ref.path, "rows": [{"row": r, "reason": "no raw file explains this curated row"}
+                                            for r in rows.to_pylist()]}
+    lake.write_bytes(key, json.dumps(body, default=str).encode())
+    return key
+
+
+def _keep_unreadable(lake: Lake, ref: PartitionRef, opts: VerifyOptions) -> None:
+    """An unreadable curated file is kept in quarantine before it is replaced (it may hold rows raw lacks)."""
+    with contextlib.suppress(KeyError):
+        data = lake.read_bytes(f"{ref.path}/{PART_NAME}")
+        lake.write_bytes(f"quarantine/{ref.path[len('curated/'):]}/verify-{opts.run_id or 'run'}-{PART_NAME}", data)
+
+
+def _status(report: PartitionReport) -> str:
+    if report.extra:
+        return "raw-missing"
+    if report.differs:
+        return "repaired" if report.repaired else "mismatch"
+    return "gaps" if report.gap_minutes else "ok"
+
+
+# -- a run ------------------------------------------------------------------------------------
+
+
+@dataclass
+class VerifyReport:
+    run_id: str
+    lake: str
+    interval: str
+    symbols: List[str]
+    dates: List[str]
+    mode: str
+    started_at: str
+    finished_at: str = ""
+    partitions: List[PartitionReport] = field(default_factory=list)
+    report_key: Optional[str] = None
+
+    def summary(self) -> Dict[str, Any]:
+        by = {s: sum(1 for p in self.partitions if p.status == s)
+              for s in ("ok", "repaired", "mismatch", "raw-missing", "gaps", "locked")}
+        return {"partitions": len(self.partitions), **{k.replace("-", "_"): v for k, v in by.items()},
+                "with_gaps": sum(1 for p in self.partitions if p.gap_minutes),
+                "gap_minutes": sum(p.gap_minutes for p in self.partitions),
+                "rows_missing": sum(p.missing for p in self.partitions),
+                "rows_extra": sum(p.extra for p in self.partitions),
+                "rows_changed": sum(p.changed for p in self.partitions),
+                "unrepaired": by["mismatch"] + by["raw-missing"] + by["locked"]}
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"run_id": self.run_id, "lake": self.lake, "interval": self.interval, "symbols": self.symbols,
+                "dates": [self.dates[0], self.dates[-1]] if self.dates else [], "mode": self.mode,
+                "started_at": self.started_at, "finished_at": self.finished_at, "report_key": self.report_key,
+                "summary": self.summary(), "partitions": [asdict(p) for p in self.partitions]}
+
+    def line(self) -> str:
+        s = self.summary()
+        span = f"{self.dates[0]}..{self.dates[-1]}" if self.dates else "-"
+        return (f"verify {span} ({self.mode}, {len(self.symbols)} symbols): {s['partitions']} partitions, "
+                f"{s['ok']} ok, {s['repaired']} repaired, {s['mismatch']} mismatched, {s['raw_missing']} raw-missing, "
+                f"{s['locked']} locked; rows {s['rows_missing']} missing, {s['rows_changed']} changed, "
+                f"{s['rows_extra']} unexplained; {s['with_gaps']} partitions with gaps ({s['gap_minutes']} minutes)"
+                + (f"; report {self.report_key}" if self.report_key else ""))
+
+
+def new_run_id(given: Optional[str] = None) -> str:
+    """A key-safe run id: Glue's JOB_RUN_ID when there is one, else a short random one."""
+    run = re.sub(r"[^A-Za-z0-9_-]", "-", given or "")[:80]
+    return run or uuid.uuid4().hex[:12]
+
+
+def start_report(lake: Lake, symbols: Sequence[str], interval: str, dates: Sequence[str], opts: VerifyOptions
+                 ) -> VerifyReport:
+    opts.run_id = new_run_id(opts.run_id)
+    return VerifyReport(opts.run_id, lake.uri, interval, list(symbols), list(dates),
+                        "repair" if opts.repair else "dry-run", _now_iso())
+
+
+def contexts(lake: Lake, refs: Sequence[PartitionRef]) -> Dict[Tuple[str, str], Dict[str, Any]]:
+    return {(r.symbol, r.interval): symbol_context(lake, r.symbol, r.interval)
+            for r in refs if r.table == "candles"}
+
+
+def verify(lake: Lake, symbols: Sequence[str], interval: str, dates: Sequence[str], opts: VerifyOptions,
+           tables: Sequence[str] = ("candles", "orders"), write: bool = True) -> VerifyReport:
+    """Verify every partition of the range on this machine, then store the report."""
+    report = start_report(lake, symbols, interval, dates, opts)
+    refs = plan(symbols, interval, dates, tables)
+    ctx = contexts(lake, refs)
+    report.partitions = [verify_partition(lake, r, opts, ctx.get((r.symbol, r.interval))) for r in refs]
+    return finish(lake, report, write)
+
+
+def finish(lake: Lake, report: VerifyReport, write: bool = True) -> VerifyReport:
+    """Store the report as ``curated/_verify/<started>-<run>.json``.
+
+    A dry run writes no report either: it leaves the lake exactly as it found it.
+    """
+    report.finished_at = _now_iso()
+    if write and report.mode == "repair":
+        stamp = report.started_at.replace("-", "").replace(":", "")
+        report.report_key = f"{REPORT_PREFIX}/{stamp}-{report.run_id}.json"
+        lake.write_bytes(report.report_key, json.dumps(report.as_dict(), default=str, indent=1).encode())
+    return report
+
+
+def publish_metrics(report: VerifyReport, cloudwatch: Any = None) -> Dict[str, int]:
+    """``BinanceLake/Verify*`` partition counts, one datum each, so an alarm can fire on
+    ``VerifyUnrepairedPartitions > 0`` (or on any mismatch at all)."""
+    from binance_lake.cloud import METRIC_NAMESPACE  # no pyarrow there; imported late to keep this module light
+
+    s = report.summary()
+    values = dict(zip(METRICS, (s["repaired"] + s["mismatch"] + s["raw_missing"], s["repaired"], s["unrepaired"],
+                                s["with_gaps"])))
+    if cloudwatch is None:
+        import boto3
+
+        cloudwatch = boto3.client("cloudwatch")
+    # PutMetricData: https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricData.html
+    cloudwatch.put_metric_data(Namespace=METRIC_NAMESPACE, MetricData=[
+        {"MetricName": name, "Value": float(v), "Unit": "Count"} for name, v in values.items()])
+    return values
+
+
+def exit_code(report: VerifyReport) -> int:
+    return EXIT_UNREPAIRED if report.summary()["unrepaired"] else 0
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+__all__ = ["PartitionRef", "PartitionReport", "VerifyOptions", "VerifyReport", "date_range", "derive",
+           "exit_code", "finish", "plan", "publish_metrics", "verify", "verify_partition"]
