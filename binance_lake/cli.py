@@ -108,18 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--lock-wait", type=float, default=600.0, help="seconds to wait for a running transform")
     _common(vf)
 
-    vf = sub.add_parser("verify", help="re-derive curated days from raw, compare, repair, report")
-    vf.add_argument("--symbol", type=_symbol, action="append", required=True, help="repeat for more symbols")
-    vf.add_argument("--interval", default="1m")
-    vf.add_argument("--days-back", type=int, default=1, help="the N full UTC days before today (default 1)")
-    vf.add_argument("--start", help="first UTC date YYYY-MM-DD (instead of --days-back)")
-    vf.add_argument("--end", help="exclusive UTC date (default today)")
-    vf.add_argument("--dry-run", action="store_true", help="report only: change nothing")
-    vf.add_argument("--quarantine-unexplained", action="store_true",
-                    help="move curated rows no raw file explains to quarantine/ (default: keep them)")
-    vf.add_argument("--lock-wait", type=float, default=600.0, help="seconds to wait for a running transform")
-    _common(vf)
-
     st = sub.add_parser("status", help="per symbol: first/last candle, rows, gaps, last run")
     _common(st)
 
@@ -373,17 +361,6 @@ def _recurate_archive(lake: Any, symbol: str, interval: str, result: Any) -> Non
         result.rows_written += f.rows
         if f.status == "failed":
             print(f"warning: {f.reason}", file=sys.stderr)
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    from binance_lake import verify
-
-    dates = verify.date_range(verify.now_ms(), args.days_back, args.start, args.end)
-    opts = verify.VerifyOptions(repair=not args.dry_run, quarantine_unexplained=args.quarantine_unexplained,
-                                lock_wait_s=args.lock_wait)
-    report = verify.verify(_open(args), args.symbol, args.interval, dates, opts)
-    _print_summary(args, report.as_dict(), report.line())
-    return verify.exit_code(report)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
