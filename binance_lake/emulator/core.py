@@ -324,6 +324,11 @@ class Emulator:
         with self._lock:
             return self._book(symbol).update(self.now_ms(), int(order_id), changes)
 
+    def forget_order(self, symbol: str, order_id: int) -> None:
+        """Binance no longer knows the order: /order answers -2013 and allOrders omits it."""
+        with self._lock:
+            del self._book(symbol).orders[int(order_id)]
+
     def orders(self, symbol: str) -> list[dict]:
         with self._lock:
             return copy.deepcopy(self._book(symbol).sorted())
