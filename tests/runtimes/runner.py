@@ -65,22 +65,42 @@ def casts(args):
 
 def backfill_spark(args):
     """The Glue Spark backfill (binance_lake.spark_backfill) in local mode, executors included."""
-    from pyspark.sql import SparkSession
-
     from binance_lake.archive import ArchiveConfig
     from binance_lake.spark_backfill import backfill_spark as run
 
-    os.environ["PYSPARK_PYTHON"] = sys.executable  # executors: this venv's Python and packages
-    spark = (SparkSession.builder.master("local[2]").appName("runtime-test")
-             .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
-             .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
-             .getOrCreate())
+    spark = _spark()
     try:
         cfg = ArchiveConfig(base_url=args["archive_url"], workers=2, backoff_s=0)
         return run(spark, args["lake_uri"], args["symbols"], args["start"], args["end"], cfg,
                    now_ms=args["now_ms"], partitions=2)
     finally:
         spark.stop()
+
+
+def verify_spark(args):
+    """The Glue rebuild-and-verify job (binance_lake.spark_backfill.verify_spark) in local mode."""
+    import dataclasses
+
+    from binance_lake.spark_backfill import verify_spark as run
+    from binance_lake.verify import VerifyOptions
+
+    spark = _spark()
+    try:
+        report = run(spark, args["lake_uri"], args["symbols"], args["interval"], args["dates"],
+                     VerifyOptions(run_id=args["run_id"]), partitions=2)
+    finally:
+        spark.stop()
+    return {"partitions": [dataclasses.asdict(p) for p in report.partitions], "summary": report.summary()}
+
+
+def _spark():
+    from pyspark.sql import SparkSession
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable  # executors: this venv's Python and packages
+    return (SparkSession.builder.master("local[2]").appName("runtime-test")
+            .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
+            .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
+            .getOrCreate())
 
 
 def archive_file(args):
@@ -94,7 +114,7 @@ def archive_file(args):
     return {"status": r.status, "rows": r.rows, "reason": r.reason}
 
 
-COMMANDS = {f.__name__: f for f in (versions, handler, transform, casts, backfill_spark, archive_file)}
+COMMANDS = {f.__name__: f for f in (versions, handler, transform, casts, backfill_spark, verify_spark, archive_file)}
 
 if __name__ == "__main__":
     result = COMMANDS[sys.argv[1]](json.loads(sys.argv[2]))

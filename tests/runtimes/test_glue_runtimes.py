@@ -8,12 +8,14 @@ needed: Glue's boto3 1.34.131 cannot make the lake's conditional writes.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
 import shutil
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, List
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,7 +26,10 @@ from binance_lake.emulator import Emulator
 from binance_lake.emulator import archive as fake
 from binance_lake.extract import exchange_gaps
 from binance_lake.lake import Lake, LocalLake, open_lake
+from binance_lake.lock import lock_key
+from binance_lake.schema import CANDLES
 from binance_lake.times import parse_time
+from binance_lake.verify import VerifyOptions, verify
 from tests.runtimes.conftest import MotoS3
 from tests.runtimes.venvs import (
     GLUE5,
@@ -155,3 +160,59 @@ def test_glue5_own_libraries_cast_but_cannot_write_the_lake(moto_s3: MotoS3, arc
     # botocore 1.34 does not know the parameter: ParamValidationError on the gap record (if_absent).
     assert "ParamValidationError" in proc.stderr and "raw/_gaps/" in proc.stderr, proc.stderr[-2000:]
     assert "botocore" in pins(GLUE_REQUIREMENTS) and "boto3" in pins(GLUE_REQUIREMENTS)
+
+
+REST_NOW = 1709424030000  # tests.conftest.NOW_MS: 2024-03-03T00:00:30Z
+REST_SYMBOL = "BTCUSDT"
+
+
+def test_glue5_spark_verify_equals_dev_venv(moto_s3: MotoS3, glue_bundle: Path) -> None:
+    """The rebuild-and-verify job repairs a corrupted S3 lake exactly as the dev venv does."""
+    java_or_skip()
+    env = ensure_env(GLUE5)
+    bucket = moto_s3.bucket("runtime-glue-verify")
+    glue, dev = (open_lake(f"s3://{bucket}/{name}", moto_s3.client) for name in ("glue", "dev"))
+    dates = build_corrupted_lake(dev)
+    for key in dev.list_keys(""):  # byte-identical copy: both runs start from the same lake
+        glue.write_bytes(key, dev.read_bytes(key))
+    for lake in (glue, dev):  # a dead run's lock: the repair takes it over with DeleteObject(IfMatch)
+        lake.write_bytes(lock_key("candles", REST_SYMBOL), json.dumps(
+            {"owner": "dead", "host": "gone", "pid": 1, "expires_at": 0}).encode())
+
+    found = ok(run(env, glue_bundle, "verify_spark", {"lake_uri": f"s3://{bucket}/glue", "symbols": [REST_SYMBOL],
+                                                      "interval": "1m", "dates": dates, "run_id": "same"},
+                   AWS_ENDPOINT_URL=moto_s3.endpoint))
+    mine = verify(dev, [REST_SYMBOL], "1m", dates, VerifyOptions(run_id="same"))
+    assert found["partitions"] == json.loads(json.dumps([dataclasses.asdict(p) for p in mine.partitions]))
+    assert found["summary"] == json.loads(json.dumps(mine.summary()))
+    assert found["summary"]["repaired"] == 1  # the corrupted candle day
+    for key in [k for k in dev.list_keys("curated/candles") if k.endswith(".parquet")]:
+        assert pq.read_table(io.BytesIO(glue.read_bytes(key))).equals(pq.read_table(io.BytesIO(dev.read_bytes(key))))
+    assert glue.list_keys("curated/_locks") == []
+
+
+def build_corrupted_lake(lake: Lake) -> List[str]:
+    """REST candles + orders of one symbol, transformed, then one candle's price changed."""
+    from binance_lake import jobs
+    from binance_lake.client import BinanceClient, ClientConfig
+    from tests.conftest import API_KEY, API_SECRET
+
+    emu = Emulator(now_ms=REST_NOW, seed=11)
+    emu.add_api_key(API_KEY, API_SECRET)
+    emu.generate_orders(REST_SYMBOL, 30, REST_NOW - 2 * 86_400_000, REST_NOW - 60_000, seed=2)
+    with emu.serve() as url:
+        client = BinanceClient(ClientConfig(base_url=url, api_key=API_KEY, api_secret=API_SECRET, timeout_s=5.0,
+                                            backoff_base_s=0.01, backoff_cap_s=0.05))
+        jobs.sync_candles(client, lake, REST_SYMBOL, start=REST_NOW - 86_400_000 - 30_000, end=REST_NOW)
+        jobs.sync_orders(client, lake, REST_SYMBOL)
+    day = CANDLES.partition_path(interval="1m", symbol=REST_SYMBOL, date="2024-03-02")
+    key = next(k for k in lake.list_keys(day) if k.endswith(".parquet"))
+    table = pq.read_table(io.BytesIO(lake.read_bytes(key)))
+    prices = table["high_price"].to_pylist()
+    prices[7] += Decimal("0.01")
+    table = table.set_column(table.schema.get_field_index("high_price"), table.schema.field("high_price"),
+                             pa.array(prices, table.schema.field("high_price").type))
+    out = io.BytesIO()
+    pq.write_table(table, out)
+    lake.write_bytes(key, out.getvalue())
+    return ["2024-03-01", "2024-03-02"]
