@@ -1,0 +1,134 @@
+"""The Spark verify (local[2]) reports and repairs exactly what the single-machine verify does,
+and the Glue entry publishes the BinanceLake metrics and fails the run on an unrepaired mismatch."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import boto3
+import pyarrow as pa
+import pytest
+
+from binance_lake.archive import ArchiveConfig, backfill
+from binance_lake.emulator import Emulator
+from binance_lake.emulator import archive as fake
+from binance_lake.lake import LocalLake
+from binance_lake.schema import CANDLES, ORDERS
+from binance_lake.times import parse_time
+from binance_lake.verify import VerifyOptions, verify
+from tests.test_verify import TICK, build_lake, read, set_value, snapshot, write
+
+pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed (requirements-dev.txt pins it)")
+
+ARCHIVE_NOW = parse_time("2025-01-03T00:00:30Z")
+ARCHIVE_START, ARCHIVE_END = parse_time("2025-01-01"), parse_time("2025-01-03")
+DATES = ["2024-03-01", "2024-03-02", "2025-01-01", "2025-01-02"]
+SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[object]:
+    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        reason = "no Java runtime (java not on PATH, JAVA_HOME unset): Spark cannot start"
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    from pyspark.sql import SparkSession
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable  # executors import this checkout's binance_lake
+    session = (SparkSession.builder.master("local[2]").appName("binance-lake-verify-test")
+               .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
+               .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
+               .getOrCreate())
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def corrupted(tmp_path_factory) -> Path:
+    """BTCUSDT from REST (candles + orders), ETHUSDT from archive zips; then three corruptions."""
+    root = tmp_path_factory.mktemp("verify-spark") / "lake"
+    build_lake(root)
+    archive_root = tmp_path_factory.mktemp("verify-archive")
+    emu = Emulator(now_ms=ARCHIVE_NOW, seed=3)
+    emu.add_symbol("ETHUSDT", listed_at_ms=parse_time("2024-06-01"))
+    for period in fake.periods(ARCHIVE_START, ARCHIVE_END, ARCHIVE_END):
+        s, e = fake.period_range(period)
+        fake.write_file(archive_root, "ETHUSDT", "1m", period, emu.klines("ETHUSDT", "1m", s, e))
+    lake = LocalLake(str(root))
+    with fake.ArchiveServer(archive_root).serve() as url:
+        backfill(lake, "ETHUSDT", ARCHIVE_START, ARCHIVE_END, ArchiveConfig(base_url=url, backoff_s=0),
+                 now_ms=ARCHIVE_NOW)
+    eth = CANDLES.partition_path(interval="1m", symbol="ETHUSDT", date="2025-01-01")
+    write(lake, eth, read(lake, eth).slice(0, 1000))  # rows only the archive zip can restore
+    btc = CANDLES.partition_path(interval="1m", symbol="BTCUSDT", date="2024-03-02")
+    day = read(lake, btc)
+    write(lake, btc, set_value(day, 7, "high_price", day["high_price"][7].as_py() + TICK))
+    orders = ORDERS.partition_path(symbol="BTCUSDT", date="2024-03-01")
+    o = read(lake, orders)
+    write(lake, orders, pa.concat_tables([o, set_value(o.slice(0, 1), 0, "order_id", 10**12)]))  # foreign
+    return root
+
+
+def _reports(report) -> list:
+    return [dataclasses.asdict(p) for p in report.partitions]
+
+
+def test_spark_verify_equals_single_machine_exactly(spark, corrupted, tmp_path):
+    from binance_lake.spark_backfill import verify_spark
+
+    single, distributed = tmp_path / "single", tmp_path / "spark"
+    shutil.copytree(corrupted, single)
+    shutil.copytree(corrupted, distributed)
+    a = verify(LocalLake(str(single)), SYMBOLS, "1m", DATES, VerifyOptions(run_id="same"))
+    b = verify_spark(spark, str(distributed), SYMBOLS, "1m", DATES, VerifyOptions(run_id="same"), partitions=2)
+    assert len(a.partitions) == 16 and _reports(a) == _reports(b)
+    assert a.summary() == b.summary()
+    assert (a.summary()["repaired"], a.summary()["raw_missing"], a.summary()["ok"]) == (2, 1, 13)
+    by = {p.partition: p for p in a.partitions}
+    assert by[CANDLES.partition_path(interval="1m", symbol="ETHUSDT", date="2025-01-01")].missing == 440
+    assert by[ORDERS.partition_path(symbol="BTCUSDT", date="2024-03-01")].extra_keys == [10**12]
+    # Same repaired lake, file for file (the reports differ only in their time stamps).
+    left, right = snapshot(single / "curated" / "candles"), snapshot(distributed / "curated" / "candles")
+    assert left == right and snapshot(single / "curated" / "orders") == snapshot(distributed / "curated" / "orders")
+
+
+def test_glue_entry_publishes_metrics_and_fails_on_unrepaired(spark, corrupted, tmp_path, capsys):
+    from moto import mock_aws
+
+    from binance_lake.spark_backfill import verify_glue_main
+
+    root = tmp_path / "lake"
+    shutil.copytree(corrupted, root)
+    argv = ["--lake_uri", str(root), "--symbols", "BTCUSDT,ETHUSDT", "--interval", "1m", "--start", "2024-03-01",
+            "--end", "2024-03-03", "--JOB_RUN_ID", "jr_0123abc", "--job-bookmark-option", "job-bookmark-disable"]
+    with mock_aws():
+        cw = boto3.client("cloudwatch", region_name="us-east-1")
+        assert verify_glue_main(argv, cloudwatch=cw, spark=spark) == 1  # the foreign order stays: a human looks
+        values = {m["MetricName"]: _sum(cw, m["MetricName"]) for m in
+                  cw.list_metrics(Namespace="BinanceLake")["Metrics"]}
+    assert values == {"VerifyMismatchedPartitions": 2.0, "VerifyRepairedPartitions": 1.0,
+                      "VerifyUnrepairedPartitions": 1.0, "VerifyGapPartitions": 0.0}
+    out = capsys.readouterr().out
+    assert '"report_key": "curated/_verify/' in out and "-jr_0123abc.json" in out
+    assert len(LocalLake(str(root)).list_keys("curated/_verify")) == 1
+    # --days_back relative to a fixed clock: yesterday of 2024-03-03 is 2024-03-02, already repaired.
+    with mock_aws():
+        cw = boto3.client("cloudwatch", region_name="us-east-1")
+        assert verify_glue_main(["--lake_uri", str(root), "--symbols", "BTCUSDT", "--days_back", "1"],
+                                cloudwatch=cw, spark=spark, now_ms=parse_time("2024-03-03T01:00:00Z")) == 0
+    assert '"partitions": 2, "ok": 2' in capsys.readouterr().out
+
+
+def _sum(cw, name: str) -> float:
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    points = cw.get_metric_statistics(Namespace="BinanceLake", MetricName=name, StartTime=now - timedelta(hours=1),
+                                      EndTime=now + timedelta(hours=1), Period=3600, Statistics=["Sum"])["Datapoints"]
+    return sum(p["Sum"] for p in points)
+
