@@ -1,5 +1,6 @@
-"""The archive backfill on Spark (Glue Spark job): many symbols and months at once.
+"""Glue 5.0 Spark jobs over history: the archive backfill and the rebuild-and-verify of a range.
 
+Backfill: many symbols and months at once.
 The driver plans (one tiny ``.CHECKSUM`` request per candidate file, as on one machine)
 and hands one row per archive file to ``mapInArrow``. Each task runs
 :func:`binance_lake.archive.process_file` -- the very code of the single-machine
