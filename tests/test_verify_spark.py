@@ -132,3 +132,19 @@ def _sum(cw, name: str) -> float:
                                       EndTime=now + timedelta(hours=1), Period=3600, Statistics=["Sum"])["Datapoints"]
     return sum(p["Sum"] for p in points)
 
+
+
+def test_archive_day_is_repaired_to_what_the_stored_zips_rebuild(corrupted, tmp_path):
+    """Candles the archive brought are re-derived from the verified zips, as `transform --rebuild` does."""
+    from binance_lake.archive import recurate_stored
+
+    fixed, rebuilt = tmp_path / "fixed", tmp_path / "rebuilt"
+    shutil.copytree(corrupted, fixed)
+    shutil.copytree(corrupted, rebuilt)
+    report = verify(LocalLake(str(fixed)), ["ETHUSDT"], "1m", DATES[2:], VerifyOptions(), tables=["candles"])
+    assert [(p.status, p.missing) for p in report.partitions] == [("repaired", 440), ("ok", 0)]
+    shutil.rmtree(rebuilt / "curated")
+    assert all(f.status == "curated" for f in recurate_stored(LocalLake(str(rebuilt)), "ETHUSDT", "1m"))
+    for d in DATES[2:]:
+        part = CANDLES.partition_path(interval="1m", symbol="ETHUSDT", date=d)
+        assert read(LocalLake(str(fixed)), part).equals(read(LocalLake(str(rebuilt)), part))
