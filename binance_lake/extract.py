@@ -556,7 +556,7 @@ def stored_orders(lake: Lake, symbol: str, order_ids: Iterable[int]) -> Dict[int
 
 # What the lake records for an order answered -2026 ORDER_ARCHIVED. errors.md: "Order was
 # canceled or expired with no executed qty over 90 days ago and has been archived"; the
-# binance-spot-api-docs CHANGELOG (2023, "Fixed error message for querying archived orders")
+# binance-spot-api-docs CHANGELOG (2023-03-13, "Fixed error message for querying archived orders")
 # names the statuses CANCELED or EXPIRED with executedQty == 0, and its 2025-08-12 entry adds
 # EXPIRED_IN_MATCH. Binance does not say which one, so the row takes CANCELED (the final status
 # of almost every resting order that ends unexecuted) and says how it was decided in
@@ -683,8 +683,8 @@ class OrdersRun:
             if exc.code == -2026:
                 self.archived.append(order_id)  # final: recorded by _write_archived
             elif exc.code == -2013:
-                # Binance no longer knows it (before 2023 that was also how archived orders answered,
-                # CHANGELOG "Fixed error message for querying archived orders"). Its row is kept as
+                # Binance no longer knows it (until 2023-03-13 that was also how archived orders
+                # answered, CHANGELOG "Fixed error message for querying archived orders"). Its row is kept as
                 # last seen (inventing a final state would be a guess) but it is not asked again.
                 log.warning("%s order %d: Binance says it does not exist (-2013); kept as last stored "
                             "and not queried again", self.symbol, order_id)

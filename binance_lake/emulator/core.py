@@ -35,7 +35,8 @@ ARCHIVE_AFTER_MS = 90 * DAY_MS  # errors.md -2026 ORDER_ARCHIVED: "over 90 days 
 SYMBOL_STATUSES = frozenset({"TRADING", "END_OF_DAY", "HALT", "BREAK", "CANCEL_ONLY"})
 # Statuses archived when nothing executed (errors.md -2026; CHANGELOG 2025-08-12 added EXPIRED_IN_MATCH).
 ARCHIVED_STATUSES = frozenset({"CANCELED", "EXPIRED", "EXPIRED_IN_MATCH"})
-# What api.binance.com answers from a restricted location (HTTP 451).
+# What api.binance.com answers from a restricted location (HTTP 451): not in the official docs;
+# the body as users captured it (github.com/ccxt/ccxt/issues/16044, jptsantossilva/BEC#22).
 GEO_BLOCK_MSG = ("Service unavailable from a restricted location according to 'b. Eligibility' in "
                  "https://www.binance.com/en/terms. Please contact customer service if you believe you "
                  "received this message in error.")
@@ -675,9 +676,10 @@ class Emulator:
         if order_id is None and not client_id:
             raise ApiError(400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
         for o in self._books[symbol].sorted():
-            # rest-api.md "Query order": "Either orderId or origClientOrderId must be sent. If both
-            # parameters are sent, orderId takes precedence."
-            if (o["orderId"] == order_id) if order_id is not None else (o["clientOrderId"] == client_id):
+            # rest-api.md "Query order (USER_DATA)": with both, orderId is searched first and the
+            # origClientOrderId is then checked against that order; both must match.
+            if ((order_id is None or o["orderId"] == order_id)
+                    and (not client_id or o["clientOrderId"] == client_id)):
                 if self._archived(o, ctx.now_ms):
                     raise ApiError(400, -2026, "Order was canceled or expired with no executed qty over 90 days "
                                    "ago and has been archived.")
