@@ -21,7 +21,7 @@ from bench.common import ROOT, cli_command, goal, machine, secs, table, write_re
 
 # Handler files, imported the way their runtime does: the file's directory is the code root
 # (Lambda's asset is lambdas/, the Glue job runs the script with its directory on sys.path).
-HANDLERS = ["lambdas/candles.py", "lambdas/orders.py", "glue_scripts/transform.py"]
+HANDLERS = ["lambdas/candles.py", "lambdas/orders.py", "lambdas/transform.py"]
 # What a handler's first invocation imports whatever its module does at import time: the
 # extract path defers python-binance to the first request, so a cold start pays it anyway.
 CORE_PATHS = ["binance_lake.jobs", "binance_lake.jobs, binance.client", "binance_lake.transform",

@@ -1,10 +1,9 @@
-"""Cloud glue for the Lambda extractors and the Glue transform job.
+"""Cloud glue for the Lambda extractors, the transform Lambda and the Glue jobs.
 
-The handlers in ``lambdas/`` and the script in ``glue_scripts/`` stay a few lines
+The handlers in ``lambdas/`` and the scripts in ``glue_scripts/`` stay a few lines
 long: configuration, the API key, the extract/transform loops and the freshness
-metric live here, where they can be tested without AWS. No pyarrow at import time
-(the extractors import this module) and Python 3.9 syntax (the Glue Python shell
-job imports it too).
+metric live here, where they can be tested without AWS. No pyarrow at import time:
+the extractors import this module and their bundle has no pyarrow.
 """
 
 from __future__ import annotations
@@ -44,6 +43,11 @@ class ExtractSettings:
     interval: str
     base_url: str
     secret_arn: Optional[str] = None
+    # Every configured candle interval (INTERVALS="1m,5m"); ``interval`` is the first one.
+    intervals: Optional[List[str]] = None
+
+    def candle_intervals(self) -> List[str]:
+        return list(self.intervals) if self.intervals else [self.interval]
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> ExtractSettings:
@@ -56,8 +60,16 @@ class ExtractSettings:
             return value
 
         symbols = [s.strip() for s in need("SYMBOLS").split(",") if s.strip()]
-        return cls(lake_uri=need("LAKE_URI"), symbols=symbols, interval=env.get("INTERVAL") or "1m",
-                   base_url=need("BINANCE_BASE_URL"), secret_arn=env.get("BINANCE_SECRET_ARN") or None)
+        intervals = env_intervals(env)
+        return cls(lake_uri=need("LAKE_URI"), symbols=symbols, interval=intervals[0],
+                   base_url=need("BINANCE_BASE_URL"), secret_arn=env.get("BINANCE_SECRET_ARN") or None,
+                   intervals=intervals)
+
+
+def env_intervals(env: Mapping[str, str]) -> List[str]:
+    """``INTERVALS`` (comma-separated) or the older single ``INTERVAL``; default ``1m``."""
+    raw = env.get("INTERVALS") or env.get("INTERVAL") or "1m"
+    return [i.strip() for i in raw.split(",") if i.strip()] or ["1m"]
 
 
 def correlation_id(event: Any, fallback: str) -> str:
@@ -181,8 +193,15 @@ def _per_symbol(run: ExtractRun, symbols: Sequence[str], work: Callable[[str], D
 
 def extract_candles(settings: ExtractSettings, lake: Optional[Lake] = None) -> Dict[str, Any]:
     lake = lake or open_lake(settings.lake_uri)
-    run = _per_symbol(ExtractRun("candles"), settings.symbols, lambda symbol: jobs.sync_candles(
-        make_client(settings), lake, symbol, settings.interval, transform=False))
+    intervals = settings.candle_intervals()
+    # One run per (symbol, interval); with one interval the summary stays keyed by symbol.
+    items = [s if len(intervals) == 1 else f"{s}/{i}" for s in settings.symbols for i in intervals]
+
+    def work(item: str) -> Dict[str, Any]:
+        symbol, _, interval = item.partition("/")
+        return jobs.sync_candles(make_client(settings), lake, symbol, interval or intervals[0], transform=False)
+
+    run = _per_symbol(ExtractRun("candles"), items, work)
     run.raise_if_failed()
     return run.summary()
 
@@ -204,7 +223,30 @@ def extract_orders(settings: ExtractSettings, lake: Optional[Lake] = None, secre
     return run.summary()
 
 
-# -- transform (Glue) -----------------------------------------------------------------
+# -- transform (Lambda) and Glue job arguments ------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransformSettings:
+    """What the CDK puts in the transform Lambda's environment."""
+
+    lake_uri: str
+    symbols: List[str]
+    tables: List[str]
+    intervals: List[str]
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> TransformSettings:
+        env = os.environ if env is None else env
+        missing = [n for n in ("LAKE_URI", "SYMBOLS") if not env.get(n, "").strip()]
+        if missing:
+            raise BadInputError(f"environment variable {missing[0]} is not set (the CDK stack sets it)")
+        tables = csv_list(env.get("TABLES") or "candles,orders")
+        unknown = sorted(set(tables) - {"candles", "orders"})
+        if unknown:
+            raise BadInputError(f"TABLES: unknown table(s) {unknown}; use candles and/or orders")
+        return cls(lake_uri=env["LAKE_URI"].strip(), symbols=csv_list(env["SYMBOLS"]), tables=tables,
+                   intervals=env_intervals(env))
 
 
 def parse_glue_args(argv: Sequence[str], required: Sequence[str], defaults: Optional[Mapping[str, str]] = None
@@ -263,23 +305,32 @@ def publish_freshness(lake: Lake, symbols: Sequence[str], interval: str, cloudwa
     return minutes
 
 
-def run_transform(argv: Sequence[str], lake: Optional[Lake] = None, cloudwatch: Any = None,
-                  now_ms: Optional[int] = None) -> Dict[str, Any]:
-    """The Glue transform job: pending raw -> curated, then the freshness metric."""
+def transform_increment(settings: TransformSettings, lake: Optional[Lake] = None, cloudwatch: Any = None,
+                        now_ms: Optional[int] = None) -> Dict[str, Any]:
+    """The scheduled transform (the transform Lambda): pending raw -> curated, then the
+    freshness metric of the first (primary) interval."""
     from binance_lake.transform import transform_pending
 
-    args = parse_glue_args(argv, ["lake_uri", "symbols", "tables"], {"interval": "1m"})
-    symbols, tables = csv_list(args["symbols"]), csv_list(args["tables"])
-    unknown = sorted(set(tables) - {"candles", "orders"})
-    if unknown:
-        raise BadInputError(f"--tables: unknown table(s) {unknown}; use candles and/or orders")
-    lake = lake or open_lake(args["lake_uri"])
-    result = transform_pending(lake, tables, symbols)
+    lake = lake or open_lake(settings.lake_uri)
+    result = transform_pending(lake, settings.tables, settings.symbols)
     summary: Dict[str, Any] = {"transform": result.summary()}
-    if "candles" in tables:
+    if "candles" in settings.tables:
         summary["minutes_since_last_closed_candle"] = publish_freshness(
-            lake, symbols, args["interval"], cloudwatch, now_ms)
+            lake, settings.symbols, settings.intervals[0], cloudwatch, now_ms)
     return summary
+
+
+def run_transform(argv: Sequence[str], lake: Optional[Lake] = None, cloudwatch: Any = None,
+                  now_ms: Optional[int] = None) -> Dict[str, Any]:
+    """:func:`transform_increment` from ``--lake_uri --symbols --tables [--interval]`` arguments."""
+    args = parse_glue_args(argv, ["lake_uri", "symbols", "tables"], {"interval": "1m"})
+    env = {"LAKE_URI": args["lake_uri"], "SYMBOLS": args["symbols"], "TABLES": args["tables"],
+           "INTERVALS": args["interval"]}
+    try:
+        settings = TransformSettings.from_env(env)
+    except BadInputError as exc:
+        raise BadInputError(str(exc).replace("TABLES:", "--tables:")) from None
+    return transform_increment(settings, lake, cloudwatch, now_ms)
 
 
 class JsonFormatter(logging.Formatter):
@@ -313,16 +364,3 @@ def json_logging(correlation_id: str, level: str = "INFO") -> logging.Handler:
     for noisy in ("botocore", "boto3", "urllib3"):  # credential/endpoint chatter at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return handler
-
-
-def glue_main(argv: Sequence[str]) -> int:
-    """Entry point of ``glue_scripts/transform.py``; exit status 1 makes the run FAILED."""
-    args = parse_glue_args(argv, [])
-    json_logging(args.get("execution_id") or args.get("JOB_RUN_ID") or "local", args.get("log_level", "INFO"))
-    try:
-        summary = run_transform(argv)
-    except LakeError as exc:
-        log.error("transform failed", extra={"error": type(exc).__name__, "reason": str(exc)})
-        return 1
-    log.info("transform done", extra={"summary": summary})
-    return 0

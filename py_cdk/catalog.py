@@ -1,13 +1,21 @@
-"""Glue catalog (database + tables), the Glue transform/backfill jobs, and Athena.
+"""Glue catalog (database + tables), the Glue 5.0 Spark jobs (backfill, verify), and Athena.
 
 Table columns and partition keys come from ``binance_lake.schema`` (never retyped
 here). Partition projection makes every partition queryable the moment its
 Parquet file lands: no crawler, no ``MSCK REPAIR``.
+
+Glue is the engine for history only (the 5-minute transform is a Lambda,
+py_cdk/transform_function.py): the archive backfill (started by hand) and a daily
+rebuild-and-verify of yesterday. One role per job, each derived from the S3 calls
+of its code path (see the statements below). Both jobs install the core wheel and
+the pinned third-party wheels (``glue_scripts/requirements-glue.txt``) from the
+artifacts bucket, with pip's index disabled: nothing is fetched from PyPI at run time.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_athena as athena
@@ -22,8 +30,13 @@ from py_cdk import bundling
 from py_cdk.config import LakeSettings
 from py_cdk.storage import CURATED, LOCKS, QUARANTINE, RAW, LakeStorage
 
+ARCHIVE, GAPS = f"{RAW}archive/", f"{RAW}_gaps/"
+
 METRIC_NAMESPACE = "BinanceLake"
 CORE_WHEEL_PREFIX = "glue/"
+VERIFY_SCRIPT = "verify_spark.py"
+# Daily at 01:30 UTC: yesterday is complete (closed candles, archive daily files appear later).
+VERIFY_CRON = "cron(30 1 * * ? *)"
 
 
 def _columns(items: Sequence[Dict[str, str]]) -> List[glue.Column]:
@@ -44,6 +57,8 @@ def _projection(table: Table, settings: LakeSettings) -> Dict[str, glue.Partitio
         hint = key.projection
         if key.name == "symbol":
             result[key.name] = glue.PartitionProjectionConfiguration.enum(values=list(settings.symbols))
+        elif key.name == "interval":  # the configured intervals, not a hard-coded 1m
+            result[key.name] = glue.PartitionProjectionConfiguration.enum(values=list(settings.intervals))
         elif hint["type"] == "enum":
             result[key.name] = glue.PartitionProjectionConfiguration.enum(values=hint["values"].split(","))
         elif hint["type"] == "date":
@@ -68,19 +83,24 @@ class Catalog(Construct):
                                       description="binance-lake curated tables (Parquet, partition projection)")
         self.tables = {name: self._table(table) for name, table in TABLES.items()}
         self.workgroup = self._workgroup(stage_name)
+        self.glue_wheels = bundling.glue_wheel_names()
+        # The core wheel and the pinned wheels, under their real file names (pip insists on them).
         self.core_wheel = s3deploy.BucketDeployment(
-            self, "CoreWheel", sources=[bundling.core_wheel_source()], destination_bucket=storage.artifacts,
-            destination_key_prefix=CORE_WHEEL_PREFIX, prune=True, retain_on_delete=False, memory_limit=256,
+            self, "CoreWheel", sources=[bundling.core_wheel_source(), bundling.glue_wheels_source()],
+            destination_bucket=storage.artifacts, destination_key_prefix=CORE_WHEEL_PREFIX, prune=True,
+            retain_on_delete=False, memory_limit=512,
             log_group=logs.LogGroup(self, "CoreWheelLogs", retention=logs.RetentionDays.ONE_MONTH,
                                     encryption_key=storage.key, removal_policy=RemovalPolicy.DESTROY))
-        self.role = self._glue_role()
         self.security = glue.SecurityConfiguration(
             self, "Security",
             cloud_watch_encryption=glue.CloudWatchEncryption.kms(storage.key),
             job_bookmarks_encryption=glue.JobBookmarksEncryption.client_side_kms(storage.key),
             s3_encryption=glue.S3Encryption.kms(storage.key))
-        self.transform_job = self._transform_job()
+        self.backfill_role = self._job_role("Backfill", BACKFILL_S3, list_prefixes=(RAW, CURATED))
+        self.verify_role = self._job_role("Verify", VERIFY_S3, list_prefixes=(RAW, CURATED), metric=True)
         self.backfill_job = self._backfill_job()
+        self.verify_job = self._verify_job()
+        self.verify_trigger = self._verify_schedule()
 
     # ------------------------------------------------------------------ tables
 
@@ -88,7 +108,7 @@ class Catalog(Construct):
         prefix = f"{table.curated_prefix}/"
         location = f"s3://{self._storage.lake.bucket_name}/{prefix}"
         template = location + "/".join(f"{p.name}=${{{p.name}}}" for p in table.partition_keys) + "/"
-        return glue.S3Table(
+        s3_table = glue.S3Table(
             self, table.name.capitalize(), database=self.database, table_name=table.name,
             description=table.description, storage=glue.S3TableStorage.from_bucket(self._storage.lake),
             s3_prefix=prefix, data_format=glue.DataFormat.PARQUET,
@@ -96,6 +116,12 @@ class Catalog(Construct):
             partition_projection=_projection(table, self._settings),
             parameters={"storage.location.template": template, "classification": "parquet"},
         )
+        # The L2 writes has_encrypted_data, which Athena reserves for client-side (CSE-KMS)
+        # encrypted data; SSE-KMS objects need no table property (Athena User Guide, "Create
+        # tables based on encrypted datasets in Amazon S3"). Our objects are SSE-KMS.
+        cfn = s3_table.node.default_child
+        cfn.add_property_deletion_override("TableInput.Parameters.has_encrypted_data")  # type: ignore[union-attr]
+        return s3_table
 
     def _workgroup(self, stage_name: str) -> athena.CfnWorkGroup:
         return athena.CfnWorkGroup(
@@ -115,31 +141,27 @@ class Catalog(Construct):
 
     # ------------------------------------------------------------------ jobs
 
-    def _glue_role(self) -> iam.Role:
+    def _job_role(self, name: str, s3: Sequence[Tuple[str, List[str], List[str]]], *,
+                  list_prefixes: Sequence[str], metric: bool = False) -> iam.Role:
         storage, stack = self._storage, Stack.of(self)
-        role = iam.Role(self, "JobRole", assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
-                        description="binance-lake Glue transform/backfill")
-        statements = [
-            # Delete on raw/: pending markers once curated, and raw files that fail validation once
-            # copied to quarantine/ (so the next extract re-fetches them). Raw is versioned: a
-            # delete is a delete marker, the bytes stay recoverable.
-            ("RawReadDelete", ["s3:GetObject", "s3:DeleteObject"], [storage.prefix_arn(RAW)]),
-            # Curated partitions are merged (read) then rewritten whole (put); quarantine is append-only.
-            ("CuratedReadWrite", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
-             [storage.prefix_arn(CURATED)]),
-            ("QuarantineWrite", ["s3:PutObject", "s3:AbortMultipartUpload"], [storage.prefix_arn(QUARANTINE)]),
-            # The per-symbol transform lease (binance_lake.lock) is released by deleting its key.
-            ("TransformLockRelease", ["s3:DeleteObject"], [storage.prefix_arn(LOCKS)]),
-            ("LakeKey", ["kms:Decrypt", "kms:GenerateDataKey"], [storage.key.key_arn]),
-        ]
-        for sid, actions, resources in statements:
-            role.add_to_principal_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
+        role = iam.Role(self, f"{name}JobRole", assumed_by=iam.ServicePrincipal("glue.amazonaws.com"),
+                        description=f"binance-lake Glue {name.lower()} job")
+        for sid, actions, prefixes in s3:
+            role.add_to_principal_policy(iam.PolicyStatement(
+                sid=sid, actions=actions, resources=[storage.prefix_arn(p) for p in prefixes]))
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="ListZones", actions=["s3:ListBucket"], resources=[storage.lake.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in (RAW, CURATED, QUARANTINE)]}}))
+            conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in list_prefixes]}}))
+        # The core wheel and the pinned wheels, installed by Glue at job start.
         role.add_to_principal_policy(iam.PolicyStatement(
-            sid="FreshnessMetric", actions=["cloudwatch:PutMetricData"], resources=["*"],
-            conditions={"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}}))
+            sid="GlueLibraries", actions=["s3:GetObject"],
+            resources=[storage.artifacts.arn_for_objects(f"{CORE_WHEEL_PREFIX}*")]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="LakeKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[storage.key.key_arn]))
+        if metric:
+            role.add_to_principal_policy(iam.PolicyStatement(
+                sid="VerifyMetric", actions=["cloudwatch:PutMetricData"], resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}}))
         # Glue writes its own log groups (/aws-glue/...), encrypted with the key via the security configuration.
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="GlueLogs", actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
@@ -148,40 +170,84 @@ class Catalog(Construct):
                                         arn_format=ArnFormat.COLON_RESOURCE_NAME)]))
         return role
 
-    def _job_arguments(self, *, spark: bool) -> Dict[str, str]:
-        args = {
+    def _job_arguments(self) -> Dict[str, str]:
+        bucket = self._storage.artifacts.bucket_name
+        wheels = [bundling.CORE_WHEEL_NAME, *self.glue_wheels]
+        return {
             "--lake_uri": self._storage.lake_uri,
             "--symbols": ",".join(self._settings.symbols),
             "--tables": ",".join(TABLES),
-            "--interval": self._settings.interval,
+            "--interval": self._settings.intervals[0],
+            "--intervals": ",".join(self._settings.intervals),
+            # Exactly our wheels from S3, pip's index disabled: never PyPI at run time ("Using
+            # Python libraries with AWS Glue": S3 wheel paths in --additional-python-modules;
+            # --python-modules-installer-option passes options to pip3).
+            "--additional-python-modules": ",".join(f"s3://{bucket}/{CORE_WHEEL_PREFIX}{w}" for w in wheels),
+            "--python-modules-installer-option": "--no-index",
         }
-        if spark:  # Spark jobs pip-install the core wheel; the Python shell job gets it via extra_python_files
-            args["--additional-python-modules"] = f"s3://{self._storage.artifacts.bucket_name}/{self._wheel_key}"
-        return args
 
-    @property
-    def _wheel_key(self) -> str:
-        return f"{CORE_WHEEL_PREFIX}{bundling.CORE_WHEEL_NAME}"
-
-    def _transform_job(self) -> glue.PythonShellJob:
-        return glue.PythonShellJob(
-            self, "Transform", role=self.role, security_configuration=self.security,
-            description="binance-lake: raw JSON -> curated Parquet, every 5 minutes (Python shell)",
-            script=glue.Code.from_asset(str(bundling.GLUE_SCRIPTS_DIR / "transform.py")),
-            python_version=glue.PythonVersion.THREE_NINE, library_set=glue.LibrarySet.ANALYTICS,
-            max_capacity=glue.MaxCapacity.DPU_1_16TH, max_concurrent_runs=1, max_retries=0,
-            timeout=Duration.minutes(15), default_arguments=self._job_arguments(spark=False),
-            # Python shell pip-installs .whl files from --extra-py-files (pip needs the real wheel name).
-            extra_python_files=[glue.Code.from_bucket(self._storage.artifacts, self._wheel_key)],
+    def _spark_job(self, cid: str, *, role: iam.Role, script: Path, description: str, timeout: Duration,
+                   extra: Optional[Dict[str, str]] = None) -> glue.PySparkEtlJob:
+        job = glue.PySparkEtlJob(
+            self, cid, role=role, security_configuration=self.security, description=description,
+            script=glue.Code.from_asset(str(script)), glue_version=glue.GlueVersion.V5_0,
+            max_concurrent_runs=1, max_retries=0,
+            worker_configuration=glue.WorkerConfiguration(worker_type=glue.WorkerType.G_1X, number_of_workers=2),
+            timeout=timeout, default_arguments={**self._job_arguments(), **(extra or {})}, enable_metrics=True,
         )
+        job.node.add_dependency(self.core_wheel)  # a run must find the wheels it installs
+        return job
 
     def _backfill_job(self) -> glue.PySparkEtlJob:
-        return glue.PySparkEtlJob(
-            self, "Backfill", role=self.role, security_configuration=self.security,
-            description="binance-lake: rebuild curated from raw for a date range (Spark, started by hand)",
-            script=glue.Code.from_asset(str(bundling.GLUE_SCRIPTS_DIR / "backfill_spark.py")),
-            glue_version=glue.GlueVersion.V5_0, max_concurrent_runs=1, max_retries=0,
-            worker_configuration=glue.WorkerConfiguration(worker_type=glue.WorkerType.G_1X, number_of_workers=2),
-            timeout=Duration.hours(2), default_arguments=self._job_arguments(spark=True), enable_metrics=True,
-        )
+        return self._spark_job(
+            "Backfill", role=self.backfill_role, script=bundling.GLUE_SCRIPTS_DIR / "backfill_spark.py",
+            description="binance-lake: archive backfill from data.binance.vision (Spark, started by hand)",
+            timeout=Duration.hours(2))
 
+    def _verify_job(self) -> glue.PySparkEtlJob:
+        return self._spark_job(
+            "Verify", role=self.verify_role, script=bundling.GLUE_SCRIPTS_DIR / VERIFY_SCRIPT,
+            description="binance-lake: daily rebuild-and-verify of yesterday (re-derive curated from raw, "
+                        "compare, repair, report)",
+            timeout=Duration.hours(1), extra={"--days_back": "1"})
+
+    def _verify_schedule(self) -> glue.CfnTrigger:
+        """A Glue SCHEDULED trigger rather than an EventBridge Scheduler schedule: it needs no
+        extra IAM role (Scheduler would need one with glue:StartJobRun), lives and is versioned
+        with the job, and a run's outcome shows in Glue's job history; a daily job needs neither
+        Scheduler's retry policy nor its flexible window (a missed day is covered by the next
+        run's range, or by a manual start)."""
+        trigger = glue.CfnTrigger(
+            self, "VerifyDaily", type="SCHEDULED", schedule=VERIFY_CRON, start_on_creation=True,
+            description="binance-lake: rebuild-and-verify yesterday, daily at 01:30 UTC",
+            actions=[glue.CfnTrigger.ActionProperty(job_name=self.verify_job.job_name)])
+        trigger.node.add_dependency(self.core_wheel)
+        return trigger
+
+
+# S3 actions per job, from the code paths (binance_lake.lake.S3Lake: read_bytes/exists ->
+# GetObject/HeadObject, write_bytes -> PutObject, delete/delete_if_match -> DeleteObject,
+# list_* -> ListObjectsV2).
+# Backfill (binance_lake.spark_backfill -> archive.process_file): reads and writes the
+# archive zips and their .sidecar.json under raw/archive/; records exchange gaps under
+# raw/_gaps/ (write_bytes if_absent) and drops a replaced file's gaps (delete); reads the
+# day's REST raw (raw/klines/) to merge; merges curated day partitions (read + write);
+# quarantines rejected rows.
+BACKFILL_S3: List[Tuple[str, List[str], List[str]]] = [
+    ("RawRead", ["s3:GetObject"], [RAW]),
+    ("ArchiveWrite", ["s3:PutObject"], [ARCHIVE]),
+    ("GapsWriteDelete", ["s3:PutObject", "s3:DeleteObject"], [GAPS]),
+    ("CuratedReadWrite", ["s3:GetObject", "s3:PutObject"], [CURATED]),
+    ("QuarantineWrite", ["s3:PutObject"], [QUARANTINE]),
+]
+# Verify (glue_scripts/verify_spark.py -> binance_lake.verify): re-derives curated from raw
+# (REST raw pages and the verified archive zips: read only), compares, repairs by rewriting
+# curated partitions under the per-symbol transform lease (lock put/get/delete in
+# curated/_locks/), stores its report under curated/_verify/, keeps an unreadable curated file
+# in quarantine/ before replacing it, publishes counts to CloudWatch. Never writes or deletes raw.
+VERIFY_S3: List[Tuple[str, List[str], List[str]]] = [
+    ("RawRead", ["s3:GetObject"], [RAW]),
+    ("CuratedReadWrite", ["s3:GetObject", "s3:PutObject"], [CURATED]),
+    ("TransformLockRelease", ["s3:DeleteObject"], [LOCKS]),
+    ("QuarantineWrite", ["s3:PutObject"], [QUARANTINE]),
+]

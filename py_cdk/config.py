@@ -31,7 +31,9 @@ class LakeSettings:
     """What the data stacks need, shared by every stage."""
 
     symbols: Tuple[str, ...]
-    interval: str
+    # Candle intervals to extract and curate ("1m", or "1m,5m"); the first is the primary one
+    # (freshness metric). Athena's projection enumerates exactly these.
+    intervals: Tuple[str, ...]
     binance_base_url: str
     schedule_minutes: int
     freshness_threshold_minutes: int
@@ -73,6 +75,18 @@ def _symbols(raw: Any) -> Tuple[str, ...]:
     return symbols
 
 
+def _intervals(node: Node) -> Tuple[str, ...]:
+    """``binance-lake:intervals`` ("1m" or "1m,5m" or a list); the older ``interval`` still works."""
+    raw = node.try_get_context(PREFIX + "intervals")
+    if raw is None:
+        raw = _get(node, "interval")  # backward compatibility: one interval
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    intervals = tuple(dict.fromkeys(str(i).strip() for i in items if str(i).strip()))
+    if not intervals:
+        raise ValueError(f"context {PREFIX}intervals is empty; set it to e.g. \"1m\" or \"1m,5m\"")
+    return intervals
+
+
 def _stage(node: Node, name: str, retain_data: bool) -> StageSettings:
     key = name.lower()
     return StageSettings(name, str(_get(node, f"{key}-account")), str(_get(node, f"{key}-region")), retain_data)
@@ -93,7 +107,7 @@ def load_settings(node: Node) -> AppSettings:
     )
     lake = LakeSettings(
         symbols=_symbols(_get(node, "symbols")),
-        interval=str(_get(node, "interval")),
+        intervals=_intervals(node),
         binance_base_url=str(_get(node, "binance-base-url")),
         schedule_minutes=int(_get(node, "schedule-minutes")),
         freshness_threshold_minutes=int(_get(node, "freshness-threshold-minutes")),

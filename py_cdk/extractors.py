@@ -3,7 +3,13 @@
 Each function has its own role with exactly what it needs: read+write ``raw/*``,
 read ``curated/*`` (watermarks derive from curated data), list only those
 prefixes, use the lake key; the orders function may also read its one secret.
-Reserved concurrency 1: even a manual invoke cannot overlap a scheduled run.
+
+No reserved concurrency: setting any needs the account to keep at least 100 unreserved
+concurrent executions ("You can reserve up to the Unreserved account concurrency value
+minus 100", AWS Lambda Developer Guide, "Configuring reserved concurrency for a function",
+docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html), so CreateFunction
+fails in a new account whose quota is 10 or 50. Scheduled runs cannot overlap anyway: the
+state machine's first state ends a run while another one is RUNNING (py_cdk/orchestration.py).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ class ExtractorSpec:
 
 
 CANDLES = ExtractorSpec("Candles", "candles.handler", 256, Duration.minutes(4),
-                        "Closed 1m candles from Binance -> raw/klines (binance-lake)")
+                        "Closed candles from Binance -> raw/klines (binance-lake)")
 ORDERS = ExtractorSpec("Orders", "orders.handler", 256, Duration.minutes(4),
                        "Account orders from Binance -> raw/orders (binance-lake)")
 
@@ -62,7 +68,7 @@ class Extractors(Construct):
         return {
             "LAKE_URI": storage.lake_uri,
             "SYMBOLS": ",".join(settings.symbols),
-            "INTERVAL": settings.interval,
+            "INTERVALS": ",".join(settings.intervals),
             "BINANCE_BASE_URL": settings.binance_base_url,
             "POWERTOOLS_SERVICE_NAME": "binance-lake",
             "LOG_LEVEL": "INFO",
@@ -78,7 +84,6 @@ class Extractors(Construct):
             self, spec.name, runtime=bundling.LAMBDA_RUNTIME, architecture=bundling.LAMBDA_ARCHITECTURE,
             handler=spec.handler, code=code, memory_size=spec.memory_mb, timeout=spec.timeout,
             description=spec.description, environment=env, role=role, log_group=log_group,
-            reserved_concurrent_executions=1,
         )
         # Own role + explicit log grant instead of the AWSLambdaBasicExecutionRole managed policy.
         log_group.grant_write(role)

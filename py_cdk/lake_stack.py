@@ -21,6 +21,7 @@ from py_cdk.monitoring import AlertTopic, Monitoring
 from py_cdk.orchestration import Orchestration
 from py_cdk.secret import BinanceApiSecret
 from py_cdk.storage import LakeStorage
+from py_cdk.transform_function import TransformFunction
 
 
 class LakeStack(Stack):
@@ -33,15 +34,19 @@ class LakeStack(Stack):
                                        removal_policy=self.storage.removal_policy)
         self.extractors = Extractors(self, "Extractors", storage=self.storage, settings=lake,
                                      secret=self.secret.secret)
+        self.transform = TransformFunction(self, "Transform", storage=self.storage, settings=lake)
         self.catalog = Catalog(self, "Catalog", storage=self.storage, settings=lake, stage_name=stage.name)
         self.alerts = AlertTopic(self, "Alerts", key=self.storage.key, email=lake.alarm_email)
         self.orchestration = Orchestration(
             self, "Orchestration", candles=self.extractors.candles, orders=self.extractors.orders,
-            transform_job=self.catalog.transform_job, topic=self.alerts.topic, key=self.storage.key,
+            transform=self.transform.function, topic=self.alerts.topic, key=self.storage.key,
             schedule_minutes=lake.schedule_minutes)
+        # The first tick must not start before the Glue libraries are uploaded (a deploy that
+        # fails half-way must not leave a running schedule behind a missing artifact).
+        self.orchestration.schedule.node.add_dependency(self.catalog.core_wheel)
         self.monitoring = Monitoring(
             self, "Monitoring", topic=self.alerts.topic, state_machine=self.orchestration.state_machine,
-            functions=self.extractors.functions, symbols=lake.symbols,
+            functions={**self.extractors.functions, "transform": self.transform.function}, symbols=lake.symbols,
             freshness_threshold_minutes=lake.freshness_threshold_minutes,
             dashboard_name=f"binance-lake-{stage.name.lower()}")
         nag.acknowledge_lake_stack(self)

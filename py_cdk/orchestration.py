@@ -2,20 +2,25 @@
 
     CheckNotRunning -> AlreadyRunning? --yes--> SkipOverlap (Succeed)
                                      --no---> Extract (Parallel: Candles | Orders)
-                                              -> Transform (Glue .sync) -> Done
+                                              -> Transform (Lambda) -> Done
     any failure -> NotifyFailure (SNS) -> Failed
 
-No overlap, in three layers: (1) the first state lists this state machine's RUNNING
-executions (SDK integration ``states:listExecutions``) and ends the run as a no-op
-if any other is running; (2) each Lambda has reserved concurrency 1; (3) the Glue
-transform job has ``MaxConcurrentRuns`` 1 (a second start fails with
-``ConcurrentRunsExceededException`` instead of running twice).
+No overlap: the first state lists this state machine's RUNNING executions (SDK
+integration ``states:listExecutions``) and ends the run as a no-op if any other is
+running; and the transform holds a per-symbol lease in the lake (binance_lake.lock), so
+even a manual invoke cannot fold the same partition twice. No reserved concurrency
+(see py_cdk/extractors.py for why).
+
+A STANDARD workflow (see docs/cost.md for the judgement): the guard needs
+``ListExecutions``, which AWS does not support for EXPRESS state machines (Step Functions
+API Reference, ListExecutions: "This API action is not supported by EXPRESS state
+machines"), and Standard keeps the execution history that docs/cloud.md's runbook reads.
 """
 
 from __future__ import annotations
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
-from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -26,17 +31,15 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-# Errors worth retrying: Lambda/Glue throttling and transient service failures, and
+# Errors worth retrying: Lambda throttling and transient service failures, and
 # any task failure (a Binance 5xx/429 surfaces as a handler exception) with backoff.
 LAMBDA_TRANSIENT = ["Lambda.TooManyRequestsException", "Lambda.ServiceException", "Lambda.AWSLambdaException",
                     "Lambda.SdkClientException"]
-GLUE_TRANSIENT = ["Glue.ConcurrentRunsExceededException", "Glue.ThrottlingException",
-                  "Glue.InternalServiceException"]
 
 
 class Orchestration(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, candles: lambda_.IFunction,
-                 orders: lambda_.IFunction, transform_job: glue.IJob, topic: sns.ITopic, key: kms.IKey,
+                 orders: lambda_.IFunction, transform: lambda_.IFunction, topic: sns.ITopic, key: kms.IKey,
                  schedule_minutes: int) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -46,7 +49,7 @@ class Orchestration(Construct):
                                      resource_name=self.state_machine_name,
                                      arn_format=ArnFormat.COLON_RESOURCE_NAME)
         notify = self._notify_failure(topic)
-        work = self._extract(candles, orders, notify).next(self._transform(transform_job, notify)) \
+        work = self._extract(candles, orders, notify).next(self._transform(transform, notify)) \
             .next(sfn.Succeed(self, "Done"))
         definition = self._guard().next(
             sfn.Choice(self, "AlreadyRunning?")
@@ -58,9 +61,10 @@ class Orchestration(Construct):
         self.state_machine = sfn.StateMachine(
             self, "StateMachine", state_machine_name=self.state_machine_name,
             definition_body=sfn.DefinitionBody.from_chainable(definition),
-            timeout=Duration.minutes(30), tracing_enabled=True,
+            state_machine_type=sfn.StateMachineType.STANDARD, timeout=Duration.minutes(30), tracing_enabled=True,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
         )
+        self._grant_encrypted_publish(key)
         self.schedule = self._schedule(schedule_minutes)
 
     def _guard(self) -> tasks.CallAwsService:
@@ -72,12 +76,12 @@ class Orchestration(Construct):
             result_selector={"running.$": "States.ArrayLength($.Executions)"},
         )
 
-    def _invoke(self, cid: str, fn: lambda_.IFunction) -> tasks.LambdaInvoke:
+    def _invoke(self, cid: str, fn: lambda_.IFunction, timeout_min: int = 5) -> tasks.LambdaInvoke:
         # The execution id is the handlers' log correlation id (binance_lake.cloud.correlation_id).
         task = tasks.LambdaInvoke(self, cid, lambda_function=fn, payload_response_only=True,
                                   payload=sfn.TaskInput.from_object({"execution_id": sfn.JsonPath.execution_id}),
                                   retry_on_service_exceptions=False, result_path=sfn.JsonPath.DISCARD,
-                                  task_timeout=sfn.Timeout.duration(Duration.minutes(5)))
+                                  task_timeout=sfn.Timeout.duration(Duration.minutes(timeout_min)))
         task.add_retry(errors=LAMBDA_TRANSIENT, interval=Duration.seconds(5), max_attempts=4, backoff_rate=2,
                        jitter_strategy=sfn.JitterType.FULL)
         task.add_retry(errors=["States.TaskFailed"], interval=Duration.seconds(30), max_attempts=2,
@@ -90,17 +94,20 @@ class Orchestration(Construct):
         parallel.add_catch(notify, errors=["States.ALL"], result_path="$.error")
         return parallel
 
-    def _transform(self, job: glue.IJob, notify: sfn.IChainable) -> tasks.GlueStartJobRun:
-        task = tasks.GlueStartJobRun(self, "Transform", glue_job_name=job.job_name,
-                                     integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-                                     # Merged over the job's default arguments: the log correlation id.
-                                     arguments=sfn.TaskInput.from_object(
-                                         {"--execution_id": sfn.JsonPath.execution_id}),
-                                     result_path=sfn.JsonPath.DISCARD,
-                                     task_timeout=sfn.Timeout.duration(Duration.minutes(20)))
-        task.add_retry(errors=GLUE_TRANSIENT, interval=Duration.seconds(20), max_attempts=3, backoff_rate=2)
+    def _transform(self, fn: lambda_.IFunction, notify: sfn.IChainable) -> tasks.LambdaInvoke:
+        # Same retries as the extractors; the task waits a little longer than the Lambda's 10 minutes.
+        task = self._invoke("Transform", fn, timeout_min=11)
         task.add_catch(notify, errors=["States.ALL"], result_path="$.error")
         return task
+
+    def _grant_encrypted_publish(self, key: kms.IKey) -> None:
+        """Publishing to a topic encrypted with a customer managed key needs kms:GenerateDataKey*
+        and kms:Decrypt on that key besides sns:Publish (Amazon SNS Developer Guide, "Key
+        management": the publisher's permissions for an encrypted topic). SnsPublish grants
+        only sns:Publish, so the state machine's role gets the key explicitly."""
+        self.state_machine.add_to_role_policy(iam.PolicyStatement(
+            sid="PublishToEncryptedTopic", actions=["kms:GenerateDataKey*", "kms:Decrypt"],
+            resources=[key.key_arn]))
 
     def _notify_failure(self, topic: sns.ITopic) -> sfn.IChainable:
         publish = tasks.SnsPublish(

@@ -1,4 +1,5 @@
-"""Docker-free bundling: the Lambda package (for real, once) and the core wheel for Glue."""
+"""Docker-free bundling: asset hashes, the core wheel and the pinned wheels for Glue. Both Lambda
+packages are bundled for real, once, by test_app_synth.py (``python app.py``)."""
 
 from __future__ import annotations
 
@@ -7,33 +8,27 @@ import hashlib
 import zipfile
 from pathlib import Path
 
-import aws_cdk as cdk
 import pytest
-from aws_cdk import aws_lambda as lambda_
 
 from py_cdk import bundling
 
 
-def test_lambda_bundles_without_docker(tmp_path: Path) -> None:
-    """Synthesizes a one-function app with bundling ON: pip for arm64/cp3.14, then handlers + core."""
-    app = cdk.App(outdir=str(tmp_path / "out"))
-    stack = cdk.Stack(app, "Bundle")
-    lambda_.Function(stack, "Fn", runtime=bundling.LAMBDA_RUNTIME, architecture=bundling.LAMBDA_ARCHITECTURE,
-                     handler="candles.handler", code=bundling.lambda_code())
-    app.synth()
-    (bundle,) = [p for p in (tmp_path / "out").glob("asset.*") if p.is_dir()]
-    assert (bundle / "candles.py").is_file() and (bundle / "orders.py").is_file()
-    assert (bundle / "binance_lake" / "schema.py").is_file()
-    assert (bundle / "binance").is_dir() and (bundle / "aws_lambda_powertools").is_dir()
-    assert not (bundle / "bin").exists() and not (bundle / "requirements.txt").exists()
-    # Compiled wheels were resolved for the Lambda platform, not this machine's.
-    native = [p.name for p in bundle.rglob("*.so")]
-    assert native and all("aarch64" in n or "abi3" in n for n in native), native[:5]
-    assert not list(bundle.rglob("__pycache__"))
+def test_lambda_asset_hash_is_stable_and_per_bundle() -> None:
+    assert bundling.lambda_asset_hash() == bundling.lambda_asset_hash(bundling.EXTRACT_BUNDLE)
+    transform = bundling.lambda_asset_hash(bundling.TRANSFORM_BUNDLE)
+    assert transform == bundling.lambda_asset_hash(bundling.TRANSFORM_BUNDLE) != bundling.lambda_asset_hash()
 
 
-def test_lambda_asset_hash_is_stable() -> None:
-    assert bundling.lambda_asset_hash() == bundling.lambda_asset_hash()
+def test_glue_wheels_are_the_pinned_set_for_glue5() -> None:
+    names = bundling.glue_wheel_names()
+    lines = [line for line in bundling.GLUE_REQUIREMENTS.read_text().splitlines()
+             if "==" in line and not line.startswith("#")]
+    pins = {line.split("==")[0].lower().replace("-", "_"): line.split("==")[1].strip() for line in lines}
+    shipped = {n.split("-")[0].lower(): n.split("-")[1] for n in names}
+    assert {k: shipped.get(k) for k in pins} == pins  # exactly the pinned versions
+    # Native wheels (if any) are for Glue 5.0's CPython 3.11 on x86_64.
+    assert all(n.endswith("-none-any.whl") or ("cp311" in n and "x86_64" in n) for n in names), names
+    assert bundling.glue_wheels_dir() == bundling.glue_wheels_dir()  # cached, not downloaded twice
 
 
 def _wheel(tmp_path: Path) -> Path:
@@ -59,6 +54,7 @@ def test_core_wheel_is_a_valid_deterministic_wheel(tmp_path: Path) -> None:
         assert "Tag: py3-none-any" in zf.read("binance_lake-0.1.0.dist-info/WHEEL").decode()
 
 
-@pytest.mark.parametrize("path", ["candles.py", "orders.py", "requirements.txt"])
+@pytest.mark.parametrize("path", ["candles.py", "orders.py", "transform.py", "requirements.txt",
+                                  "requirements-transform.txt"])
 def test_lambda_sources_exist(path: str) -> None:
     assert (bundling.LAMBDAS_DIR / path).is_file()

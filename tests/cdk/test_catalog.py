@@ -1,14 +1,20 @@
-"""Glue tables derive from the core schema; projection; Glue jobs; Athena workgroup."""
+"""Glue tables derive from the core schema; projection; the Glue 5.0 Spark jobs and roles; Athena."""
 
 from __future__ import annotations
 
 from typing import Any, Dict
 
+import aws_cdk as cdk
 import pytest
+from aws_cdk.assertions import Template
 
 from binance_lake.schema import TABLES
+from py_cdk import bundling
+from py_cdk.catalog import VERIFY_CRON, Catalog
+from py_cdk.config import LakeSettings
+from py_cdk.storage import LakeStorage
 
-from .support import Synth, as_list, flatten, logical_id, only, policy_statements, resources
+from .support import Synth, as_list, cdk_json_context, flatten, logical_id, only, policy_statements, resources
 
 
 def _table(synth: Synth, name: str) -> Dict[str, Any]:
@@ -53,49 +59,121 @@ def test_parquet_location_and_partition_projection(synth: Synth, name: str) -> N
     assert params["projection.date.interval.unit"] == "DAYS"
     if name == "candles":
         assert params["projection.interval.type"] == "enum"
-        assert params["projection.interval.values"] == "1m"
+        assert params["projection.interval.values"] == synth.context["binance-lake:interval"]
+    # Athena reserves has_encrypted_data for client-side encrypted data; ours is SSE-KMS.
+    assert "has_encrypted_data" not in params
 
 
-def _job(synth: Synth, command: str) -> Dict[str, Any]:
-    return next(j["Properties"] for j in resources(synth.beta, "AWS::Glue::Job").values()
-                if j["Properties"]["Command"]["Name"] == command)
+def test_interval_projection_follows_the_configured_intervals() -> None:
+    """A catalog alone, configured with two intervals: Athena projects both."""
+    settings = LakeSettings(symbols=("BTCUSDT", "ETHUSDT"), intervals=("1m", "5m"), binance_base_url="https://x",
+                            schedule_minutes=5, freshness_threshold_minutes=30, alarm_email=None)
+    app = cdk.App(context={**cdk_json_context(), "aws:cdk:bundling-stacks": []})
+    stack = cdk.Stack(app, "CatalogOnly", env=cdk.Environment(account="111111111111", region="eu-west-1"))
+    Catalog(stack, "Catalog", storage=LakeStorage(stack, "Storage", retain_data=False), settings=settings,
+            stage_name="Test")
+    template = Template.from_stack(stack)
+    candles = next(t["Properties"]["TableInput"] for t in template.find_resources("AWS::Glue::Table").values()
+                   if t["Properties"]["TableInput"]["Name"] == "candles")
+    assert candles["Parameters"]["projection.interval.values"] == "1m,5m"
+    assert candles["Parameters"]["projection.symbol.values"] == "BTCUSDT,ETHUSDT"
 
 
-def test_python_shell_transform_job(synth: Synth) -> None:
-    job = _job(synth, "pythonshell")
-    assert job["Command"]["PythonVersion"] == "3.9"
-    assert job["MaxCapacity"] == 0.0625
-    assert job["ExecutionProperty"] == {"MaxConcurrentRuns": 1}
+def _jobs(synth: Synth) -> Dict[str, Dict[str, Any]]:
+    return {k: j["Properties"] for k, j in resources(synth.beta, "AWS::Glue::Job").items()}
+
+
+def _job(synth: Synth, name: str) -> Dict[str, Any]:
+    stack = synth.beta_stack
+    return _jobs(synth)[logical_id(stack, getattr(stack.catalog, f"{name}_job"))]
+
+
+def test_no_python_shell_job_left(synth: Synth) -> None:
+    jobs = _jobs(synth)
+    assert sorted(j["Command"]["Name"] for j in jobs.values()) == ["glueetl", "glueetl"]  # backfill, verify
+
+
+@pytest.mark.parametrize("name", ["backfill", "verify"])
+def test_spark_jobs_install_our_wheels_never_pypi(synth: Synth, name: str) -> None:
+    job, stack = _job(synth, name), synth.beta_stack
+    assert job["GlueVersion"] == "5.0" and job["ExecutionProperty"] == {"MaxConcurrentRuns": 1}
+    assert job["WorkerType"] == "G.1X" and job["NumberOfWorkers"] == 2
     args = {k: flatten(v) for k, v in job["DefaultArguments"].items()}
-    artifacts = f"<{logical_id(synth.beta_stack, synth.beta_stack.storage.artifacts)}>"
-    assert args["--lake_uri"] == f"s3://<{logical_id(synth.beta_stack, synth.beta_stack.storage.lake)}>"
-    assert args["--symbols"] == synth.context["binance-lake:symbols"]
-    assert args["--tables"] == "candles,orders"
-    assert args["--extra-py-files"] == f"s3://{artifacts}/glue/binance_lake-0.1.0-py3-none-any.whl"
+    artifacts = f"s3://<{logical_id(stack, stack.storage.artifacts)}>/glue/"
+    modules = args["--additional-python-modules"].split(",")
+    assert modules[0] == f"{artifacts}binance_lake-0.1.0-py3-none-any.whl"
+    assert all(m.startswith(artifacts) and m.endswith(".whl") for m in modules)  # S3 wheels only, no PyPI names
+    names = [m[len(artifacts):] for m in modules]
+    assert names[1:] == bundling.glue_wheel_names()
+    pinned = {line.split("==")[0] for line in bundling.GLUE_REQUIREMENTS.read_text().splitlines()
+              if "==" in line and not line.startswith("#")}
+    shipped = {n.split("-")[0].lower() for n in names}
+    assert {p.lower().replace("-", "_") for p in pinned} <= shipped  # every pinned distribution is shipped
+    assert {"boto3", "botocore"} <= shipped  # S3 conditional writes need botocore >= 1.35.70
+    assert args["--python-modules-installer-option"] == "--no-index"
+    assert args["--lake_uri"] == f"s3://<{logical_id(stack, stack.storage.lake)}>"
+    assert args["--symbols"] == synth.context["binance-lake:symbols"] and args["--interval"] == "1m"
     assert "SecurityConfiguration" in job
 
 
-def test_spark_backfill_job(synth: Synth) -> None:
-    job = _job(synth, "glueetl")
-    assert job["GlueVersion"] == "5.0"
-    assert job["ExecutionProperty"] == {"MaxConcurrentRuns": 1}
-    args = {k: flatten(v) for k, v in job["DefaultArguments"].items()}
-    assert args["--additional-python-modules"].endswith("/glue/binance_lake-0.1.0-py3-none-any.whl")
-    assert args["--tables"] == "candles,orders"
+def test_jobs_wait_for_the_wheel_upload(synth: Synth) -> None:
+    (deployment,) = synth.beta.find_resources("Custom::CDKBucketDeployment")
+    for job in resources(synth.beta, "AWS::Glue::Job").values():
+        assert deployment in job["DependsOn"]
 
 
-def test_glue_role_is_scoped_by_zone(synth: Synth) -> None:
+def test_verify_runs_daily_from_a_glue_trigger(synth: Synth) -> None:
+    stack = synth.beta_stack
+    trigger = only(synth.beta, "AWS::Glue::Trigger")["Properties"]
+    assert trigger["Type"] == "SCHEDULED" and trigger["Schedule"] == VERIFY_CRON and trigger["StartOnCreation"]
+    assert trigger["Actions"] == [{"JobName": {"Ref": logical_id(stack, stack.catalog.verify_job)}}]
+    assert {k: flatten(v) for k, v in _job(synth, "verify")["DefaultArguments"].items()}["--days_back"] == "1"
+
+
+def _grants(synth: Synth, role: Any) -> Dict[str, set]:
+    stack = synth.beta_stack
+    granted: Dict[str, set] = {}
+    for st in policy_statements(synth.beta, logical_id(stack, role)):
+        assert st["Effect"] == "Allow"
+        for action in as_list(st["Action"]):
+            granted.setdefault(action, set()).update(flatten(r) for r in as_list(st["Resource"]))
+    return granted
+
+
+def test_one_role_per_job(synth: Synth) -> None:
+    stack = synth.beta_stack
+    roles = {flatten(j["Role"]) for j in _jobs(synth).values()}
+    assert roles == {f"<{logical_id(stack, r)}.Arn>" for r in (stack.catalog.backfill_role, stack.catalog.verify_role)}
+
+
+def test_backfill_role_can_store_archive_zips_and_gaps(synth: Synth) -> None:
     stack = synth.beta_stack
     lake = f"<{logical_id(stack, stack.storage.lake)}.Arn>"
-    by_sid = {s.get("Sid"): s for s in policy_statements(synth.beta, logical_id(stack, stack.catalog.role))}
-    assert flatten(by_sid["RawReadDelete"]["Resource"]) == f"{lake}/raw/*"
-    assert sorted(as_list(by_sid["RawReadDelete"]["Action"])) == ["s3:DeleteObject", "s3:GetObject"]
-    assert flatten(by_sid["CuratedReadWrite"]["Resource"]) == f"{lake}/curated/*"
-    assert flatten(by_sid["QuarantineWrite"]["Resource"]) == f"{lake}/quarantine/*"
-    assert by_sid["FreshnessMetric"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "BinanceLake"}}
-    deletes = [s for s in by_sid.values() if any(a.startswith("s3:Delete") for a in as_list(s["Action"]))]
-    assert [s["Sid"] for s in deletes] == ["RawReadDelete", "TransformLockRelease"]  # never curated data
-    assert flatten(by_sid["TransformLockRelease"]["Resource"]) == f"{lake}/curated/_locks/*"
+    g = _grants(synth, stack.catalog.backfill_role)
+    assert g["s3:PutObject"] == {f"{lake}/raw/archive/*", f"{lake}/raw/_gaps/*", f"{lake}/curated/*",
+                                 f"{lake}/quarantine/*"}
+    assert g["s3:DeleteObject"] == {f"{lake}/raw/_gaps/*"}  # a replaced archive file's gap records only
+    assert {f"{lake}/raw/*", f"{lake}/curated/*"} <= g["s3:GetObject"]
+    assert g["s3:ListBucket"] == {lake}
+    assert g["kms:Decrypt"] == g["kms:GenerateDataKey"] == {f"<{logical_id(stack, stack.storage.key)}.Arn>"}
+    artifacts = f"<{logical_id(stack, stack.storage.artifacts)}.Arn>/glue/*"
+    assert artifacts in g["s3:GetObject"]
+    assert "cloudwatch:PutMetricData" not in g
+
+
+def test_verify_role_repairs_curated_and_never_touches_raw(synth: Synth) -> None:
+    stack = synth.beta_stack
+    lake = f"<{logical_id(stack, stack.storage.lake)}.Arn>"
+    g = _grants(synth, stack.catalog.verify_role)
+    assert g["s3:PutObject"] == {f"{lake}/curated/*", f"{lake}/quarantine/*"}
+    assert g["s3:DeleteObject"] == {f"{lake}/curated/_locks/*"}  # the lease it takes, nothing else
+    assert f"{lake}/raw/*" in g["s3:GetObject"]
+    verify = [s for s in policy_statements(synth.beta, logical_id(stack, stack.catalog.verify_role))
+              if s.get("Sid") == "VerifyMetric"]
+    assert verify[0]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "BinanceLake"}}
+    lists = [s for s in policy_statements(synth.beta, logical_id(stack, stack.catalog.verify_role))
+             if s.get("Sid") == "ListZones"]
+    assert lists[0]["Condition"] == {"StringLike": {"s3:prefix": ["raw/*", "curated/*"]}}
 
 
 def test_glue_security_configuration_encrypts_everything(synth: Synth) -> None:

@@ -34,3 +34,12 @@ def test_missing_account_is_a_clear_error() -> None:
     ctx = {k: v for k, v in cdk_json_context().items() if k != "binance-lake:prod-account"}
     with pytest.raises(ValueError, match="prod-account"):
         load_settings(cdk.App(context=ctx).node)
+
+
+def test_intervals_accept_one_or_a_list_and_the_old_key() -> None:
+    assert _settings(**{"binance-lake:intervals": "1m,5m"}).lake.intervals == ("1m", "5m")
+    assert _settings(**{"binance-lake:intervals": ["1m"]}).lake.intervals == ("1m",)
+    ctx = {k: v for k, v in cdk_json_context().items() if k != "binance-lake:intervals"}
+    assert load_settings(cdk.App(context={**ctx, "binance-lake:interval": "5m"}).node).lake.intervals == ("5m",)
+    with pytest.raises(ValueError, match="intervals"):
+        _settings(**{"binance-lake:intervals": " , "})

@@ -1,4 +1,4 @@
-"""Extractor Lambdas: runtime, env contract, concurrency, least-privilege grants, the empty secret."""
+"""Extractor Lambdas: runtime, env contract, no reserved concurrency, least-privilege grants, the empty secret."""
 
 from __future__ import annotations
 
@@ -19,10 +19,9 @@ def _fn(synth: Synth, name: str) -> dict:
 def test_runtime_arch_concurrency(synth: Synth) -> None:
     for name, handler in (("candles", "candles.handler"), ("orders", "orders.handler")):
         props = _fn(synth, name)
-        assert props["Runtime"] == bundling.LAMBDA_RUNTIME.name == "python3.14"
+        assert props["Runtime"] == bundling.LAMBDA_RUNTIME.name == "python3.13"
         assert props["Architectures"] == ["arm64"]
         assert props["Handler"] == handler
-        assert props["ReservedConcurrentExecutions"] == 1
         assert props["MemorySize"] == 256 and props["Timeout"] == 240
 
 
@@ -33,7 +32,7 @@ def test_environment_contract(synth: Synth) -> None:
         env = _fn(synth, name)["Environment"]["Variables"]
         assert flatten(env["LAKE_URI"]) == lake
         assert env["SYMBOLS"] == synth.context["binance-lake:symbols"]
-        assert env["INTERVAL"] == "1m"
+        assert env["INTERVALS"] == synth.context["binance-lake:interval"]  # every configured interval
         assert env["BINANCE_BASE_URL"] == "https://api.binance.com"
         assert env["POWERTOOLS_SERVICE_NAME"] == "binance-lake" and env["LOG_LEVEL"] == "INFO"
     secret_id = logical_id(stack, stack.secret.secret)
@@ -92,7 +91,13 @@ def test_secret_is_created_empty(beta: Template) -> None:
 
 def test_log_groups_have_retention_and_encryption(beta: Template) -> None:
     groups = resources(beta, "AWS::Logs::LogGroup").values()
-    assert len(groups) == 4  # two extractors, the state machine, the wheel deployment
+    assert len(groups) == 5  # two extractors, the transform, the state machine, the wheel deployment
     for group in groups:
         assert group["Properties"]["RetentionInDays"] == 30
         assert "KmsKeyId" in group["Properties"]
+
+
+def test_no_lambda_reserves_concurrency(beta: Template) -> None:
+    """Any reservation needs 100 unreserved executions left in the account: a new account fails."""
+    functions = resources(beta, "AWS::Lambda::Function").values()
+    assert functions and not [f for f in functions if "ReservedConcurrentExecutions" in f["Properties"]]

@@ -16,7 +16,7 @@ def _alarms(template: Template) -> List[Dict[str, Any]]:
 def test_every_alarm_notifies_the_topic(synth: Synth) -> None:
     topic = {"Ref": logical_id(synth.beta_stack, synth.beta_stack.alerts.topic)}
     alarms = _alarms(synth.beta)
-    assert len(alarms) == 3 + 2 * 2 + 1  # run failed/timed out/aborted, 2 x (errors, throttles), freshness
+    assert len(alarms) == 3 + 3 * 2 + 1  # run failed/timed out/aborted, 3 Lambdas x (errors, throttles), freshness
     for alarm in alarms:
         assert alarm["AlarmActions"] == [topic] and alarm["OKActions"] == [topic]
 
@@ -27,8 +27,8 @@ def test_state_machine_and_lambda_alarms(synth: Synth) -> None:
         by_metric.setdefault(f"{alarm['Namespace']}/{alarm['MetricName']}", []).append(alarm)
     assert len(by_metric["AWS/States/ExecutionsFailed"]) == 1
     assert len(by_metric["AWS/States/ExecutionsTimedOut"]) == 1
-    assert len(by_metric["AWS/Lambda/Errors"]) == 2
-    assert len(by_metric["AWS/Lambda/Throttles"]) == 2
+    assert len(by_metric["AWS/Lambda/Errors"]) == 3  # candles, orders, transform
+    assert len(by_metric["AWS/Lambda/Throttles"]) == 3
     for alarm in by_metric["AWS/States/ExecutionsFailed"] + by_metric["AWS/Lambda/Errors"]:
         assert alarm["Threshold"] == 1 and alarm["TreatMissingData"] == "notBreaching"
 

@@ -1,4 +1,4 @@
-"""State machine definition, the overlap guard, retries/catch, Glue .sync, the schedule."""
+"""State machine definition, the overlap guard, retries/catch, the transform Lambda, the schedule."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any, Dict
 
 import pytest
 
-from py_cdk.orchestration import GLUE_TRANSIENT, LAMBDA_TRANSIENT
+from py_cdk.orchestration import LAMBDA_TRANSIENT
 
 from .support import Synth, as_list, flatten, logical_id, only, policy_statements
 
@@ -48,14 +48,40 @@ def test_parallel_extractors_with_retries_and_catch(definition: Dict[str, Any], 
     assert extract["Next"] == "Transform"
 
 
-def test_transform_is_a_glue_sync_run(definition: Dict[str, Any], synth: Synth) -> None:
+def test_transform_is_the_lambda_after_the_extractors(definition: Dict[str, Any], synth: Synth) -> None:
+    stack = synth.beta_stack
     transform = definition["States"]["Transform"]
-    assert transform["Resource"].endswith(":states:::glue:startJobRun.sync")
-    job = synth.beta_stack.catalog.transform_job
-    assert transform["Parameters"]["JobName"] == f"<{logical_id(synth.beta_stack, job)}>"
-    assert transform["Retry"][0]["ErrorEquals"] == GLUE_TRANSIENT
-    assert transform["Catch"][0]["Next"] == "NotifyFailure"
+    assert transform["Type"] == "Task"
+    assert transform["Resource"] == f"<{logical_id(stack, stack.transform.function)}.Arn>"
+    assert transform["Parameters"] == {"execution_id.$": "$$.Execution.Id"}
+    assert transform["TimeoutSeconds"] == 660  # longer than the function's own 10 minutes
+    throttling, failed = transform["Retry"]
+    assert throttling["ErrorEquals"] == LAMBDA_TRANSIENT and failed["ErrorEquals"] == ["States.TaskFailed"]
+    assert transform["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotifyFailure"}]
     assert transform["Next"] == "Done"
+    # No Glue anywhere in the tick: no .sync integration, no Glue job to wait for.
+    assert not [s for s in definition["States"].values() if "glue" in str(s.get("Resource", ""))]
+
+
+def test_standard_workflow_because_the_guard_lists_executions(synth: Synth) -> None:
+    props = only(synth.beta, "AWS::StepFunctions::StateMachine")["Properties"]
+    assert props.get("StateMachineType", "STANDARD") == "STANDARD"
+
+
+def test_state_machine_may_publish_to_the_encrypted_topic(synth: Synth) -> None:
+    stack = synth.beta_stack
+    statements = policy_statements(synth.beta, logical_id(stack, stack.orchestration.state_machine.role))
+    key = f"<{logical_id(stack, stack.storage.key)}.Arn>"
+    topic = f"<{logical_id(stack, stack.alerts.topic)}>"
+    granted: Dict[str, set] = {}
+    for st in statements:
+        for action in as_list(st["Action"]):
+            granted.setdefault(action, set()).update(flatten(r) for r in as_list(st["Resource"]))
+    assert granted["sns:Publish"] == {topic}
+    # SNS encrypts with the topic's CMK on the publisher's behalf: both are needed on that key.
+    assert key in granted["kms:GenerateDataKey*"] and key in granted["kms:Decrypt"]
+    topic_key = only(synth.beta, "AWS::SNS::Topic")["Properties"]["KmsMasterKeyId"]
+    assert flatten(topic_key) == key
 
 
 def test_failure_publishes_to_sns_then_fails(definition: Dict[str, Any], synth: Synth) -> None:
@@ -91,3 +117,9 @@ def test_schedule_every_five_minutes_targets_the_state_machine(synth: Synth) -> 
     sm_id = logical_id(synth.beta_stack, synth.beta_stack.orchestration.state_machine)
     assert target["Arn"] == {"Ref": sm_id}
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == 0
+
+
+def test_first_schedule_waits_for_the_glue_libraries(synth: Synth) -> None:
+    (schedule,) = [r for r in synth.beta.find_resources("AWS::Scheduler::Schedule").values()]
+    (deployment,) = synth.beta.find_resources("Custom::CDKBucketDeployment")  # the core + pinned wheels
+    assert deployment in schedule["DependsOn"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any, Dict, List
 
@@ -12,7 +13,7 @@ from aws_cdk import pipelines
 from py_cdk.config import load_settings
 from py_cdk.pipeline_stack import SYNTH_COMMANDS, pipeline_source
 
-from .support import Synth, flatten, only
+from .support import Synth, as_list, flatten, only, resources
 
 
 def _stages(synth: Synth) -> List[Dict[str, Any]]:
@@ -70,3 +71,22 @@ def test_codecommit_source_is_selectable(synth: Synth, monkeypatch: pytest.Monke
     source = pipeline_source(cdk.Stack(cdk.App(), "Scratch"), replace(settings, source_type="codecommit"))
     assert source == "cc"
     assert calls == [(synth.context["binance-lake:codecommit-repository"], "main")]
+
+
+def test_every_codebuild_step_pins_node_and_python(synth: Synth) -> None:
+    projects = resources(synth.pipeline, "AWS::CodeBuild::Project").values()
+    assert projects
+    for project in projects:
+        spec = json.loads(project["Properties"]["Source"]["BuildSpec"])
+        assert spec["phases"]["install"]["runtime-versions"] == {"nodejs": "20", "python": "3.11"}
+
+
+def test_source_role_may_use_the_connection_under_both_prefixes(synth: Synth) -> None:
+    arn = synth.context["binance-lake:github-connection-arn"]
+    used: dict = {}
+    for policy in resources(synth.pipeline, "AWS::IAM::Policy").values():
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]:
+            for action in as_list(st["Action"]):
+                if action.endswith(":UseConnection"):
+                    used.setdefault(action, set()).update(flatten(r) for r in as_list(st["Resource"]))
+    assert used == {"codestar-connections:UseConnection": {arn}, "codeconnections:UseConnection": {arn}}

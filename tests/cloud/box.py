@@ -1,12 +1,12 @@
 """Cloud in a box: the synthesized Beta stack recreated in moto, its tasks run in-process.
 
-What comes from the synthesized template (so that a renamed handler, a missing
-environment variable or a wrong job argument fails the tests): the state machine
-definition (run by moto's ASL interpreter, unchanged), each Lambda's handler and
-environment, the Glue job's script asset and default arguments, the Glue database
-and tables, the secret's initial value and the SNS topic.
+What comes from the synthesized template (so that a renamed handler or a missing
+environment variable fails the tests): the state machine definition (run by moto's
+ASL interpreter, unchanged), each Lambda's handler, code asset and environment (the
+extractors and the transform Lambda), the Glue database and tables, the secret's
+initial value and the SNS topic.
 
-Two adapters, because moto cannot run code without Docker:
+Adapters, because moto cannot run code without Docker:
 
 * ``LambdaFunction.invoke`` (moto's Lambda model) runs the handler named in the
   template from the Lambda code asset, with that function's environment, in this
@@ -18,17 +18,6 @@ Two adapters, because moto cannot run code without Docker:
   ``_from_boto_response``) but leaves ``_normalise_parameters``/``_normalise_response``
   as no-ops for this integration; the box fills them in with those helpers
   (``CheckNotRunning`` = ``sfn:listExecutions`` needs it).
-* ``StateTaskServiceCallback._eval_integration_pattern`` ends every ``.sync``
-  task with ``callback_endpoint.interrupt_all()``, but the endpoint exists only for
-  integrations that also support ``.waitForTaskToken``; for ``glue:startJobRun.sync``
-  it is None and every run fails with ``States.Runtime`` ('NoneType' object has no
-  attribute 'interrupt_all'). LocalStack, where this interpreter comes from, fixed it
-  with a None check (localstack/localstack#13705); the box applies that one-line fix.
-* ``FakeJob.start_job_run`` (moto's Glue model) starts the run as moto does, then
-  runs the job's script asset like Glue (``__main__``, ``--KEY value`` argv) and
-  marks the run SUCCEEDED or FAILED; the ``glue:startJobRun.sync`` integration
-  then polls ``GetJobRun`` as it would on AWS.
-
 Retry waits of the state machine are recorded instead of slept (emulated time).
 """
 
@@ -36,14 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import inspect
 import io
 import json
 import logging
 import os
-import runpy
 import sys
-import textwrap
 import threading
 import time
 import traceback
@@ -56,9 +42,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import boto3
 from moto.awslambda.models import LambdaFunction
-from moto.glue.models import FakeJob
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_callback
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
     StateTaskServiceAwsSdk,
 )
@@ -153,7 +137,6 @@ class Tick:
     output: Any
     history: List[Dict[str, Any]]
     invocations: List[Invocation]
-    job_runs: List[Tuple[str, str]]  # (run id, state)
     retry_waits: List[float]  # seconds the state machine's Retry asked to wait (not slept)
 
     def task_attempts(self, function: str) -> int:
@@ -172,10 +155,8 @@ class CloudBox:
     queue_url: str = ""
     state_machine_arn: str = ""
     database: str = ""
-    glue_script: Optional[Path] = None
     logs: io.StringIO = field(default_factory=io.StringIO)
     invocations: List[Invocation] = field(default_factory=list)
-    job_runs: List[Tuple[str, str]] = field(default_factory=list)
     retry_waits: List[float] = field(default_factory=list)
     _modules: Dict[str, types.ModuleType] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -244,22 +225,6 @@ class CloudBox:
             # CloudFormation stores Map<String,String> scalars as strings (true -> "true"); so does the box.
             table["Parameters"] = {k: _cfn_string(v) for k, v in table.get("Parameters", {}).items()}
             glue.create_table(DatabaseName=props["DatabaseName"], TableInput=table)
-        logical, res = self._transform_job()
-        props = res["Properties"]
-        glue.create_job(Name=logical, Role=self._role(f"{logical}Role"), Command=self.resolve(props["Command"]),
-                        DefaultArguments=self.resolve(props["DefaultArguments"]),
-                        ExecutionProperty=props.get("ExecutionProperty", {}), MaxRetries=props.get("MaxRetries", 0),
-                        Timeout=props.get("Timeout", 2880), MaxCapacity=props["MaxCapacity"],
-                        GlueVersion=props["GlueVersion"])
-        self.resolve.refs[logical] = logical
-        self.glue_script = self.stack.asset_path(props["Command"]["ScriptLocation"])
-
-    def _transform_job(self) -> Tuple[str, Dict[str, Any]]:
-        shells = {k: r for k, r in self.stack.resources("AWS::Glue::Job").items()
-                  if r["Properties"]["Command"]["Name"] == "pythonshell"}
-        assert len(shells) == 1, f"expected one Python shell job, found {sorted(shells)}"
-        return next(iter(shells.items()))
-
     def _functions(self) -> None:
         lam = self.client("lambda")
         for logical, res in self.stack.resources("AWS::Lambda::Function").items():
@@ -268,10 +233,10 @@ class CloudBox:
                     or "LAKE_URI" not in props["Environment"]["Variables"]:
                 continue  # CDK's own helper functions (auto-delete, bucket deployment)
             env = {k: str(v) for k, v in self.resolve(props["Environment"]["Variables"]).items()}
-            assert "BINANCE_BASE_URL" in env, f"{logical}: no BINANCE_BASE_URL in the template"
-            env["BINANCE_BASE_URL"] = self.base_url  # the one value the box replaces: Binance is the emulator
+            if "BINANCE_BASE_URL" in env:  # the one value the box replaces: Binance is the emulator
+                env["BINANCE_BASE_URL"] = self.base_url
             fn = lam.create_function(
-                FunctionName=logical, Runtime="python3.12", Role=self._role(f"{logical}Role"),
+                FunctionName=logical, Runtime=props["Runtime"], Role=self._role(f"{logical}Role"),
                 Handler=props["Handler"], Code={"ZipFile": _dummy_zip()}, Environment={"Variables": env},
                 Timeout=props.get("Timeout", 3), MemorySize=props.get("MemorySize", 128))
             self.resolve.attrs[(logical, "Arn")] = fn["FunctionArn"]
@@ -289,9 +254,15 @@ class CloudBox:
 
     # -- adapters -------------------------------------------------------------------
 
+    def function(self, prefix: str) -> str:
+        """The logical id of the one Lambda whose id starts with ``prefix`` (e.g. ``Transform``)."""
+        names = [n for n in self.lambdas if n.startswith(prefix)]
+        assert len(names) == 1, f"expected one Lambda {prefix}*, found {names}"
+        return names[0]
+
     @contextlib.contextmanager
     def routed(self) -> Iterator[CloudBox]:
-        """Route moto's Lambda invoke and Glue StartJobRun to our code; record retry waits."""
+        """Route moto's Lambda invoke to our code; record retry waits."""
         box = self
 
         def invoke(fn: LambdaFunction, body: str, request_headers: Any, response_headers: Any) -> bytes:
@@ -300,35 +271,22 @@ class CloudBox:
                 response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps(payload).encode()
 
-        original_start = FakeJob.start_job_run
-
-        def start_job_run(job: FakeJob, *args: Any, **kwargs: Any) -> str:
-            run_id = original_start(job, *args, **kwargs)
-            run = next(r for r in job.job_runs if r.job_run_id == run_id)
-            run.status = "SUCCEEDED" if box.run_glue(job, run_id, run.arguments or {}) else "FAILED"
-            box.job_runs.append((run_id, run.status))
-            return run_id
-
         class _Clock:  # the retrier's ``time`` module: waits are emulated, not slept
             @staticmethod
             def sleep(seconds: float) -> None:
                 box.retry_waits.append(seconds)
 
-        callback_cls = state_task_service_callback.StateTaskServiceCallback
-        saved_pattern = callback_cls._eval_integration_pattern
-        callback_cls._eval_integration_pattern = _sync_without_callback_fix()  # type: ignore[method-assign]
-        saved = (LambdaFunction.invoke, FakeJob.start_job_run, retrier_decl.time,
+        saved = (LambdaFunction.invoke, retrier_decl.time,
                  StateTaskServiceAwsSdk._normalise_parameters, StateTaskServiceAwsSdk._normalise_response)
-        LambdaFunction.invoke, FakeJob.start_job_run = invoke, start_job_run  # type: ignore[method-assign]
+        LambdaFunction.invoke = invoke  # type: ignore[method-assign]
         retrier_decl.time = _Clock  # type: ignore[assignment]
         StateTaskServiceAwsSdk._normalise_parameters = _sdk_parameters  # type: ignore[method-assign]
         StateTaskServiceAwsSdk._normalise_response = _sdk_response  # type: ignore[method-assign]
         try:
             yield self
         finally:
-            (LambdaFunction.invoke, FakeJob.start_job_run, retrier_decl.time,  # type: ignore[method-assign]
+            (LambdaFunction.invoke, retrier_decl.time,  # type: ignore[method-assign]
              StateTaskServiceAwsSdk._normalise_parameters, StateTaskServiceAwsSdk._normalise_response) = saved
-            callback_cls._eval_integration_pattern = saved_pattern  # type: ignore[method-assign]
 
     def _handler(self, spec: LambdaSpec) -> Any:
         module_name, func = spec.handler.rsplit(".", 1)
@@ -383,35 +341,12 @@ class CloudBox:
                 return {"errorType": record.error, "errorMessage": str(exc),
                         "stackTrace": traceback.format_tb(exc.__traceback__)}, True
 
-    def run_glue(self, job: FakeJob, run_id: str, arguments: Dict[str, str]) -> bool:
-        """Run the script asset like Glue Python shell: ``python script.py --KEY value ...``."""
-        argv = [str(self.glue_script), "--JOB_ID", f"j_{job.name}", "--JOB_RUN_ID", run_id, "--JOB_NAME", job.name]
-        for key, value in arguments.items():
-            if key.startswith("--"):  # e.g. ``library-set`` is Glue's own, not passed to the script
-                argv += [key, value]
-        root, core = logging.getLogger(), logging.getLogger("binance_lake")
-        saved = (sys.argv, list(root.handlers), root.level, list(core.handlers), core.propagate)
-        # Glue's process has no Lambda logging setup: the core logs through the script's root handler.
-        sys.argv, core.handlers, core.propagate = argv, [], True
-        try:
-            with contextlib.redirect_stdout(self.logs):
-                runpy.run_path(str(self.glue_script), run_name="__main__")
-            return True
-        except SystemExit as exc:
-            return not exc.code
-        except Exception:
-            self.logs.write(json.dumps({"level": "ERROR", "glue": "unhandled", "trace": traceback.format_exc()}) + "\n")
-            return False
-        finally:  # Glue's process ends here; ours goes on with its own logging
-            sys.argv, root.handlers, core.handlers, core.propagate = saved[0], saved[1], saved[3], saved[4]
-            root.setLevel(saved[2])
-
     # -- running ----------------------------------------------------------------------
 
     def tick(self, timeout_s: float = 60.0) -> Tick:
         """One scheduled run: StartExecution with the schedule's (empty) input, until it ends."""
         sfn = self.client("stepfunctions")
-        first_inv, first_run, first_wait = len(self.invocations), len(self.job_runs), len(self.retry_waits)
+        first_inv, first_wait = len(self.invocations), len(self.retry_waits)
         # EventBridge Scheduler starts each run with a generated name and an empty input.
         arn = sfn.start_execution(stateMachineArn=self.state_machine_arn, name=str(uuid.uuid4()),
                                   input="{}")["executionArn"]
@@ -424,7 +359,7 @@ class CloudBox:
             time.sleep(0.02)
         history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
         return Tick(arn, desc["status"], json.loads(desc.get("output") or "null"), history,
-                    self.invocations[first_inv:], self.job_runs[first_run:], self.retry_waits[first_wait:])
+                    self.invocations[first_inv:], self.retry_waits[first_wait:])
 
     def alerts(self) -> List[Dict[str, Any]]:
         sqs = self.client("sqs")
@@ -440,18 +375,6 @@ class CloudBox:
     def put_api_key(self, key: str, secret: str) -> None:
         self.client("secretsmanager").put_secret_value(
             SecretId=self.secret_arn, SecretString=json.dumps({"api_key": key, "api_secret": secret}))
-
-
-def _sync_without_callback_fix() -> Any:
-    """moto's ``_eval_integration_pattern`` with ``interrupt_all()`` guarded by a None check."""
-    method = state_task_service_callback.StateTaskServiceCallback._eval_integration_pattern
-    source = textwrap.dedent(inspect.getsource(method))
-    broken = "callback_endpoint.interrupt_all()"
-    assert source.count(broken) == 1, "moto changed _eval_integration_pattern: re-check the box's adapter"
-    source = source.replace(broken, "(callback_endpoint.interrupt_all() if callback_endpoint is not None else None)")
-    namespace = dict(vars(state_task_service_callback))
-    exec(compile(source, state_task_service_callback.__file__, "exec"), namespace)
-    return namespace["_eval_integration_pattern"]
 
 
 def _sdk_operation(task: StateTaskServiceAwsSdk) -> Any:

@@ -1,5 +1,6 @@
 """The scheduled run end to end: the synthesized state machine in moto, the real handlers
-and Glue script in-process, Binance emulated, over several 5-minute ticks of emulated time."""
+(extractors, then the transform Lambda) in-process, Binance emulated, over several 5-minute
+ticks of emulated time."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def test_scheduled_ticks_end_to_end(box: CloudBox, box_emulator: Emulator) -> No
     assert t1.status == "SUCCEEDED", t1.history[-1]
     assert _result(t1, "Orders")["skipped"] == "secret not filled in"
     assert _result(t1, "Candles")["rows"] == 1440
-    assert [state for _, state in t1.job_runs] == ["SUCCEEDED"]
+    assert _result(t1, "Transform")["transform"]["rows_written"] == 1440  # Extract -> Transform Lambda
+    _assert_runs_in_order(t1)
     assert_candles_exact(box, emu)
     assert order_rows(lake_of(box)) == {}  # type: ignore[arg-type]
 
@@ -92,7 +94,7 @@ def test_scheduled_ticks_end_to_end(box: CloudBox, box_emulator: Emulator) -> No
     t3 = box.tick()
     assert t3.status == "FAILED"
     assert t3.task_attempts(_fn(box, "Candles")) == 3  # 1 + MaxAttempts 2 on States.TaskFailed
-    assert t3.job_runs == []
+    assert t3.task_attempts(box.function("Transform")) == 0  # a failed extract never reaches the transform
     alerts = box.alerts()
     assert len(alerts) == 1 and alerts[0]["execution"] == t3.arn
     assert alerts[0]["error"] == "ExtractFailed" and "still failing" in alerts[0]["cause"]
@@ -149,15 +151,25 @@ def test_glue_tables_match_the_parquet_written(box: CloudBox, box_emulator: Emul
 
 
 def _fn(box: CloudBox, state: str) -> str:
-    names = [n for n in box.lambdas if n.startswith(f"Extractors{state}")]
-    assert len(names) == 1, names
-    return names[0]
+    return box.function(f"Extractors{state}")
+
+
+def _prefix(state: str) -> str:
+    return "Transform" if state == "Transform" else f"Extractors{state}"
 
 
 def _result(tick: Tick, state: str) -> Dict[str, Any]:
-    done = [i for i in tick.invocations if i.function.startswith(f"Extractors{state}") and i.error is None]
+    done = [i for i in tick.invocations if i.function.startswith(_prefix(state)) and i.error is None]
     assert done, f"{state}: no successful invocation in {tick.arn}"
     return done[-1].result
+
+
+def _assert_runs_in_order(tick: Tick) -> None:
+    """Both extractors finish before the transform Lambda starts (Parallel, then Transform)."""
+    names = [i.function for i in tick.invocations]
+    transform = [n for n, i in enumerate(names) if i.startswith("Transform")]
+    assert len(transform) == 1 and transform[0] == len(names) - 1, names
+    assert {n.split("Extractors")[1][:6] for n in names[:-1]} == {"Candle", "Orders"}, names
 
 
 def _assert_correlated_json_logs(box: CloudBox, ticks: List[Tick]) -> None:

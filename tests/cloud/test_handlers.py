@@ -1,9 +1,8 @@
-"""The handlers, the Glue script and binance_lake.cloud on their own (no state machine)."""
+"""The handlers and binance_lake.cloud on their own (no state machine)."""
 
 from __future__ import annotations
 
 import json
-import modulefinder
 import os
 import subprocess
 import sys
@@ -21,7 +20,6 @@ from binance_lake.transform import last_closed_candle
 from tests.conftest import API_KEY, API_SECRET, NOW_MS
 
 ROOT = Path(__file__).resolve().parents[2]
-GLUE_SCRIPT = ROOT / "glue_scripts" / "transform.py"
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:binance-AbCdEf"
 
 
@@ -162,37 +160,60 @@ def test_unknown_table_is_refused(tmp_path: Path) -> None:
         cloud.run_transform(["--lake_uri", str(tmp_path), "--symbols", "BTCUSDT", "--tables", "candles,trades"])
 
 
-# -- the Glue script: Python 3.9 and a rehearsal against a moto S3 lake --------------------
+# -- the transform Lambda: settings, and a rehearsal against a moto S3 lake -----------------
 
 
-def glue_closure() -> List[Path]:
-    """The script plus every project module it can import (including imports inside functions)."""
-    finder = modulefinder.ModuleFinder(path=[str(ROOT)])
-    finder.run_script(str(GLUE_SCRIPT))
-    files = {Path(m.__file__) for name, m in finder.modules.items()
-             if m.__file__ and name.split(".")[0] == "binance_lake"}
-    return sorted(files | {GLUE_SCRIPT})
+def test_transform_settings_from_the_cdk_environment() -> None:
+    env = {"LAKE_URI": "s3://b", "SYMBOLS": "BTCUSDT,ETHUSDT", "TABLES": "candles,orders", "INTERVALS": "1m,5m"}
+    s = cloud.TransformSettings.from_env(env)
+    assert (s.symbols, s.tables, s.intervals) == (["BTCUSDT", "ETHUSDT"], ["candles", "orders"], ["1m", "5m"])
+    assert cloud.TransformSettings.from_env({**env, "INTERVALS": ""}).intervals == ["1m"]
+    with pytest.raises(BadInputError, match="SYMBOLS"):
+        cloud.TransformSettings.from_env({k: v for k, v in env.items() if k != "SYMBOLS"})
+    with pytest.raises(BadInputError, match="trades"):
+        cloud.TransformSettings.from_env({**env, "TABLES": "candles,trades"})
 
 
-def vermin(*paths: Path) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("vermin")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "vermin"]
-    return subprocess.run([*cmd, "-t=3.9-", "--no-tips", "--violations", *map(str, paths)],
-                          capture_output=True, text=True, check=False)
+def test_extract_settings_take_every_interval() -> None:
+    env = {"LAKE_URI": "s3://b", "SYMBOLS": "BTCUSDT", "INTERVALS": "1m,5m", "BINANCE_BASE_URL": "https://x"}
+    s = cloud.ExtractSettings.from_env(env)
+    assert s.interval == "1m" and s.candle_intervals() == ["1m", "5m"]
+    legacy = cloud.ExtractSettings.from_env({k: v for k, v in env.items() if k != "INTERVALS"} | {"INTERVAL": "5m"})
+    assert legacy.candle_intervals() == ["5m"]
 
 
-def test_glue_shell_code_is_python_3_9(tmp_path: Path) -> None:
-    files = glue_closure()
-    assert ROOT / "binance_lake" / "transform.py" in files and ROOT / "binance_lake" / "cloud.py" in files
-    result = vermin(*files)
-    assert result.returncode == 0, result.stdout + result.stderr
-    control = tmp_path / "new_syntax.py"  # the check does catch 3.10+ code
-    control.write_text("match 1:\n    case 1:\n        pass\n")
-    assert vermin(control).returncode != 0
+def test_transform_handler_imports_only_what_its_bundle_has() -> None:
+    """The transform bundle is the only one with pyarrow; its handler needs no python-binance."""
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT / 'lambdas')!r})
+        import transform
+        print(",".join(sorted(m for m in ("binance", "aiohttp", "duckdb") if m in sys.modules)))
+    """)
+    env = {**os.environ, "POWERTOOLS_SERVICE_NAME": "binance-lake", "LOG_LEVEL": "INFO"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == ""
+    def pins(name: str) -> set:
+        lines = (ROOT / "lambdas" / name).read_text().splitlines()
+        return {line.split("==")[0] for line in lines if "==" in line and not line.startswith("#")}
+
+    assert {"pyarrow", "boto3", "botocore"} <= pins("requirements-transform.txt")
+    assert "python-binance" not in pins("requirements-transform.txt")
+    assert "pyarrow" not in pins("requirements.txt") and {"boto3", "botocore"} <= pins("requirements.txt")
 
 
-def test_glue_script_rehearsal_against_moto_server(tmp_path: Path, client, emulator) -> None:
-    """Exactly the documented local rehearsal: moto_server + ``python glue_scripts/transform.py``."""
+HANDLER_RUN = """
+import json, sys, types
+sys.path.insert(0, {lambdas!r})
+import transform
+ctx = types.SimpleNamespace(function_name="transform", memory_limit_in_mb=1024, aws_request_id="req-1",
+                            invoked_function_arn="arn:aws:lambda:eu-west-1:123456789012:function:transform")
+print(json.dumps(transform.handler({{"execution_id": "exec-1"}}, ctx)))
+"""
+
+
+def test_transform_lambda_rehearsal_against_moto_server(tmp_path: Path, client, emulator) -> None:
+    """The transform handler in a fresh process, with the template's environment, on a moto S3 lake."""
     from moto.server import ThreadedMotoServer
 
     from binance_lake import jobs
@@ -202,7 +223,9 @@ def test_glue_script_rehearsal_against_moto_server(tmp_path: Path, client, emula
     try:
         host, port = server.get_host_and_port()
         env = {**os.environ, "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1"}
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1",
+               "LAKE_URI": "s3://rehearsal/lake", "SYMBOLS": "BTCUSDT", "TABLES": "candles,orders",
+               "INTERVALS": "1m", "POWERTOOLS_SERVICE_NAME": "binance-lake", "LOG_LEVEL": "INFO"}
         env.pop("AWS_SESSION_TOKEN", None)
         session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                                 region_name="eu-west-1")
@@ -210,18 +233,16 @@ def test_glue_script_rehearsal_against_moto_server(tmp_path: Path, client, emula
         s3.create_bucket(Bucket="rehearsal", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
         lake = open_lake("s3://rehearsal/lake", s3)
         jobs.sync_candles(client, lake, "BTCUSDT", transform=False)
-        argv = ["--JOB_RUN_ID", "jr_local", "--lake_uri", "s3://rehearsal/lake", "--symbols", "BTCUSDT",
-                "--tables", "candles,orders", "--interval", "1m"]
-        run = subprocess.run([sys.executable, str(GLUE_SCRIPT), *argv], env=env, capture_output=True, text=True,
-                             check=False, timeout=120)
+        run = subprocess.run([sys.executable, "-c", HANDLER_RUN.format(lambdas=str(ROOT / "lambdas"))], env=env,
+                             capture_output=True, text=True, check=False, timeout=120)
         assert run.returncode == 0, run.stdout + run.stderr
-        lines = [json.loads(line) for line in run.stdout.splitlines()]
-        assert lines[-1]["message"] == "transform done" and lines[-1]["correlation_id"] == "jr_local"
+        lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+        assert lines[-1]["transform"]["rows_written"] == 1440
+        done = [line for line in lines if line.get("message") == "transform done"]
+        assert done and done[0]["correlation_id"] == "exec-1"
         assert last_closed_candle(lake, "BTCUSDT") == NOW_MS // 60000 * 60000 - 1
+        assert lake.list_keys("raw/_pending") == []
         cw = session.client("cloudwatch", endpoint_url=env["AWS_ENDPOINT_URL"])
         assert cw.list_metrics(Namespace="BinanceLake")["Metrics"]
-        bad = subprocess.run([sys.executable, str(GLUE_SCRIPT), "--lake_uri", "s3://rehearsal/lake"], env=env,
-                             capture_output=True, text=True, check=False, timeout=60)
-        assert bad.returncode == 1 and "missing job argument(s) --symbols, --tables" in bad.stdout
     finally:
         server.stop()
