@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from tests.conftest import API_KEY, API_SECRET, NOW_MS
 # The archive the backfill downloads: one symbol, two daily files (small and fast).
 ARCHIVE_NOW = parse_time("2025-01-03T00:00:30Z")
 ARCHIVE_START, ARCHIVE_END = parse_time("2025-01-01"), parse_time("2025-01-03")
+ARCHIVE_GAP = (parse_time("2025-01-01T05:00:00Z"), parse_time("2025-01-01T05:09:00Z"))
 
 
 def stack_account(stack: StackAssembly) -> str:
@@ -64,6 +66,7 @@ def services() -> Iterator[Services]:
         archive_emu = Emulator(now_ms=ARCHIVE_NOW, seed=3)
         for symbol in ("BTCUSDT", "ETHUSDT"):  # the template's symbols are checked in the runner
             archive_emu.add_symbol(symbol, listed_at_ms=ARCHIVE_START - 86_400_000 * 40)
+            archive_emu.add_exchange_gap(symbol, *ARCHIVE_GAP)  # the backfill records exchange gaps too
             for period in fake_archive.periods(ARCHIVE_START, ARCHIVE_END, ARCHIVE_END):
                 s, e = fake_archive.period_range(period)
                 fake_archive.write_file(root, symbol, "1m", period, archive_emu.klines(symbol, "1m", s, e))
@@ -131,8 +134,8 @@ def _run_glue(r: Rehearsal, stack: StackAssembly, comp: Component, svc: Services
     script = stack.asset_path(props["Command"]["ScriptLocation"])
     # Glue loads the script and the --extra-py-files/--additional-python-modules wheel from S3 with
     # the job's role (https://docs.aws.amazon.com/glue/latest/dg/create-an-iam-role.html).
-    for url in [props["Command"]["ScriptLocation"], *(args.get(k, "") for k in
-                                                        ("--extra-py-files", "--additional-python-modules"))]:
+    libraries = ",".join(args.get(k, "") for k in ("--extra-py-files", "--additional-python-modules"))
+    for url in [props["Command"]["ScriptLocation"], *libraries.split(",")]:
         if url.startswith("s3://"):
             bucket, key = _s3_url(url)
             out.calls.append(Call("s3", "GetObject", {"Bucket": bucket, "Key": key}, source="runtime"))
@@ -285,6 +288,8 @@ def _pattern(resource: str) -> str:
         bucket, key = resource[len("arn:aws:s3:::"):].split("/", 1)
         if bucket.startswith("cdk-"):  # the CDK bootstrap assets bucket: the key is a content hash
             return f"arn:aws:s3:::{bucket}/<asset>"
+        if key.endswith(".whl"):  # the wheels Glue installs: one row, not one per pinned version
+            return f"arn:aws:s3:::{bucket}/{key.rsplit('/', 1)[0]}/*.whl"
         parts = key.split("/")
         return f"arn:aws:s3:::{bucket}/{'/'.join(parts[:2])}/*" if len(parts) > 2 else resource
     if ":log-stream:" in resource:
@@ -316,7 +321,8 @@ def main() -> None:  # pragma: no cover - the doc generator
         app.synth()
         found = [p for p in Path(out).glob("assembly-*Beta*/*.template.json")
                  if "AWS::StepFunctions::StateMachine" in p.read_text()]
-        result = rehearse(StackAssembly.load(found[0]))
+        with contextlib.redirect_stdout(sys.stderr):  # the handlers' JSON logs are not the table
+            result = rehearse(StackAssembly.load(found[0]))
         try:
             print(markdown(result), end="")
         finally:
