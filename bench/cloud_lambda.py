@@ -1,16 +1,19 @@
-"""Lambda package size, cold import time and memory of the extractor handlers.
+"""Lambda package size, cold import time and memory of the extractor and transform handlers.
 
-    .venv/bin/python bench/cloud_lambda.py            # all three, prints a Markdown table
+    .venv/bin/python bench/cloud_lambda.py            # all three, prints JSON
     .venv/bin/python bench/cloud_lambda.py --only size
 
-* size: the asset exactly as the CDK bundles it (``py_cdk.bundling.LambdaLocalBundling``:
-  pinned ``lambdas/requirements.txt`` for arm64/cp3.14 + handlers + core), unzipped and
-  zipped (deflate, as the CDK zips assets).
-* import: ``import candles`` / ``import orders`` in a fresh interpreter, N times, median
-  and min; plus what the first invocation imports lazily (boto3, python-binance).
-  Measured with this venv's interpreter and packages (same pins), not on arm64/3.14.
+* size: each asset exactly as the CDK bundles it (``py_cdk.bundling.LambdaLocalBundling``:
+  the bundle's pinned requirements for arm64/cp3.13 + its handlers + core), unzipped and
+  zipped (deflate, as the CDK zips assets): the extract bundle (candles, orders) and the
+  transform bundle (pyarrow + boto3).
+* import: ``import candles`` / ``orders`` / ``transform`` in a fresh interpreter, N times,
+  median and min; plus what the first invocation imports lazily (boto3, python-binance,
+  pyarrow + the core transform). Measured with this venv's interpreter and packages (same
+  pins), not on arm64/3.13.
 * memory: peak RSS of a fresh process that imports a handler and runs one invocation
-  (candles: a 24 h catch-up; orders: 1000 orders) against the emulator (own process) and
+  (candles: a 24 h catch-up; orders: 1000 orders; transform: curating that catch-up, then a
+  typical 5-minute tick in another fresh process) against the emulator (own process) and
   ``moto_server`` (own process, reached through ``AWS_ENDPOINT_URL``), so the figure is
   the handler's, not the fakes'.
 """
@@ -39,11 +42,17 @@ KEY, SECRET = "bench-key-0123456789", "bench-secret-abcdefghij"
 
 def package_size() -> Dict[str, Any]:
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    from py_cdk.bundling import EXTRACT_BUNDLE, TRANSFORM_BUNDLE
+
+    return {b.name: _bundle_size(b) for b in (EXTRACT_BUNDLE, TRANSFORM_BUNDLE)}
+
+
+def _bundle_size(bundle: Any) -> Dict[str, Any]:
     from py_cdk.bundling import LambdaLocalBundling
 
     out = Path(tempfile.mkdtemp(prefix="lambda-bundle-"))
     try:
-        LambdaLocalBundling().try_bundle(str(out), image=None)
+        LambdaLocalBundling(bundle).try_bundle(str(out), image=None)
         files = [p for p in out.rglob("*") if p.is_file()]
         archive = out.parent / f"{out.name}.zip"
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -74,8 +83,9 @@ def import_times(runs: int = 7) -> Dict[str, Any]:
     timer = ("import sys, time; sys.path.insert(0, '.'); t = time.perf_counter(); import {mod}; "
              "print(round((time.perf_counter() - t) * 1000, 1))")
     out: Dict[str, Any] = {}
-    _fresh(timer.format(mod="candles, orders"), env)  # warm the bytecode cache, as a deployed package has
-    for mod in ("candles", "orders", "boto3", "binance.client"):
+    _fresh(timer.format(mod="candles, orders, transform"), env)  # warm the bytecode cache, as a deployed package has
+    for mod in ("candles", "orders", "transform", "boto3", "binance.client",
+                "binance_lake.transform"):  # the last: pyarrow + the core transform, imported on the first run
         samples = [float(_fresh(timer.format(mod=mod), env)) for _ in range(runs)]
         out[mod] = {"median_ms": statistics.median(samples), "min_ms": min(samples)}
     return out
@@ -98,9 +108,10 @@ ctx = types.SimpleNamespace(function_name='bench', memory_limit_in_mb=512, aws_r
 t = time.perf_counter()
 summary = {mod}.handler({{'execution_id': 'bench'}}, ctx)
 seconds = time.perf_counter() - t
+rows = summary['rows'] if 'rows' in summary else summary['transform']['rows_written']
 print(json.dumps({{'rss_after_import_mb': round(imported, 1),
                   'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                  'invoke_s': round(seconds, 2), 'rows': summary['rows']}}))
+                  'invoke_s': round(seconds, 2), 'rows': rows}}))
 """
 
 
@@ -130,11 +141,20 @@ def memory() -> Dict[str, Any]:
         with EmulatorProcess(now_ms=NOW_MS) as emu:
             emu.call("add_api_key", KEY, SECRET)
             emu.call("generate_orders", "BTCUSDT", 1000, NOW_MS - 20 * 3600 * 1000, NOW_MS - 60000, seed=1)
-            env = {**os.environ, **aws, "LAKE_URI": "s3://bench-lake", "SYMBOLS": "BTCUSDT", "INTERVAL": "1m",
-                   "BINANCE_BASE_URL": emu.base_url, "BINANCE_SECRET_ARN": arn,
+            env = {**os.environ, **aws, "LAKE_URI": "s3://bench-lake", "SYMBOLS": "BTCUSDT", "INTERVALS": "1m",
+                   "TABLES": "candles,orders", "BINANCE_BASE_URL": emu.base_url, "BINANCE_SECRET_ARN": arn,
                    "POWERTOOLS_SERVICE_NAME": "binance-lake", "LOG_LEVEL": "WARNING"}
-            return {mod: json.loads(_fresh(INVOKE.format(mod=mod), env).splitlines()[-1])
-                    for mod in ("candles", "orders")}
+
+            def run(mod: str) -> Dict[str, Any]:
+                return json.loads(_fresh(INVOKE.format(mod=mod), env).splitlines()[-1])
+
+            out = {mod: run(mod) for mod in ("candles", "orders")}
+            out["transform_catch_up"] = run("transform")  # 1440 candles + 1000 orders, cold
+            emu.call("advance", 5 * 60 * 1000)  # one tick later: 5 candles, the open orders again
+            run("candles")
+            run("orders")
+            out["transform_tick"] = run("transform")
+            return out
     finally:
         server.terminate()
         server.wait(timeout=10)

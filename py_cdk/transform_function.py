@@ -34,9 +34,10 @@ from py_cdk.catalog import METRIC_NAMESPACE
 from py_cdk.config import LakeSettings
 from py_cdk.storage import CURATED, LOCKS, PENDING, QUARANTINE, RAW, LakeStorage
 
-# 1 GB: pyarrow's casts and the Parquet rewrite of a day partition; re-check against the
+# 512 MB: ~175 MB peak measured for a 24 h catch-up and for a tick (bench/cloud_lambda.py,
+# docs/cloud.md), about 3x headroom for pyarrow's casts and a day partition's rewrite; re-check against the
 # REPORT lines (Max Memory Used) after the first deploy (measurements in docs/cloud.md).
-MEMORY_MB = 1024
+MEMORY_MB = 512
 TIMEOUT = Duration.minutes(10)
 
 

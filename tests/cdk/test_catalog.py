@@ -59,7 +59,7 @@ def test_parquet_location_and_partition_projection(synth: Synth, name: str) -> N
     assert params["projection.date.interval.unit"] == "DAYS"
     if name == "candles":
         assert params["projection.interval.type"] == "enum"
-        assert params["projection.interval.values"] == synth.context["binance-lake:interval"]
+        assert params["projection.interval.values"] == synth.context["binance-lake:intervals"]
     # Athena reserves has_encrypted_data for client-side encrypted data; ours is SSE-KMS.
     assert "has_encrypted_data" not in params
 

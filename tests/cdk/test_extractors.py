@@ -32,7 +32,7 @@ def test_environment_contract(synth: Synth) -> None:
         env = _fn(synth, name)["Environment"]["Variables"]
         assert flatten(env["LAKE_URI"]) == lake
         assert env["SYMBOLS"] == synth.context["binance-lake:symbols"]
-        assert env["INTERVALS"] == synth.context["binance-lake:interval"]  # every configured interval
+        assert env["INTERVALS"] == synth.context["binance-lake:intervals"]  # every configured interval
         assert env["BINANCE_BASE_URL"] == "https://api.binance.com"
         assert env["POWERTOOLS_SERVICE_NAME"] == "binance-lake" and env["LOG_LEVEL"] == "INFO"
     secret_id = logical_id(stack, stack.secret.secret)

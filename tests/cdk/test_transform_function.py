@@ -18,7 +18,7 @@ def test_same_runtime_as_the_extractors_but_its_own_bundle(synth: Synth) -> None
     assert props["Runtime"] == candles["Properties"]["Runtime"] == "python3.13"
     assert props["Architectures"] == ["arm64"] and props["Handler"] == "transform.handler"
     assert props["Code"]["S3Key"] != candles["Properties"]["Code"]["S3Key"]  # pyarrow only in this one
-    assert props["MemorySize"] == 1024 and props["Timeout"] == 600
+    assert props["MemorySize"] == 512 and props["Timeout"] == 600
     assert "ReservedConcurrentExecutions" not in props
 
 
