@@ -276,18 +276,23 @@ def _default_names(template: Dict[str, Any], names: Names) -> None:
             names.refs[logical] = props.get("Name", logical)
 
 
-def _moto_statement(raw: Dict[str, Any]) -> Dict[str, Any]:
-    """What moto can judge: S3 statements verbatim; others with Resource * and no condition."""
+def _moto_statements(raw: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """What moto can judge: the S3 actions of a statement verbatim; the others with
+    Resource * and no condition (a statement mixing both is split)."""
     acts = raw.get("Action", [])
     acts = acts if isinstance(acts, list) else [acts]
-    if acts and all(a.lower().startswith("s3:") for a in acts):
-        return raw
-    out = {k: v for k, v in raw.items() if k not in ("Resource", "NotResource", "Condition")}
-    out["Resource"] = "*"
-    # moto names an action after the SigV4 signing name, and CloudWatch signs as "monitoring"
-    # (moto/iam/access_control.py: f"{service}:{action}" from the credential scope).
-    if isinstance(out.get("Action"), (str, list)):
-        out["Action"] = acts + [f"monitoring:{a.split(':', 1)[1]}" for a in acts if a.lower().startswith("cloudwatch:")]
+    if "Action" not in raw or raw.get("Effect") != "Allow":
+        return [raw]  # NotAction or Deny: verbatim (moto can only be stricter with them)
+    s3 = [a for a in acts if a.lower().startswith("s3:")]
+    other = [a for a in acts if not a.lower().startswith("s3:")]
+    out = [{**raw, "Action": s3}] if s3 else []
+    if other:
+        relaxed = {k: v for k, v in raw.items() if k not in ("Resource", "NotResource", "Condition")}
+        # moto names an action after the SigV4 signing name, and CloudWatch signs as "monitoring"
+        # (moto/iam/access_control.py: f"{service}:{action}" from the credential scope).
+        relaxed["Action"] = other + [f"monitoring:{a.split(':', 1)[1]}" for a in other
+                                     if a.lower().startswith("cloudwatch:")]
+        out.append({**relaxed, "Resource": "*"})
     return out
 
 
@@ -397,7 +402,7 @@ class Rehearsal:
             iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
         resolved = [self.names.resolve(s) for s in raw]
         iam.put_role_policy(RoleName=name, PolicyName="synthesized",
-                            PolicyDocument=policy_document([_moto_statement(s) for s in resolved] or
+                            PolicyDocument=policy_document([m for s in resolved for m in _moto_statements(s)] or
                                                            [{"Effect": "Deny", "Action": "*", "Resource": "*"}]))
         arn = iam.get_role(RoleName=name)["Role"]["Arn"]
         self.names.attrs[(comp.role, "Arn")] = arn

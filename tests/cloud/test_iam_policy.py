@@ -106,3 +106,16 @@ def test_intrinsics_resolve_to_the_rehearsal_names() -> None:
     assert names.resolve({"Fn::Sub": ["${A}-${AWS::Region}", {"A": {"Ref": "Lake"}}]}) == "lake-eu-west-1"
     with pytest.raises(KeyError):
         names.resolve({"Ref": "Missing"})
+
+
+def test_moto_gets_s3_statements_verbatim_and_the_rest_relaxed_for_the_matrix_to_judge() -> None:
+    from tests.cloud.iam_rehearsal import _moto_statements
+
+    mixed = {"Sid": "M", "Effect": "Allow", "Action": ["s3:GetObject", "cloudwatch:PutMetricData"],
+             "Resource": "arn:aws:s3:::lake/raw/*", "Condition": {"StringEquals": {"cloudwatch:namespace": "X"}}}
+    s3, other = _moto_statements(mixed)
+    assert s3 == {**mixed, "Action": ["s3:GetObject"]}
+    assert other == {"Sid": "M", "Effect": "Allow", "Resource": "*",
+                     "Action": ["cloudwatch:PutMetricData", "monitoring:PutMetricData"]}
+    deny = {"Effect": "Deny", "Action": "kms:*", "Resource": KEY}
+    assert _moto_statements(deny) == [deny]
