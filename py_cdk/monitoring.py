@@ -1,9 +1,11 @@
 """Alerts topic, alarms and a small dashboard.
 
-Alarms: a failed/timed-out/aborted run, Lambda errors and throttles, and data
+Alarms: a failed/timed-out/aborted run, Lambda errors and throttles, data
 freshness (``BinanceLake/MinutesSinceLastClosedCandle`` per symbol, published by
-the transform). Freshness treats missing data as breaching: a pipeline that
-stopped publishing is exactly the failure this alarm exists for.
+the transform), and partitions the daily verify job left unrepaired
+(``BinanceLake/VerifyUnrepairedPartitions``, published by binance_lake.verify).
+Freshness treats missing data as breaching: a pipeline that stopped publishing
+is exactly the failure this alarm exists for.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from constructs import Construct
 from py_cdk.catalog import METRIC_NAMESPACE
 
 FRESHNESS_METRIC = "MinutesSinceLastClosedCandle"
+VERIFY_UNREPAIRED_METRIC = "VerifyUnrepairedPartitions"
 
 
 class AlertTopic(Construct):
@@ -50,6 +53,11 @@ class Monitoring(Construct):
                         description=f"No closed {symbol} candle in the lake for over "
                                     f"{freshness_threshold_minutes} minutes (or the metric stopped)",
                         missing=cw.TreatMissingData.BREACHING, operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD)
+        self._alarm("VerifyUnrepaired", cw.Metric(namespace=METRIC_NAMESPACE, metric_name=VERIFY_UNREPAIRED_METRIC,
+                                                  statistic="Maximum", period=Duration.days(1)),
+                    threshold=0, operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                    description="The daily verify left curated partitions unrepaired (mismatch, unexplained "
+                                "rows or lock timeout): see its report under curated/_verify/")
         self.dashboard = self._dashboard(dashboard_name, state_machine, functions, freshness)
 
     def _alarm(self, cid: str, metric: cw.IMetric, *, threshold: float, description: str,
@@ -75,10 +83,10 @@ class Monitoring(Construct):
     def _lambda_alarms(self, name: str, fn: lambda_.IFunction) -> None:
         period = Duration.minutes(5)
         self._alarm(f"{name.capitalize()}Errors", fn.metric_errors(period=period, statistic="Sum"), threshold=1,
-                    description=f"The {name} extractor raised an error")
-        # Reserved concurrency is 1 and runs never overlap by design: any throttle means they did.
+                    description=f"The {name} Lambda raised an error")
+        # No reserved concurrency: a throttle means the account's concurrency quota was exhausted.
         self._alarm(f"{name.capitalize()}Throttles", fn.metric_throttles(period=period, statistic="Sum"),
-                    threshold=1, description=f"The {name} extractor was throttled (overlapping invocations)")
+                    threshold=1, description=f"The {name} Lambda was throttled (account concurrency exhausted)")
 
     @staticmethod
     def _freshness_metric(symbol: str) -> cw.Metric:

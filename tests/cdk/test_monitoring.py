@@ -16,7 +16,8 @@ def _alarms(template: Template) -> List[Dict[str, Any]]:
 def test_every_alarm_notifies_the_topic(synth: Synth) -> None:
     topic = {"Ref": logical_id(synth.beta_stack, synth.beta_stack.alerts.topic)}
     alarms = _alarms(synth.beta)
-    assert len(alarms) == 3 + 3 * 2 + 1  # run failed/timed out/aborted, 3 Lambdas x (errors, throttles), freshness
+    # run failed/timed out/aborted, 3 Lambdas x (errors, throttles), freshness, verify unrepaired
+    assert len(alarms) == 3 + 3 * 2 + 1 + 1
     for alarm in alarms:
         assert alarm["AlarmActions"] == [topic] and alarm["OKActions"] == [topic]
 
@@ -55,3 +56,10 @@ def test_topic_is_encrypted_and_tls_only(synth: Synth) -> None:
 def test_dashboard(synth: Synth) -> None:
     dashboard = only(synth.beta, "AWS::CloudWatch::Dashboard")["Properties"]
     assert dashboard["DashboardName"] == "binance-lake-beta"
+
+
+def test_verify_alarm_fires_on_any_unrepaired_partition(synth: Synth) -> None:
+    alarm = next(a for a in _alarms(synth.beta) if a["MetricName"] == "VerifyUnrepairedPartitions")
+    assert alarm["Namespace"] == "BinanceLake" and alarm["Statistic"] == "Maximum"
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["Period"] == 86400 and "Dimensions" not in alarm  # binance_lake.verify publishes no dimension
