@@ -29,6 +29,7 @@ from binance_lake.lake import Lake, LocalLake, open_lake
 from binance_lake.lock import lock_key
 from binance_lake.schema import CANDLES
 from binance_lake.times import parse_time
+from binance_lake.transform import transform_pending
 from binance_lake.verify import VerifyOptions, verify
 from tests.runtimes.conftest import MotoS3
 from tests.runtimes.venvs import (
@@ -151,6 +152,17 @@ def test_glue5_own_libraries_cast_but_cannot_write_the_lake(moto_s3: MotoS3, arc
         curated_rows(single).filter(pa.compute.less(curated_rows(single)["candle_open_time"].cast(pa.int64()),
                                                     parse_time("2025-01-01"))))
 
+    # The REST raw -> curated casts the verify job re-derives with (string -> decimal128 / date32).
+    rest = tmp_path / "rest"
+    build_raw_lake(LocalLake(str(rest)))
+    shutil.copytree(rest, tmp_path / "rest-dev")
+    ok(run(env, glue_bundle, "casts", {"lake_dir": str(rest), "tables": ["candles", "orders"],
+                                       "symbols": [REST_SYMBOL]}))
+    transform_pending(LocalLake(str(tmp_path / "rest-dev")), ["candles", "orders"], [REST_SYMBOL])
+    stock, dev = snapshot(rest / "curated"), snapshot(tmp_path / "rest-dev" / "curated")
+    assert sorted(stock) == sorted(dev) and any("orders" in k for k in stock)
+    assert all(stock[k].equals(dev[k]) for k in stock)
+
     # The same file into S3: the exchange gap's PutObject(IfNoneMatch) is refused by botocore 1.34.
     bucket = moto_s3.bucket("runtime-glue-stock")
     proc = run(env, glue_bundle, "archive_file", {"lake_uri": f"s3://{bucket}/lake", "archive_url": archive_url,
@@ -191,8 +203,8 @@ def test_glue5_spark_verify_equals_dev_venv(moto_s3: MotoS3, glue_bundle: Path) 
     assert glue.list_keys("curated/_locks") == []
 
 
-def build_corrupted_lake(lake: Lake) -> List[str]:
-    """REST candles + orders of one symbol, transformed, then one candle's price changed."""
+def build_raw_lake(lake: Lake, transform: bool = False) -> None:
+    """REST candles (a day) + orders of one symbol from the emulator, extracted in the dev venv."""
     from binance_lake import jobs
     from binance_lake.client import BinanceClient, ClientConfig
     from tests.conftest import API_KEY, API_SECRET
@@ -203,8 +215,18 @@ def build_corrupted_lake(lake: Lake) -> List[str]:
     with emu.serve() as url:
         client = BinanceClient(ClientConfig(base_url=url, api_key=API_KEY, api_secret=API_SECRET, timeout_s=5.0,
                                             backoff_base_s=0.01, backoff_cap_s=0.05))
-        jobs.sync_candles(client, lake, REST_SYMBOL, start=REST_NOW - 86_400_000 - 30_000, end=REST_NOW)
-        jobs.sync_orders(client, lake, REST_SYMBOL)
+        jobs.sync_candles(client, lake, REST_SYMBOL, start=REST_NOW - 86_400_000 - 30_000, end=REST_NOW,
+                          transform=transform)
+        jobs.sync_orders(client, lake, REST_SYMBOL, transform=transform)
+
+
+def snapshot(root: Path) -> Dict[str, pa.Table]:
+    return {str(p.relative_to(root)): pq.read_table(p) for p in sorted(root.rglob("*.parquet"))}
+
+
+def build_corrupted_lake(lake: Lake) -> List[str]:
+    """REST candles + orders of one symbol, transformed, then one candle's price changed."""
+    build_raw_lake(lake, transform=True)
     day = CANDLES.partition_path(interval="1m", symbol=REST_SYMBOL, date="2024-03-02")
     key = next(k for k in lake.list_keys(day) if k.endswith(".parquet"))
     table = pq.read_table(io.BytesIO(lake.read_bytes(key)))
