@@ -60,7 +60,11 @@ class LambdaBundle:
     SDK: the lake's conditional writes (PutObject ``IfNoneMatch``, DeleteObject ``IfMatch``)
     need botocore >= 1.35.70, and the SDK a Lambda runtime includes depends on the runtime
     version and region and is updated by AWS on its own schedule ("Runtime-included SDK
-    versions", docs.aws.amazon.com/lambda/latest/dg/lambda-python.html).
+    versions", docs.aws.amazon.com/lambda/latest/dg/lambda-python.html). AWS itself recommends
+    it: "we recommend you add all of your function's dependencies to your deployment package,
+    even if versions of them are included in the Lambda runtime. This includes the Boto3 SDK"
+    (AWS Lambda Developer Guide, "Working with .zip file archives for Python Lambda functions",
+    docs.aws.amazon.com/lambda/latest/dg/python-package.html).
     """
 
     name: str
