@@ -38,9 +38,11 @@ def sync_candles(client: BinanceClient, lake: Lake, symbol: str, interval: str =
 
 
 def sync_orders(client: BinanceClient, lake: Lake, symbol: str, request: Optional[OrdersRequest] = None,
-                progress: Optional[Progress] = None, transform: bool = True) -> Dict[str, Any]:
+                progress: Optional[Progress] = None, transform: bool = True,
+                open_orders: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
+    """``open_orders``: from extract.prefetch_open_orders, when many symbols share one call."""
     started = time.time()
-    result = extract.sync_orders(client, lake, symbol, request, progress)
+    result = extract.sync_orders(client, lake, symbol, request, progress, open_orders)
     summary: Dict[str, Any] = {**result.summary(), **_client_stats(client)}
     if transform:
         summary["transform"] = _transform(lake, ["orders"], [symbol])

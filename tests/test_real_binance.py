@@ -220,12 +220,9 @@ def test_open_orders_of_many_symbols_in_one_call(make_client, lake, emulator):
     seen = len(emulator.requests)
     on_book = extract.prefetch_open_orders(client, symbols)
     for sym in symbols:
-        extract.sync_orders(client, lake, sym, open_orders=on_book)
+        jobs.sync_orders(client, lake, sym, open_orders=on_book)
     books = [r for r in emulator.requests[seen:] if r.path == "/api/v3/openOrders"]
     assert len(books) == 1 and "symbol" not in books[0].params and books[0].weight == 80
-    from binance_lake.transform import transform_pending
-
-    transform_pending(lake, ["orders"], symbols)
     rows = order_rows(lake)
     assert rows[changed["orderId"]]["status"] == "FILLED"
 
