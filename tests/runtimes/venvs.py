@@ -123,8 +123,9 @@ class RuntimeEnv:
 
     def run(self, args: Sequence[str], env: Optional[Dict[str, str]] = None, timeout: float = 300,
             cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
-        # -s: no user site-packages; only the venv and the PYTHONPATH the caller gives.
-        return subprocess.run([str(self.python), "-s", *args], env=env, cwd=cwd, capture_output=True,
+        # -s: no user site-packages; cwd away from the checkout (``-m``/``-c`` put cwd on sys.path):
+        # only the venv and the PYTHONPATH the caller gives are importable.
+        return subprocess.run([str(self.python), "-s", *args], env=env, cwd=cwd or self.path, capture_output=True,
                               text=True, timeout=timeout, check=False)
 
     def installed(self) -> Dict[str, str]:
