@@ -50,8 +50,8 @@ NOW = parse_time("2025-01-03T00:00:30Z")
 START, END = parse_time("2024-12-01"), parse_time("2025-01-03")
 SYMBOL, LISTED = "SOLUSDT", parse_time("2024-12-28T00:00:00Z")
 GAP = (parse_time("2024-12-30T05:00:00Z"), parse_time("2024-12-30T05:09:00Z"))
-# S3 DeleteObject IfMatch needs botocore >= 1.35.70, PutObject IfNoneMatch >= ~1.35.2
-# (../shared/reference/aws-runtimes.md, measured; botocore's changelog).
+# S3 DeleteObject IfMatch needs botocore >= 1.35.70, PutObject IfNoneMatch >= ~1.35.2 (measured by
+# the project under older botocore; 1.34.131 fails here, see docs/runtimes.md).
 CONDITIONAL_WRITES_BOTOCORE = (1, 35, 70)
 
 
