@@ -46,15 +46,6 @@ def handler(args):
     return module.handler(args.get("event", {}), lambda_context(args["module"]))
 
 
-def transform(args):
-    """What the transform Lambda runs: pending raw -> curated under the per-symbol S3 lock."""
-    from binance_lake.lake import open_lake
-    from binance_lake.transform import transform_pending
-
-    result = transform_pending(open_lake(args["lake_uri"]), args["tables"], args["symbols"])
-    return result.summary()
-
-
 def casts(args):
     """The core's raw -> curated conversions alone (no S3): candles and orders from raw JSON."""
     from binance_lake.lake import LocalLake
@@ -114,7 +105,7 @@ def archive_file(args):
     return {"status": r.status, "rows": r.rows, "reason": r.reason}
 
 
-COMMANDS = {f.__name__: f for f in (versions, handler, transform, casts, backfill_spark, verify_spark, archive_file)}
+COMMANDS = {f.__name__: f for f in (versions, handler, casts, backfill_spark, verify_spark, archive_file)}
 
 if __name__ == "__main__":
     result = COMMANDS[sys.argv[1]](json.loads(sys.argv[2]))
