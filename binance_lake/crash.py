@@ -11,16 +11,25 @@ of these points loses and duplicates nothing once it is rerun (docs/reliability.
     tmp:<zone>      a local lake file's temporary copy is written, not yet renamed
                     (zone = first key segment: raw, curated, ...)
     curated         after a curated partition is written, before its markers are deleted
+
+``BINANCE_LAKE_PAUSE_AT=<point>:<seconds>`` (:func:`pause_point`) instead sleeps there, every
+time, to hold a race window open so a concurrency test catches a race every time, not by luck
+(tests/test_concurrent_writers.py):
+
+    curated-merge   a curated partition was read and merged, its write is about to start
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
+import time
 from collections import Counter
 
 ENV = "BINANCE_LAKE_CRASH_AT"
+PAUSE_ENV = "BINANCE_LAKE_PAUSE_AT"
 _seen: Counter = Counter()
 _lock = threading.Lock()
 
@@ -37,3 +46,14 @@ def crash_point(name: str) -> None:
         hit = _seen[name] == int(n or 1)
     if hit:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def pause_point(name: str, detail: str = "") -> None:
+    spec = os.environ.get(PAUSE_ENV)
+    if not spec:
+        return
+    point, _, seconds = spec.rpartition(":")
+    if point == name:
+        # stderr, so a test can check the pause really happened (a lost hook must not pass quietly)
+        print(f"pause point {name} {detail}: {float(seconds)}s", file=sys.stderr, flush=True)
+        time.sleep(float(seconds))

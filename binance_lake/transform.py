@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from binance_lake.crash import crash_point
+from binance_lake.crash import crash_point, pause_point
 from binance_lake.extract import history_page_last_id, orders_index_key, pending_key, read_orders_index
 from binance_lake.lake import Lake
 from binance_lake.lock import lake_lock
@@ -475,6 +475,7 @@ def read_partition(lake: Lake, partition: str, table: Table) -> Optional[pa.Tabl
 
 
 def write_partition(lake: Lake, partition: str, t: pa.Table) -> None:
+    pause_point("curated-merge", partition)  # test hook: every caller has read and merged by now
     buf = io.BytesIO()
     pq.write_table(t, buf, compression="zstd")
     lake.write_bytes(f"{partition}/{PART_NAME}", buf.getvalue())
