@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from binance_lake import jobs
+from binance_lake import extract, jobs
 from binance_lake.client import BinanceClient, ClientConfig
-from binance_lake.errors import BadInputError, LakeError
+from binance_lake.errors import BadInputError, BinanceError, LakeError
 from binance_lake.lake import Lake, open_lake
 
 log = logging.getLogger(__name__)
@@ -217,10 +217,29 @@ def extract_orders(settings: ExtractSettings, lake: Optional[Lake] = None, secre
                     extra={"secret_arn": settings.secret_arn})
         return {"table": "orders", "skipped": "secret not filled in", "rows": 0, "symbols": {}, "errors": {}}
     lake = lake or open_lake(settings.lake_uri)
+    on_book = _prefetch_open_orders(settings, credentials, lake)
     run = _per_symbol(ExtractRun("orders"), settings.symbols, lambda symbol: jobs.sync_orders(
-        make_client(settings, credentials), lake, symbol, transform=False))
+        make_client(settings, credentials), lake, symbol, transform=False, open_orders=on_book))
     run.raise_if_failed()
     return run.summary()
+
+
+def _prefetch_open_orders(settings: ExtractSettings, credentials: Credentials, lake: Lake
+                          ) -> Optional[List[Dict[str, Any]]]:
+    """Every symbol's open orders in one weight-80 call when more than 13 symbols would each
+    ask /openOrders (weight 6); None keeps the per-symbol calls.
+
+    Only symbols with stored open orders ask the book (``OrdersRun.incremental``), so only
+    they count: a first run, with nothing stored open, spends nothing here. A failed call
+    falls back to per-symbol calls, so one symbol's trouble still fails only that symbol.
+    """
+    asking = [s for s in settings.symbols if extract.known_orders(lake, s)[1]]
+    try:
+        return extract.prefetch_open_orders(make_client(settings, credentials), asking)
+    except BinanceError as exc:
+        log.warning("all-symbols openOrders failed; asking per symbol",
+                    extra={"error": type(exc).__name__, "reason": str(exc)})
+        return None
 
 
 # -- transform (Lambda) and Glue job arguments ------------------------------------------

@@ -1,0 +1,89 @@
+"""The orders extractor with many symbols: one all-symbols /openOrders call beyond 13.
+
+rest-api.md "Current open orders (USER_DATA)": weight 6 with a symbol, 80 without, so past 13
+symbols that each need the book (14 x 6 = 84 > 80) one call without a symbol is cheaper.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Tuple
+
+import pytest
+
+from binance_lake import cloud
+from binance_lake.emulator import Emulator
+from binance_lake.lake import LocalLake
+from binance_lake.times import MS_PER_DAY, MS_PER_MINUTE
+from binance_lake.transform import transform_pending
+from tests.conftest import API_KEY, API_SECRET, NOW_MS
+from tests.helpers import curated, dec
+
+ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:binance-AbCdEf"
+BASES = ["ETH", "BNB", "SOL", "XRP", "ADA", "DOGE", "TRX", "DOT", "LTC", "LINK", "AVAX", "ATOM", "UNI", "ETC"]
+OPEN = ("NEW", "PARTIALLY_FILLED")
+
+
+class FilledSecret:
+    def get_secret_value(self, SecretId: str) -> Dict[str, Any]:
+        return {"SecretString": json.dumps({"api_key": API_KEY, "api_secret": API_SECRET})}
+
+
+def _open_orders_calls(emulator: Emulator, since: int) -> Tuple[int, List[str]]:
+    """(successful all-symbols calls, symbols asked one by one) after request ``since``."""
+    calls = [r for r in emulator.requests[since:] if r.path == "/api/v3/openOrders" and r.status == 200]
+    per_symbol = sorted(r.params["symbol"] for r in calls if "symbol" in r.params)
+    return sum("symbol" not in r.params for r in calls), per_symbol
+
+
+def _assert_lake_equals_emulator(lake: LocalLake, emulator: Emulator, symbols: List[str]) -> None:
+    rows = curated(lake, "orders").to_pylist()
+    # Order ids restart per symbol in the emulator, as they do per symbol on Binance.
+    stored = {(r["symbol"], r["order_id"]): r for r in rows}
+    truth = {(s, o["orderId"]): o for s in symbols for o in emulator.orders(s)}
+    assert sorted(stored) == sorted(truth)
+    for key, o in truth.items():
+        row = stored[key]
+        assert (row["status"], dec(row["executed_qty"]), dec(row["price"])) == (
+            o["status"], dec(o["executedQty"]), dec(o["price"])), key
+        assert int(row["update_time"].timestamp() * 1000) == o["updateTime"], key
+
+
+@pytest.mark.parametrize("count, all_symbols_calls", [(14, 1), (13, 0)])
+def test_orders_extractor_asks_the_book_once_for_many_symbols(
+        tmp_path, monkeypatch: pytest.MonkeyPatch, count: int, all_symbols_calls: int) -> None:
+    monkeypatch.setattr(cloud, "CLIENT_TUNING", {"backoff_base_s": 0.01, "backoff_cap_s": 0.05, "timeout_s": 2.0})
+    cloud.clear_secret_cache()
+    emulator = Emulator(now_ms=NOW_MS, seed=1)
+    emulator.add_api_key(API_KEY, API_SECRET)
+    symbols = [f"{b}USDT" for b in BASES[:count]]
+    for i, s in enumerate(symbols):
+        emulator.add_symbol(s)
+        emulator.generate_orders(s, 12, NOW_MS - 3 * MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=i)
+        emulator.add_order(s, status="NEW")  # every symbol keeps at least one order on the book
+    lake = LocalLake(str(tmp_path / "lake"))
+
+    with emulator.serve() as url:
+        settings = cloud.ExtractSettings(str(tmp_path / "lake"), symbols, "1m", url, ARN)
+        first = cloud.extract_orders(settings, lake, FilledSecret())
+        # Nothing stored open yet: no symbol needs the book, so no call at all (not even the 80).
+        assert _open_orders_calls(emulator, 0) == (0, [])
+        assert first["rows"] == 13 * count and not first["errors"]
+        transform_pending(lake, ["orders"], symbols)  # the tick's transform Lambda: stored open ids
+
+        emulator.advance(60_000)
+        for s in symbols:  # one open order per symbol leaves the book, one new order arrives
+            still_open = [o for o in emulator.orders(s) if o["status"] in OPEN]
+            emulator.update_order(s, still_open[0]["orderId"], status="FILLED",
+                                  executedQty=still_open[0]["origQty"])
+            emulator.add_order(s, status="NEW")
+        seen = len(emulator.requests)
+        second = cloud.extract_orders(settings, lake, FilledSecret())
+
+    assert not second["errors"]
+    all_calls, per_symbol = _open_orders_calls(emulator, seen)
+    assert all_calls == all_symbols_calls
+    assert per_symbol == ([] if all_symbols_calls else sorted(symbols))
+    transform_pending(lake, ["orders"], symbols)
+    _assert_lake_equals_emulator(lake, emulator, symbols)
+    assert any(o["status"] in OPEN for s in symbols for o in emulator.orders(s))  # the book was not empty
