@@ -54,6 +54,8 @@ def pause_point(name: str, detail: str = "") -> None:
         return
     point, _, seconds = spec.rpartition(":")
     if point == name:
-        # stderr, so a test can check the pause really happened (a lost hook must not pass quietly)
-        print(f"pause point {name} {detail}: {float(seconds)}s", file=sys.stderr, flush=True)
+        # stderr, so a test can check the pause really happened (a lost hook must not pass quietly);
+        # one write() per line, as partitions are written from several threads
+        sys.stderr.write(f"pause point {name} {detail}: {float(seconds)}s from {time.time():.3f}\n")
+        sys.stderr.flush()
         time.sleep(float(seconds))
