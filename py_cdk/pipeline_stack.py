@@ -19,21 +19,42 @@ from py_cdk import nag
 from py_cdk.config import AppSettings, PipelineSettings
 from py_cdk.stage import LakeStage
 
+# The CodeBuild image: Ubuntu standard:7.0 carries Python 3.9-3.14 side by side under pyenv and
+# Node 18/20/22/24 under `n` (image definition github.com/aws/aws-codebuild-docker-images,
+# ubuntu/standard/7.0/Dockerfile: PYTHON_311_VERSION="3.11.15", PYTHON_313_VERSION="3.13.12",
+# NODE_24_VERSION="24.14.0", JAVA_HOME=Corretto 17; its runtimes.yml maps `python: 3.11` to
+# `pyenv global $PYTHON_311_VERSION` and `nodejs: 24` to `n $NODE_24_VERSION`). AWS CodeBuild
+# User Guide, "Available runtimes" / "Runtime versions" list the same runtimes per image.
+BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
+
 SYNTH_COMMANDS = [
+    # `python` stays 3.11 (the first version); python3.13 also resolves: the Lambda runtime-contract
+    # tests run the handlers under it (docs/runtimes.md). Both are preinstalled in the image.
+    'pyenv global "$PYTHON_311_VERSION" "$PYTHON_313_VERSION"',
+    "python --version && python3.13 --version && java -version && node --version",
     "python -m pip install --quiet -r requirements-dev.txt",
-    "export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20",
-    # The whole offline test suite gates every deployment (CDK assertions, cdk-nag, cfn-lint included).
+    # The whole offline test suite gates every deployment (CDK assertions, cdk-nag, cfn-lint and,
+    # with CI=true below, the runtime contracts under Python 3.13 / Glue 5.0's versions included).
     "python -m pytest -q",
     "npx --yes aws-cdk@2 synth --no-notices",
 ]
 
+# CI=true turns a missing runtime interpreter or Java from a skip into a failure
+# (tests/runtimes/venvs.py require_python, test_glue_runtimes.java_or_skip).
+SYNTH_ENV = {"CI": "true"}
 
-# Pin the toolchain instead of taking the image's defaults (aws/codebuild/standard:7.0 defaults
-# to Node 18; aws-cdk-lib 2.27x needs Node >= 20; the project and its tests target Python 3.11).
+
+# Pin the toolchain instead of taking the image's defaults (standard:7.0 defaults to Node 18).
 # CodeBuild picks the versions named in the buildspec's install phase ("runtime-versions",
-# AWS CodeBuild User Guide, "Runtime versions" / "Available runtimes": "If a runtime version is
-# not specified, CodeBuild uses the default version", which changes when a default reaches EOL).
-RUNTIME_VERSIONS = {"nodejs": "20", "python": "3.11"}
+# AWS CodeBuild User Guide, "Available runtimes": "If a runtime version is not specified,
+# CodeBuild uses the default version", which changes when a default reaches EOL).
+# Node 24: AWS CDK v2 Developer Guide, "Supported Node.js versions for the AWS CDK" lists 24.x
+# (Node EOL 2028-04-30, CDK support to 2028-10-30), 22.x (to 2027-10-30) and 20.x (CDK support
+# ended 2026-10-30; jsii under aws-cdk-lib 2.275 prints "Node 20 is end-of-life and not supported
+# anymore" and names ^24 and ^22). 24 is the newest LTS (nodejs/Release schedule) the image has.
+# Python 3.11 for the suite (Glue 5.0's version, the dev venv's); Java 17 (Corretto) for the
+# local Spark runs of the Glue 5.0 contract tests (Glue 5.0 = Spark 3.5.4, Java 17).
+RUNTIME_VERSIONS = {"nodejs": "24", "python": "3.11", "java": "corretto17"}
 INSTALL_PHASE = {"phases": {"install": {"runtime-versions": RUNTIME_VERSIONS}}}
 
 
@@ -50,13 +71,14 @@ class PipelineStack(Stack):
         super().__init__(scope, construct_id, description="binance-lake: delivery pipeline (Beta -> Prod)",
                          env=Environment(account=settings.pipeline.account, region=settings.pipeline.region),
                          **kwargs)
-        synth = pipelines.ShellStep("Synth", input=pipeline_source(self, settings.pipeline), commands=SYNTH_COMMANDS)
+        synth = pipelines.ShellStep("Synth", input=pipeline_source(self, settings.pipeline), commands=SYNTH_COMMANDS,
+                                    env=SYNTH_ENV)
         self.pipeline = pipelines.CodePipeline(
             self, "Pipeline", pipeline_name="binance-lake", synth=synth,
             pipeline_type=codepipeline.PipelineType.V2,
             cross_account_keys=True, enable_key_rotation=True,  # Beta/Prod live in other accounts
             code_build_defaults=pipelines.CodeBuildOptions(
-                build_environment=codebuild.BuildEnvironment(build_image=codebuild.LinuxBuildImage.STANDARD_7_0),
+                build_environment=codebuild.BuildEnvironment(build_image=BUILD_IMAGE),
                 partial_build_spec=codebuild.BuildSpec.from_object(INSTALL_PHASE)),
         )
         self.beta = LakeStage(self, "Beta", stage=settings.beta, lake=settings.lake)

@@ -73,12 +73,39 @@ def test_codecommit_source_is_selectable(synth: Synth, monkeypatch: pytest.Monke
     assert calls == [(synth.context["binance-lake:codecommit-repository"], "main")]
 
 
-def test_every_codebuild_step_pins_node_and_python(synth: Synth) -> None:
+def test_every_codebuild_step_pins_node_python_and_java(synth: Synth) -> None:
     projects = resources(synth.pipeline, "AWS::CodeBuild::Project").values()
     assert projects
     for project in projects:
+        assert project["Properties"]["Environment"]["Image"] == "aws/codebuild/standard:7.0"
         spec = json.loads(project["Properties"]["Source"]["BuildSpec"])
-        assert spec["phases"]["install"]["runtime-versions"] == {"nodejs": "20", "python": "3.11"}
+        # Node 24: CDK support to 2028-10-30; Node 20's ended 2026-10-30 (see pipeline_stack.py).
+        assert spec["phases"]["install"]["runtime-versions"] == {
+            "nodejs": "24", "python": "3.11", "java": "corretto17"}
+
+
+def _synth_project(synth: Synth) -> Dict[str, Any]:
+    """The CodeBuild project whose buildspec runs the test suite."""
+    def commands(project: Dict[str, Any]) -> List[str]:
+        return json.loads(project["Properties"]["Source"]["BuildSpec"])["phases"]["build"]["commands"]
+
+    found = [p for p in resources(synth.pipeline, "AWS::CodeBuild::Project").values()
+             if "python -m pytest -q" in commands(p)]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_the_test_step_really_tests_the_runtime_contracts(synth: Synth) -> None:
+    project = _synth_project(synth)
+    env = {v["Name"]: v.get("Value") for v in project["Properties"]["Environment"].get("EnvironmentVariables", [])}
+    assert env.get("CI") == "true"  # tests/runtimes fail instead of skipping without python3.13 / Java
+    commands = json.loads(project["Properties"]["Source"]["BuildSpec"])["phases"]["build"]["commands"]
+    pyenv = next(i for i, c in enumerate(commands) if c.startswith("pyenv global"))
+    # python stays 3.11 (listed first) and python3.13 resolves, before the suite runs.
+    assert commands[pyenv].split()[2:] == ['"$PYTHON_311_VERSION"', '"$PYTHON_313_VERSION"']
+    check = next(i for i, c in enumerate(commands) if "python3.13 --version" in c)
+    assert pyenv < check < commands.index("python -m pytest -q")
+    assert "java -version" in commands[check]
 
 
 def test_source_role_may_use_the_connection_under_both_prefixes(synth: Synth) -> None:
