@@ -93,13 +93,22 @@ class Encryption:
 
 
 # Sources for the implied KMS actions (looked up for this harness):
-# - S3 SSE-KMS: uploading needs kms:GenerateDataKey, downloading kms:Decrypt on the key
-#   (https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html, "Permissions";
-#   multipart uploads also kms:Decrypt: https://repost.aws/knowledge-center/s3-large-file-encryption-kms-key).
+# - S3 SSE-KMS (general purpose buckets): "To upload an object encrypted with an AWS KMS key to
+#   Amazon S3, you need kms:GenerateDataKey permissions on the key. To download [...] kms:Decrypt"
+#   (Amazon S3 User Guide, "Using server-side encryption with AWS KMS keys (SSE-KMS)", paragraph
+#   "Permissions": https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html).
+#   Multipart uploads: "the requester must have permission to the kms:Decrypt and
+#   kms:GenerateDataKey actions on the key" (Amazon S3 API Reference, CreateMultipartUpload,
+#   "Permissions" > "General purpose bucket permissions":
+#   https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateMultipartUpload.html; User Guide
+#   "Multipart upload API and permissions", mpuoverview.html#mpuAndPermissions).
 # - Secrets Manager: GetSecretValue on a secret under a customer managed key needs kms:Decrypt
 #   (https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html).
-# - SNS SSE: publishers need kms:GenerateDataKey* and kms:Decrypt on the topic's key
-#   (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html).
+# - SNS SSE: "The publisher must have the kms:GenerateDataKey and kms:Decrypt permissions for the
+#   AWS KMS key" (Amazon SNS Developer Guide, "Key management" > "Configuring AWS KMS permissions" >
+#   "Allow a user to send messages to a topic with SSE":
+#   https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#send-to-encrypted-topic;
+#   kms:GenerateDataKey* is what the same page asks of AWS *service* principals).
 # - S3 GetObject/HeadObject of a missing key answer 403, not 404, without s3:ListBucket
 #   (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, "Permissions");
 #   S3Lake then lists exactly that key (S3Lake._absent_behind_403).

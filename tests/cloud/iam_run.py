@@ -115,8 +115,13 @@ def _run_lambda(r: Rehearsal, stack: StackAssembly, comp: Component, svc: Servic
             error = ""
         finally:
             out.calls.extend(rec.calls)
-    # The Lambda runtime writes the function's logs with its role (execution role permissions:
-    # https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html).
+    # The Lambda runtime writes the function's logs with its role: "Your execution role needs the
+    # following permissions to upload logs to CloudWatch Logs: logs:CreateLogGroup,
+    # logs:CreateLogStream, logs:PutLogEvents" (AWS Lambda Developer Guide, "Sending Lambda function
+    # logs to CloudWatch Logs", section "Required IAM permissions":
+    # https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs.html#monitoring-cloudwatchlogs-prereqs).
+    # CreateLogGroup is not recorded: the stack creates each function's log group (LoggingConfig),
+    # so the runtime only creates streams in it and puts events.
     group = props.get("LoggingConfig", {}).get("LogGroup")
     name = r.names.resolve(group) if group else f"/aws/lambda/{comp.name}"
     stream = f"arn:aws:logs:{r.region}:{r.account}:log-group:{name}:log-stream:rehearsal"
@@ -134,8 +139,13 @@ def _run_glue(r: Rehearsal, stack: StackAssembly, comp: Component, svc: Services
     props = comp.resource["Properties"]
     args = {k: str(v) for k, v in r.names.resolve(props.get("DefaultArguments", {})).items()}
     script = stack.asset_path(props["Command"]["ScriptLocation"])
-    # Glue loads the script and the --extra-py-files/--additional-python-modules wheel from S3 with
-    # the job's role (https://docs.aws.amazon.com/glue/latest/dg/create-an-iam-role.html).
+    # Glue loads the script and the --extra-py-files/--additional-python-modules wheels from S3 with
+    # the job's role: the role needs "access to Amazon S3 for any sources, targets, scripts, and
+    # temporary directories that you use with AWS Glue" (AWS Glue Developer Guide, "Step 2: Create
+    # an IAM role for AWS Glue": https://docs.aws.amazon.com/glue/latest/dg/create-an-iam-role.html).
+    # The page names scripts, not library wheels; the wheels are S3 objects the job reads the same
+    # way ("Using Python libraries with AWS Glue", "Installing additional Python modules with pip":
+    # https://docs.aws.amazon.com/glue/latest/dg/aws-glue-programming-python-libraries.html).
     libraries = ",".join(args.get(k, "") for k in ("--extra-py-files", "--additional-python-modules"))
     for url in [props["Command"]["ScriptLocation"], *libraries.split(",")]:
         if url.startswith("s3://"):
@@ -212,8 +222,11 @@ def _run_states(r: Rehearsal, stack: StackAssembly, comp: Component, svc: Servic
             out.calls.append(Call("lambda", "Invoke", {"FunctionName": fn}, source="definition"))
         elif integration.startswith("glue:startJobRun"):
             job = f"arn:aws:glue:{r.region}:{r.account}:job/{params['JobName']}"
-            # .sync polls and may stop the run (Step Functions' Glue integration IAM policy:
-            # https://docs.aws.amazon.com/step-functions/latest/dg/glue-iam.html).
+            # .sync polls and may stop the run: the policy Step Functions generates for "Run a Job
+            # (.sync)" allows glue:StartJobRun, GetJobRun, GetJobRuns, BatchStopJobRun; request-response
+            # only glue:StartJobRun (AWS Step Functions Developer Guide, "Start an AWS Glue job with
+            # Step Functions", section "IAM policies for calling AWS Glue":
+            # https://docs.aws.amazon.com/step-functions/latest/dg/connect-glue.html#glue-iam).
             ops = ["StartJobRun", "GetJobRun", "GetJobRuns", "BatchStopJobRun"] if integration.endswith(".sync") \
                 else ["StartJobRun"]
             out.calls += [Call("glue", op, {"JobArn": job}, source="definition") for op in ops]
