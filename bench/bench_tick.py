@@ -3,7 +3,7 @@
 Setup (not timed): 364 generated curated days (bench/genlake.py) + the last day synced for
 real from the emulator (raw + curated), and the account's orders. Then the emulator's clock
 moves 5 minutes and a few orders appear. The tick is one fresh process (``--child``) doing
-what the scheduled run does: ``jobs.sync_candles`` + ``jobs.sync_orders`` with the transform,
+what the scheduled run does: ``sync.sync_candles`` + ``sync.sync_orders`` with the transform,
 through a lake wrapper that records every read, write, delete and listing.
 
 Reported: process wall time, and its shares: interpreter + imports, HTTP (inside the
@@ -98,8 +98,8 @@ def child(lake_path: str, base_url: str) -> Dict[str, Any]:
     t_imports = time.perf_counter()
     import binance.client  # noqa: F401  (the first request would import it: count it as import)
 
-    import binance_lake.transform  # noqa: F401
-    from binance_lake import jobs
+    import binance_lake.fold  # noqa: F401
+    from binance_lake.jobs import sync
     from binance_lake.lake import LocalLake
     imports_s = time.perf_counter() - t_imports
 
@@ -108,14 +108,14 @@ def child(lake_path: str, base_url: str) -> Dict[str, Any]:
     t0 = time.perf_counter()
     # As the state machine runs it: Extract = Parallel(Candles | Orders), then Transform.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        candles_f = pool.submit(jobs.sync_candles, timed_client(base_url, http, "candles"), lake, SYMBOL,
+        candles_f = pool.submit(sync.sync_candles, timed_client(base_url, http, "candles"), lake, SYMBOL,
                                 transform=False)
-        orders_f = pool.submit(jobs.sync_orders, timed_client(base_url, http, "orders"), lake, SYMBOL,
+        orders_f = pool.submit(sync.sync_orders, timed_client(base_url, http, "orders"), lake, SYMBOL,
                                transform=False)
         candles, orders = candles_f.result(), orders_f.result()
     extract_s = time.perf_counter() - t0
     lake_extract_s = sum(op[2] for op in lake.ops)
-    from binance_lake.transform import transform_pending
+    from binance_lake.fold import transform_pending
 
     transformed = transform_pending(lake, ["candles", "orders"], [SYMBOL]).summary()
     work_s = time.perf_counter() - t0
@@ -128,7 +128,7 @@ def child(lake_path: str, base_url: str) -> Dict[str, Any]:
 
 def timed_client(base_url: str, http: Dict[str, float], name: str) -> Any:
     """A client (one per Lambda) whose request calls add their time to ``http[name]``."""
-    from binance_lake.client import BinanceClient, ClientConfig
+    from binance_lake.sources.rest.client import BinanceClient, ClientConfig
 
     client = BinanceClient(ClientConfig(base_url=base_url, api_key=API_KEY, api_secret=API_SECRET))
     http[name] = 0.0
@@ -150,18 +150,18 @@ def timed_client(base_url: str, http: Dict[str, float], name: str) -> Any:
 
 def setup(lake_path: str, emu: Any, now_ms: int, days: int) -> None:
     from bench.genlake import write_days
-    from binance_lake import jobs
-    from binance_lake.client import BinanceClient, ClientConfig
+    from binance_lake.jobs import sync
     from binance_lake.lake import LocalLake
+    from binance_lake.sources.rest.client import BinanceClient, ClientConfig
     from binance_lake.times import MS_PER_DAY, day_start
 
     lake = LocalLake(lake_path)
     today = day_start(now_ms)
     write_days(lake, SYMBOL, today - days * MS_PER_DAY, days - 1)  # all but the last full day
     client = BinanceClient(ClientConfig(base_url=emu.base_url, api_key=API_KEY, api_secret=API_SECRET))
-    jobs.sync_candles(client, lake, SYMBOL, start=today - MS_PER_DAY, workers=4)  # raw + curated, to now
+    sync.sync_candles(client, lake, SYMBOL, start=today - MS_PER_DAY, workers=4)  # raw + curated, to now
     emu.call("generate_orders", SYMBOL, 900, now_ms - 2 * MS_PER_DAY, now_ms, seed=3)
-    jobs.sync_orders(client, lake, SYMBOL)
+    sync.sync_orders(client, lake, SYMBOL)
 
 
 def classify(ops: List[list]) -> Dict[str, Any]:

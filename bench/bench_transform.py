@@ -33,23 +33,23 @@ END = parse_time("2024-01-01")
 
 
 def make_raw(days: int) -> str:
-    from binance_lake import jobs
-    from binance_lake.client import BinanceClient, ClientConfig
     from binance_lake.emulator import Emulator
+    from binance_lake.jobs import sync
     from binance_lake.lake import LocalLake
+    from binance_lake.sources.rest.client import BinanceClient, ClientConfig
 
     path = tempfile.mkdtemp(prefix="bench-transform-raw-")
     emu = Emulator(now_ms=END + MS_PER_DAY, weight_limit=10**9)
     with emu.serve() as url:
         client = BinanceClient(ClientConfig(base_url=url))
-        jobs.sync_candles(client, LocalLake(path), SYMBOL, start=END - days * MS_PER_DAY, end=END, workers=4,
+        sync.sync_candles(client, LocalLake(path), SYMBOL, start=END - days * MS_PER_DAY, end=END, workers=4,
                           transform=False)
     return path
 
 
 def ours(raw: str) -> Dict[str, Any]:
+    from binance_lake.fold import transform_pending
     from binance_lake.lake import LocalLake
-    from binance_lake.transform import transform_pending
 
     work = tempfile.mkdtemp(prefix="bench-transform-ours-")
     shutil.copytree(raw, work, dirs_exist_ok=True)
@@ -87,8 +87,8 @@ def baseline(raw: str) -> Dict[str, Any]:
 
 
 def profile(raw: str, top: int = 12) -> str:
+    from binance_lake.fold import transform_pending
     from binance_lake.lake import LocalLake
-    from binance_lake.transform import transform_pending
 
     work = tempfile.mkdtemp(prefix="bench-transform-prof-")
     shutil.copytree(raw, work, dirs_exist_ok=True)

@@ -22,10 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pyarrow.parquet as pq
 
-from binance_lake import jobs, transform
-from binance_lake.client import BinanceClient, ClientConfig
+from binance_lake import fold
 from binance_lake.emulator import Emulator
+from binance_lake.jobs import sync
 from binance_lake.lake import LocalLake
+from binance_lake.sources.rest.client import BinanceClient, ClientConfig
 from binance_lake.times import MS_PER_DAY, MS_PER_MINUTE, ms_to_date, parse_time
 from binance_lake.verify import VerifyOptions, verify
 
@@ -46,8 +47,8 @@ def main() -> None:
         lake = LocalLake(tmp)
         client = BinanceClient(ClientConfig(base_url=url, api_key="bench-key-0123456789",
                                             api_secret="bench-secret-0123456789"))
-        jobs.sync_candles(client, lake, "BTCUSDT", start=start, end=start + days * MS_PER_DAY)
-        jobs.sync_orders(client, lake, "BTCUSDT")
+        sync.sync_candles(client, lake, "BTCUSDT", start=start, end=start + days * MS_PER_DAY)
+        sync.sync_orders(client, lake, "BTCUSDT")
         runs = {}
         t0 = time.perf_counter()
         healthy = verify(lake, ["BTCUSDT"], "1m", dates, VerifyOptions())
@@ -55,7 +56,7 @@ def main() -> None:
         for d in dates:
             part = f"curated/candles/interval=1m/symbol=BTCUSDT/date={d}"
             t = pq.read_table(io.BytesIO(lake.read_bytes(f"{part}/part-0.parquet")))
-            transform.write_partition(lake, part, t.slice(1))
+            fold.write_partition(lake, part, t.slice(1))
         t0 = time.perf_counter()
         broken = verify(lake, ["BTCUSDT"], "1m", dates, VerifyOptions())
         runs["one row dropped per candle day"] = (time.perf_counter() - t0, broken.summary())

@@ -10,10 +10,10 @@ from __future__ import annotations
 import tempfile
 import time
 
-from binance_lake import jobs
-from binance_lake.client import BinanceClient, ClientConfig
 from binance_lake.emulator import Emulator, Fault
+from binance_lake.jobs import sync
 from binance_lake.lake import LocalLake
+from binance_lake.sources.rest.client import BinanceClient, ClientConfig
 from tests.conftest import NOW_MS
 from tests.helpers import candle_tuples, truth_tuples
 
@@ -30,7 +30,7 @@ def run(every: int | None) -> str:
         end = NOW_MS - NOW_MS % 60_000
         start = end - 20 * DAY_MS
         t = time.time()
-        s = jobs.sync_candles(client, lake, "BTCUSDT", start=start, end=end, workers=8)
+        s = sync.sync_candles(client, lake, "BTCUSDT", start=start, end=end, workers=8)
         wall = time.time() - t
         exact = candle_tuples(lake) == truth_tuples("BTCUSDT", emu.klines("BTCUSDT", "1m", start, end))
     return (f"403 every {every or '-'}: rows={s['rows']} requests={client.stats.requests} "

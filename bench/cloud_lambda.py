@@ -85,7 +85,7 @@ def import_times(runs: int = 7) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     _fresh(timer.format(mod="candles, orders, transform"), env)  # warm the bytecode cache, as a deployed package has
     for mod in ("candles", "orders", "transform", "boto3", "binance.client",
-                "binance_lake.transform"):  # the last: pyarrow + the core transform, imported on the first run
+                "binance_lake.fold"):  # the last: pyarrow + the core transform, imported on the first run
         samples = [float(_fresh(timer.format(mod=mod), env)) for _ in range(runs)]
         out[mod] = {"median_ms": statistics.median(samples), "min_ms": min(samples)}
     return out

@@ -3,7 +3,7 @@
 Going through the emulator and the transform would take minutes for millions of rows; the
 query and tick benchmarks only need a lake of the right shape and size. Prices are a random
 walk in cents (pyarrow compute only: no numpy in the runtime set), volumes are random; the
-file layout, schema and compression are the ones ``binance_lake.transform`` writes.
+file layout, schema and compression are the ones ``binance_lake.fold`` writes.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from binance_lake import layout
+from binance_lake.columns import arrow_schema
 from binance_lake.lake import Lake
+from binance_lake.layout import PART_NAME
 from binance_lake.schema import CANDLES
 from binance_lake.times import MS_PER_DAY, MS_PER_MINUTE, ms_to_date
-from binance_lake.transform import PART_NAME
 
 DEC = pa.decimal128(38, 8)
 
@@ -71,7 +73,7 @@ def candles(symbol: str, start_ms: int, n: int, seed: int = 0) -> pa.Table:
         "ingested_at": pc.add(opens, MS_PER_MINUTE + 5_000).cast(ts),
         "source_key": pa.array(["generated"] * n, pa.string()),
     }
-    schema = CANDLES.arrow_schema()
+    schema = arrow_schema(CANDLES)
     return pa.table([cols[name] for name in schema.names], schema=schema)
 
 
@@ -88,7 +90,7 @@ def write_days(lake: Lake, symbol: str, first_day_ms: int, days: int, interval: 
             date = ms_to_date(first_day_ms + (first + d) * MS_PER_DAY)
             buf = io.BytesIO()
             pq.write_table(day, buf, compression="zstd")
-            part = CANDLES.partition_path(interval=interval, symbol=symbol, date=date)
+            part = layout.partition(CANDLES, interval=interval, symbol=symbol, date=date)
             lake.write_bytes(f"{part}/{PART_NAME}", buf.getvalue())
             total += day.num_rows
     return total

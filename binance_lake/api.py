@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+from binance_lake import layout
 from binance_lake.errors import BadInputError, StorageError
 from binance_lake.lake import Lake
 from binance_lake.lake import open_lake as _open_storage
@@ -70,7 +71,7 @@ class LakeReader:
         if table == "candles":
             return sorted({s for _, s in self._candle_sets()})
         if table == "orders":
-            return sorted(_value(d) for d in self.storage.list_children(ORDERS.curated_prefix))
+            return sorted(_value(d) for d in self.storage.list_children(layout.partition_prefix(ORDERS)))
         raise BadInputError(f"unknown table {table!r}; use candles or orders")
 
     def intervals(self, symbol: Optional[str] = None) -> List[str]:
@@ -103,7 +104,7 @@ class LakeReader:
                                               [f"{s} {i}" for i, s in self._candle_sets()]))
         lo, hi = _range(start, end)
         prefix = _days_parent(CANDLES, interval=interval, symbol=sym)
-        return self._read(CANDLES, prefix, "candle_open_time", lo, hi)
+        return self._read(CANDLES, prefix, CANDLES.time_column, lo, hi)
 
     def orders(self, symbol: str, start: TimeLike = None, end: TimeLike = None,
                status: Union[str, Sequence[str], None] = None) -> pa.Table:
@@ -115,7 +116,7 @@ class LakeReader:
             raise BadInputError(self._missing("orders", sym, known))
         lo, hi = _range(start, end)
         prefix = _days_parent(ORDERS, symbol=sym)
-        tbl = self._read(ORDERS, prefix, "order_time", lo, hi, extra_sort="order_id")
+        tbl = self._read(ORDERS, prefix, ORDERS.time_column, lo, hi, extra_sort=ORDERS.key_in_symbol)
         if status is None:
             return tbl
         import pyarrow as pa
@@ -158,9 +159,9 @@ class LakeReader:
 
     def _candle_sets(self) -> List[Tuple[str, str]]:
         """(interval, symbol) pairs with curated candles."""
-        root = CANDLES.curated_prefix
+        root = layout.partition_prefix(CANDLES)
         return sorted((_value(i), _value(s)) for i in self.storage.list_children(root)
-                      for s in self.storage.list_children(f"{root}/{i}"))
+                      for s in self.storage.list_children(layout.child(root, i)))
 
     def _missing(self, table: str, what: str, present: Sequence[str]) -> str:
         held = ", ".join(present) if present else "nothing yet"
@@ -173,9 +174,11 @@ class LakeReader:
         import pyarrow.compute as pc
 
         days = [d for d in self.storage.list_children(prefix) if _day_in(_value(d), lo, hi)]
-        parts = [self._read_part(f"{prefix}/{d}/{name}") for d in days
-                 for name in self.storage.list_children(f"{prefix}/{d}") if name.endswith(".parquet")]
-        schema = table.arrow_schema()
+        parts = [self._read_part(layout.child(layout.child(prefix, d), name)) for d in days
+                 for name in self.storage.list_children(layout.child(prefix, d)) if name.endswith(".parquet")]
+        from binance_lake.columns import arrow_schema
+
+        schema = arrow_schema(table)
         tbl = pa.concat_tables(parts) if parts else schema.empty_table()
         ms = pc.cast(tbl[time_col], pa.int64())
         mask = None
@@ -197,7 +200,7 @@ class LakeReader:
         try:
             return pq.read_table(local if local is not None else io.BytesIO(self.storage.read_bytes(key)))
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
-            symbol = next((p.split("=", 1)[1] for p in key.split("/") if p.startswith("symbol=")), "<SYMBOL>")
+            symbol = layout.values_of(key).get("symbol", "<SYMBOL>")
             raise StorageError(
                 f"a curated file cannot be read: {key} ({type(exc).__name__}); rebuild it from raw with "
                 f"`binance-lake transform --rebuild --symbol {symbol}`") from None
@@ -205,11 +208,11 @@ class LakeReader:
 
 def _days_parent(table: Table, **values: str) -> str:
     """The key prefix holding the ``date=`` partitions of one symbol (layout from the schema)."""
-    return table.partition_path(**values, date="_").rsplit("/", 1)[0]
+    return layout.partition_prefix(table, **values)
 
 
 def _value(partition_dir: str) -> str:
-    return partition_dir.split("=", 1)[1] if "=" in partition_dir else partition_dir
+    return layout.value_of(partition_dir)
 
 
 def _day_in(day: str, lo: Optional[int], hi: Optional[int]) -> bool:

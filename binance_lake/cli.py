@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="CSV with the report headers")
     ex.add_argument("table", choices=["candles", "orders"])
     ex.add_argument("--symbol", type=_symbol, required=True)
+    ex.add_argument("--interval", help="candles: the interval to export (default: the only one the lake holds)")
     ex.add_argument("--format", choices=["csv"], default="csv")
     ex.add_argument("--output", required=True, help="file to write, or - for stdout")
     ex.add_argument("--start", help="candles: inclusive open time / orders: creation time")
@@ -176,7 +177,7 @@ class ProgressReporter:
 
 @contextlib.contextmanager
 def binance_client(args: argparse.Namespace) -> Iterator[Any]:
-    from binance_lake.client import BinanceClient, config_from_env, parse_time_unit
+    from binance_lake.sources.rest.client import BinanceClient, config_from_env, parse_time_unit
 
     with _maybe_emulator(args) as env:
         config = config_from_env(args.base_url, env)
@@ -218,8 +219,8 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from binance_lake import jobs
-    from binance_lake.extract import OrdersRequest
+    from binance_lake.jobs import sync
+    from binance_lake.sources.rest.orders import OrdersRequest
     from binance_lake.times import optional_time, parse_duration
 
     lake = _open(args)
@@ -228,7 +229,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     try:
         with binance_client(args) as client:
             if args.table == "candles":
-                s = jobs.sync_candles(client, lake, args.symbol, args.interval, start, end, args.workers, progress,
+                s = sync.sync_candles(client, lake, args.symbol, args.interval, start, end, args.workers, progress,
                                       transform=not args.no_transform)
             else:
                 if args.window:
@@ -237,7 +238,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
                     end = client.server_time()
                     start = end - parse_duration(args.window)
                 request = OrdersRequest(latest=args.limit, start=start, end=end)
-                s = jobs.sync_orders(client, lake, args.symbol, request, progress, transform=not args.no_transform)
+                s = sync.sync_orders(client, lake, args.symbol, request, progress, transform=not args.no_transform)
     finally:
         progress.close()
     t = s.get("transform", {})
@@ -294,7 +295,8 @@ def _month_or_time(text: Optional[str], what: str) -> Optional[int]:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from binance_lake.archive import ArchiveConfig, backfill
+    from binance_lake.jobs.backfill import backfill
+    from binance_lake.sources.archive import ArchiveConfig
 
     lake = _open(args)
     cfg = ArchiveConfig(base_url=args.archive_url, workers=max(1, args.workers), force=args.recurate)
@@ -331,36 +333,19 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_transform(args: argparse.Namespace) -> int:
-    from binance_lake import transform
-    from binance_lake.query import candle_symbols
+    from binance_lake.jobs import sync
 
     lake = _open(args)
     if args.rebuild:
         if not args.symbol:
             raise LakeError("--rebuild needs --symbol (it rewrites every partition of the symbol)")
-        result = transform.TransformResult()
-        for symbol in args.symbol:
-            for interval, sym in candle_symbols(lake):
-                if sym == symbol:
-                    result.add(transform.rebuild_candles(lake, symbol, interval))
-                    _recurate_archive(lake, symbol, interval, result)
-            result.add(transform.rebuild_orders(lake, symbol))
+        result = sync.rebuild(lake, args.symbol)
     else:
-        result = transform.transform_pending(lake, symbols=args.symbol)
+        result = sync.transform(lake, symbols=args.symbol)
     s = result.summary()
     _print_summary(args, s, f"transform: {s['rows_written']} rows in {s['partitions']} partitions, "
                              f"{s['quarantined_rows']} rows and {s['quarantined_files']} files quarantined")
     return 0
-
-
-def _recurate_archive(lake: Any, symbol: str, interval: str, result: Any) -> None:
-    """Days the public archive brought are rebuilt from the stored, verified zips."""
-    from binance_lake.archive import recurate_stored
-
-    for f in recurate_stored(lake, symbol, interval):
-        result.rows_written += f.rows
-        if f.status == "failed":
-            print(f"warning: {f.reason}", file=sys.stderr)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -404,9 +389,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_gaps(args: argparse.Namespace) -> int:
-    from binance_lake import jobs
-    from binance_lake.extract import exchange_gaps, raw_coverage
+    from binance_lake.jobs import sync
     from binance_lake.query import candle_gaps, connect
+    from binance_lake.sources.coverage import exchange_gaps, raw_coverage
     from binance_lake.times import ms_to_iso
 
     lake = _open(args)
@@ -422,7 +407,7 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     if args.repair and gaps:
         progress = ProgressReporter(f"repair {args.symbol}")
         with binance_client(args) as client:
-            summary["repair"] = jobs.repair_candle_gaps(client, lake, args.symbol, args.interval, gaps,
+            summary["repair"] = sync.repair_candle_gaps(client, lake, args.symbol, args.interval, gaps,
                                                         args.workers, progress)
         progress.close()
         remaining, rows, _, _ = candle_gaps(connect(lake), args.symbol, args.interval,
@@ -471,7 +456,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from binance_lake.times import optional_time
 
     n = export_csv(_open(args), args.table, args.symbol, args.output,
-                   optional_time(args.start, "--start"), optional_time(args.end, "--end"))
+                   optional_time(args.start, "--start"), optional_time(args.end, "--end"), args.interval)
     _print_summary(args, {"table": args.table, "rows": n, "output": args.output},
                    f"export {args.table} {args.symbol}: {n} rows to {args.output}")
     return 0

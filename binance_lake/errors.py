@@ -15,6 +15,11 @@ EXIT_UNAVAILABLE = 4  # Binance or the network stayed unavailable after retries
 EXIT_STORAGE = 5  # the lake could not be read or written
 
 
+class Rejected(Exception):
+    """An input that cannot be used at all (a raw file that is not JSON, an unreadable Parquet
+    partition, an archive zip that is not a kline CSV); the fold quarantines or rebuilds it."""
+
+
 class LakeError(Exception):
     """Base of every expected failure; the CLI prints ``str(err)`` and exits with ``exit_code``."""
 

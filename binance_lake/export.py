@@ -10,15 +10,12 @@ import contextlib
 import csv
 import sys
 from decimal import Decimal
-from typing import Any, Iterator, Optional, TextIO
+from typing import Any, Iterator, List, Optional, TextIO
 
 from binance_lake.errors import BadInputError
 from binance_lake.lake import Lake
-from binance_lake.schema import TABLES
-
-_TIME_FILTER = {"candles": "candle_open_time", "orders": "order_time"}
-_ORDER_BY = {"candles": "candle_open_time", "orders": "order_id"}
-_SYMBOL_COLUMN = {"candles": "trading_pair", "orders": "symbol"}
+from binance_lake.schema import CANDLES, TABLES
+from binance_lake.times import interval_ms
 
 
 def _iso(value: Any) -> str:
@@ -49,18 +46,26 @@ def _output(path: str) -> Iterator[TextIO]:
 
 
 def export_csv(lake: Lake, table_name: str, symbol: str, output: str, start: Optional[int] = None,
-               end: Optional[int] = None) -> int:
-    from binance_lake.query import connect
+               end: Optional[int] = None, interval: Optional[str] = None) -> int:
+    """One symbol's rows with the report headers. Candles are one interval per CSV: ``interval``,
+    or the only one the lake holds for the symbol (several and none named: a clear error)."""
+    from binance_lake.query import candle_symbols, connect
 
     table = TABLES[table_name]
     columns = table.report_columns()
-    where, params = [f"{_SYMBOL_COLUMN[table_name]} = ?"], [symbol]
+    where, params = [f"{table.symbol_column} = ?"], [symbol]
+    if table is CANDLES:
+        if interval:
+            interval_ms(interval)  # an unsupported interval is a clear error, not an empty CSV
+        where.append("interval = ?")
+        params.append(interval or _only_interval(sorted({i for i, s in candle_symbols(lake) if s == symbol}),
+                                                 symbol))
     for bound, op in ((start, ">="), (end, "<")):
         if bound is not None:
-            where.append(f"epoch_ms({_TIME_FILTER[table_name]}) {op} ?")
+            where.append(f"epoch_ms({table.time_column}) {op} ?")
             params.append(bound)
     sql = (f"SELECT {', '.join(c for c, _ in columns)} FROM {table_name} WHERE {' AND '.join(where)} "
-           f"ORDER BY {_ORDER_BY[table_name]}")
+           f"ORDER BY {table.time_column if table is CANDLES else table.key_in_symbol}")
     cur = connect(lake).execute(sql, params)
     n = 0
     with _output(output) as fh:
@@ -73,3 +78,10 @@ def export_csv(lake: Lake, table_name: str, symbol: str, output: str, start: Opt
             writer.writerows([cell_text(v) for v in row] for row in batch)
             n += len(batch)
     return n
+
+
+def _only_interval(intervals: List[str], symbol: str) -> str:
+    if len(intervals) > 1:
+        raise BadInputError(f"the lake holds {symbol} candles of several intervals ({', '.join(intervals)}); "
+                            "name one with --interval (one CSV per interval)")
+    return intervals[0] if intervals else "1m"

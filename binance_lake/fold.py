@@ -1,15 +1,20 @@
-"""Transform: raw JSON -> validated, deduplicated, typed Arrow -> curated Parquet.
+"""Fold: the one writer of curated partitions.
 
-* Candles dedupe on open time within a (symbol, interval, date) partition; the most
-  recently fetched copy wins. Orders upsert on order id; the latest ``updateTime`` wins.
-* A curated partition is rewritten whole and atomically (``Lake.write_bytes``): a reader
-  never sees half a partition. Incremental runs merge the existing partition with the
-  raw files named by pending markers; a partition that cannot be read (corrupted) is
-  rebuilt from all of its raw files.
-* Rows that break a type or an invariant, and raw files that do not parse, go to
-  ``quarantine/`` with the reason; the rest lands.
+Sources bring data into raw (REST pages, verified archive zips); the fold turns them into
+curated Parquet, and nothing else writes ``curated/``. Every write happens under the
+per-(table, symbol) lease of :mod:`binance_lake.lock`, so the sync's transform tick, a
+backfill's archive files, ``transform --rebuild`` and verify's repair can run at the same
+time without one overwriting the rows another merged.
 
-Runs on Python 3.9 (Glue Python shell); needs pyarrow, which the extract side avoids.
+* A partition is rewritten whole and atomically (``Lake.write_bytes``): a reader never sees
+  half a partition. The merge keeps one row per ``Table.primary_key``, the greatest
+  ``Table.version_columns`` winning (candles: the most recent fetch; orders: the latest
+  update, then the latest fetch).
+* Inputs: REST raw pages named by pending markers (the tick; markers are deleted once the
+  rows are in), all raw pages plus the stored archive share of a day (rebuild, and any
+  partition found unreadable), one archive file's rows split by day (backfill).
+* Rows that break a type or an invariant (:mod:`binance_lake.columns`) and raw files that
+  do not parse go to ``quarantine/`` with the reason; the rest lands.
 """
 
 from __future__ import annotations
@@ -21,23 +26,34 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from binance_lake import layout
+from binance_lake.columns import arrow_schema, candles_from_arrow, candles_table, dedupe, orders_table
 from binance_lake.crash import crash_point, pause_point
-from binance_lake.extract import history_page_last_id, orders_index_key, pending_key, read_orders_index
+from binance_lake.errors import Rejected
 from binance_lake.lake import Lake
 from binance_lake.lock import lake_lock
-from binance_lake.schema import CANDLES, DECIMAL, DECIMAL_SCALE, INT64, OPEN_ORDER_STATUSES, ORDERS, TIMESTAMP, Table
-from binance_lake.times import _MICROS_THRESHOLD, interval_ms, to_ms
+from binance_lake.schema import CANDLES, OPEN_ORDER_STATUSES, ORDERS, Table
+from binance_lake.sources.archive import (
+    ArchiveFile,
+    FileResult,
+    StoredArchive,
+    drop_gaps_from,
+    file_gaps,
+    split_days,
+)
+from binance_lake.sources.coverage import record_exchange_gap
+from binance_lake.sources.rest.orders import history_page_last_id, read_orders_index
+from binance_lake.sources.rest.raw import read_raw
+from binance_lake.times import interval_ms, ms_to_date
 
 log = logging.getLogger(__name__)
 
-PART_NAME = "part-0.parquet"
 # Day partitions folded at once within one symbol's lock. Measured on a year (365 partitions,
 # 2 cores): 1 -> 3.47 s, 2 -> 3.29 s, 4 -> 4.24 s; most of the work is Python holding the GIL,
 # so 2 only overlaps the Parquet writes and fsyncs.
@@ -45,7 +61,6 @@ TRANSFORM_WORKERS = 2
 # A marker whose raw file is missing is left alone this long: another run may be between
 # writing the marker and the raw file (a Lambda runs at most 15 minutes).
 MARKER_GRACE_MS = 15 * 60 * 1000
-_MAX_DECIMAL = Decimal(10) ** (38 - DECIMAL_SCALE)
 
 
 @dataclass
@@ -76,311 +91,6 @@ class TransformResult:
                 "rebuilt": self.rebuilt}
 
 
-class Rejected(Exception):
-    """A raw file that cannot be used at all (bad JSON, wrong envelope)."""
-
-
-# -- typed columns ----------------------------------------------------------------------
-
-
-def decimal_array(values: Sequence[Any]) -> Tuple[pa.Array, List[Optional[str]]]:
-    """Exact string -> decimal128 cast; per-row reasons where a value does not fit."""
-    target = pa.decimal128(38, DECIMAL_SCALE)
-    if isinstance(values, pa.Array):  # archive CSV columns arrive as Arrow strings already
-        strings = values.cast(pa.string())
-    else:
-        strings = _inferred(values, pa.types.is_string)
-        if strings is None:  # not all strings (numbers, odd types): stringify one by one
-            strings = pa.array([None if v is None else str(v) for v in values], pa.string())
-    try:
-        return pc.cast(strings, target), [None] * len(values)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        reasons = [decimal_problem(v) for v in strings.to_pylist()]
-        cleaned = [None if r else v for v, r in zip(strings.to_pylist(), reasons)]
-        return pc.cast(pa.array(cleaned, pa.string()), target), reasons
-
-
-def decimal_problem(value: Any) -> Optional[str]:
-    if value is None:
-        return None
-    try:
-        d = Decimal(str(value))
-    except InvalidOperation:
-        return f"not a decimal: {str(value)[:40]!r}"
-    if not d.is_finite():
-        return f"not a finite decimal: {value!r}"
-    if d != d.quantize(Decimal(1).scaleb(-DECIMAL_SCALE), rounding="ROUND_DOWN") or abs(d) >= _MAX_DECIMAL:
-        return f"value {value!r} does not fit decimal(38,{DECIMAL_SCALE}) exactly"
-    return None
-
-
-def timestamp_array(values: Sequence[Any]) -> pa.Array:
-    """Binance epoch ints (ms or µs, per value) -> timestamp[ms, UTC]."""
-    arr, problems = _int_column(values, timestamp=True)
-    if any(problems):
-        raise ValueError(f"not epoch integers: {[p for p in problems if p][:3]}")
-    return arr
-
-
-def _inferred(values: Sequence[Any], accept: Any) -> Optional[pa.Array]:
-    """``values`` as one Arrow array if pyarrow infers a type ``accept`` likes (or all null).
-
-    The fast path for well-formed input: one C-level conversion instead of a Python loop.
-    Inference is strict (a float among ints, a bool, a string among numbers all fail it),
-    so anything unusual falls back to the per-value path and its reasons.
-    """
-    try:
-        arr = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        return None
-    return arr if accept(arr.type) or pa.types.is_null(arr.type) else None
-
-
-# -- candles ---------------------------------------------------------------------------
-
-
-KLINE_FIELDS = 11  # the 12th field is "unused, ignore"
-
-
-def candles_table(symbol: str, interval: str, rows: Sequence[Sequence[Any]], ingested_at: Sequence[int],
-                  source_keys: Sequence[str], date: Optional[str] = None
-                  ) -> Tuple[pa.Table, List[Tuple[Any, str]]]:
-    """Kline arrays -> (valid curated rows, [(rejected row, reason)])."""
-    reasons: List[Optional[str]] = [
-        None if isinstance(r, (list, tuple)) and len(r) >= KLINE_FIELDS else "not a kline array of 12 fields"
-        for r in rows]
-    if any(reasons):
-        rows_ok = [r[:KLINE_FIELDS] if reasons[i] is None else [None] * KLINE_FIELDS for i, r in enumerate(rows)]
-    else:
-        rows_ok = rows  # the usual case: transpose as is (the 12th field is never read)
-    cols = list(zip(*rows_ok)) or [()] * KLINE_FIELDS
-    arrays: Dict[str, pa.Array] = {}
-    for col in CANDLES.columns:
-        if not isinstance(col.source, int):
-            continue
-        values = cols[col.source]
-        if col.kind == DECIMAL:
-            arr, problems = decimal_array(values)
-        elif col.kind == TIMESTAMP:
-            arr, problems = _int_column(values, timestamp=True)
-        else:
-            arr, problems = _int_column(values, timestamp=False)
-        arrays[col.name] = arr
-        reasons = _merge_reasons(reasons, col.name, problems)
-    arrays["ingested_at"] = timestamp_array(ingested_at)
-    arrays["source_key"] = pa.array(source_keys, pa.string())
-    return _finish_candles(symbol, interval, arrays, reasons, rows, date)
-
-
-def _merge_reasons(reasons: List[Optional[str]], column: str, problems: List[Optional[str]]
-                   ) -> List[Optional[str]]:
-    """First reason per row wins; the common all-valid column costs no Python pass."""
-    if not any(problems):
-        return reasons
-    return [r or (f"{column}: {p}" if p else None) for r, p in zip(reasons, problems)]
-
-
-def candles_from_arrow(symbol: str, interval: str, raw: pa.Table, ingested_at: int, source_key: str,
-                       date: Optional[str] = None) -> Tuple[pa.Table, List[Tuple[Any, str]]]:
-    """The archive's columnar twin of ``candles_table``: same casts, checks and output.
-
-    ``raw`` holds the kline fields in Binance's order (times/trades int64, decimals as
-    strings, e.g. straight from ``pyarrow.csv``); times may be ms or µs per value.
-    Vectorised end to end, because the public archive is millions of rows.
-    """
-    arrays: Dict[str, pa.Array] = {}
-    reasons: List[Optional[str]] = [None] * raw.num_rows
-    for col in CANDLES.columns:
-        if not isinstance(col.source, int):
-            continue
-        values = _one_chunk(raw.column(col.source))
-        if col.kind == DECIMAL:
-            arrays[col.name], problems = decimal_array(values)
-            reasons = _merge_reasons(reasons, col.name, problems)
-        elif col.kind == TIMESTAMP:
-            arrays[col.name] = ms_array(values.cast(pa.int64())).cast(pa.timestamp("ms", tz="UTC"))
-        else:
-            arrays[col.name] = values.cast(pa.int64())
-    # constant columns built in C: a month is 44,640 rows, a Python list of them costs ~10 ms
-    arrays["ingested_at"] = pa.repeat(pa.scalar(ingested_at, pa.timestamp("ms", tz="UTC")), raw.num_rows)
-    arrays["source_key"] = pa.repeat(pa.scalar(source_key, pa.string()), raw.num_rows)
-    return _finish_candles(symbol, interval, arrays, reasons, _RowView(raw), date)
-
-
-class _RowView:
-    """Rows of an Arrow table materialised one at a time (only rejected rows ever are)."""
-
-    def __init__(self, table: pa.Table):
-        self.table = table
-
-    def __getitem__(self, i: int) -> List[Any]:
-        return list(self.table.slice(i, 1).to_pylist()[0].values())
-
-
-def _one_chunk(values: Any) -> pa.Array:
-    if isinstance(values, pa.ChunkedArray):
-        return values.combine_chunks()
-    return values
-
-
-def ms_array(values: pa.Array) -> pa.Array:
-    """Vectorised ``times.to_ms``: values at or above 1e15 are microseconds."""
-    micros = pc.greater_equal(pc.abs(values), _MICROS_THRESHOLD)
-    # Integer division truncates; archive times are positive, so this equals to_ms's floor.
-    return pc.if_else(micros, pc.divide(values, 1000), values)
-
-
-def _finish_candles(symbol: str, interval: str, arrays: Dict[str, pa.Array], reasons: List[Optional[str]],
-                    rows: Any, date: Optional[str]) -> Tuple[pa.Table, List[Tuple[Any, str]]]:
-    """Shared tail of both entry points: pair column, invariants, split valid/rejected."""
-    arrays["trading_pair"] = pa.array([symbol] * len(reasons), pa.string())
-    table = pa.table([arrays[c] for c in CANDLES.column_names], schema=_nullable(CANDLES))
-    bad = _candle_invariants(table, interval, date)
-    if any(bad):
-        reasons = [r or b for r, b in zip(reasons, bad)]
-    return _split(table, rows, reasons, CANDLES)
-
-
-def _int_column(values: Sequence[Any], timestamp: bool) -> Tuple[pa.Array, List[Optional[str]]]:
-    fast = _inferred(values, pa.types.is_integer)
-    if fast is not None:
-        arr = fast.cast(pa.int64())
-        if timestamp:
-            arr = ms_array(arr).cast(pa.timestamp("ms", tz="UTC"))
-        return arr, [None] * len(values)
-    out, problems = [], []
-    for v in values:
-        if v is None or isinstance(v, bool):
-            out.append(None)
-            problems.append(None if v is None else f"not an integer: {v!r}")
-            continue
-        try:
-            out.append(to_ms(v) if timestamp else int(v))
-            problems.append(None)
-        except (TypeError, ValueError):
-            out.append(None)
-            problems.append(f"not an integer: {str(v)[:40]!r}")
-    arr = pa.array(out, pa.int64())
-    return (arr.cast(pa.timestamp("ms", tz="UTC")) if timestamp else arr), problems
-
-
-def _candle_invariants(t: pa.Table, interval: str, date: Optional[str]) -> List[Optional[str]]:
-    """Vectorised OHLC/time checks; one reason per row (None = fine)."""
-    step = interval_ms(interval)
-    open_ms = t["candle_open_time"].cast(pa.int64())
-    close_ms = t["candle_close_time"].cast(pa.int64())
-    checks = [
-        ("low_price above open/close/high", pc.and_(pc.and_(pc.less_equal(t["low_price"], t["open_price"]),
-                                                            pc.less_equal(t["low_price"], t["close_price"])),
-                                                    pc.less_equal(t["low_price"], t["high_price"]))),
-        ("high_price below open/close", pc.and_(pc.greater_equal(t["high_price"], t["open_price"]),
-                                                pc.greater_equal(t["high_price"], t["close_price"]))),
-        ("negative volume", pc.and_(pc.greater_equal(t["base_volume"], pa.scalar(0).cast(t["base_volume"].type)),
-                                    pc.greater_equal(t["quote_volume"],
-                                                     pa.scalar(0).cast(t["quote_volume"].type)))),
-        ("negative number_of_trades", pc.greater_equal(t["number_of_trades"], 0)),
-        (f"open time not aligned to {interval}", pc.equal(pc.subtract(open_ms, pc.multiply(
-            pc.divide(open_ms, step), step)), 0)),
-        (f"close time is not open time + {interval} - 1ms", pc.equal(pc.subtract(close_ms, open_ms), step - 1)),
-    ]
-    if date is not None:
-        day = int(pa.scalar(date).cast(pa.date32()).cast(pa.int32()).as_py()) * 86_400_000
-        checks.append((f"open time outside partition date {date}",
-                       pc.and_(pc.greater_equal(open_ms, day), pc.less(open_ms, day + 86_400_000))))
-    reasons: List[Optional[str]] = [None] * t.num_rows
-    for reason, ok in checks:
-        for i in _false_indices(ok):
-            reasons[i] = reasons[i] or reason
-    return reasons
-
-
-def _false_indices(mask: Any) -> List[int]:
-    # Null (a value already rejected for its type) counts as already explained.
-    filled = pc.fill_null(mask, True)
-    if pc.all(filled).as_py():
-        return []
-    return [i for i, ok in enumerate(filled.to_pylist()) if not ok]
-
-
-def _nullable(table: Table) -> pa.Schema:
-    # Invalid rows carry nulls until they are split off; the final schema is strict.
-    return pa.schema([pa.field(f.name, f.type, nullable=True) for f in table.arrow_schema()])
-
-
-def _split(t: pa.Table, rows: Sequence[Any], reasons: List[Optional[str]], table: Table
-           ) -> Tuple[pa.Table, List[Tuple[Any, str]]]:
-    rejected = [(rows[i], r) for i, r in enumerate(reasons) if r]
-    if rejected:
-        t = t.filter(pa.array([r is None for r in reasons]))
-    return t.cast(table.arrow_schema()), rejected
-
-
-def dedupe(t: pa.Table, keys: Sequence[str], version: Sequence[str]) -> pa.Table:
-    """Keep one row per key: the one with the greatest ``version`` columns."""
-    if t.num_rows == 0:
-        return t
-    order = [(k, "ascending") for k in (*keys, *version)]
-    t = t.take(pc.sort_indices(t, sort_keys=order))
-    t = t.append_column("__i", pa.array(range(t.num_rows), pa.int64()))
-    last = t.group_by(list(keys), use_threads=False).aggregate([("__i", "max")])
-    picked = pc.sort_indices(last["__i_max"])
-    return t.take(pc.take(last["__i_max"], picked)).drop_columns(["__i"])
-
-
-# -- orders ----------------------------------------------------------------------------
-
-
-_ORDER_SOURCES = {c.source for c in ORDERS.columns if isinstance(c.source, str)}
-_REQUIRED_ORDER_FIELDS = [c.source for c in ORDERS.columns if isinstance(c.source, str) and not c.nullable]
-
-
-def orders_table(orders: Sequence[Any], ingested_at: Sequence[int], source_keys: Sequence[str]
-                 ) -> Tuple[pa.Table, List[Tuple[Any, str]]]:
-    reasons: List[Optional[str]] = []
-    for o in orders:
-        if not isinstance(o, dict):
-            reasons.append("not an order object")
-            continue
-        missing = [f for f in _REQUIRED_ORDER_FIELDS if o.get(f) is None]
-        reasons.append(f"missing fields {missing}" if missing else None)
-    good = [o if isinstance(o, dict) else {} for o in orders]
-    arrays: Dict[str, pa.Array] = {}
-    for col in ORDERS.columns:
-        if not isinstance(col.source, str):
-            continue
-        values = [o.get(col.source) for o in good]
-        problems: List[Optional[str]] = [None] * len(values)
-        if col.kind == DECIMAL:
-            arr, problems = decimal_array(values)
-        elif col.kind in (INT64, TIMESTAMP):
-            arr, problems = _int_column(values, timestamp=col.kind == TIMESTAMP)
-            if col.kind == TIMESTAMP and col.nullable:
-                arr = _unset_times_to_null(arr)
-        elif col.kind == "bool":
-            arr = pa.array([v if isinstance(v, bool) else None for v in values], pa.bool_())
-        else:
-            arr = pa.array([None if v is None else str(v) for v in values], pa.string())
-        arrays[col.name] = arr
-        reasons = _merge_reasons(reasons, col.name, problems)
-    arrays["extra_fields"] = pa.array([_extra_fields(o) for o in good], pa.string())
-    arrays["ingested_at"] = timestamp_array(ingested_at)
-    arrays["source_key"] = pa.array(source_keys, pa.string())
-    t = pa.table([arrays[c] for c in ORDERS.column_names], schema=_nullable(ORDERS))
-    return _split(t, orders, reasons, ORDERS)
-
-
-def _unset_times_to_null(arr: pa.Array) -> pa.Array:
-    """Binance writes -1 for a time that is not set yet (``workingTime`` of an untriggered
-    stop order); stored as 1969-12-31T23:59:59.999 it would read as a real instant."""
-    unset = pc.less(arr.cast(pa.int64()), 0)
-    return pc.if_else(unset, pa.scalar(None, arr.type), arr)
-
-
-def _extra_fields(order: Dict[str, Any]) -> Optional[str]:
-    extra = {k: v for k, v in order.items() if k not in _ORDER_SOURCES}
-    return json.dumps(extra, sort_keys=True, separators=(",", ":")) if extra else None
-
-
 # -- raw files ---------------------------------------------------------------------------
 
 
@@ -396,25 +106,6 @@ class RawBatch:
         self.rows.extend(rows)
         self.ingested_at.extend([fetched_at] * len(rows))
         self.source_keys.extend([key] * len(rows))
-
-
-def read_raw(lake: Lake, key: str, table: str) -> Tuple[int, List[Any]]:
-    """(fetched_at ms, data rows) of a raw envelope; ``Rejected`` if it is unusable."""
-    try:
-        body = json.loads(lake.read_bytes(key))
-    except KeyError:
-        raise
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Rejected(f"raw file is not valid JSON ({str(exc)[:80]})") from None
-    if not isinstance(body, dict) or not isinstance(body.get("data"), list) or "fetched_at" not in body:
-        raise Rejected("raw file is not a binance-lake envelope (needs 'data' list and 'fetched_at')")
-    expected = "klines" if table == CANDLES.name else "orders"
-    if body.get("table") != expected:
-        raise Rejected(f"raw file holds {body.get('table')!r}, expected {expected!r}")
-    try:
-        return int(body["fetched_at"]), body["data"]
-    except (TypeError, ValueError):
-        raise Rejected("raw envelope has a non-integer 'fetched_at'") from None
 
 
 def gather(lake: Lake, keys: Iterable[str], table: str, result: TransformResult) -> RawBatch:
@@ -440,8 +131,9 @@ def quarantine_file(lake: Lake, key: str, reason: str) -> None:
         data = lake.read_bytes(key)
     except KeyError:
         return
-    lake.write_bytes(f"quarantine/{key}", data)
-    lake.write_bytes(f"quarantine/{key}.reason.json", json.dumps(
+    copy_key, reason_key = layout.quarantine_file_keys(key)
+    lake.write_bytes(copy_key, data)
+    lake.write_bytes(reason_key, json.dumps(
         {"source_key": key, "reason": reason, "quarantined_at": int(time.time() * 1000)}).encode())
     lake.delete(key)
     log.warning("quarantined raw file %s: %s", key, reason)
@@ -450,9 +142,9 @@ def quarantine_file(lake: Lake, key: str, reason: str) -> None:
 def quarantine_rows(lake: Lake, partition: str, source: str, rejected: List[Tuple[Any, str]]) -> None:
     if not rejected:
         return
-    name = f"{int(time.time() * 1000)}-{source.rsplit('/', 1)[-1]}"
+    name = f"{int(time.time() * 1000)}-{layout.file_name(source)}"
     body = {"partition": partition, "rows": [{"row": row, "reason": reason} for row, reason in rejected]}
-    lake.write_bytes(f"quarantine/{partition[len('curated/'):]}/{name}", json.dumps(body, default=str).encode())
+    lake.write_bytes(layout.quarantine_rows_key(partition, name), json.dumps(body, default=str).encode())
     log.warning("%s: %d row(s) quarantined, first reason: %s", partition, len(rejected), rejected[0][1])
 
 
@@ -462,79 +154,69 @@ def quarantine_rows(lake: Lake, partition: str, source: str, rejected: List[Tupl
 def read_partition(lake: Lake, partition: str, table: Table) -> Optional[pa.Table]:
     """The partition's rows; None if absent. Raises ``Rejected`` if unreadable or of another schema."""
     try:
-        data = lake.read_bytes(f"{partition}/{PART_NAME}")
+        data = lake.read_bytes(layout.part_key(partition))
     except KeyError:
         return None
     try:
         t = pq.read_table(io.BytesIO(data))
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise Rejected(f"unreadable Parquet ({type(exc).__name__})") from None
-    if t.schema.remove_metadata() != table.arrow_schema().remove_metadata():
+    if t.schema.remove_metadata() != arrow_schema(table).remove_metadata():
         raise Rejected("schema differs from binance_lake.schema")
     return t
 
 
 def write_partition(lake: Lake, partition: str, t: pa.Table) -> None:
+    """Replace a partition whole. The caller holds the partition's (table, symbol) lock."""
     pause_point("curated-merge", partition)  # test hook: every caller has read and merged by now
     buf = io.BytesIO()
     pq.write_table(t, buf, compression="zstd")
-    lake.write_bytes(f"{partition}/{PART_NAME}", buf.getvalue())
+    lake.write_bytes(layout.part_key(partition), buf.getvalue())
 
 
-# -- incremental and full runs ---------------------------------------------------------------
+# -- the transform tick: REST pages named by pending markers -----------------------------------
 
 
 def pending_markers(lake: Lake, table: Table, symbols: Optional[Sequence[str]] = None) -> List[str]:
-    raw_table = table.raw_prefix.split("/", 1)[1]
-    keys = lake.list_keys(f"raw/_pending/{raw_table}")
+    keys = lake.list_keys(layout.pending_prefix(table))
     if symbols:
-        keys = [k for k in keys if any(f"/symbol={s}/" in k for s in symbols)]
+        wanted = set(symbols)
+        keys = [k for k in keys if layout.values_of(k).get("symbol") in wanted]
     return keys
-
-
-def raw_key_of_marker(marker: str) -> str:
-    return "raw/" + marker[len("raw/_pending/"):]
 
 
 def transform_pending(lake: Lake, tables: Sequence[str] = ("candles", "orders"),
                       symbols: Optional[Sequence[str]] = None) -> TransformResult:
     """Fold every raw file named by a pending marker into curated; delete those markers."""
     result = TransformResult()
-    if "candles" in tables:
+    if CANDLES.name in tables:
         result.add(transform_candles(lake, pending_markers(lake, CANDLES, symbols)))
-    if "orders" in tables:
+    if ORDERS.name in tables:
         result.add(transform_orders(lake, pending_markers(lake, ORDERS, symbols)))
     return result
 
 
-def _candle_partition_of(raw_key: str) -> Tuple[str, str, str, str]:
-    """raw/klines/interval=1m/symbol=X/date=D/f.json -> (curated partition, interval, symbol, date)."""
-    parts = dict(p.split("=", 1) for p in raw_key.split("/") if "=" in p)
-    interval, symbol, date = parts["interval"], parts["symbol"], parts["date"]
-    return CANDLES.partition_path(interval=interval, symbol=symbol, date=date), interval, symbol, date
-
-
-def transform_candles(lake: Lake, markers: Sequence[str], rebuild: bool = False) -> TransformResult:
+def transform_candles(lake: Lake, markers: Sequence[str]) -> TransformResult:
     result = TransformResult()
     groups: Dict[str, List[str]] = defaultdict(list)
     for marker in markers:
-        raw_key = raw_key_of_marker(marker) if marker.startswith("raw/_pending/") else marker
-        groups[_candle_partition_of(raw_key)[0]].append(raw_key)
+        raw_key = layout.raw_key_of_marker(marker)
+        groups[layout.candle_partition_of_raw(raw_key)[0]].append(raw_key)
     by_symbol: Dict[str, List[Tuple[str, List[str]]]] = defaultdict(list)
     for partition, raw_keys in sorted(groups.items()):
-        by_symbol[_candle_partition_of(raw_keys[0])[2]].append((partition, sorted(raw_keys)))
+        by_symbol[layout.symbol_of(partition)].append((partition, sorted(raw_keys)))
     for symbol, items in sorted(by_symbol.items()):
-        # One run per symbol at a time: read-merge-write-unmark by two runs at once would
+        # One writer per symbol at a time: read-merge-write-unmark by two runs at once would
         # lose rows. Inside the lock each day partition is independent, so they are folded
         # concurrently (pyarrow's casts and Parquet writes and fsync release the GIL).
         with lake_lock(lake, CANDLES.name, symbol):
-            for part in _map_partitions(lambda item: _fold_candle_partition(lake, *item, rebuild), items):
+            for part in _map_partitions(lambda item: _fold_candle_partition(lake, *item), items):
                 result.add(part)
     return result
 
 
-def _fold_candle_partition(lake: Lake, partition: str, raw_keys: List[str], rebuild: bool) -> TransformResult:
-    part = _candle_partition(lake, partition, raw_keys, rebuild)
+def _fold_candle_partition(lake: Lake, partition: str, raw_keys: List[str]) -> TransformResult:
+    part = _candle_partition(lake, partition, raw_keys)
     crash_point("curated")
     unmark(lake, raw_keys, part.missing_raw)
     return part
@@ -554,77 +236,148 @@ def unmark(lake: Lake, raw_keys: Sequence[str], missing: Sequence[str]) -> None:
     for key in raw_keys:
         if key in missing and now - _marker_time(lake, key) < MARKER_GRACE_MS:
             continue  # its raw file may still be on its way: the next transform takes it
-        lake.delete(pending_key(key))
+        lake.delete(layout.pending_key(key))
 
 
 def _marker_time(lake: Lake, raw_key: str) -> int:
     try:
-        return int(lake.read_bytes(pending_key(raw_key)) or b"0")
+        return int(lake.read_bytes(layout.pending_key(raw_key)) or b"0")
     except (KeyError, ValueError):
         return 0  # gone, or an old empty marker: old enough
 
 
-def _candle_partition(lake: Lake, partition: str, raw_keys: List[str], rebuild: bool) -> TransformResult:
+def _candle_partition(lake: Lake, partition: str, raw_keys: List[str]) -> TransformResult:
+    _, interval, symbol, date = layout.candle_partition_of_raw(raw_keys[0])
+    try:
+        existing = read_partition(lake, partition, CANDLES)
+    except Rejected as exc:
+        log.warning("%s: %s; rebuilding it from raw", partition, exc)
+        return _rebuild_candle_day(lake, symbol, interval, date, StoredArchive(lake, symbol, interval), raw_keys)
     result = TransformResult(partitions=[partition])
-    _, interval, symbol, date = _candle_partition_of(raw_keys[0])
-    existing = None
-    if not rebuild:
-        try:
-            existing = read_partition(lake, partition, CANDLES)
-        except Rejected as exc:
-            log.warning("%s: %s; rebuilding it from raw", partition, exc)
-            rebuild = True
-    if rebuild:
-        raw_dir = raw_keys[0].rsplit("/", 1)[0]
-        raw_keys = sorted(set(raw_keys) | set(lake.list_keys(raw_dir)))
-        result.rebuilt.append(partition)
-        existing = _archive_share(lake, symbol, interval, date)
+    _fold_pages(lake, partition, symbol, interval, date, raw_keys, existing, result)
+    return result
+
+
+def _fold_pages(lake: Lake, partition: str, symbol: str, interval: str, date: str, raw_keys: Sequence[str],
+                existing: Optional[pa.Table], result: TransformResult) -> None:
+    """``existing`` rows, then each REST page in key order, merged and written (if any)."""
     for key in raw_keys:
         batch = gather(lake, [key], CANDLES.name, result)
         new, rejected = candles_table(symbol, interval, batch.rows, batch.ingested_at, batch.source_keys, date)
         quarantine_rows(lake, partition, key, rejected)
         result.quarantined_rows += len(rejected)
         existing = new if existing is None else pa.concat_tables([existing, new])
-    if existing is None:
-        return result
-    merged = dedupe(existing, ["candle_open_time"], ["ingested_at"])
+    if existing is None or (existing.num_rows == 0 and not raw_keys):
+        return  # no source holds this day (an archive file's pre-listing days)
+    merged = dedupe(existing, CANDLES)
     write_partition(lake, partition, merged)
     result.rows_written += merged.num_rows
     if merged.num_rows:
         last = pc.max(merged["candle_close_time"]).cast(pa.int64()).as_py()
         result.last_candle_close[symbol] = last
-    return result
 
 
-def _archive_share(lake: Lake, symbol: str, interval: str, date: str) -> Optional[pa.Table]:
-    """The day's rows from verified public-archive zips in the lake, if a backfill stored any."""
-    from binance_lake.archive import stored_archive_rows  # the archive module builds on this one
-
-    return stored_archive_rows(lake, symbol, interval, date)
+# -- rebuild: every source of a day, once ------------------------------------------------------
 
 
 def rebuild_candles(lake: Lake, symbol: str, interval: str = "1m", dates: Optional[Sequence[str]] = None
                     ) -> TransformResult:
-    """Rewrite curated candle partitions from all of their raw files."""
-    base = f"{CANDLES.raw_prefix}/interval={interval}/symbol={symbol}"
-    keys = [k for d in (dates or [c[5:] for c in lake.list_children(base)])
-            for k in lake.list_keys(f"{base}/date={d}")]
-    return transform_candles(lake, keys, rebuild=True)
+    """Rewrite curated candle partitions from all of their sources, each read once.
+
+    A day's sources are the verified archive files stored in the lake (their share of the
+    day) and every REST raw page of the day, in that order (a REST page fetched later wins
+    a minute both hold). Without ``dates``: every day either source covers.
+    """
+    archive = StoredArchive(lake, symbol, interval)
+    if dates is None:
+        rest_days = [layout.value_of(d) for d in lake.list_children(layout.raw_prefix(CANDLES, interval=interval,
+                                                                                      symbol=symbol))]
+        dates = sorted(set(rest_days) | set(archive.days()))
+    result = TransformResult()
+    with lake_lock(lake, CANDLES.name, symbol):
+        for date in dates:  # in order, so each archive zip is parsed once (StoredArchive keeps it)
+            result.add(_rebuild_candle_day(lake, symbol, interval, date, archive))
+    return result
+
+
+def _rebuild_candle_day(lake: Lake, symbol: str, interval: str, date: str, archive: StoredArchive,
+                        known_keys: Sequence[str] = ()) -> TransformResult:
+    """One day from its sources; the caller holds the symbol's lock."""
+    partition = layout.partition(CANDLES, interval=interval, symbol=symbol, date=date)
+    raw_dir = layout.raw_partition(CANDLES.name, symbol, date, interval)
+    raw_keys = sorted(set(known_keys) | set(lake.list_keys(raw_dir)))
+    result = TransformResult(partitions=[partition], rebuilt=[partition])
+    _fold_pages(lake, partition, symbol, interval, date, raw_keys, archive.rows(date), result)
+    crash_point("curated")
+    unmark(lake, raw_keys, result.missing_raw)
+    return result
+
+
+# -- backfill: one verified archive file ---------------------------------------------------------
+
+
+def fold_archive_file(lake: Lake, f: ArchiveFile, raw: pa.Table, downloaded_at: int, first: bool,
+                      replaced: bool, result: FileResult) -> None:
+    """One archive file's rows -> its UTC days' curated partitions, plus its exchange gaps.
+
+    Under the symbol's lock, like every curated write: a sync's tick folding REST pages of
+    the same days waits, then merges over what this wrote (and the other way round).
+    """
+    table, rejected = candles_from_arrow(f.symbol, f.interval, raw, downloaded_at, f.key)
+    lo, hi = f.span
+    open_ms = table["candle_open_time"].cast(pa.int64())
+    inside = pc.and_(pc.greater_equal(open_ms, lo), pc.less(open_ms, hi))
+    if not pc.all(inside).as_py():
+        stray = table.filter(pc.invert(inside))
+        rejected += [(r, f"open time outside {f.name}'s period") for r in stray.to_pylist()]
+        table, open_ms = table.filter(inside), open_ms.filter(inside)
+    with lake_lock(lake, CANDLES.name, f.symbol):
+        quarantine_rows(lake, layout.partition(CANDLES, interval=f.interval, symbol=f.symbol, date=ms_to_date(lo)),
+                        f.key, rejected)
+        for date, rows, ordered in split_days(table, open_ms):
+            _merge_archive_day(lake, f, date, rows, ordered)
+    result.rows, result.rejected = table.num_rows, len(rejected)
+    result.exchange_gaps = file_gaps(open_ms, lo, hi, interval_ms(f.interval), first)
+    if replaced:
+        drop_gaps_from(lake, f)  # a re-published file may have filled what the old one lacked
+    for gap in result.exchange_gaps:
+        record_exchange_gap(lake, f.symbol, f.interval, gap, f.key)
+
+
+def _merge_archive_day(lake: Lake, f: ArchiveFile, date: str, rows: pa.Table, ordered: bool) -> None:
+    partition = layout.partition(CANDLES, interval=f.interval, symbol=f.symbol, date=date)
+    try:
+        existing = read_partition(lake, partition, CANDLES)
+    except Rejected as exc:
+        # Keep what the other sources hold for this day, then lay this file over it.
+        log.warning("%s: %s; rebuilding it from raw before merging the archive", partition, exc)
+        _rebuild_candle_day(lake, f.symbol, f.interval, date, StoredArchive(lake, f.symbol, f.interval))
+        existing = _readable(lake, partition)
+    if existing is None and ordered:
+        merged = rows  # strictly ascending: already what dedupe would return
+    elif existing is None and pc.count_distinct(rows["candle_open_time"]).as_py() == rows.num_rows:
+        merged = rows.sort_by("candle_open_time")  # what dedupe returns for unique keys, without its group_by
+    else:
+        merged = dedupe(rows if existing is None else pa.concat_tables([existing, rows]), CANDLES)
+    write_partition(lake, partition, merged)
+
+
+def _readable(lake: Lake, partition: str) -> Optional[pa.Table]:
+    try:
+        return read_partition(lake, partition, CANDLES)
+    except Rejected:
+        return None
 
 
 # -- orders ------------------------------------------------------------------------------------
-
-
-def _order_symbol(raw_key: str) -> str:
-    return next(p.split("=", 1)[1] for p in raw_key.split("/") if p.startswith("symbol="))
 
 
 def transform_orders(lake: Lake, markers: Sequence[str], rebuild: bool = False) -> TransformResult:
     result = TransformResult()
     by_symbol: Dict[str, List[str]] = defaultdict(list)
     for marker in markers:
-        raw_key = raw_key_of_marker(marker) if marker.startswith("raw/_pending/") else marker
-        by_symbol[_order_symbol(raw_key)].append(raw_key)
+        raw_key = layout.raw_key_of_marker(marker)
+        by_symbol[layout.symbol_of(raw_key)].append(raw_key)
     for symbol, raw_keys in sorted(by_symbol.items()):
         with lake_lock(lake, ORDERS.name, symbol):  # see transform_candles
             part = _orders_symbol(lake, symbol, sorted(raw_keys), rebuild)
@@ -638,13 +391,13 @@ def _orders_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool) 
     result = TransformResult()
     batch = gather(lake, raw_keys, ORDERS.name, result)
     new, rejected = orders_table(batch.rows, batch.ingested_at, batch.source_keys)
-    wrong_symbol = pc.not_equal(new["symbol"], symbol)
+    wrong_symbol = pc.not_equal(new[ORDERS.symbol_column], symbol)
     if new.num_rows and pc.any(wrong_symbol).as_py():
         rejected += [(r, f"symbol is not {symbol}") for r in new.filter(wrong_symbol).to_pylist()]
         new = new.filter(pc.invert(wrong_symbol))
-    quarantine_rows(lake, f"{ORDERS.curated_prefix}/symbol={symbol}", raw_keys[0] if raw_keys else "x", rejected)
+    quarantine_rows(lake, layout.partition_prefix(ORDERS, symbol=symbol), raw_keys[0] if raw_keys else "x", rejected)
     result.quarantined_rows += len(rejected)
-    dates = pc.strftime(new["order_time"], format="%Y-%m-%d").to_pylist() if new.num_rows else []
+    dates = _dates(new, ORDERS).to_pylist() if new.num_rows else []
     index = read_orders_index(lake, symbol)
     open_ids = set(index.get("open_order_ids", []))
     max_id = int(index.get("max_order_id", -1))
@@ -652,19 +405,24 @@ def _orders_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool) 
     through = max([int(index.get("history_through", -1)),
                    *(i for i in map(history_page_last_id, set(batch.source_keys)) if i is not None)])
     for date in sorted(set(dates)):
-        partition = ORDERS.partition_path(symbol=symbol, date=date)
+        partition = layout.partition(ORDERS, symbol=symbol, date=date)
         part_new = new.filter(pc.equal(pa.array(dates), date))
         merged = _merge_orders(lake, partition, part_new, rebuild, result)
         result.partitions.append(partition)
         result.rows_written += merged.num_rows
-        for oid, status in zip(merged["order_id"].to_pylist(), merged["status"].to_pylist()):
+        for oid, status in zip(merged[ORDERS.key_in_symbol].to_pylist(), merged["status"].to_pylist()):
             (open_ids.add if status in OPEN_ORDER_STATUSES else open_ids.discard)(oid)
             max_id = max(max_id, oid)
     if dates or not index:
         body = {"symbol": symbol, "history_through": through, "max_order_id": max_id,
                 "open_order_ids": sorted(open_ids), "updated_at": int(time.time() * 1000)}
-        lake.write_bytes(orders_index_key(symbol), json.dumps(body).encode())
+        lake.write_bytes(layout.orders_index_key(symbol), json.dumps(body).encode())
     return result
+
+
+def _dates(t: pa.Table, table: Table) -> pa.Array:
+    """The UTC date partition of each row, from the table's time column."""
+    return pc.strftime(t[table.time_column], format="%Y-%m-%d")
 
 
 def _merge_orders(lake: Lake, partition: str, new: pa.Table, rebuild: bool, result: TransformResult) -> pa.Table:
@@ -678,39 +436,34 @@ def _merge_orders(lake: Lake, partition: str, new: pa.Table, rebuild: bool, resu
             result.rebuilt.append(partition)
             existing = _orders_from_all_raw(lake, partition, result)
     combined = new if existing is None else pa.concat_tables([existing, new])
-    merged = dedupe(combined, ["order_id"], ["update_time", "ingested_at"])
+    merged = dedupe(combined, ORDERS)
     write_partition(lake, partition, merged)
     return merged
 
 
 def _orders_from_all_raw(lake: Lake, partition: str, result: TransformResult) -> pa.Table:
-    symbol = _order_symbol(partition)
-    date = partition.rsplit("date=", 1)[1]
-    keys = lake.list_keys(f"{ORDERS.raw_prefix}/symbol={symbol}")
+    symbol, date = layout.symbol_of(partition), layout.date_of(partition)
+    keys = lake.list_keys(layout.raw_prefix(ORDERS, symbol=symbol))
     batch = gather(lake, keys, ORDERS.name, result)
     t, _ = orders_table(batch.rows, batch.ingested_at, batch.source_keys)
     if t.num_rows == 0:
         return t
-    return t.filter(pc.equal(pc.strftime(t["order_time"], format="%Y-%m-%d"), date))
+    return t.filter(pc.equal(_dates(t, ORDERS), date))
 
 
 def rebuild_orders(lake: Lake, symbol: str) -> TransformResult:
-    lake.delete(orders_index_key(symbol))
-    return transform_orders(lake, lake.list_keys(f"{ORDERS.raw_prefix}/symbol={symbol}"), rebuild=True)
+    lake.delete(layout.orders_index_key(symbol))
+    return transform_orders(lake, lake.list_keys(layout.raw_prefix(ORDERS, symbol=symbol)), rebuild=True)
 
 
 def last_closed_candle(lake: Lake, symbol: str, interval: str = "1m") -> Optional[int]:
     """Close time (ms) of the newest curated candle, reading one partition."""
-    base = f"{CANDLES.curated_prefix}/interval={interval}/symbol={symbol}"
+    base = layout.partition_prefix(CANDLES, interval=interval, symbol=symbol)
     for date_dir in reversed(lake.list_children(base)):
         try:
-            t = read_partition(lake, f"{base}/{date_dir}", CANDLES)
+            t = read_partition(lake, layout.child(base, date_dir), CANDLES)
         except Rejected:
             continue
         if t is not None and t.num_rows:
             return pc.max(t["candle_close_time"]).cast(pa.int64()).as_py()
     return None
-
-
-__all__ = ["TransformResult", "candles_table", "dedupe", "last_closed_candle", "orders_table",
-           "rebuild_candles", "rebuild_orders", "transform_candles", "transform_orders", "transform_pending"]

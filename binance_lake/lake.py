@@ -16,7 +16,7 @@ import errno
 import os
 import threading
 import uuid
-from typing import Iterator, List, Optional, Protocol, Tuple
+from typing import Any, ContextManager, Iterator, List, Optional, Protocol, Tuple
 
 from binance_lake.crash import crash_point
 from binance_lake.errors import StorageError
@@ -24,16 +24,27 @@ from binance_lake.errors import StorageError
 TMP_MARK = ".tmp-"
 
 
+# What identifies the version of a key that was read, for a later conditional delete: the S3
+# ETag, or (local) the bytes themselves (a lock body is unique per holder: it carries a uuid).
+Version = Any
+
+
 class Lake(Protocol):
+    """What every storage offers; locking and durability need only this (no isinstance)."""
+
     uri: str
 
     def read_bytes(self, key: str) -> bytes: ...
+    def read_with_version(self, key: str) -> Tuple[bytes, Version]: ...
     def write_bytes(self, key: str, data: bytes, if_absent: bool = False) -> bool: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
+    def delete_if_match(self, key: str, version: Version) -> bool: ...
     def list_keys(self, prefix: str) -> List[str]: ...
     def list_children(self, prefix: str) -> List[str]: ...
     def local_path(self, key: str) -> Optional[str]: ...
+    def sync(self) -> None: ...
+    def deferred_sync(self) -> ContextManager[None]: ...
 
 
 def _visible(name: str) -> bool:
@@ -124,7 +135,20 @@ class LocalLake:
     def delete(self, key: str) -> None:
         _unlink_quietly(self._path(key))
 
-    def delete_if_same(self, key: str, expected: bytes) -> bool:
+    def read_with_version(self, key: str) -> Tuple[bytes, Version]:
+        data = self.read_bytes(key)
+        return data, data
+
+    @contextlib.contextmanager
+    def deferred_sync(self) -> Iterator[None]:
+        """Defer fsyncs until :meth:`sync` (see the class docstring for who may)."""
+        before, self.defer_sync = self.defer_sync, True
+        try:
+            yield
+        finally:
+            self.defer_sync = before
+
+    def delete_if_match(self, key: str, expected: Version) -> bool:
         """Delete ``key`` only if it still holds ``expected`` (compare-and-delete for lock takeover).
 
         The file is first renamed aside (atomic), compared, then removed; if it changed, it is
@@ -214,7 +238,7 @@ class S3Lake:
                 raise KeyError(key) from None
             raise self._fail(key, exc) from None
 
-    def read_with_etag(self, key: str) -> Tuple[bytes, str]:
+    def read_with_version(self, key: str) -> Tuple[bytes, Version]:
         """The object and its ETag, for a later :meth:`delete_if_match`."""
         try:
             reply = self.s3.get_object(Bucket=self.bucket, Key=self._key(key))
@@ -224,7 +248,14 @@ class S3Lake:
                 raise KeyError(key) from None
             raise self._fail(key, exc) from None
 
-    def delete_if_match(self, key: str, etag: str) -> bool:
+    def sync(self) -> None:
+        """Every PUT is durable when it returns: nothing to do."""
+
+    @contextlib.contextmanager
+    def deferred_sync(self) -> Iterator[None]:
+        yield
+
+    def delete_if_match(self, key: str, etag: Version) -> bool:
         """Delete only the version that was read (S3 conditional delete); False if it changed."""
         try:
             self.s3.delete_object(Bucket=self.bucket, Key=self._key(key), IfMatch=etag)
@@ -307,13 +338,6 @@ def open_lake(uri: str, s3_client: Optional[object] = None) -> Lake:
 
 def _s3_code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-
-
-def sync_lake(lake: Lake) -> None:
-    """The durability barrier of a lake that defers it (``LocalLake.defer_sync``); S3 needs none."""
-    sync = getattr(lake, "sync", None)
-    if sync is not None:
-        sync()
 
 
 def _fsync_dir(directory: str) -> None:

@@ -19,12 +19,14 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 from binance_lake.errors import StorageError
-from binance_lake.lake import Lake, LocalLake, S3Lake
+from binance_lake.lake import Lake, Version
+from binance_lake.layout import lock_key
 
 LEASE_S = 300.0  # far longer than one symbol's transform; only a dead holder's lock gets this old
 WAIT_S = 600.0
@@ -42,19 +44,33 @@ def default_lease_s() -> float:
         raise StorageError(f"{LEASE_ENV} must be a number of seconds") from None
 
 
-def lock_key(table: str, symbol: str) -> str:
-    return f"curated/_locks/{table}/symbol={symbol}.lock"
+# Threads of one process (a backfill's archive workers) queue here first, so they take turns
+# without polling the lake's key; other processes and hosts still meet at the key itself.
+_THREAD_LOCKS: Dict[Tuple[str, str], threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+def _thread_lock(lake: Lake, key: str) -> threading.Lock:
+    with _THREAD_LOCKS_GUARD:
+        return _THREAD_LOCKS.setdefault((lake.uri, key), threading.Lock())
 
 
 @contextlib.contextmanager
 def lake_lock(lake: Lake, table: str, symbol: str, lease_s: Optional[float] = None, wait_s: float = WAIT_S
               ) -> Iterator[None]:
+    """The (table, symbol) writer lock: held by every write of that symbol's curated partitions."""
     key, owner = lock_key(table, symbol), uuid.uuid4().hex
-    _acquire(lake, key, owner, default_lease_s() if lease_s is None else lease_s, wait_s)
+    local = _thread_lock(lake, key)
+    if not local.acquire(timeout=wait_s):
+        raise StorageError(f"{key} is held by another run (a thread of this process) for over {wait_s:.1f}s")
     try:
-        yield
+        _acquire(lake, key, owner, default_lease_s() if lease_s is None else lease_s, wait_s)
+        try:
+            yield
+        finally:
+            _release(lake, key, owner)
     finally:
-        _release(lake, key, owner)
+        local.release()
 
 
 def _acquire(lake: Lake, key: str, owner: str, lease_s: float, wait_s: float) -> None:
@@ -79,19 +95,10 @@ def _acquire(lake: Lake, key: str, owner: str, lease_s: float, wait_s: float) ->
         pause = min(pause * 2, 0.5)
 
 
-# What identifies the version of a lock that was read: its S3 ETag, or (local) its bytes,
-# which are unique per holder (they carry the owner's uuid).
-Version = Any
-
-
 def _read(lake: Lake, key: str) -> Tuple[Optional[Dict[str, Any]], Version]:
     """(lock body, version); (None, None) if released meanwhile."""
     try:
-        if isinstance(lake, S3Lake):
-            data, version = lake.read_with_etag(key)
-        else:
-            data = lake.read_bytes(key)
-            version = data
+        data, version = lake.read_with_version(key)
     except KeyError:
         return None, None  # released meanwhile: try again
     try:
@@ -103,12 +110,7 @@ def _read(lake: Lake, key: str) -> Tuple[Optional[Dict[str, Any]], Version]:
 def _delete_stale(lake: Lake, key: str, version: Version) -> None:
     # Delete only the stale lock that was read: two runs that both found it stale cannot
     # delete each other's fresh lock (the loser's compare-and-delete fails, and it waits).
-    if isinstance(lake, S3Lake):
-        lake.delete_if_match(key, version)
-    elif isinstance(lake, LocalLake):
-        lake.delete_if_same(key, version)
-    else:
-        lake.delete(key)
+    lake.delete_if_match(key, version)
 
 
 def _stale(lake: Lake, held: Dict[str, Any]) -> bool:

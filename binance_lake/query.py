@@ -8,19 +8,20 @@ extension has to be downloaded.
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from binance_lake import layout
 from binance_lake.errors import BadInputError, LakeError, StorageError
-from binance_lake.extract import exchange_gaps, merge_ranges, raw_coverage
 from binance_lake.lake import Lake
-from binance_lake.schema import CANDLES, TABLES, Table
+from binance_lake.runs import read_last_run
+from binance_lake.schema import CANDLES, OPEN_ORDER_STATUSES, ORDERS, TABLES, Table, sql_in_list
+from binance_lake.sources.coverage import exchange_gaps, merge_ranges, raw_coverage
 from binance_lake.times import interval_ms, ms_to_iso
 
 
 def _glob(table: Table) -> str:
-    return f"{table.curated_prefix}/{'/'.join('*' for _ in table.partition_keys)}/*.parquet"
+    return layout.curated_glob(table)
 
 
 class LakeConnection:
@@ -66,10 +67,12 @@ def _register(con: Any, lake: Lake, table: Table) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    keys = [k for k in lake.list_keys(table.curated_prefix) if k.endswith(".parquet")]
+    from binance_lake.columns import arrow_schema  # pyarrow: only where a view is built
+
+    keys = [k for k in lake.list_keys(layout.partition_prefix(table)) if k.endswith(".parquet")]
     root = lake.local_path("")
     if keys and root is not None:
-        pattern = f"{root.rstrip('/')}/{_glob(table)}".replace("'", "''")
+        pattern = layout.child(root, _glob(table)).replace("'", "''")
         hive_types = ", ".join(f"'{p.name}': 'VARCHAR'" for p in table.partition_keys)
         con.execute(f"CREATE VIEW {table.name} AS SELECT * FROM read_parquet('{pattern}', "
                     f"hive_partitioning=true, hive_types={{{hive_types}}})")
@@ -77,12 +80,13 @@ def _register(con: Any, lake: Lake, table: Table) -> None:
     parts = []
     for key in keys:
         t = pq.read_table(io.BytesIO(lake.read_bytes(key)))
+        values = layout.values_of(key)
         for p in table.partition_keys:
-            value = key.split(f"/{p.name}=", 1)[1].split("/", 1)[0]
+            value = values[p.name]
             t = t.append_column(p.name, pa.array([value] * t.num_rows, pa.string()))
         parts.append(t)
     if not parts:
-        empty = table.arrow_schema().empty_table()
+        empty = arrow_schema(table).empty_table()
         for p in table.partition_keys:
             empty = empty.append_column(p.name, pa.array([], pa.string()))
         parts = [empty]
@@ -117,12 +121,12 @@ class SymbolStatus:
 
 
 def candle_symbols(lake: Lake) -> List[Tuple[str, str]]:
-    """(interval, symbol) pairs present in curated or raw."""
+    """(interval, symbol) pairs present in curated, REST raw or stored archive files."""
     found = set()
-    for prefix in (CANDLES.curated_prefix, CANDLES.raw_prefix):
+    for prefix in (layout.partition_prefix(CANDLES), layout.raw_prefix(CANDLES), layout.ARCHIVE):
         for interval_dir in lake.list_children(prefix):
-            for symbol_dir in lake.list_children(f"{prefix}/{interval_dir}"):
-                found.add((interval_dir.split("=", 1)[1], symbol_dir.split("=", 1)[1]))
+            for symbol_dir in lake.list_children(layout.child(prefix, interval_dir)):
+                found.add((layout.value_of(interval_dir), layout.value_of(symbol_dir)))
     return sorted(found)
 
 
@@ -167,30 +171,16 @@ def status(lake: Lake, con: Optional[Any] = None) -> List[SymbolStatus]:
     for interval, symbol in candle_symbols(lake):
         exch = exchange_gaps(lake, symbol, interval)
         gaps, rows, first, last = candle_gaps(con, symbol, interval, exch, raw_coverage(lake, symbol, interval))
-        last_run = read_last_run(lake, f"candles/interval={interval}", symbol)
+        last_run = read_last_run(lake, layout.run_table(CANDLES, interval), symbol)
         out.append(SymbolStatus(symbol, interval, first, last, rows, gaps, exch, last_run))
     return out
 
 
 def orders_status(con: Any) -> List[Dict[str, Any]]:
-    rows = con.execute("SELECT symbol, count(*), max(order_id), sum(CASE WHEN status IN "
-                       "('NEW','PARTIALLY_FILLED','PENDING_NEW','PENDING_CANCEL') THEN 1 ELSE 0 END), "
-                       "max(update_time) FROM orders GROUP BY symbol ORDER BY symbol").fetchall()
+    sym, key = ORDERS.symbol_column, ORDERS.key_in_symbol
+    rows = con.execute(f"SELECT {sym}, count(*), max({key}), sum(CASE WHEN status IN "
+                       f"{sql_in_list(OPEN_ORDER_STATUSES)} THEN 1 ELSE 0 END), "
+                       f"max(update_time) FROM {ORDERS.name} GROUP BY {sym} ORDER BY {sym}").fetchall()
     return [{"symbol": s, "orders": n, "max_order_id": m, "open_orders": int(o or 0),
              "last_update": u.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if u else None}
             for s, n, m, o, u in rows]
-
-
-def run_record_key(table: str, symbol: str) -> str:
-    return f"raw/_runs/{table}/symbol={symbol}/last.json"
-
-
-def write_last_run(lake: Lake, table: str, symbol: str, summary: Dict[str, Any]) -> None:
-    lake.write_bytes(run_record_key(table, symbol), json.dumps(summary, default=str).encode())
-
-
-def read_last_run(lake: Lake, table: str, symbol: str) -> Optional[Dict[str, Any]]:
-    try:
-        return json.loads(lake.read_bytes(run_record_key(table, symbol)))
-    except (KeyError, ValueError):
-        return None

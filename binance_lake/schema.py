@@ -5,18 +5,15 @@ columns and partition keys the CDK app declares, the DuckDB views, the CSV repor
 headers, and the mapping from Binance's JSON to curated columns. Nothing else may
 retype a column.
 
-Pure Python on purpose: the CDK app and the Lambda extractors import this module and
-must not pay for pyarrow. ``arrow_schema()`` imports pyarrow lazily. Runs on 3.9
-(Glue Python shell).
+Pure Python on purpose (import-linter keeps it so): the CDK app and the Lambda extractors
+import this module and must not pay for pyarrow; the Arrow schema of a table is built from
+it by :func:`binance_lake.columns.arrow_schema`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Union
-
-if TYPE_CHECKING:  # pragma: no cover
-    import pyarrow as pa
+from typing import Dict, List, Optional, Tuple, Union
 
 # Binance sends every price and quantity as a string with 8 decimals. 38 digits hold
 # any quote volume Binance has ever reported; a value with more than 8 significant
@@ -64,8 +61,19 @@ class Table:
     curated_prefix: str
     columns: Tuple[Column, ...]
     partition_keys: Tuple[PartitionKey, ...]
-    primary_key: Tuple[str, ...]
+    primary_key: Tuple[str, ...]  # (symbol column, key within the symbol): dedupe/upsert key
+    version_columns: Tuple[str, ...]  # of two rows with one key, the greater of these wins
+    time_column: str  # the instant a row's date partition (and export ranges) is taken from
     description: str
+
+    @property
+    def symbol_column(self) -> str:
+        return self.primary_key[0]
+
+    @property
+    def key_in_symbol(self) -> str:
+        """The key within one symbol's partitions (every row of a partition has one symbol)."""
+        return self.primary_key[-1]
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -76,14 +84,6 @@ class Table:
     @property
     def column_names(self) -> List[str]:
         return [c.name for c in self.columns]
-
-    def arrow_schema(self) -> pa.Schema:
-        import pyarrow as pa
-
-        return pa.schema(
-            [pa.field(c.name, arrow_type(c.kind), nullable=c.nullable) for c in self.columns],
-            metadata={"binance_lake.table": self.name},
-        )
 
     def glue_columns(self) -> List[Dict[str, str]]:
         """Glue data columns. Hive/Glue forbid a column named like a partition key: orders carry
@@ -100,28 +100,6 @@ class Table:
         order = REPORT_ORDER[self.name]
         by_header = {c.report_header: c.name for c in self.columns if c.report_header}
         return [(by_header[h], h) for h in order]
-
-    def partition_path(self, **values: str) -> str:
-        """``curated/<table>/k1=v1/k2=v2`` for the given partition values, in key order."""
-        missing = [p.name for p in self.partition_keys if p.name not in values]
-        if missing:
-            raise ValueError(f"{self.name}: missing partition values {missing}")
-        parts = [f"{p.name}={values[p.name]}" for p in self.partition_keys]
-        return "/".join([self.curated_prefix, *parts])
-
-
-def arrow_type(kind: str) -> pa.DataType:
-    import pyarrow as pa
-
-    return {
-        STRING: pa.string(),
-        DECIMAL: pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE),
-        INT64: pa.int64(),
-        # Milliseconds: Binance's native unit; µs inputs (archive 2025+, X-MBX-TIME-UNIT)
-        # are normalised to ms so both give identical rows. Athena timestamps are ms too.
-        TIMESTAMP: pa.timestamp("ms", tz="UTC"),
-        BOOL: pa.bool_(),
-    }[kind]
 
 
 _DATE_PROJECTION = {"type": "date", "format": "yyyy-MM-dd", "range": "2017-07-01,NOW", "interval": "1",
@@ -158,6 +136,8 @@ CANDLES = Table(
         PartitionKey("date", "UTC date of candle_open_time", _DATE_PROJECTION),
     ),
     primary_key=("trading_pair", "candle_open_time"),
+    version_columns=("ingested_at",),  # the most recently fetched copy wins
+    time_column="candle_open_time",
 )
 
 ORDERS = Table(
@@ -198,6 +178,8 @@ ORDERS = Table(
         PartitionKey("date", "UTC date of order_time (creation time never changes)", _DATE_PROJECTION),
     ),
     primary_key=("symbol", "order_id"),
+    version_columns=("update_time", "ingested_at"),  # the latest update wins, then the latest fetch
+    time_column="order_time",
 )
 
 TABLES: Dict[str, Table] = {t.name: t for t in (CANDLES, ORDERS)}
@@ -211,3 +193,8 @@ REPORT_ORDER = {
 
 # Order statuses that can still change: those rows are refreshed on every sync.
 OPEN_ORDER_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED", "PENDING_NEW", "PENDING_CANCEL"})
+
+
+def sql_in_list(values: frozenset[str]) -> str:
+    """``('A','B')`` for a SQL ``IN``: status lists reach DuckDB/Athena from here only."""
+    return "(" + ",".join(f"'{v}'" for v in sorted(values)) + ")"

@@ -24,7 +24,7 @@ snapshot (a transform folding new raw mid-comparison would look like a mismatch)
 The lock key is created and removed again, so a dry run leaves the lake as it was.
 
 Needs pyarrow (and boto3 for S3 and the metric) only: it runs on Glue 5.0 Spark
-executors (``binance_lake.spark_backfill.verify_spark``) and on one machine (CLI).
+executors (``binance_lake.aws.spark.verify_spark``) and on one machine (CLI).
 """
 
 from __future__ import annotations
@@ -42,45 +42,37 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from binance_lake.archive import stored_archive_rows
-from binance_lake.errors import BadInputError, StorageError
-from binance_lake.extract import archive_coverage, exchange_gaps, missing_ranges, raw_coverage
+from binance_lake import layout
+from binance_lake.columns import arrow_schema, candles_table, dedupe, orders_table
+from binance_lake.errors import BadInputError, Rejected, StorageError
+from binance_lake.fold import read_partition, write_partition
 from binance_lake.lake import Lake
 from binance_lake.lock import WAIT_S, lake_lock
 from binance_lake.query import subtract_ranges
 from binance_lake.schema import CANDLES, ORDERS, Table
+from binance_lake.sources.archive import StoredArchive
+from binance_lake.sources.coverage import archive_coverage, exchange_gaps, missing_ranges, raw_coverage
+from binance_lake.sources.rest.raw import read_raw
 from binance_lake.times import MS_PER_DAY, date_to_ms, interval_ms, ms_to_date, ms_to_iso
-from binance_lake.transform import (
-    PART_NAME,
-    Rejected,
-    candles_table,
-    dedupe,
-    orders_table,
-    read_partition,
-    read_raw,
-    write_partition,
-)
 
 log = logging.getLogger(__name__)
 
-REPORT_PREFIX = "curated/_verify"
 KEYS_SHOWN = 100  # per partition and kind; the counts are always complete
 EXIT_UNREPAIRED = 6  # the CLI's exit code when a mismatch was left (documented in the CLI docstring)
-METRICS = ("VerifyMismatchedPartitions", "VerifyRepairedPartitions", "VerifyUnrepairedPartitions",
-           "VerifyGapPartitions")
 
 
 @dataclass(frozen=True)
 class TableRule:
-    """How a table's partitions are keyed and deduplicated (the transform's own rules)."""
+    """How a table's partitions are keyed (the fold's own rules, from the schema)."""
 
     table: Table
-    key: str
-    version: Tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return self.table.key_in_symbol  # every row of a partition has one symbol
 
 
-RULES = {"candles": TableRule(CANDLES, "candle_open_time", ("ingested_at",)),
-         "orders": TableRule(ORDERS, "order_id", ("update_time", "ingested_at"))}
+RULES = {t.name: TableRule(t) for t in (CANDLES, ORDERS)}
 
 
 @dataclass(frozen=True)
@@ -92,9 +84,9 @@ class PartitionRef:
 
     @property
     def path(self) -> str:
-        if self.table == "candles":
-            return CANDLES.partition_path(interval=self.interval, symbol=self.symbol, date=self.date)
-        return ORDERS.partition_path(symbol=self.symbol, date=self.date)
+        if self.table == CANDLES.name:
+            return layout.partition(CANDLES, interval=self.interval, symbol=self.symbol, date=self.date)
+        return layout.partition(ORDERS, symbol=self.symbol, date=self.date)
 
 
 @dataclass
@@ -178,7 +170,7 @@ def symbol_context(lake: Lake, symbol: str, interval: str) -> Dict[str, Any]:
     return {"claim": claim, "exchange_gaps": [list(g) for g in exchange_gaps(lake, symbol, interval)]}
 
 
-# -- re-derivation (the rebuild path of binance_lake.transform, without its side effects) -------
+# -- re-derivation (the rebuild path of binance_lake.fold, without its side effects) ----------
 
 
 @dataclass
@@ -203,14 +195,14 @@ def _read_pages(lake: Lake, keys: Sequence[str], table: str, out: Derived) -> Li
 def derive_candles(lake: Lake, symbol: str, interval: str, date: str) -> Derived:
     """The day's candles as ``transform --rebuild`` writes them: archive share, then each REST
     page in key order, deduplicated on open time (latest fetch wins)."""
-    out = Derived(stored_archive_rows(lake, symbol, interval, date))
-    raw_dir = f"{CANDLES.raw_prefix}/interval={interval}/symbol={symbol}/date={date}"
+    out = Derived(StoredArchive(lake, symbol, interval).rows(date))
+    raw_dir = layout.raw_partition(CANDLES.name, symbol, date, interval)
     for key, fetched_at, rows in _read_pages(lake, sorted(lake.list_keys(raw_dir)), CANDLES.name, out):
         new, rejected = candles_table(symbol, interval, rows, [fetched_at] * len(rows), [key] * len(rows), date)
         out.rejected_rows += len(rejected)
         out.rows = new if out.rows is None else pa.concat_tables([out.rows, new])
     if out.rows is not None:
-        out.rows = dedupe(out.rows, ["candle_open_time"], ["ingested_at"])
+        out.rows = dedupe(out.rows, CANDLES)
     return out
 
 
@@ -222,10 +214,10 @@ def derive_orders(lake: Lake, symbol: str, date: str) -> Derived:
     fetching clock behind Binance's).
     """
     out = Derived(None)
-    base = f"{ORDERS.raw_prefix}/symbol={symbol}"
+    base = layout.raw_prefix(ORDERS, symbol=symbol)
     first = ms_to_date(date_to_ms(date) - MS_PER_DAY)
-    keys = sorted(k for d in lake.list_children(base) if d.startswith("date=") and d[5:] >= first
-                  for k in lake.list_keys(f"{base}/{d}"))
+    keys = sorted(k for d in lake.list_children(base) if "date" in layout.values_of(d)
+                  and layout.value_of(d) >= first for k in lake.list_keys(layout.child(base, d)))
     pages = _read_pages(lake, keys, ORDERS.name, out)
     rows = [r for _, _, page in pages for r in page]
     new, rejected = orders_table(rows, [f for _, f, page in pages for _ in page],
@@ -234,7 +226,7 @@ def derive_orders(lake: Lake, symbol: str, date: str) -> Derived:
     if new.num_rows:
         new = new.filter(pc.equal(new["symbol"], symbol))  # the transform quarantined the others
         new = new.filter(pc.equal(pc.strftime(new["order_time"], format="%Y-%m-%d"), date))
-    out.rows = dedupe(new, ["order_id"], ["update_time", "ingested_at"]) if new.num_rows else None
+    out.rows = dedupe(new, ORDERS) if new.num_rows else None
     return out
 
 
@@ -335,7 +327,7 @@ def _gaps(ref: PartitionRef, curated: Optional[pa.Table], derived: Optional[pa.T
 
 def _repair(lake: Lake, ref: PartitionRef, rule: TableRule, opts: VerifyOptions, curated: Optional[pa.Table],
             derived: Optional[pa.Table], extra: List[Any], report: PartitionReport) -> None:
-    schema = rule.table.arrow_schema()
+    schema = arrow_schema(rule.table)
     rows = derived if derived is not None else schema.empty_table()
     if report.curated_unreadable:
         _keep_unreadable(lake, ref, opts)
@@ -345,14 +337,14 @@ def _repair(lake: Lake, ref: PartitionRef, rule: TableRule, opts: VerifyOptions,
             report.quarantined = _quarantine(lake, ref, opts, unexplained)
         else:
             # Kept as they are: raw cannot vouch for them, and curated may be their only copy.
-            rows = dedupe(pa.concat_tables([rows, unexplained.cast(rows.schema)]), [rule.key], list(rule.version))
+            rows = dedupe(pa.concat_tables([rows, unexplained.cast(rows.schema)]), rule.table)
     write_partition(lake, ref.path, rows.cast(schema))
     report.repaired = True
 
 
 def _quarantine(lake: Lake, ref: PartitionRef, opts: VerifyOptions, rows: pa.Table) -> str:
     """Rows no raw file explains -> quarantine/<partition>/verify-<run>.json (the transform's row format)."""
-    key = f"quarantine/{ref.path[len('curated/'):]}/verify-{opts.run_id or 'run'}.json"
+    key = layout.quarantine_rows_key(ref.path, f"verify-{opts.run_id or 'run'}.json")
     body = {"partition": ref.path, "rows": [{"row": r, "reason": "no raw file explains this curated row"}
                                             for r in rows.to_pylist()]}
     lake.write_bytes(key, json.dumps(body, default=str).encode())
@@ -362,8 +354,9 @@ def _quarantine(lake: Lake, ref: PartitionRef, opts: VerifyOptions, rows: pa.Tab
 def _keep_unreadable(lake: Lake, ref: PartitionRef, opts: VerifyOptions) -> None:
     """An unreadable curated file is kept in quarantine before it is replaced (it may hold rows raw lacks)."""
     with contextlib.suppress(KeyError):
-        data = lake.read_bytes(f"{ref.path}/{PART_NAME}")
-        lake.write_bytes(f"quarantine/{ref.path[len('curated/'):]}/verify-{opts.run_id or 'run'}-{PART_NAME}", data)
+        data = lake.read_bytes(layout.part_key(ref.path))
+        lake.write_bytes(layout.quarantine_rows_key(ref.path, f"verify-{opts.run_id or 'run'}-{layout.PART_NAME}"),
+                         data)
 
 
 def _status(report: PartitionReport) -> str:
@@ -453,27 +446,9 @@ def finish(lake: Lake, report: VerifyReport, write: bool = True) -> VerifyReport
     report.finished_at = _now_iso()
     if write and report.mode == "repair":
         stamp = report.started_at.replace("-", "").replace(":", "")
-        report.report_key = f"{REPORT_PREFIX}/{stamp}-{report.run_id}.json"
+        report.report_key = layout.verify_report_key(stamp, report.run_id)
         lake.write_bytes(report.report_key, json.dumps(report.as_dict(), default=str, indent=1).encode())
     return report
-
-
-def publish_metrics(report: VerifyReport, cloudwatch: Any = None) -> Dict[str, int]:
-    """``BinanceLake/Verify*`` partition counts, one datum each, so an alarm can fire on
-    ``VerifyUnrepairedPartitions > 0`` (or on any mismatch at all)."""
-    from binance_lake.cloud import METRIC_NAMESPACE  # no pyarrow there; imported late to keep this module light
-
-    s = report.summary()
-    values = dict(zip(METRICS, (s["repaired"] + s["mismatch"] + s["raw_missing"], s["repaired"], s["unrepaired"],
-                                s["with_gaps"])))
-    if cloudwatch is None:
-        import boto3
-
-        cloudwatch = boto3.client("cloudwatch")
-    # PutMetricData: https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricData.html
-    cloudwatch.put_metric_data(Namespace=METRIC_NAMESPACE, MetricData=[
-        {"MetricName": name, "Value": float(v), "Unit": "Count"} for name, v in values.items()])
-    return values
 
 
 def exit_code(report: VerifyReport) -> int:
@@ -489,4 +464,4 @@ def now_ms() -> int:
 
 
 __all__ = ["PartitionRef", "PartitionReport", "VerifyOptions", "VerifyReport", "date_range", "derive",
-           "exit_code", "finish", "plan", "publish_metrics", "verify", "verify_partition"]
+           "exit_code", "finish", "plan", "verify", "verify_partition"]

@@ -3,13 +3,13 @@
 Glue runs ``backfill_spark.py --lake_uri s3://... --symbols BTCUSDT,ETHUSDT [--start 2017-08]
 [--end 2026-11] [--archive_url https://data.binance.vision]`` plus its own ``--JOB_RUN_ID``
 etc.; the core wheel arrives via ``--extra-py-files``. All logic is in
-``binance_lake.spark_backfill`` (tested in local mode); the REST tail after the archive
+``binance_lake.aws.spark`` (tested in local mode); the REST tail after the archive
 is left to the regular candle sync, whose watermark sees the archive's coverage.
 """
 
 import sys
 
-from binance_lake.spark_backfill import glue_main
+from binance_lake.aws.spark import glue_main
 
 if __name__ == "__main__":
     sys.exit(glue_main(sys.argv[1:]))

@@ -3,14 +3,14 @@
 Glue runs ``verify_spark.py --lake_uri s3://... --symbols BTCUSDT,ETHUSDT --interval 1m
 [--days_back 1] [--start YYYY-MM-DD --end YYYY-MM-DD]`` plus its own ``--JOB_RUN_ID`` etc.;
 the core wheel arrives via ``--extra-py-files``. All logic is in
-``binance_lake.verify`` (one partition) and ``binance_lake.spark_backfill.verify_spark``
+``binance_lake.verify`` (one partition) and ``binance_lake.aws.spark.verify_spark``
 (spread over the executors), both tested in local mode. Exits non-zero (the job run
 fails) when a mismatch was left unrepaired; the counts go to CloudWatch ``BinanceLake``.
 """
 
 import sys
 
-from binance_lake.spark_backfill import verify_glue_main
+from binance_lake.aws.spark import verify_glue_main
 
 if __name__ == "__main__":
     sys.exit(verify_glue_main(sys.argv[1:]))

@@ -1,8 +1,8 @@
 """Candles extractor Lambda: closed 1m candles of every configured symbol -> raw/klines.
 
 Thin on purpose: configuration comes from the environment the CDK sets, the work
-is ``binance_lake.cloud.extract_candles`` (``jobs.sync_candles`` with
-``transform=False``; the Glue job curates). The returned summary is what the
+is ``binance_lake.aws.extract_lambda.extract_candles`` (``jobs.extract.extract_candles``,
+no transform: the transform Lambda curates). The returned summary is what the
 state machine sees; an exception fails the task so that Step Functions retries it.
 """
 
@@ -12,7 +12,7 @@ from typing import Any, Dict
 
 from lambda_logging import correlate, make_logger
 
-from binance_lake import cloud
+from binance_lake.aws import extract_lambda, settings
 
 logger = make_logger()
 
@@ -20,7 +20,7 @@ logger = make_logger()
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: Dict[str, Any], context: Any) -> Dict[str, Any]:
     correlate(logger, event, context)
-    summary = cloud.extract_candles(cloud.ExtractSettings.from_env())
+    summary = extract_lambda.extract_candles(settings.ExtractSettings.from_env())
     logger.info("candles extracted", extra={"rows": summary["rows"], "raw_files": summary["raw_files"],
                                             "weight_used": summary["weight_used"]})
     return summary

@@ -12,7 +12,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from binance_lake import cloud
+from binance_lake.aws import settings
 
 
 def make_logger() -> Logger:
@@ -25,4 +25,4 @@ def make_logger() -> Logger:
 
 
 def correlate(logger: Logger, event: Any, context: Any) -> None:
-    logger.set_correlation_id(cloud.correlation_id(event, getattr(context, "aws_request_id", "local")))
+    logger.set_correlation_id(settings.correlation_id(event, getattr(context, "aws_request_id", "local")))

@@ -11,7 +11,7 @@ from typing import Any, Dict
 
 from lambda_logging import correlate, make_logger
 
-from binance_lake import cloud
+from binance_lake.aws import extract_lambda, settings
 
 logger = make_logger()
 
@@ -19,6 +19,6 @@ logger = make_logger()
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: Dict[str, Any], context: Any) -> Dict[str, Any]:
     correlate(logger, event, context)
-    summary = cloud.extract_orders(cloud.ExtractSettings.from_env())
+    summary = extract_lambda.extract_orders(settings.ExtractSettings.from_env())
     logger.info("orders extracted", extra={"rows": summary["rows"], "skipped": summary.get("skipped")})
     return summary

@@ -24,11 +24,14 @@ from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3_deployment as s3deploy
 
+from py_cdk.closure import core_closure
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LAMBDAS_DIR = PROJECT_ROOT / "lambdas"
 CORE_DIR = PROJECT_ROOT / "binance_lake"
 GLUE_SCRIPTS_DIR = PROJECT_ROOT / "glue_scripts"
 _THIS_FILE = Path(__file__).resolve()  # a change in how we bundle must change the hash too
+_CLOSURE_FILE = _THIS_FILE.with_name("closure.py")
 
 # One place decides the Lambda runtime; pip resolves wheels for the same version/arch.
 # python3.13, not 3.14: CI can only prove the bundle works under the deployed Python where an
@@ -53,7 +56,7 @@ _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps -> byte-identical wheels
 
 @dataclass(frozen=True)
 class LambdaBundle:
-    """One Lambda package: pinned requirements + handler modules + the core.
+    """One Lambda package: pinned requirements + handler modules + the core modules they import.
 
     Two bundles on purpose: the extractors stay free of pyarrow (small, fast cold start),
     the transform carries pyarrow. Both pin boto3/botocore instead of using the runtime's
@@ -78,6 +81,10 @@ class LambdaBundle:
     def handler_files(self) -> List[Path]:
         return [LAMBDAS_DIR / h for h in self.handlers]
 
+    def core_files(self) -> List[Path]:
+        """Only the core modules the handlers import (never the emulator, the CLI or Spark)."""
+        return core_closure(self.handler_files())
+
 
 EXTRACT_BUNDLE = LambdaBundle("extract", "requirements.txt", ("candles.py", "orders.py", "lambda_logging.py"))
 TRANSFORM_BUNDLE = LambdaBundle("transform", "requirements-transform.txt", ("transform.py", "lambda_logging.py"))
@@ -99,10 +106,10 @@ def _hash_files(files: Iterable[Path], *extra: str) -> str:
 
 
 def lambda_asset_hash(bundle: LambdaBundle = EXTRACT_BUNDLE) -> str:
-    """Handlers + core + pinned requirements + target platform."""
+    """Handlers + the core files they import + pinned requirements + target platform."""
     files = [*bundle.handler_files(), bundle.requirements_path]
-    return _hash_files(files + _source_files(CORE_DIR) + [_THIS_FILE], PIP_PLATFORM, LAMBDA_PYTHON_VERSION,
-                       bundle.name)
+    return _hash_files(files + bundle.core_files() + [_THIS_FILE, _CLOSURE_FILE], PIP_PLATFORM,
+                       LAMBDA_PYTHON_VERSION, bundle.name)
 
 
 def pip_install_for_lambda(requirements: Path, target: Path) -> None:
@@ -122,7 +129,8 @@ def pip_install_for_lambda(requirements: Path, target: Path) -> None:
 
 @jsii.implements(ILocalBundling)
 class LambdaLocalBundling:
-    """pip-installs the bundle's pinned requirements for arm64, then copies its handlers and the core."""
+    """pip-installs the bundle's pinned requirements for arm64, then copies its handlers and the core
+    modules they import (their import closure)."""
 
     def __init__(self, bundle: LambdaBundle = EXTRACT_BUNDLE) -> None:
         self.bundle = bundle
@@ -132,8 +140,16 @@ class LambdaLocalBundling:
         pip_install_for_lambda(self.bundle.requirements_path, out)
         for handler in self.bundle.handler_files():
             shutil.copy2(handler, out / handler.name)
-        shutil.copytree(CORE_DIR, out / CORE_DIR.name, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*_IGNORED))
+        copy_core_files(self.bundle.core_files(), out)
         return True
+
+
+def copy_core_files(files: Iterable[Path], out: Path) -> None:
+    """The given core files at their package paths under ``out``."""
+    for path in files:
+        target = out / path.relative_to(PROJECT_ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
 
 
 def lambda_code(bundle: LambdaBundle = EXTRACT_BUNDLE) -> lambda_.Code:

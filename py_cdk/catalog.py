@@ -25,14 +25,14 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
+from binance_lake import layout
+from binance_lake.aws.metrics import METRIC_NAMESPACE
 from binance_lake.schema import TABLES, Table
 from py_cdk import bundling
 from py_cdk.config import LakeSettings
 from py_cdk.storage import CURATED, LOCKS, QUARANTINE, RAW, LakeStorage
 
-ARCHIVE, GAPS = f"{RAW}archive/", f"{RAW}_gaps/"
-
-METRIC_NAMESPACE = "BinanceLake"
+ARCHIVE, GAPS = layout.zone(layout.ARCHIVE_ZONE), layout.zone(layout.GAPS)
 CORE_WHEEL_PREFIX = "glue/"
 VERIFY_SCRIPT = "verify_spark.py"
 # Daily at 01:30 UTC: yesterday is complete (closed candles, archive daily files appear later).
@@ -105,7 +105,7 @@ class Catalog(Construct):
     # ------------------------------------------------------------------ tables
 
     def _table(self, table: Table) -> glue.S3Table:
-        prefix = f"{table.curated_prefix}/"
+        prefix = layout.zone(layout.partition_prefix(table))
         location = f"s3://{self._storage.lake.bucket_name}/{prefix}"
         template = location + "/".join(f"{p.name}=${{{p.name}}}" for p in table.partition_keys) + "/"
         s3_table = glue.S3Table(
@@ -228,16 +228,18 @@ class Catalog(Construct):
 # S3 actions per job, from the code paths (binance_lake.lake.S3Lake: read_bytes/exists ->
 # GetObject/HeadObject, write_bytes -> PutObject, delete/delete_if_match -> DeleteObject,
 # list_* -> ListObjectsV2).
-# Backfill (binance_lake.spark_backfill -> archive.process_file): reads and writes the
+# Backfill (binance_lake.aws.spark -> jobs.backfill_file -> fold.fold_archive_file): reads and writes the
 # archive zips and their .sidecar.json under raw/archive/; records exchange gaps under
 # raw/_gaps/ (write_bytes if_absent) and drops a replaced file's gaps (delete); reads the
-# day's REST raw (raw/klines/) to merge; merges curated day partitions (read + write);
+# day's REST raw (raw/klines/) to merge; merges curated day partitions (read + write) under
+# the per-symbol writer lease, like every curated write (lock put/get/delete in curated/_locks/);
 # quarantines rejected rows.
 BACKFILL_S3: List[Tuple[str, List[str], List[str]]] = [
     ("RawRead", ["s3:GetObject"], [RAW]),
     ("ArchiveWrite", ["s3:PutObject"], [ARCHIVE]),
     ("GapsWriteDelete", ["s3:PutObject", "s3:DeleteObject"], [GAPS]),
     ("CuratedReadWrite", ["s3:GetObject", "s3:PutObject"], [CURATED]),
+    ("WriterLockRelease", ["s3:DeleteObject"], [LOCKS]),
     ("QuarantineWrite", ["s3:PutObject"], [QUARANTINE]),
 ]
 # Verify (glue_scripts/verify_spark.py -> binance_lake.verify): re-derives curated from raw

@@ -22,10 +22,7 @@ from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from py_cdk.catalog import METRIC_NAMESPACE
-
-FRESHNESS_METRIC = "MinutesSinceLastClosedCandle"
-VERIFY_UNREPAIRED_METRIC = "VerifyUnrepairedPartitions"
+from binance_lake.aws.metrics import FRESHNESS_METRIC, METRIC_NAMESPACE, VERIFY_UNREPAIRED_METRIC
 
 
 class AlertTopic(Construct):

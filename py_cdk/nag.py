@@ -13,6 +13,11 @@ from typing import TYPE_CHECKING, Iterable
 from aws_cdk import Acknowledgment, CfnElement, DefaultStackSynthesizer, Stack, Validations
 from constructs import IConstruct
 
+from binance_lake import layout
+from binance_lake.schema import CANDLES, ORDERS
+from py_cdk.catalog import ARCHIVE, GAPS
+from py_cdk.storage import CURATED, LOCKS, PENDING, QUARANTINE, RAW
+
 if TYPE_CHECKING:  # pragma: no cover
     from py_cdk.lake_stack import LakeStack
     from py_cdk.pipeline_stack import PipelineStack
@@ -66,17 +71,17 @@ def _lake_grants(stack: LakeStack) -> None:
     lake = ref(stack.storage.lake, "Arn")
     for role in (stack.extractors.candles.role, stack.extractors.orders.role):
         acknowledge(policy(role), IAM5, ZONE_REASON,  # type: ignore[arg-type]
-                    [f"Resource::{lake}/raw/*", f"Resource::{lake}/curated/*"])
+                    [f"Resource::{lake}/{RAW}*", f"Resource::{lake}/{CURATED}*"])
     transform = policy(stack.transform.role)
     acknowledge(transform, IAM5, ZONE_REASON,
-                [f"Resource::{lake}/{z}*" for z in ("raw/", "raw/_pending/", "raw/klines/", "raw/orders/",
-                                                     "curated/", "curated/_locks/", "quarantine/")])
+                [f"Resource::{lake}/{z}*" for z in (RAW, PENDING, layout.zone(CANDLES.raw_prefix),
+                                                     layout.zone(ORDERS.raw_prefix), CURATED, LOCKS, QUARANTINE)])
     acknowledge(transform, IAM5, "cloudwatch:PutMetricData has no resource-level permissions; it is restricted "
                 "to the BinanceLake namespace by condition.", ["Resource::*"])
     _glue_role(stack, stack.catalog.backfill_role,
-               ("raw/", "raw/archive/", "raw/_gaps/", "curated/", "quarantine/"), metric=False)
+               (RAW, ARCHIVE, GAPS, CURATED, LOCKS, QUARANTINE), metric=False)
     _glue_role(stack, stack.catalog.verify_role,
-               ("raw/", "curated/", "curated/_locks/", "quarantine/"), metric=True)
+               (RAW, CURATED, LOCKS, QUARANTINE), metric=True)
     _runtime(stack)
 
 

@@ -77,7 +77,7 @@ class Orchestration(Construct):
         )
 
     def _invoke(self, cid: str, fn: lambda_.IFunction, timeout_min: int = 5) -> tasks.LambdaInvoke:
-        # The execution id is the handlers' log correlation id (binance_lake.cloud.correlation_id).
+        # The execution id is the handlers' log correlation id (binance_lake.aws.settings.correlation_id).
         task = tasks.LambdaInvoke(self, cid, lambda_function=fn, payload_response_only=True,
                                   payload=sfn.TaskInput.from_object({"execution_id": sfn.JsonPath.execution_id}),
                                   retry_on_service_exceptions=False, result_path=sfn.JsonPath.DISCARD,

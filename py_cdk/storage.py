@@ -16,9 +16,12 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-RAW, CURATED, QUARANTINE = "raw/", "curated/", "quarantine/"
-PENDING = "raw/_pending/"
-LOCKS = "curated/_locks/"  # binance_lake.lock: per-symbol transform leases
+from binance_lake import layout
+
+# Zone prefixes of IAM resources and lifecycle rules, from the lake's one layout module.
+RAW, CURATED, QUARANTINE = layout.zone(layout.RAW), layout.zone(layout.CURATED), layout.zone(layout.QUARANTINE)
+PENDING = layout.zone(layout.PENDING)
+LOCKS = layout.zone(layout.LOCKS)  # binance_lake.lock: per-(table, symbol) writer leases
 
 
 class LakeStorage(Construct):

@@ -29,8 +29,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from binance_lake.aws.metrics import METRIC_NAMESPACE
 from py_cdk import bundling
-from py_cdk.catalog import METRIC_NAMESPACE
 from py_cdk.config import LakeSettings
 from py_cdk.storage import CURATED, LOCKS, PENDING, QUARANTINE, RAW, LakeStorage
 

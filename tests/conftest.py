@@ -7,9 +7,9 @@ from typing import Callable, Iterator
 
 import pytest
 
-from binance_lake.client import BinanceClient, ClientConfig
 from binance_lake.emulator import Emulator
 from binance_lake.lake import LocalLake
+from binance_lake.sources.rest.client import BinanceClient, ClientConfig
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 

@@ -13,8 +13,8 @@ import pytest
 from moto import mock_aws
 
 import binance_lake
-from binance_lake import jobs
 from binance_lake.errors import BadInputError, StorageError
+from binance_lake.jobs import sync
 from binance_lake.lake import S3Lake
 from binance_lake.times import MS_PER_DAY, MS_PER_MINUTE, parse_time
 from tests.conftest import NOW_MS
@@ -28,7 +28,7 @@ MAR3 = parse_time("2024-03-03")
 @pytest.fixture
 def two_days(client, lake, emulator):
     """A lake with BTCUSDT 1m candles for 2024-03-01 and 2024-03-02, synced from the emulator."""
-    jobs.sync_candles(client, lake, "BTCUSDT", start=MAR1, end=MAR3)
+    sync.sync_candles(client, lake, "BTCUSDT", start=MAR1, end=MAR3)
     return lake
 
 
@@ -146,7 +146,7 @@ def test_clear_errors_name_the_problem_and_what_exists(two_days, tmp_path):
 
 def test_orders_by_creation_time_and_status(client, lake, emulator):
     truth = emulator.generate_orders("BTCUSDT", 300, NOW_MS - 3 * MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=5)
-    jobs.sync_orders(client, lake, "BTCUSDT")
+    sync.sync_orders(client, lake, "BTCUSDT")
     api = binance_lake.open_lake(lake.root)
     lo, hi = NOW_MS - 2 * MS_PER_DAY, NOW_MS - MS_PER_DAY
     tbl = api.orders("btcusdt", start=datetime.fromtimestamp(lo / 1000, timezone.utc),

@@ -13,14 +13,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from binance_lake import archive, jobs
-from binance_lake.archive import ArchiveConfig, backfill
+from binance_lake import fold, layout
 from binance_lake.cli import main
 from binance_lake.emulator import Emulator
 from binance_lake.emulator import archive as fake
-from binance_lake.extract import exchange_gaps
+from binance_lake.jobs import sync
+from binance_lake.jobs.backfill import backfill
 from binance_lake.lake import LocalLake
 from binance_lake.schema import CANDLES
+from binance_lake.sources.archive import ArchiveConfig
+from binance_lake.sources.coverage import exchange_gaps
 from binance_lake.times import MS_PER_MINUTE, parse_time
 from tests.conftest import API_KEY, API_SECRET
 from tests.helpers import candle_tuples, truth_tuples
@@ -78,7 +80,7 @@ def cfg(url: str) -> ArchiveConfig:
 def partitions(lake: LocalLake, dates: List[str]) -> pa.Table:
     """Curated rows of these dates without the lineage columns (which say where rows came from)."""
     parts = [pq.read_table(io.BytesIO(lake.read_bytes(
-        f"{CANDLES.partition_path(interval='1m', symbol=SYMBOL, date=d)}/part-0.parquet"))) for d in dates]
+        f"{layout.partition(CANDLES, interval='1m', symbol=SYMBOL, date=d)}/part-0.parquet"))) for d in dates]
     return pa.concat_tables(parts).drop_columns(["ingested_at", "source_key"])
 
 
@@ -101,7 +103,7 @@ def test_archive_then_rest_equals_sync_and_has_no_boundary_duplicate(client, lak
     rest_lake = LocalLake(str(tmp_path / "rest-lake"))
     dates = ["2024-12-31", "2025-01-01", "2025-02-01"]
     for d in dates:
-        jobs.sync_candles(client, rest_lake, SYMBOL, start=parse_time(d), end=parse_time(d) + 1440 * MS_PER_MINUTE)
+        sync.sync_candles(client, rest_lake, SYMBOL, start=parse_time(d), end=parse_time(d) + 1440 * MS_PER_MINUTE)
     archived, synced = partitions(lake, dates), partitions(rest_lake, dates)
     assert archived.schema == synced.schema and archived.num_rows == 3 * 1440
     assert archived.equals(synced)
@@ -113,7 +115,7 @@ def test_archive_then_rest_equals_sync_and_has_no_boundary_duplicate(client, lak
 
 def test_next_sync_continues_after_the_archive(client, lake, emulator, archive_url):
     backfill(lake, SYMBOL, None, None, cfg(archive_url), client=None, now_ms=NOW)
-    s = jobs.sync_candles(client, lake, SYMBOL)  # no --start: the watermark sees the archive
+    s = sync.sync_candles(client, lake, SYMBOL)  # no --start: the watermark sees the archive
     assert s["start"] == "2025-02-02T00:00:00Z"  # not 24 h ago (2025-02-02T06:00)
     assert candle_tuples(lake) == truth(emulator)
 
@@ -137,7 +139,7 @@ def test_checksum_failures_are_retried_reported_and_never_stored(client, lake, e
 def test_resume_skips_verified_files_and_refetches_a_replaced_one(lake, emulator, server, archive_url,
                                                                    monkeypatch):
     # Interrupted after two files are curated: the third one raises mid-way.
-    real, calls = archive.curate_file, []
+    real, calls = fold.fold_archive_file, []
 
     def flaky(*args, **kwargs):
         calls.append(args[1].period)
@@ -145,10 +147,10 @@ def test_resume_skips_verified_files_and_refetches_a_replaced_one(lake, emulator
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(archive, "curate_file", flaky)
+    monkeypatch.setattr("binance_lake.jobs.backfill.fold_archive_file", flaky)
     with pytest.raises(KeyboardInterrupt):
         backfill(lake, SYMBOL, None, None, ArchiveConfig(base_url=archive_url, workers=1, backoff_s=0), now_ms=NOW)
-    monkeypatch.setattr(archive, "curate_file", real)
+    monkeypatch.setattr("binance_lake.jobs.backfill.fold_archive_file", real)
     first = server.downloads()
     assert first >= 3  # (a 4th may have been in flight)
     r = backfill(lake, SYMBOL, None, None, cfg(archive_url), now_ms=NOW)
@@ -201,11 +203,11 @@ def test_rebuilding_a_boundary_day_keeps_the_archive_rows(client, lake, emulator
     """A corrupted partition of a day that both the archive and REST fed is rebuilt from both."""
     backfill(lake, SYMBOL, None, None, cfg(archive_url), client=None, now_ms=NOW)
     # A REST window inside an archive day, as a scheduled tick or a repair could write.
-    jobs.sync_candles(client, lake, SYMBOL, start=parse_time("2025-02-01T12:00:00Z"),
+    sync.sync_candles(client, lake, SYMBOL, start=parse_time("2025-02-01T12:00:00Z"),
                       end=parse_time("2025-02-01T13:00:00Z"))
-    part = f"{CANDLES.partition_path(interval='1m', symbol=SYMBOL, date='2025-02-01')}/part-0.parquet"
+    part = f"{layout.partition(CANDLES, interval='1m', symbol=SYMBOL, date='2025-02-01')}/part-0.parquet"
     lake.write_bytes(part, b"PAR1 torn")
-    jobs.sync_candles(client, lake, SYMBOL, start=parse_time("2025-02-01T13:00:00Z"),
+    sync.sync_candles(client, lake, SYMBOL, start=parse_time("2025-02-01T13:00:00Z"),
                       end=parse_time("2025-02-01T13:05:00Z"))  # its transform finds the torn file
     day = parse_time("2025-02-01")
     assert [t for t in candle_tuples(lake) if day <= t[1] < day + 1440 * MS_PER_MINUTE] == truth(
@@ -216,7 +218,7 @@ def test_transform_rebuild_restores_archive_days_offline(lake, archive_url, caps
     """An archive-only day whose curated file was torn is rebuilt from the stored zip; no network."""
     backfill(lake, SYMBOL, None, None, cfg(archive_url), client=None, now_ms=NOW)
     before = candle_tuples(lake)
-    part = f"{CANDLES.partition_path(interval='1m', symbol=SYMBOL, date='2024-12-15')}/part-0.parquet"
+    part = f"{layout.partition(CANDLES, interval='1m', symbol=SYMBOL, date='2024-12-15')}/part-0.parquet"
     lake.write_bytes(part, b"torn")
     served = sum(server.requests.values())
     code = main(["transform", "--rebuild", "--symbol", SYMBOL, "--lake", lake.root])

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from binance_lake.archive import backfill
 from binance_lake.cli import main
+from binance_lake.jobs.backfill import backfill
 from binance_lake.lake import LocalLake
 from binance_lake.times import parse_time
 from tests.helpers import candle_tuples
@@ -54,7 +54,7 @@ def test_refused_rest_names_the_unfilled_tail_and_the_cli_exits_partial(base_url
 
 
 def test_unreachable_rest_still_backfills_the_archive(lake, emulator, archive_url):
-    from binance_lake.client import BinanceClient, ClientConfig
+    from binance_lake.sources.rest.client import BinanceClient, ClientConfig
 
     client = BinanceClient(ClientConfig(base_url="http://127.0.0.1:9", timeout_s=1, max_attempts=3,
                                         backoff_base_s=0.01, backoff_cap_s=0.02))

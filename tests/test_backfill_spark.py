@@ -13,11 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from binance_lake.archive import ArchiveConfig, backfill
 from binance_lake.emulator import Emulator
 from binance_lake.emulator import archive as fake
-from binance_lake.extract import exchange_gaps
+from binance_lake.jobs.backfill import backfill
 from binance_lake.lake import LocalLake
+from binance_lake.sources.archive import ArchiveConfig
+from binance_lake.sources.coverage import exchange_gaps
 from binance_lake.times import parse_time
 
 pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed (requirements-dev.txt pins it)")
@@ -76,7 +77,7 @@ def curated_rows(root: Path) -> pa.Table:
 
 
 def test_spark_output_equals_single_machine_row_for_row(spark, archive_url, tmp_path):
-    from binance_lake.spark_backfill import backfill_spark
+    from binance_lake.aws.spark import backfill_spark
 
     cfg = ArchiveConfig(base_url=archive_url, workers=2, backoff_s=0)
     single, distributed = tmp_path / "single", tmp_path / "spark"

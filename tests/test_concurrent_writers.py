@@ -149,8 +149,6 @@ def run_together(lake: Path, rest_url: str, archive_url: str, sync_first: bool) 
     return errs
 
 
-# raises=: only the race's symptom is expected; a crash or a missing pause fails the test.
-@pytest.mark.xfail(strict=True, raises=CuratedDiffers, reason="archive writes curated without the lock (issue 13)")
 def test_backfill_and_sync_of_the_same_days_at_once_land_every_candle_once(rest_url, truth, archive_url, tmp_path):
     for rnd in range(ROUNDS):
         lake = tmp_path / f"lake-{rnd}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import threading
 
-from binance_lake.archive import deferred_sync
 from binance_lake.lake import LocalLake
 
 
@@ -46,6 +45,22 @@ def test_sync_covers_only_the_calling_thread(tmp_path):
 
 def test_deferred_sync_restores_the_lake(tmp_path):
     lake = LocalLake(str(tmp_path))
-    with deferred_sync(lake):
+    with lake.deferred_sync():
         assert lake.defer_sync is True
     assert lake.defer_sync is False
+
+
+def test_the_lake_interface_offers_what_locking_and_durability_need(tmp_path):
+    """Conditional delete of the version read, and the durability barrier, on every Lake."""
+    lake = LocalLake(str(tmp_path))
+    lake.write_bytes("l/k", b"one")
+    data, version = lake.read_with_version("l/k")
+    lake.write_bytes("l/k", b"two")  # replaced after the read: the old version must not be deleted
+    assert data == b"one" and lake.delete_if_match("l/k", version) is False
+    assert lake.read_bytes("l/k") == b"two"
+    _, version = lake.read_with_version("l/k")
+    assert lake.delete_if_match("l/k", version) is True and not lake.exists("l/k")
+    with lake.deferred_sync():
+        lake.write_bytes("l/d", b"x")
+    lake.sync()
+    assert lake._pending() == []

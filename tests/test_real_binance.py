@@ -8,11 +8,13 @@ import json
 
 import pytest
 
-from binance_lake import extract, jobs
 from binance_lake.cli import main
 from binance_lake.emulator import Fault
 from binance_lake.errors import BinanceUnavailableError, GeoBlockedError
+from binance_lake.jobs import sync
 from binance_lake.lake import LocalLake
+from binance_lake.sources import coverage
+from binance_lake.sources.rest import orders as rest_orders
 from binance_lake.times import MS_PER_DAY, MS_PER_MINUTE, ms_to_iso
 from tests.conftest import API_KEY, API_SECRET, NOW_MS
 from tests.helpers import candle_tuples, curated, order_rows, truth_tuples
@@ -28,7 +30,7 @@ def test_waf_403_every_few_requests_still_lands_every_candle(make_client, lake, 
     emulator.inject(Fault("403", path=None, times=None, every=3))  # every 3rd request, any endpoint
     client = make_client()
     start, end = MAR1 - 10 * MS_PER_DAY, MAR1 + 15000 * MS_PER_MINUTE - 10 * MS_PER_DAY
-    s = jobs.sync_candles(client, lake, "BTCUSDT", start=start, end=end, workers=4)
+    s = sync.sync_candles(client, lake, "BTCUSDT", start=start, end=end, workers=4)
     blocked = [r for r in emulator.requests if r.status == 403]
     assert len(blocked) >= 5 and client.stats.waf_blocked == len(blocked)
     assert s["rows"] == 15000 and s["exchange_gaps"] == []
@@ -57,7 +59,7 @@ def test_waf_403_that_persists_exits_4_with_a_clear_message(base_url, emulator, 
 
 def _open_orders_then_cancel(emulator, client, lake, how_many: int) -> list:
     emulator.generate_orders("BTCUSDT", 400, NOW_MS - 5 * MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=4)
-    jobs.sync_orders(client, lake, "BTCUSDT")
+    sync.sync_orders(client, lake, "BTCUSDT")
     unexecuted = [o["orderId"] for o in emulator.orders("BTCUSDT")
                   if o["status"] == "NEW" and float(o["executedQty"]) == 0]
     assert len(unexecuted) >= how_many
@@ -76,7 +78,7 @@ def _assert_archived_final(lake, ids, emulator):
         extra = json.loads(row["extra_fields"])
         assert row["status"] == "CANCELED" and extra["lakeResolution"]["code"] == -2026
         assert extra["lakeResolution"]["storedStatus"] == "NEW" and "errors.md" in extra["lakeResolution"]["source"]
-    index = extract.read_orders_index(lake, "BTCUSDT")
+    index = rest_orders.read_orders_index(lake, "BTCUSDT")
     assert not set(ids) & set(index["open_order_ids"])
     # every other order is exactly what Binance serves
     for o in emulator.orders("BTCUSDT"):
@@ -87,21 +89,21 @@ def _assert_archived_final(lake, ids, emulator):
 def test_archived_orders_become_final_and_never_fail_a_sync(make_client, lake, emulator):
     client = make_client()
     ids = _open_orders_then_cancel(emulator, client, lake, 3)
-    s = jobs.sync_orders(make_client(), lake, "BTCUSDT")
+    s = sync.sync_orders(make_client(), lake, "BTCUSDT")
     assert sorted(s["orders_resolved"]["-2026"]) == sorted(ids)
     _assert_archived_final(lake, ids, emulator)
     seen = len(emulator.requests)
-    jobs.sync_orders(make_client(), lake, "BTCUSDT")
+    sync.sync_orders(make_client(), lake, "BTCUSDT")
     asked = [r.params.get("orderId") for r in emulator.requests[seen:] if r.path == "/api/v3/order"]
     assert asked == []  # final orders are never queried again
 
 
 def test_archived_orders_left_out_of_allorders_do_not_stay_open_after_repaging(make_client, lake, emulator,
                                                                              monkeypatch):
-    monkeypatch.setattr(extract, "REFRESH_ONE_BY_ONE_MAX", 1)  # force the allOrders re-paging path
+    monkeypatch.setattr(rest_orders, "REFRESH_ONE_BY_ONE_MAX", 1)  # force the allOrders re-paging path
     ids = _open_orders_then_cancel(emulator, make_client(), lake, 3)
     seen = len(emulator.requests)
-    jobs.sync_orders(make_client(), lake, "BTCUSDT")
+    sync.sync_orders(make_client(), lake, "BTCUSDT")
     calls = [(r.path, r.status) for r in emulator.requests[seen:] if "rder" in r.path]
     assert ("/api/v3/allOrders", 200) in calls and calls.count(("/api/v3/order", 400)) == 3
     _assert_archived_final(lake, ids, emulator)
@@ -109,14 +111,14 @@ def test_archived_orders_left_out_of_allorders_do_not_stay_open_after_repaging(m
 
 def test_an_order_binance_forgot_is_kept_as_stored_and_not_queried_again(make_client, lake, emulator):
     emulator.generate_orders("BTCUSDT", 200, NOW_MS - 2 * MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=5)
-    jobs.sync_orders(make_client(), lake, "BTCUSDT")
+    sync.sync_orders(make_client(), lake, "BTCUSDT")
     gone = next(o for o in emulator.orders("BTCUSDT") if o["status"] == "NEW")
     emulator.forget_order("BTCUSDT", gone["orderId"])
-    s = jobs.sync_orders(make_client(), lake, "BTCUSDT")
+    s = sync.sync_orders(make_client(), lake, "BTCUSDT")
     assert s["orders_resolved"] == {"-2013": [gone["orderId"]]}
     assert order_rows(lake)[gone["orderId"]]["status"] == "NEW"  # last seen, not invented
     seen = len(emulator.requests)
-    jobs.sync_orders(make_client(), lake, "BTCUSDT")
+    sync.sync_orders(make_client(), lake, "BTCUSDT")
     assert [r for r in emulator.requests[seen:] if r.path == "/api/v3/order"] == []
 
 
@@ -128,13 +130,13 @@ def test_a_symbol_in_break_is_reported_and_its_silence_is_no_exchange_gap(client
     brk = NOW_MS - 3 * MS_PER_DAY - 17 * MS_PER_MINUTE
     brk -= brk % MS_PER_MINUTE
     emulator.set_symbol_status("BTCUSDT", "BREAK", since_ms=brk)
-    s = jobs.sync_candles(client, lake, "BTCUSDT")  # empty lake, no range
+    s = sync.sync_candles(client, lake, "BTCUSDT")  # empty lake, no range
     assert s["symbol_status"] == "BREAK" and "BREAK" in s["note"]
-    assert s["exchange_gaps"] == [] and extract.exchange_gaps(lake, "BTCUSDT", "1m") == []
+    assert s["exchange_gaps"] == [] and coverage.exchange_gaps(lake, "BTCUSDT", "1m") == []
     assert (s["start"], s["end"]) == (ms_to_iso(brk - MS_PER_DAY), ms_to_iso(brk))
     assert candle_tuples(lake) == truth_tuples("BTCUSDT", emulator.klines("BTCUSDT", "1m", brk - MS_PER_DAY, brk))
     # an explicit range across the break: history exact, still no gap after the last candle
-    s2 = jobs.sync_candles(client, lake, "BTCUSDT", start=brk - 2 * MS_PER_DAY)
+    s2 = sync.sync_candles(client, lake, "BTCUSDT", start=brk - 2 * MS_PER_DAY)
     assert s2["exchange_gaps"] == [] and s2["end"] == ms_to_iso(brk)
     assert candle_tuples(lake) == truth_tuples(
         "BTCUSDT", emulator.klines("BTCUSDT", "1m", brk - 2 * MS_PER_DAY, brk))
@@ -150,7 +152,7 @@ def test_start_on_a_symbol_without_any_candle_says_so(client, lake, emulator):
     emulator.add_symbol("NEWUSDT", listed_at_ms=NOW_MS - MS_PER_DAY)
     emulator.set_symbol_status("NEWUSDT", "HALT", since_ms=0)
     with pytest.raises(Exception) as err:
-        jobs.sync_candles(client, lake, "NEWUSDT", start=MAR1)
+        sync.sync_candles(client, lake, "NEWUSDT", start=MAR1)
     assert "no 1m candles at all" in str(err.value) and "HALT" in str(err.value) and "never" not in str(err.value)
 
 
@@ -213,14 +215,14 @@ def test_open_orders_of_many_symbols_in_one_call(make_client, lake, emulator):
         emulator.generate_orders(sym, 50, NOW_MS - MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=2)
     client = make_client()
     for sym in symbols:
-        jobs.sync_orders(client, lake, sym)
+        sync.sync_orders(client, lake, sym)
     changed = next(o for o in emulator.orders(symbols[0]) if o["status"] == "NEW")
     emulator.update_order(symbols[0], changed["orderId"], status="FILLED")
-    assert extract.prefetch_open_orders(client, symbols[:13]) is None  # 13 x 6 < 80
+    assert rest_orders.prefetch_open_orders(client, symbols[:13]) is None  # 13 x 6 < 80
     seen = len(emulator.requests)
-    on_book = extract.prefetch_open_orders(client, symbols)
+    on_book = rest_orders.prefetch_open_orders(client, symbols)
     for sym in symbols:
-        jobs.sync_orders(client, lake, sym, open_orders=on_book)
+        sync.sync_orders(client, lake, sym, open_orders=on_book)
     books = [r for r in emulator.requests[seen:] if r.path == "/api/v3/openOrders"]
     assert len(books) == 1 and "symbol" not in books[0].params and books[0].weight == 80
     rows = order_rows(lake)

@@ -17,14 +17,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from binance_lake import jobs, transform
+from binance_lake import fold, layout
 from binance_lake.cli import main
-from binance_lake.client import BinanceClient, ClientConfig
 from binance_lake.emulator import Emulator
-from binance_lake.extract import parse_window_name
+from binance_lake.jobs import sync
 from binance_lake.lake import LocalLake
+from binance_lake.layout import parse_window_name
 from binance_lake.lock import lake_lock
 from binance_lake.schema import CANDLES, DECIMAL_SCALE, ORDERS
+from binance_lake.sources.rest.client import BinanceClient, ClientConfig
 from binance_lake.times import MS_PER_DAY, MS_PER_MINUTE, ms_to_iso, parse_time
 from binance_lake.verify import EXIT_UNREPAIRED, PartitionRef, VerifyOptions, exit_code, verify
 from tests.conftest import API_KEY, API_SECRET, NOW_MS
@@ -32,8 +33,8 @@ from tests.conftest import API_KEY, API_SECRET, NOW_MS
 MAR1, MAR2 = parse_time("2024-03-01"), parse_time("2024-03-02")
 DATES = ["2024-03-01", "2024-03-02"]
 OUTAGE = (MAR1 + 600 * MS_PER_MINUTE, MAR1 + 660 * MS_PER_MINUTE)  # 10:00-11:00 on March 1
-DAY1 = CANDLES.partition_path(interval="1m", symbol="BTCUSDT", date="2024-03-01")
-DAY2 = CANDLES.partition_path(interval="1m", symbol="BTCUSDT", date="2024-03-02")
+DAY1 = layout.partition(CANDLES, interval="1m", symbol="BTCUSDT", date="2024-03-01")
+DAY2 = layout.partition(CANDLES, interval="1m", symbol="BTCUSDT", date="2024-03-02")
 TICK = Decimal(1).scaleb(-DECIMAL_SCALE)  # the smallest change the column can hold
 
 
@@ -47,8 +48,8 @@ def build_lake(root: Path) -> None:
         client = BinanceClient(ClientConfig(base_url=url, api_key=API_KEY, api_secret=API_SECRET, timeout_s=2.0,
                                             backoff_base_s=0.01, backoff_cap_s=0.05))
         lake = LocalLake(str(root))
-        jobs.sync_candles(client, lake, "BTCUSDT", start=MAR1, end=MAR2 + MS_PER_DAY)
-        jobs.sync_orders(client, lake, "BTCUSDT")
+        sync.sync_candles(client, lake, "BTCUSDT", start=MAR1, end=MAR2 + MS_PER_DAY)
+        sync.sync_orders(client, lake, "BTCUSDT")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def read(lake: LocalLake, partition: str) -> pa.Table:
 
 
 def write(lake: LocalLake, partition: str, t: pa.Table) -> None:
-    transform.write_partition(lake, partition, t)
+    fold.write_partition(lake, partition, t)
 
 
 def snapshot(root: Path) -> Dict[str, bytes]:
@@ -81,8 +82,8 @@ def fresh_rebuild(pristine: Path, tmp: Path) -> LocalLake:
     shutil.copytree(pristine, tmp)
     lake = LocalLake(str(tmp))
     shutil.rmtree(tmp / "curated")
-    transform.rebuild_candles(lake, "BTCUSDT")
-    transform.rebuild_orders(lake, "BTCUSDT")
+    fold.rebuild_candles(lake, "BTCUSDT")
+    fold.rebuild_orders(lake, "BTCUSDT")
     return lake
 
 
@@ -114,7 +115,7 @@ def test_corruption_is_named_exactly_and_repaired_to_a_fresh_rebuild(lake, prist
     foreign = set_value(corrupt.slice(0, 1), 0, "candle_open_time", OUTAGE[0] + 5 * MS_PER_MINUTE)
     foreign = set_value(foreign, 0, "candle_close_time", OUTAGE[0] + 6 * MS_PER_MINUTE - 1)
     write(lake, DAY1, pa.concat_tables([corrupt, foreign]))
-    orders_day = ORDERS.partition_path(symbol="BTCUSDT", date="2024-03-02")
+    orders_day = layout.partition(ORDERS, symbol="BTCUSDT", date="2024-03-02")
     orders = read(lake, orders_day)
     order_id = orders["order_id"][3].as_py()
     write(lake, orders_day, set_value(orders, 3, "executed_qty", orders["executed_qty"][3].as_py() + TICK))

@@ -14,11 +14,13 @@ import boto3
 import pyarrow as pa
 import pytest
 
-from binance_lake.archive import ArchiveConfig, backfill
+from binance_lake import layout
 from binance_lake.emulator import Emulator
 from binance_lake.emulator import archive as fake
+from binance_lake.jobs.backfill import backfill
 from binance_lake.lake import LocalLake
 from binance_lake.schema import CANDLES, ORDERS
+from binance_lake.sources.archive import ArchiveConfig
 from binance_lake.times import parse_time
 from binance_lake.verify import VerifyOptions, verify
 from tests.test_verify import TICK, build_lake, read, set_value, snapshot, write
@@ -63,12 +65,12 @@ def corrupted(tmp_path_factory) -> Path:
     with fake.ArchiveServer(archive_root).serve() as url:
         backfill(lake, "ETHUSDT", ARCHIVE_START, ARCHIVE_END, ArchiveConfig(base_url=url, backoff_s=0),
                  now_ms=ARCHIVE_NOW)
-    eth = CANDLES.partition_path(interval="1m", symbol="ETHUSDT", date="2025-01-01")
+    eth = layout.partition(CANDLES, interval="1m", symbol="ETHUSDT", date="2025-01-01")
     write(lake, eth, read(lake, eth).slice(0, 1000))  # rows only the archive zip can restore
-    btc = CANDLES.partition_path(interval="1m", symbol="BTCUSDT", date="2024-03-02")
+    btc = layout.partition(CANDLES, interval="1m", symbol="BTCUSDT", date="2024-03-02")
     day = read(lake, btc)
     write(lake, btc, set_value(day, 7, "high_price", day["high_price"][7].as_py() + TICK))
-    orders = ORDERS.partition_path(symbol="BTCUSDT", date="2024-03-01")
+    orders = layout.partition(ORDERS, symbol="BTCUSDT", date="2024-03-01")
     o = read(lake, orders)
     write(lake, orders, pa.concat_tables([o, set_value(o.slice(0, 1), 0, "order_id", 10**12)]))  # foreign
     return root
@@ -79,7 +81,7 @@ def _reports(report) -> list:
 
 
 def test_spark_verify_equals_single_machine_exactly(spark, corrupted, tmp_path):
-    from binance_lake.spark_backfill import verify_spark
+    from binance_lake.aws.spark import verify_spark
 
     single, distributed = tmp_path / "single", tmp_path / "spark"
     shutil.copytree(corrupted, single)
@@ -90,8 +92,8 @@ def test_spark_verify_equals_single_machine_exactly(spark, corrupted, tmp_path):
     assert a.summary() == b.summary()
     assert (a.summary()["repaired"], a.summary()["raw_missing"], a.summary()["ok"]) == (2, 1, 13)
     by = {p.partition: p for p in a.partitions}
-    assert by[CANDLES.partition_path(interval="1m", symbol="ETHUSDT", date="2025-01-01")].missing == 440
-    assert by[ORDERS.partition_path(symbol="BTCUSDT", date="2024-03-01")].extra_keys == [10**12]
+    assert by[layout.partition(CANDLES, interval="1m", symbol="ETHUSDT", date="2025-01-01")].missing == 440
+    assert by[layout.partition(ORDERS, symbol="BTCUSDT", date="2024-03-01")].extra_keys == [10**12]
     # Same repaired lake, file for file (the reports differ only in their time stamps).
     left, right = snapshot(single / "curated" / "candles"), snapshot(distributed / "curated" / "candles")
     assert left == right and snapshot(single / "curated" / "orders") == snapshot(distributed / "curated" / "orders")
@@ -100,7 +102,7 @@ def test_spark_verify_equals_single_machine_exactly(spark, corrupted, tmp_path):
 def test_glue_entry_publishes_metrics_and_fails_on_unrepaired(spark, corrupted, tmp_path, capsys):
     from moto import mock_aws
 
-    from binance_lake.spark_backfill import verify_glue_main
+    from binance_lake.aws.spark import verify_glue_main
 
     root = tmp_path / "lake"
     shutil.copytree(corrupted, root)
@@ -136,7 +138,7 @@ def _sum(cw, name: str) -> float:
 
 def test_archive_day_is_repaired_to_what_the_stored_zips_rebuild(corrupted, tmp_path):
     """Candles the archive brought are re-derived from the verified zips, as `transform --rebuild` does."""
-    from binance_lake.archive import recurate_stored
+    from binance_lake.jobs.sync import rebuild
 
     fixed, rebuilt = tmp_path / "fixed", tmp_path / "rebuilt"
     shutil.copytree(corrupted, fixed)
@@ -144,7 +146,7 @@ def test_archive_day_is_repaired_to_what_the_stored_zips_rebuild(corrupted, tmp_
     report = verify(LocalLake(str(fixed)), ["ETHUSDT"], "1m", DATES[2:], VerifyOptions(), tables=["candles"])
     assert [(p.status, p.missing) for p in report.partitions] == [("repaired", 440), ("ok", 0)]
     shutil.rmtree(rebuilt / "curated")
-    assert all(f.status == "curated" for f in recurate_stored(LocalLake(str(rebuilt)), "ETHUSDT", "1m"))
+    assert rebuild(LocalLake(str(rebuilt)), ["ETHUSDT"]).rows_written > 0  # curated gone: the zips alone
     for d in DATES[2:]:
-        part = CANDLES.partition_path(interval="1m", symbol="ETHUSDT", date=d)
+        part = layout.partition(CANDLES, interval="1m", symbol="ETHUSDT", date=d)
         assert read(LocalLake(str(fixed)), part).equals(read(LocalLake(str(rebuilt)), part))

@@ -1,84 +1,35 @@
-"""Cloud glue for the Lambda extractors, the transform Lambda and the Glue jobs.
+"""The extractor Lambdas' support: the API key from Secrets Manager (cached) and the
+per-symbol extract loops around :mod:`binance_lake.jobs.extract`.
 
-The handlers in ``lambdas/`` and the scripts in ``glue_scripts/`` stay a few lines
-long: configuration, the API key, the extract/transform loops and the freshness
-metric live here, where they can be tested without AWS. No pyarrow at import time:
-the extractors import this module and their bundle has no pyarrow.
+The handlers ``lambdas/candles.py`` and ``lambdas/orders.py`` stay a few lines long; this
+is tested without AWS. No pyarrow anywhere in its imports (import-linter enforces it): the
+extractors' bundle has none.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from binance_lake import extract, jobs
-from binance_lake.client import BinanceClient, ClientConfig
+from binance_lake.aws.settings import ExtractSettings
 from binance_lake.errors import BadInputError, BinanceError, LakeError
+from binance_lake.jobs.extract import extract_candles as extract_candle_pages
+from binance_lake.jobs.extract import extract_orders as extract_order_pages
 from binance_lake.lake import Lake, open_lake
+from binance_lake.schema import CANDLES, ORDERS
+from binance_lake.sources.rest.client import BinanceClient, ClientConfig
+from binance_lake.sources.rest.orders import known_orders, prefetch_open_orders
 
 log = logging.getLogger(__name__)
 
-METRIC_NAMESPACE = "BinanceLake"
-FRESHNESS_METRIC = "MinutesSinceLastClosedCandle"
 SECRET_TTL_S = 300.0  # a rotated key is picked up within 5 minutes by a warm Lambda
 # Tests shorten the client's backoff here; production uses ClientConfig's defaults.
 CLIENT_TUNING: Dict[str, Any] = {}
 
 Credentials = Tuple[str, str]
-
-
-# -- configuration --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ExtractSettings:
-    """What the CDK puts in the extractors' environment."""
-
-    lake_uri: str
-    symbols: List[str]
-    interval: str
-    base_url: str
-    secret_arn: Optional[str] = None
-    # Every configured candle interval (INTERVALS="1m,5m"); ``interval`` is the first one.
-    intervals: Optional[List[str]] = None
-
-    def candle_intervals(self) -> List[str]:
-        return list(self.intervals) if self.intervals else [self.interval]
-
-    @classmethod
-    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> ExtractSettings:
-        env = os.environ if env is None else env
-
-        def need(name: str) -> str:
-            value = env.get(name, "").strip()
-            if not value:
-                raise BadInputError(f"environment variable {name} is not set (the CDK stack sets it)")
-            return value
-
-        symbols = [s.strip() for s in need("SYMBOLS").split(",") if s.strip()]
-        intervals = env_intervals(env)
-        return cls(lake_uri=need("LAKE_URI"), symbols=symbols, interval=intervals[0],
-                   base_url=need("BINANCE_BASE_URL"), secret_arn=env.get("BINANCE_SECRET_ARN") or None,
-                   intervals=intervals)
-
-
-def env_intervals(env: Mapping[str, str]) -> List[str]:
-    """``INTERVALS`` (comma-separated) or the older single ``INTERVAL``; default ``1m``."""
-    raw = env.get("INTERVALS") or env.get("INTERVAL") or "1m"
-    return [i.strip() for i in raw.split(",") if i.strip()] or ["1m"]
-
-
-def correlation_id(event: Any, fallback: str) -> str:
-    """The execution id the state machine passes (``execution_id``), else ``fallback``."""
-    if isinstance(event, dict):
-        for key in ("execution_id", "correlation_id"):
-            if isinstance(event.get(key), str) and event[key]:
-                return event[key]
-    return fallback
 
 
 # -- the API key ----------------------------------------------------------------------
@@ -199,9 +150,9 @@ def extract_candles(settings: ExtractSettings, lake: Optional[Lake] = None) -> D
 
     def work(item: str) -> Dict[str, Any]:
         symbol, _, interval = item.partition("/")
-        return jobs.sync_candles(make_client(settings), lake, symbol, interval or intervals[0], transform=False)
+        return extract_candle_pages(make_client(settings), lake, symbol, interval or intervals[0])
 
-    run = _per_symbol(ExtractRun("candles"), items, work)
+    run = _per_symbol(ExtractRun(CANDLES.name), items, work)
     run.raise_if_failed()
     return run.summary()
 
@@ -218,8 +169,8 @@ def extract_orders(settings: ExtractSettings, lake: Optional[Lake] = None, secre
         return {"table": "orders", "skipped": "secret not filled in", "rows": 0, "symbols": {}, "errors": {}}
     lake = lake or open_lake(settings.lake_uri)
     on_book = _prefetch_open_orders(settings, credentials, lake)
-    run = _per_symbol(ExtractRun("orders"), settings.symbols, lambda symbol: jobs.sync_orders(
-        make_client(settings, credentials), lake, symbol, transform=False, open_orders=on_book))
+    run = _per_symbol(ExtractRun(ORDERS.name), settings.symbols, lambda symbol: extract_order_pages(
+        make_client(settings, credentials), lake, symbol, open_orders=on_book))
     run.raise_if_failed()
     return run.summary()
 
@@ -233,153 +184,12 @@ def _prefetch_open_orders(settings: ExtractSettings, credentials: Credentials, l
     they count: a first run, with nothing stored open, spends nothing here. A failed call
     falls back to per-symbol calls, so one symbol's trouble still fails only that symbol.
     """
-    asking = [s for s in settings.symbols if extract.known_orders(lake, s)[1]]
+    asking = [s for s in settings.symbols if known_orders(lake, s)[1]]
     try:
-        return extract.prefetch_open_orders(make_client(settings, credentials), asking)
+        return prefetch_open_orders(make_client(settings, credentials), asking)
     except BinanceError as exc:
         log.warning("all-symbols openOrders failed; asking per symbol",
                     extra={"error": type(exc).__name__, "reason": str(exc)})
         return None
 
 
-# -- transform (Lambda) and Glue job arguments ------------------------------------------
-
-
-@dataclass(frozen=True)
-class TransformSettings:
-    """What the CDK puts in the transform Lambda's environment."""
-
-    lake_uri: str
-    symbols: List[str]
-    tables: List[str]
-    intervals: List[str]
-
-    @classmethod
-    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> TransformSettings:
-        env = os.environ if env is None else env
-        missing = [n for n in ("LAKE_URI", "SYMBOLS") if not env.get(n, "").strip()]
-        if missing:
-            raise BadInputError(f"environment variable {missing[0]} is not set (the CDK stack sets it)")
-        tables = csv_list(env.get("TABLES") or "candles,orders")
-        unknown = sorted(set(tables) - {"candles", "orders"})
-        if unknown:
-            raise BadInputError(f"TABLES: unknown table(s) {unknown}; use candles and/or orders")
-        return cls(lake_uri=env["LAKE_URI"].strip(), symbols=csv_list(env["SYMBOLS"]), tables=tables,
-                   intervals=env_intervals(env))
-
-
-def parse_glue_args(argv: Sequence[str], required: Sequence[str], defaults: Optional[Mapping[str, str]] = None
-                    ) -> Dict[str, str]:
-    """Glue passes ``--KEY value`` pairs (plus its own, e.g. ``--JOB_RUN_ID``); like
-    ``awsglue.utils.getResolvedOptions`` but available outside Glue and tolerant of
-    ``--KEY=value`` and valueless flags."""
-    args: Dict[str, str] = dict(defaults or {})
-    items = list(argv)
-    i = 0
-    while i < len(items):
-        token = items[i]
-        i += 1
-        if not token.startswith("--"):
-            continue
-        name, eq, value = token[2:].partition("=")
-        if not eq:
-            has_value = i < len(items) and not items[i].startswith("--")
-            value = items[i] if has_value else ""
-            i += 1 if has_value else 0
-        args[name] = value
-    missing = [name for name in required if not args.get(name)]
-    if missing:
-        raise BadInputError(f"missing job argument(s) {', '.join('--' + m for m in missing)}")
-    return args
-
-
-def csv_list(value: str) -> List[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def publish_freshness(lake: Lake, symbols: Sequence[str], interval: str, cloudwatch: Any = None,
-                      now_ms: Optional[int] = None) -> Dict[str, float]:
-    """Publish ``BinanceLake/MinutesSinceLastClosedCandle`` per symbol from curated data.
-
-    Read from the lake, not from this run's result, so that a stalled extract shows
-    as a growing value. A symbol with no curated candle publishes nothing: the alarm
-    treats missing data as breaching.
-    """
-    from binance_lake.transform import last_closed_candle  # pyarrow: Glue side only
-
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    minutes: Dict[str, float] = {}
-    for symbol in symbols:
-        close_ms = last_closed_candle(lake, symbol, interval)
-        if close_ms is not None:
-            minutes[symbol] = round(max(0, now_ms - (close_ms + 1)) / 60000.0, 2)
-    if minutes:
-        if cloudwatch is None:
-            import boto3
-
-            cloudwatch = boto3.client("cloudwatch")
-        cloudwatch.put_metric_data(Namespace=METRIC_NAMESPACE, MetricData=[
-            {"MetricName": FRESHNESS_METRIC, "Dimensions": [{"Name": "Symbol", "Value": s}],
-             "Timestamp": now_ms / 1000.0, "Value": v, "Unit": "None"} for s, v in minutes.items()])
-    return minutes
-
-
-def transform_increment(settings: TransformSettings, lake: Optional[Lake] = None, cloudwatch: Any = None,
-                        now_ms: Optional[int] = None) -> Dict[str, Any]:
-    """The scheduled transform (the transform Lambda): pending raw -> curated, then the
-    freshness metric of the first (primary) interval."""
-    from binance_lake.transform import transform_pending
-
-    lake = lake or open_lake(settings.lake_uri)
-    result = transform_pending(lake, settings.tables, settings.symbols)
-    summary: Dict[str, Any] = {"transform": result.summary()}
-    if "candles" in settings.tables:
-        summary["minutes_since_last_closed_candle"] = publish_freshness(
-            lake, settings.symbols, settings.intervals[0], cloudwatch, now_ms)
-    return summary
-
-
-def run_transform(argv: Sequence[str], lake: Optional[Lake] = None, cloudwatch: Any = None,
-                  now_ms: Optional[int] = None) -> Dict[str, Any]:
-    """:func:`transform_increment` from ``--lake_uri --symbols --tables [--interval]`` arguments."""
-    args = parse_glue_args(argv, ["lake_uri", "symbols", "tables"], {"interval": "1m"})
-    env = {"LAKE_URI": args["lake_uri"], "SYMBOLS": args["symbols"], "TABLES": args["tables"],
-           "INTERVALS": args["interval"]}
-    try:
-        settings = TransformSettings.from_env(env)
-    except BadInputError as exc:
-        raise BadInputError(str(exc).replace("TABLES:", "--tables:")) from None
-    return transform_increment(settings, lake, cloudwatch, now_ms)
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line with a correlation id (Glue has no Powertools)."""
-
-    _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-    def __init__(self, correlation_id: str, service: str = "binance-lake") -> None:
-        super().__init__()
-        self.correlation_id, self.service = correlation_id, service
-
-    def format(self, record: logging.LogRecord) -> str:
-        body: Dict[str, Any] = {"level": record.levelname, "timestamp": round(record.created, 3),
-                                "service": self.service, "logger": record.name,
-                                "correlation_id": self.correlation_id, "message": record.getMessage()}
-        body.update({k: v for k, v in vars(record).items() if k not in self._STANDARD})
-        if record.exc_info:
-            body["exception"] = self.formatException(record.exc_info)
-        return json.dumps(body, default=str)
-
-
-def json_logging(correlation_id: str, level: str = "INFO") -> logging.Handler:
-    """Route the root logger (core + job) to stdout as JSON lines."""
-    import sys
-
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter(correlation_id))
-    root = logging.getLogger()
-    root.handlers = [handler]
-    root.setLevel(level)
-    for noisy in ("botocore", "boto3", "urllib3"):  # credential/endpoint chatter at INFO
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    return handler

@@ -3,7 +3,7 @@
 Backfill: many symbols and months at once.
 The driver plans (one tiny ``.CHECKSUM`` request per candidate file, as on one machine)
 and hands one row per archive file to ``mapInArrow``. Each task runs
-:func:`binance_lake.archive.process_file` -- the very code of the single-machine
+:func:`binance_lake.jobs.backfill_file` -- the very code of the single-machine
 backfill: verify against the published sha256, store the zip, ``candles_from_arrow``,
 merge each UTC day into ``curated/candles/...`` through the lake, write the sidecar.
 So the output is the same layout, byte-for-byte the same rows except lineage time.
@@ -23,16 +23,12 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import pyarrow as pa
 
-from binance_lake.archive import (
-    EARLIEST_ARCHIVE_MS,
-    ArchiveConfig,
-    ArchiveFile,
-    PlannedFile,
-    plan_files,
-    process_file,
-    utc_now_ms,
-)
+from binance_lake.aws.glue import parse_glue_args
+from binance_lake.aws.metrics import publish_verify
+from binance_lake.aws.settings import csv_list
+from binance_lake.jobs.backfill import EARLIEST_ARCHIVE_MS, backfill_file, utc_now_ms
 from binance_lake.lake import open_lake
+from binance_lake.sources.archive import ArchiveConfig, ArchiveFile, PlannedFile, plan_files
 from binance_lake.times import day_start
 
 TASK_SCHEMA = pa.schema([("symbol", pa.string()), ("interval", pa.string()), ("period", pa.string()),
@@ -60,7 +56,7 @@ def process_batches(batches: Iterator[pa.RecordBatch], lake_uri: str, cfg: Archi
         out: List[Dict[str, Any]] = []
         for task in batch.to_pylist():
             f = ArchiveFile(task["symbol"], task["interval"], task["period"])
-            r = process_file(lake, PlannedFile(f, task["published"], bool(task["first"])), cfg)
+            r = backfill_file(lake, PlannedFile(f, task["published"], bool(task["first"])), cfg)
             out.append({"symbol": f.symbol, "file": r.file, "status": r.status, "rows": r.rows,
                         "rejected": r.rejected, "downloaded": r.downloaded,
                         "exchange_gaps": len(r.exchange_gaps), "reason": r.reason})
@@ -93,7 +89,6 @@ def glue_main(argv: Sequence[str]) -> int:
 
     from pyspark.sql import SparkSession
 
-    from binance_lake.cloud import csv_list, parse_glue_args
     from binance_lake.times import optional_time
 
     args = parse_glue_args(argv, ["lake_uri", "symbols"], {"archive_url": ArchiveConfig.base_url})
@@ -167,8 +162,7 @@ def verify_glue_main(argv: Sequence[str], cloudwatch: Any = None, spark: Any = N
     (dates UTC, ``--end`` exclusive); non-zero when a mismatch was left unrepaired."""
     import json
 
-    from binance_lake.cloud import csv_list, parse_glue_args
-    from binance_lake.verify import VerifyOptions, date_range, exit_code, publish_metrics
+    from binance_lake.verify import VerifyOptions, date_range, exit_code
     from binance_lake.verify import now_ms as clock
 
     args = parse_glue_args(argv, ["lake_uri", "symbols"], {"interval": "1m", "days_back": "1"})
@@ -186,7 +180,7 @@ def verify_glue_main(argv: Sequence[str], cloudwatch: Any = None, spark: Any = N
         spark = SparkSession.builder.appName("binance-lake-verify").getOrCreate()
     opts = VerifyOptions(run_id=args.get("JOB_RUN_ID", ""))
     report = verify_spark(spark, args["lake_uri"], csv_list(args["symbols"]), args["interval"], dates, opts)
-    publish_metrics(report, cloudwatch)
+    publish_verify(report.summary(), cloudwatch)
     print(json.dumps({"report_key": report.report_key, **report.summary()}))
     print(report.line())
     return 1 if exit_code(report) else 0

@@ -1,66 +1,67 @@
-"""Jobs: extract + transform composed the same way for the CLI, the Lambdas and Glue.
+"""Sync jobs: REST pages into raw and through the fold, for the CLI, the transform Lambda and tests.
 
-Each job returns a JSON-able summary (rows, raw files, gaps, weight used) that the CLI
-prints as its last line and the state machine passes on.
+* ``sync_candles`` / ``sync_orders``: :mod:`binance_lake.jobs.extract`, then the transform tick.
+* ``transform``: the tick alone (every raw page a pending marker names).
+* ``rebuild``: every curated partition of a symbol again from all of its sources, once.
+* ``repair_candle_gaps``: re-fetch holes; what Binance confirms empty becomes an exchange gap.
 """
 
 from __future__ import annotations
 
-import time
-from typing import Any, Dict, List, Optional, Tuple
+import logging
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from binance_lake import extract
-from binance_lake.client import BinanceClient
-from binance_lake.extract import OrdersRequest, Progress
+from binance_lake import fold
+from binance_lake.fold import TransformResult
+from binance_lake.jobs.extract import client_stats, extract_candles, extract_orders
 from binance_lake.lake import Lake
-from binance_lake.times import ms_to_iso
+from binance_lake.query import candle_symbols
+from binance_lake.schema import CANDLES, ORDERS
+from binance_lake.sources.coverage import merge_ranges
+from binance_lake.sources.rest import candles as rest_candles
+from binance_lake.sources.rest.client import BinanceClient
+from binance_lake.sources.rest.orders import OrdersRequest
+from binance_lake.sources.rest.raw import Progress
+from binance_lake.times import interval_ms, ms_to_iso
 
-
-def _client_stats(client: BinanceClient) -> Dict[str, Any]:
-    s = client.stats
-    return {"requests": s.requests, "weight_used": s.weight_used, "retries": s.retries, "throttled": s.throttled}
+log = logging.getLogger(__name__)
 
 
 def sync_candles(client: BinanceClient, lake: Lake, symbol: str, interval: str = "1m",
                  start: Optional[int] = None, end: Optional[int] = None, workers: int = 4,
                  progress: Optional[Progress] = None, transform: bool = True) -> Dict[str, Any]:
-    started = time.time()
-    result = extract.sync_candles(client, lake, symbol, interval, start, end, workers, progress)
-    summary: Dict[str, Any] = {**result.summary(), **_client_stats(client)}
-    summary["start"] = ms_to_iso(result.start) if result.start is not None else None
-    summary["end"] = ms_to_iso(result.end) if result.end is not None else None
-    summary["exchange_gaps"] = [[ms_to_iso(s), ms_to_iso(e)] for s, e in result.exchange_gaps]
-    if transform:
-        summary["transform"] = _transform(lake, ["candles"], [symbol])
-    summary["seconds"] = round(time.time() - started, 3)
-    _record(lake, f"candles/interval={interval}", symbol, summary)
-    return summary
+    """REST candles into raw, then (``transform``) the tick for this symbol."""
+    return extract_candles(client, lake, symbol, interval, start, end, workers, progress,
+                           _tick if transform else None)
 
 
 def sync_orders(client: BinanceClient, lake: Lake, symbol: str, request: Optional[OrdersRequest] = None,
                 progress: Optional[Progress] = None, transform: bool = True,
                 open_orders: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
-    """``open_orders``: from extract.prefetch_open_orders, when many symbols share one call."""
-    started = time.time()
-    result = extract.sync_orders(client, lake, symbol, request, progress, open_orders)
-    summary: Dict[str, Any] = {**result.summary(), **_client_stats(client)}
-    if transform:
-        summary["transform"] = _transform(lake, ["orders"], [symbol])
-    summary["seconds"] = round(time.time() - started, 3)
-    _record(lake, "orders", symbol, summary)
-    return summary
+    """REST orders into raw, then (``transform``) the tick for this symbol."""
+    return extract_orders(client, lake, symbol, request, progress, open_orders, _tick if transform else None)
 
 
-def _transform(lake: Lake, tables: List[str], symbols: List[str]) -> Dict[str, Any]:
-    from binance_lake.transform import transform_pending  # pyarrow: only where curated is written
-
-    return transform_pending(lake, tables, symbols).summary()
+def _tick(lake: Lake, tables: List[str], symbols: List[str]) -> Dict[str, Any]:
+    return transform(lake, tables, symbols).summary()
 
 
-def _record(lake: Lake, table: str, symbol: str, summary: Dict[str, Any]) -> None:
-    from binance_lake.query import write_last_run
+def transform(lake: Lake, tables: Sequence[str] = (CANDLES.name, ORDERS.name),
+              symbols: Optional[Sequence[str]] = None) -> TransformResult:
+    """The transform tick: every raw page a pending marker names, folded into curated."""
+    return fold.transform_pending(lake, tables, symbols)
 
-    write_last_run(lake, table, symbol, {**summary, "finished_at": ms_to_iso(int(time.time() * 1000))})
+
+def rebuild(lake: Lake, symbols: Sequence[str]) -> TransformResult:
+    """Every curated partition of ``symbols`` again from all of its sources, each read once:
+    candles of every interval the lake holds (REST pages + stored archive files), orders."""
+    result = TransformResult()
+    for symbol in symbols:
+        for interval, sym in candle_symbols(lake):
+            if sym == symbol:
+                result.add(fold.rebuild_candles(lake, symbol, interval))
+        result.add(fold.rebuild_orders(lake, symbol))
+    return result
 
 
 def repair_candle_gaps(client: BinanceClient, lake: Lake, symbol: str, interval: str,
@@ -71,12 +72,15 @@ def repair_candle_gaps(client: BinanceClient, lake: Lake, symbol: str, interval:
     now_ms = client.server_time()
     rows, still_empty = 0, []
     for i, (s, e) in enumerate(gaps, 1):
-        for page_s, page_e in extract.candle_pages(s, e, extract.interval_ms(interval)):
-            for _key, n, empty in extract.fetch_candle_page(client, lake, symbol, interval, page_s, page_e, now_ms):
+        for page_s, page_e in rest_candles.candle_pages(s, e, interval_ms(interval)):
+            pages = rest_candles.fetch_candle_page(client, lake, symbol, interval, page_s, page_e, now_ms)
+            for _key, n, empty in pages:
                 rows += n
                 still_empty.extend(empty)
         if progress:
             progress(i, len(gaps))
     return {"symbol": symbol, "gaps_repaired": len(gaps), "rows": rows,
-            "exchange_gaps": [[ms_to_iso(s), ms_to_iso(e)] for s, e in extract.merge_ranges(still_empty)],
-            "transform": _transform(lake, ["candles"], [symbol]), **_client_stats(client)}
+            "exchange_gaps": [[ms_to_iso(s), ms_to_iso(e)] for s, e in merge_ranges(still_empty)],
+            "transform": _tick(lake, [CANDLES.name], [symbol]), **client_stats(client)}
+
+

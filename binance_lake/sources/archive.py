@@ -1,6 +1,8 @@
-"""Backfill from Binance's public archive (data.binance.vision) straight into curated.
+"""The public archive (data.binance.vision) as a source: plan, download, verify, store, parse.
 
-How archive data enters the lake (one file at a time, so memory stays at about one month):
+A pure source, like freqtrade's ``binance_public_data.py``: it never writes curated data.
+The backfill job (:func:`binance_lake.jobs.backfill_file`) runs one file through it and
+hands the parsed rows to the one writer, :func:`binance_lake.fold.fold_archive_file`.
 
 1. **Plan.** Whole past months come as monthly zips, the rest (the current month, or a
    month whose monthly file is not published yet) as daily zips. Every candidate's
@@ -10,27 +12,20 @@ How archive data enters the lake (one file at a time, so memory stays at about o
    without downloading. Otherwise the zip is downloaded (or the stored copy reused when
    its sha256 still matches) and must hash to the published sha256; a mismatch is
    retried, then reported. An unverified zip is never written to the lake.
-3. **Store raw.** The verified zip is kept, immutable per checksum, at
-   ``raw/archive/klines/interval=1m/symbol=X/<monthly|daily>/<X>-1m-<period>.zip``.
-4. **Curate.** Its CSV (ms or µs, header or not) goes through
-   :func:`binance_lake.transform.candles_from_arrow` -- the same casts, checks and schema
-   as the REST path -- and each UTC day is merged into its curated partition with the
-   core ``dedupe`` (newest ``ingested_at`` wins). Lineage: ``source_key`` is the zip's
-   lake key, ``ingested_at`` its download time. Minutes missing from the file are
-   recorded as exchange gaps, like REST ones.
-5. **Mark.** Only then the sidecar ``<name>.zip.json`` (sha256, published checksum, URL,
-   download time, rows, gaps) is written. Its name is the coverage claim that
-   ``extract.archive_coverage`` and the REST watermark read, so a crash before this
-   point just redoes the file (idempotent: deterministic keys, dedupe on open time).
-
-Finally the REST path (``jobs.sync_candles``) fills what the archive lacks: holes and
-the days after its end, up to the last closed candle, starting exactly at the archive's
-end so the boundary has no duplicate.
+3. **Store raw.** The verified zip is kept, immutable per checksum, under
+   ``raw/archive/klines/`` (:func:`binance_lake.layout.archive_key`).
+4. **Parse.** Its CSV (ms or µs, header or not) becomes Arrow columns in the REST array's
+   order; :func:`binance_lake.columns.candles_from_arrow` casts and checks them exactly
+   as REST rows are. Lineage: ``source_key`` is the zip's lake key, ``ingested_at`` its
+   download time.
+5. **Mark.** Once the fold has written the file's days, the sidecar ``<name>.zip.json``
+   (sha256, published checksum, URL, download time, rows, gaps) is written. Its name is
+   the coverage claim (:mod:`binance_lake.sources.coverage`), so a crash before this point
+   just redoes the file (idempotent: deterministic keys, dedupe on the primary key).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -41,39 +36,18 @@ import urllib.request
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from binance_lake.errors import BadInputError, BinanceError, BinanceUnavailableError, GeoBlockedError, IpBannedError
-from binance_lake.extract import (
-    SIDECAR_SUFFIX,
-    archive_coverage,
-    archive_dir,
-    archive_period_range,
-    archive_periods,
-    gap_key,
-    merge_ranges,
-    missing_ranges,
-    parse_window_name,
-    record_exchange_gap,
-)
-from binance_lake.lake import Lake, sync_lake
-from binance_lake.schema import CANDLES
-from binance_lake.times import MS_PER_DAY, date_to_ms, day_start, interval_ms, ms_to_date, ms_to_iso
-from binance_lake.transform import (
-    Rejected,
-    candles_from_arrow,
-    dedupe,
-    ms_array,
-    quarantine_rows,
-    read_partition,
-    rebuild_candles,
-    write_partition,
-)
+from binance_lake import layout
+from binance_lake.columns import candles_from_arrow, ms_array
+from binance_lake.errors import BinanceUnavailableError, Rejected
+from binance_lake.lake import Lake
+from binance_lake.sources.coverage import archive_period_range, archive_periods, merge_ranges, missing_ranges
+from binance_lake.times import MS_PER_DAY, date_to_ms, day_start, ms_to_date
 
 log = logging.getLogger(__name__)
 
@@ -107,26 +81,26 @@ class ArchiveFile:
 
     @property
     def kind(self) -> str:
-        return "monthly" if len(self.period) == 7 else "daily"
+        return layout.archive_kind(self.period)
 
     @property
     def name(self) -> str:
-        return f"{self.symbol}-{self.interval}-{self.period}.zip"
+        return layout.archive_name(self.symbol, self.interval, self.period)
 
     @property
     def key(self) -> str:
-        return f"{archive_dir(self.symbol, self.interval, self.kind)}/{self.name}"
+        return layout.archive_key(self.symbol, self.interval, self.period)
 
     @property
     def sidecar_key(self) -> str:
-        return self.key[: -len(".zip")] + SIDECAR_SUFFIX
+        return layout.sidecar_key(self.key)
 
     @property
     def span(self) -> Tuple[int, int]:
         return archive_period_range(self.period)
 
     def url(self, base_url: str) -> str:
-        return f"{base_url.rstrip('/')}/data/spot/{self.kind}/klines/{self.symbol}/{self.interval}/{self.name}"
+        return layout.archive_url(base_url, self.symbol, self.interval, self.period)
 
 
 @dataclass
@@ -300,53 +274,56 @@ def stored_files(lake: Lake, symbol: str, interval: str) -> List[ArchiveFile]:
     return sorted(files, key=lambda f: f.span)
 
 
-def recurate_stored(lake: Lake, symbol: str, interval: str) -> List[FileResult]:
-    """Re-curate every stored, verified archive zip from the lake alone (no network).
-
-    ``transform --rebuild`` calls it so that days the archive brought are rebuilt too; each
-    zip is checked against the sha256 its sidecar recorded before it is used.
-    """
-    results = []
-    for i, f in enumerate(stored_files(lake, symbol, interval)):
-        result = FileResult(f.name, f.period, "failed")
-        sidecar = read_sidecar(lake, f) or {}
-        try:
-            data = lake.read_bytes(f.key)
-            if hashlib.sha256(data).hexdigest() != sidecar.get("sha256"):
-                raise Rejected(f"{f.name}: stored zip no longer matches its recorded sha256; run backfill again")
-            table, _ = read_archive_csv(data, f.name)
-            curate_file(lake, f, table, int(sidecar.get("downloaded_at", 0)), i == 0, False, result)
-            result.status = "curated"
-        except (KeyError, Rejected) as exc:
-            result.reason = str(exc)
-            log.error("archive file %s not re-curated: %s", f.name, exc)
-        results.append(result)
-    return results
-
-
-def stored_archive_rows(lake: Lake, symbol: str, interval: str, date: str) -> Optional[pa.Table]:
-    """Curated rows of ``date`` from the verified archive zips already in the lake (no network).
+class StoredArchive:
+    """The verified archive zips already in the lake, read day by day (no network).
 
     A curated partition rebuilt "from raw" must include the archive's share of the day,
-    not only the REST windows, or a rebuild would drop the rows the archive brought.
+    not only the REST windows, or a rebuild would drop the rows the archive brought. Only
+    files with a sidecar count (verified and folded: the lake's claim). The last files
+    parsed are kept, so a rebuild walking a month's days in order parses its zip once.
     """
-    tables = []
-    for f in (ArchiveFile(symbol, interval, date[:7]), ArchiveFile(symbol, interval, date)):
-        sidecar = read_sidecar(lake, f)
+
+    def __init__(self, lake: Lake, symbol: str, interval: str):
+        self.lake, self.symbol, self.interval = lake, symbol, interval
+        self._parsed: Dict[str, Optional[Tuple[Dict[str, Any], pa.Table, pa.Array]]] = {}
+
+    def days(self) -> List[str]:
+        """Every UTC day a stored file covers."""
+        return sorted({ms_to_date(d) for f in stored_files(self.lake, self.symbol, self.interval)
+                       for d in range(*f.span, MS_PER_DAY)})
+
+    def _file(self, f: ArchiveFile) -> Optional[Tuple[Dict[str, Any], pa.Table, pa.Array]]:
+        if f.key not in self._parsed:
+            if len(self._parsed) >= 2:  # a month and one of its days: memory stays ~one month
+                self._parsed.pop(next(iter(self._parsed)))
+            self._parsed[f.key] = self._parse(f)
+        return self._parsed[f.key]
+
+    def _parse(self, f: ArchiveFile) -> Optional[Tuple[Dict[str, Any], pa.Table, pa.Array]]:
+        sidecar = read_sidecar(self.lake, f)
         if sidecar is None:
-            continue  # not verified and curated: not part of the lake's claim
+            return None  # not verified and folded: not part of the lake's claim
         try:
-            raw, _ = read_archive_csv(lake.read_bytes(f.key), f.name)
+            raw, _ = read_archive_csv(self.lake.read_bytes(f.key), f.name)
         except (KeyError, Rejected) as exc:
             log.warning("%s: stored archive file unusable for a rebuild (%s); run backfill again", f.name, exc)
-            continue
-        day_lo = date_to_ms(date)
-        open_ms = ms_array(raw.column(0).combine_chunks().cast(pa.int64()))
-        day = raw.filter(pc.and_(pc.greater_equal(open_ms, day_lo), pc.less(open_ms, day_lo + MS_PER_DAY)))
-        table, _ = candles_from_arrow(symbol, interval, day, int(sidecar.get("downloaded_at", 0)), f.key, date)
-        tables.append(table)
-    return pa.concat_tables(tables) if tables else None
+            return None
+        return sidecar, raw, ms_array(raw.column(0).combine_chunks().cast(pa.int64()))
 
+    def rows(self, date: str) -> Optional[pa.Table]:
+        """Curated rows of ``date`` from the stored files; None if no stored file covers it."""
+        tables = []
+        for f in (ArchiveFile(self.symbol, self.interval, date[:7]), ArchiveFile(self.symbol, self.interval, date)):
+            parsed = self._file(f)
+            if parsed is None:
+                continue
+            sidecar, raw, open_ms = parsed
+            day_lo = date_to_ms(date)
+            day = raw.filter(pc.and_(pc.greater_equal(open_ms, day_lo), pc.less(open_ms, day_lo + MS_PER_DAY)))
+            table, _ = candles_from_arrow(self.symbol, self.interval, day, int(sidecar.get("downloaded_at", 0)),
+                                          f.key, date)
+            tables.append(table)
+        return pa.concat_tables(tables) if tables else None
 
 
 def read_archive_csv(zip_bytes: bytes, name: str) -> Tuple[pa.Table, bool]:
@@ -365,61 +342,6 @@ def read_archive_csv(zip_bytes: bytes, name: str) -> Tuple[pa.Table, bool]:
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise Rejected(f"{name} is not a kline CSV ({str(exc).splitlines()[0][:120]})") from None
     return table, header
-
-
-def process_file(lake: Lake, planned: PlannedFile, cfg: ArchiveConfig) -> FileResult:
-    """Verify, store, curate and mark one archive file. Never raises for one bad file."""
-    f, published = planned.file, planned.published
-    result = FileResult(f.name, f.period, "missing")
-    if published is None:
-        return result
-    sidecar = read_sidecar(lake, f)
-    if sidecar and sidecar.get("published_checksum") == published and not cfg.force:
-        result.status, result.rows = "up-to-date", int(sidecar.get("rows", 0))
-        return result
-    try:
-        data, downloaded_at, result.downloaded = verified_zip(lake, f, published, cfg)
-        if result.downloaded:
-            lake.write_bytes(f.key, data)  # verified: a replaced file overwrites the old version
-        table, header = read_archive_csv(data, f.name)
-        replaced = bool(sidecar) and sidecar.get("published_checksum") != published
-        curate_file(lake, f, table, downloaded_at, planned.first, replaced, result)
-    except (ChecksumMismatch, Rejected, BinanceUnavailableError) as exc:
-        result.status, result.reason = "failed", str(exc)
-        log.error("archive file %s not used: %s", f.name, exc)
-        return result
-    body = {"file": f.name, "url": f.url(cfg.base_url), "sha256": published, "published_checksum": published,
-            "downloaded_at": downloaded_at, "curated_at": int(time.time() * 1000), "rows": result.rows,
-            "rejected_rows": result.rejected, "header_row": header, "covered": list(f.span),
-            "exchange_gaps": [list(g) for g in result.exchange_gaps]}
-    sync_lake(lake)  # the zip and its partitions are durable before the sidecar records them
-    lake.write_bytes(f.sidecar_key, json.dumps(body).encode())
-    sync_lake(lake)
-    result.status = "curated"
-    return result
-
-
-def curate_file(lake: Lake, f: ArchiveFile, raw: pa.Table, downloaded_at: int, first: bool, replaced: bool,
-                result: FileResult) -> None:
-    """One archive file's rows -> its UTC days' curated partitions, plus its exchange gaps."""
-    table, rejected = candles_from_arrow(f.symbol, f.interval, raw, downloaded_at, f.key)
-    lo, hi = f.span
-    open_ms = table["candle_open_time"].cast(pa.int64())
-    inside = pc.and_(pc.greater_equal(open_ms, lo), pc.less(open_ms, hi))
-    if not pc.all(inside).as_py():
-        stray = table.filter(pc.invert(inside))
-        rejected += [(r, f"open time outside {f.name}'s period") for r in stray.to_pylist()]
-        table, open_ms = table.filter(inside), open_ms.filter(inside)
-    quarantine_rows(lake, CANDLES.partition_path(interval=f.interval, symbol=f.symbol, date=ms_to_date(lo)),
-                    f.key, rejected)
-    for date, rows, ordered in split_days(table, open_ms):
-        merge_day(lake, f, date, rows, ordered)
-    result.rows, result.rejected = table.num_rows, len(rejected)
-    result.exchange_gaps = file_gaps(open_ms, lo, hi, interval_ms(f.interval), first)
-    if replaced:
-        drop_gaps_from(lake, f)  # a re-published file may have filled what the old one lacked
-    for gap in result.exchange_gaps:
-        record_exchange_gap(lake, f.symbol, f.interval, gap, f.key)
 
 
 def file_gaps(open_ms: pa.Array, lo: int, hi: int, step: int, first: bool) -> List[Tuple[int, int]]:
@@ -455,229 +377,24 @@ def split_days(table: pa.Table, open_ms: pa.Array) -> Iterator[Tuple[str, pa.Tab
         yield ms_to_date(day * MS_PER_DAY), table.filter(pc.equal(days, day)), False
 
 
-def merge_day(lake: Lake, f: ArchiveFile, date: str, rows: pa.Table, ordered: bool = False) -> None:
-    partition = CANDLES.partition_path(interval=f.interval, symbol=f.symbol, date=date)
-    try:
-        existing = read_partition(lake, partition, CANDLES)
-    except Rejected as exc:
-        # Keep what REST raw holds for this day, then lay the archive over it.
-        log.warning("%s: %s; rebuilding it from raw before merging the archive", partition, exc)
-        if _has_rest_raw(lake, f, date):
-            rebuild_candles(lake, f.symbol, f.interval, [date])
-        existing = _readable(lake, partition)
-    if existing is None and ordered:
-        merged = rows  # strictly ascending: already what dedupe would return
-    elif existing is None and pc.count_distinct(rows["candle_open_time"]).as_py() == rows.num_rows:
-        merged = rows.sort_by("candle_open_time")  # what dedupe returns for unique keys, without its group_by
-    else:
-        merged = dedupe(rows if existing is None else pa.concat_tables([existing, rows]),
-                        ["candle_open_time"], ["ingested_at"])
-    write_partition(lake, partition, merged)
-
-
-def _has_rest_raw(lake: Lake, f: ArchiveFile, date: str) -> bool:
-    return bool(lake.list_children(f"{CANDLES.raw_prefix}/interval={f.interval}/symbol={f.symbol}/date={date}"))
-
-
-def _readable(lake: Lake, partition: str) -> Optional[pa.Table]:
-    try:
-        return read_partition(lake, partition, CANDLES)
-    except Rejected:
-        return None
+def write_sidecar(lake: Lake, f: ArchiveFile, body: Dict[str, Any]) -> None:
+    """The commit record of a folded file, made durable after the zip and its partitions."""
+    lake.sync()  # the zip and its partitions are durable before the sidecar records them
+    lake.write_bytes(f.sidecar_key, json.dumps(body).encode())
+    lake.sync()
 
 
 def drop_gaps_from(lake: Lake, f: ArchiveFile) -> None:
     """Delete exchange-gap records that an earlier version of this archive file produced."""
-    prefix = gap_key(f.symbol, f.interval, 0, 0).rsplit("/", 1)[0]
+    prefix = layout.gaps_prefix(f.symbol, f.interval)
     lo, hi = f.span
     for name in lake.list_children(prefix):
-        window = parse_window_name(name)
+        window = layout.parse_window_name(name)
         if not window or window[0] < lo or window[1] > hi:
             continue
+        key = layout.child(prefix, name)
         try:
-            if json.loads(lake.read_bytes(f"{prefix}/{name}")).get("source_key") == f.key:
-                lake.delete(f"{prefix}/{name}")
+            if json.loads(lake.read_bytes(key)).get("source_key") == f.key:
+                lake.delete(key)
         except (KeyError, ValueError):
             continue
-
-
-# -- a symbol ----------------------------------------------------------------------------
-
-
-@dataclass
-class BackfillResult:
-    symbol: str
-    start: int
-    end: int
-    files: List[FileResult] = field(default_factory=list)
-    archive_end: Optional[int] = None
-    rest: List[Dict[str, Any]] = field(default_factory=list)
-    rest_ranges: List[Tuple[int, int]] = field(default_factory=list)
-    seconds: float = 0.0
-    # REST refused or unreachable (HTTP 451 geo-block, a persisting WAF 403, no network): why,
-    # the exit code that error carries, and the ranges REST should have filled but could not.
-    rest_error: Optional[str] = None
-    rest_exit_code: int = 0
-    rest_unfilled: List[Tuple[int, int]] = field(default_factory=list)
-
-    def count(self, status: str) -> int:
-        return sum(1 for f in self.files if f.status == status)
-
-    @property
-    def rows(self) -> int:
-        return sum(f.rows for f in self.files if f.status == "curated")
-
-    def summary(self) -> Dict[str, Any]:
-        return {
-            "symbol": self.symbol, "start": ms_to_iso(self.start), "end": ms_to_iso(self.end),
-            "files_curated": self.count("curated"), "files_up_to_date": self.count("up-to-date"),
-            "files_missing": self.count("missing"), "files_failed": self.count("failed"),
-            "files_downloaded": sum(1 for f in self.files if f.downloaded),
-            "rows": self.rows, "rejected_rows": sum(f.rejected for f in self.files),
-            "failed": [{"file": f.file, "reason": f.reason} for f in self.files if f.status == "failed"],
-            "exchange_gaps": [[ms_to_iso(s), ms_to_iso(e)]
-                              for s, e in merge_ranges(g for f in self.files for g in f.exchange_gaps)],
-            "archive_end": ms_to_iso(self.archive_end) if self.archive_end is not None else None,
-            "rest_ranges": [[ms_to_iso(s), ms_to_iso(e)] for s, e in self.rest_ranges],
-            "rest_rows": sum(int(r.get("rows", 0)) for r in self.rest), "seconds": round(self.seconds, 3),
-            "rest_error": self.rest_error, "rest_exit_code": self.rest_exit_code,
-            "rest_unfilled": [[ms_to_iso(s), ms_to_iso(e)] for s, e in self.rest_unfilled],
-        }
-
-
-def run_files(lake: Lake, planned: Sequence[PlannedFile], cfg: ArchiveConfig, pool: ThreadPoolExecutor,
-              progress: Optional[FileProgress] = None) -> Iterator[FileResult]:
-    """process_file over ``planned``, at most 2 x workers in flight: memory stays ~workers months."""
-    futures: List[Any] = []
-    done, rows = 0, 0
-    try:
-        for i, p in enumerate(planned):
-            futures.append(pool.submit(process_file, lake, p, cfg))
-            last = i == len(planned) - 1
-            while futures and (last or len(futures) >= 2 * max(1, cfg.workers)):
-                r = futures.pop(0).result()
-                done, rows = done + 1, rows + r.rows
-                if progress:
-                    progress(done, len(planned), rows)
-                yield r
-    finally:
-        for fut in futures:  # interrupted: files not started stay for the rerun
-            fut.cancel()
-
-
-def backfill_archive(lake: Lake, symbol: str, start: int, end: int, now_ms: int, cfg: ArchiveConfig,
-                     interval: str = "1m", progress: Optional[FileProgress] = None) -> BackfillResult:
-    """Archive part of a backfill for one symbol: plan, verify, store, curate, mark."""
-    started = time.time()
-    if start >= end:
-        raise BadInputError(f"--start {ms_to_iso(start)} is not before --end {ms_to_iso(end)}")
-    result = BackfillResult(symbol, start, end)
-    with deferred_sync(lake), ThreadPoolExecutor(max_workers=max(1, cfg.workers)) as pool:
-        planned = plan_files(symbol, interval, start, end, now_ms, cfg, pool)
-        result.files = list(run_files(lake, planned, cfg, pool, progress))
-    covered = [c for c in archive_coverage(lake, symbol, interval) if c[1] > start and c[0] < end]
-    result.archive_end = covered[-1][1] if covered else None
-    result.rest_ranges = rest_ranges(start, end, covered)
-    result.seconds = time.time() - started
-    return result
-
-
-@contextlib.contextmanager
-def deferred_sync(lake: Lake) -> Iterator[None]:
-    """fsync once per archive file (before its sidecar) instead of per partition written.
-
-    Safe here because the sidecar is the commit record: a file without one is curated
-    again on rerun (see ``LocalLake`` for what a power loss may leave). About 30 day
-    partitions per month otherwise cost ~60 fsyncs each.
-    """
-    before = getattr(lake, "defer_sync", None)
-    if before is None:  # S3: every PUT is durable already
-        yield
-        return
-    lake.defer_sync = True  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        lake.defer_sync = before  # type: ignore[attr-defined]
-
-
-def rest_ranges(start: int, end: int, covered: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
-    """What REST must fetch: holes between archive files and the tail after the archive.
-
-    Nothing before the archive's first file (the symbol was not listed); everything if
-    the archive has no file of the range at all (REST itself skips pre-listing minutes).
-    """
-    if not covered:
-        return [(start, end)]
-    holes, cursor = [], covered[0][0]
-    for s, e in covered:
-        if s > cursor:
-            holes.append((cursor, s))
-        cursor = max(cursor, e)
-    if cursor < end:
-        holes.append((cursor, end))
-    return holes
-
-
-def utc_now_ms() -> int:
-    return int(datetime.now(timezone.utc).timestamp() * 1000)
-
-
-def backfill(lake: Lake, symbol: str, start: Optional[int], end: Optional[int], cfg: ArchiveConfig,
-             client: Any = None, interval: str = "1m", progress: Optional[FileProgress] = None,
-             rest_progress: Optional[Callable[[int, int], None]] = None, now_ms: Optional[int] = None
-             ) -> BackfillResult:
-    """Archive first, then REST (when ``client`` is given) for the holes and the tail.
-
-    Without ``--start`` the range begins at the symbol's first candle (asked of the REST
-    API when a client is given, else 2017-07-01, before Binance's first archive month).
-    """
-    from binance_lake import jobs  # jobs pulls in the REST client; the Spark path needs neither
-    from binance_lake.extract import first_candle_ms
-    from binance_lake.times import floor_to
-
-    step = interval_ms(interval)
-    refused: Optional[BinanceError] = None
-    listed = None
-    if client is not None:
-        try:
-            now_ms = client.server_time() if now_ms is None else now_ms
-            client.symbol_info(symbol)  # unknown symbol: a clear error before anything is written
-            listed = first_candle_ms(client, symbol, interval) if start is None else None
-        except REST_REFUSED as exc:
-            # REST is refused (451) or unreachable: the archive part needs no REST at all.
-            refused = exc
-            log.warning("%s; backfilling from the public archive only", exc)
-    if now_ms is None:
-        now_ms = utc_now_ms()
-    if start is None:
-        # The listing month's monthly file holds the first candle: start at that month.
-        start = archive_period_range(month_of(listed))[0] if listed is not None else EARLIEST_ARCHIVE_MS
-    last_closed_end = floor_to(now_ms, step)
-    end = last_closed_end if end is None else min(end, last_closed_end)
-    result = backfill_archive(lake, symbol, start, end, now_ms, cfg, interval, progress)
-    if client is not None:
-        todo = [(s, e) for s, e in result.rest_ranges if s < e]
-        for i, (s, e) in enumerate(todo):
-            if refused is not None:
-                result.rest_unfilled = todo[i:]
-                break
-            try:
-                result.rest.append(jobs.sync_candles(client, lake, symbol, interval, s, e, cfg.workers,
-                                                     rest_progress))
-            except REST_REFUSED as exc:
-                refused = exc
-                result.rest_unfilled = todo[i:]  # what this range stored before failing stays
-        if refused is not None:
-            result.rest_error = str(refused)
-            result.rest_exit_code = refused.exit_code if result.rest_unfilled else 0
-    result.seconds = result.seconds if client is None else result.seconds + sum(
-        float(r.get("seconds", 0)) for r in result.rest)
-    return result
-
-
-# REST failures a backfill survives: the archive part does not need REST.
-REST_REFUSED = (GeoBlockedError, BinanceUnavailableError, IpBannedError)
-
-
-EARLIEST_ARCHIVE_MS = 1498867200000  # 2017-07-01: before Binance's first archive month (2017-08)

@@ -58,3 +58,55 @@ def test_core_wheel_is_a_valid_deterministic_wheel(tmp_path: Path) -> None:
                                   "requirements-transform.txt"])
 def test_lambda_sources_exist(path: str) -> None:
     assert (bundling.LAMBDAS_DIR / path).is_file()
+
+
+# -- what each Lambda package carries of the core (its handlers' import closure) ---------------
+
+_IMPORT_BUNDLE = """
+import importlib, json, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+for handler in sys.argv[2:]:
+    importlib.import_module(handler)
+pyarrow = "pyarrow" in sys.modules  # what the handlers themselves pull in
+# Every core module the package carries imports from the package alone (lazy imports included).
+for path in sorted((root / "binance_lake").rglob("*.py")):
+    parts = path.relative_to(root).with_suffix("").parts
+    importlib.import_module(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+core = sorted(m for m in sys.modules if m == "binance_lake" or m.startswith("binance_lake."))
+print(json.dumps({"core": core, "pyarrow": pyarrow,
+                  "outside": [m for m in core if not sys.modules[m].__file__.startswith(str(root))]}))
+"""
+
+
+def _bundle_of(bundle: bundling.LambdaBundle, out: Path) -> Path:
+    bundling.copy_core_files(bundle.core_files(), out)
+    for handler in bundle.handler_files():
+        (out / handler.name).write_bytes(handler.read_bytes())
+    return out
+
+
+@pytest.mark.parametrize("bundle", [bundling.EXTRACT_BUNDLE, bundling.TRANSFORM_BUNDLE], ids=lambda b: b.name)
+def test_each_lambda_package_carries_exactly_what_its_handlers_import(bundle, tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = _bundle_of(bundle, tmp_path)
+    carried = {p.relative_to(out).as_posix() for p in (out / "binance_lake").rglob("*.py")}
+    # Never the emulator (a test double), the CLI or the Spark jobs.
+    assert not any(p.startswith(("binance_lake/emulator", "binance_lake/cli", "binance_lake/aws/spark"))
+                   for p in carried), carried
+    handlers = [h[:-3] for h in bundle.handlers]
+    # The package first on the path: a core module it lacks fails to import instead of coming
+    # from the checkout (which the dev venv has installed in editable mode).
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_BUNDLE, str(out), *handlers], cwd=out,
+                          env={**__import__("os").environ, "PYTHONPATH": str(out)},
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = json.loads(proc.stdout.splitlines()[-1])
+    assert found["outside"] == []  # every core module came from the package
+    if bundle is bundling.EXTRACT_BUNDLE:  # the extractors' package has no pyarrow, and needs none
+        assert not found["pyarrow"]
+        assert not {"binance_lake/fold.py", "binance_lake/lock.py", "binance_lake/jobs/sync.py"} & carried
+    else:
+        assert {"binance_lake/fold.py", "binance_lake/aws/transform_lambda.py"} <= carried

@@ -152,7 +152,8 @@ def test_backfill_role_can_store_archive_zips_and_gaps(synth: Synth) -> None:
     g = _grants(synth, stack.catalog.backfill_role)
     assert g["s3:PutObject"] == {f"{lake}/raw/archive/*", f"{lake}/raw/_gaps/*", f"{lake}/curated/*",
                                  f"{lake}/quarantine/*"}
-    assert g["s3:DeleteObject"] == {f"{lake}/raw/_gaps/*"}  # a replaced archive file's gap records only
+    # A replaced archive file's gap records, and its own writer lease (the fold's lock) once released.
+    assert g["s3:DeleteObject"] == {f"{lake}/raw/_gaps/*", f"{lake}/curated/_locks/*"}
     assert {f"{lake}/raw/*", f"{lake}/curated/*"} <= g["s3:GetObject"]
     assert g["s3:ListBucket"] == {lake}
     assert g["kms:Decrypt"] == g["kms:GenerateDataKey"] == {f"<{logical_id(stack, stack.storage.key)}.Arn>"}

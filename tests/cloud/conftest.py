@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from binance_lake import cloud
+from binance_lake.aws import extract_lambda
 from binance_lake.emulator import Emulator
 from tests.cloud.box import CloudBox, StackAssembly
 from tests.conftest import API_KEY, API_SECRET, NOW_MS
@@ -52,8 +52,9 @@ def aws(monkeypatch: pytest.MonkeyPatch, beta_stack: StackAssembly) -> Iterator[
 @pytest.fixture
 def fast_client(monkeypatch: pytest.MonkeyPatch) -> None:
     # Same retry code path, shorter waits: a persistent 5xx must exhaust quickly in tests.
-    monkeypatch.setattr(cloud, "CLIENT_TUNING", {"backoff_base_s": 0.01, "backoff_cap_s": 0.05, "timeout_s": 2.0})
-    cloud.clear_secret_cache()
+    monkeypatch.setattr(extract_lambda, "CLIENT_TUNING",
+                        {"backoff_base_s": 0.01, "backoff_cap_s": 0.05, "timeout_s": 2.0})
+    extract_lambda.clear_secret_cache()
 
 
 @pytest.fixture
@@ -69,4 +70,4 @@ def box(aws: None, fast_client: None, beta_stack: StackAssembly, box_emulator: E
         cb = CloudBox(beta_stack, url).deploy()
         with cb.routed():
             yield cb
-    cloud.clear_secret_cache()
+    extract_lambda.clear_secret_cache()

@@ -438,13 +438,13 @@ class Rehearsal:
         boto3.setup_default_session()
         recorder = Recorder()
         recorder.attach(boto3.DEFAULT_SESSION)
-        from binance_lake import cloud
+        from binance_lake.aws import extract_lambda
 
-        cloud.clear_secret_cache()
+        extract_lambda.clear_secret_cache()
         try:
             yield recorder
         finally:
-            cloud.clear_secret_cache()
+            extract_lambda.clear_secret_cache()
             boto3.DEFAULT_SESSION = saved_session
             for k, v in saved.items():
                 if v is None:

@@ -7,7 +7,7 @@ Which code runs is read from the template, not from today's logical ids:
   then the others (the transform needs their raw files);
 * each Glue job: a Python shell script runs as Glue runs it; a Spark script runs its core
   per-file/per-partition path without Spark (the backfill's ``process_batches`` over the
-  archive emulator, the verify job's ``verify`` + ``publish_metrics``);
+  archive emulator, the verify job's ``verify`` + ``metrics.publish_verify``);
 * the state machine: its service integrations with its role.
 
 ``python -m tests.cloud.iam_run`` synthesizes the Beta stack like app.py and prints the
@@ -157,7 +157,7 @@ def _run_glue(r: Rehearsal, stack: StackAssembly, comp: Component, svc: Services
             if props["Command"]["Name"] == "pythonshell":
                 argv = [x for k, v in args.items() if k.startswith("--") for x in (k, v)]
                 return run_script(script, [*argv, "--JOB_RUN_ID", "jr_rehearsal"])
-            if "spark_backfill import glue_main" in text:
+            if "aws.spark import glue_main" in text:
                 return _backfill(args, svc)
             if "verify_glue_main" in text:
                 return _verify(args)
@@ -168,8 +168,8 @@ def _run_glue(r: Rehearsal, stack: StackAssembly, comp: Component, svc: Services
 
 def _backfill(args: Dict[str, str], svc: Services) -> str:
     """The backfill's executor path without Spark: the driver's plan, then process_batches."""
-    from binance_lake.archive import ArchiveConfig
-    from binance_lake.spark_backfill import TASK_SCHEMA, plan, process_batches
+    from binance_lake.aws.spark import TASK_SCHEMA, plan, process_batches
+    from binance_lake.sources.archive import ArchiveConfig
 
     symbols = [s for s in args["--symbols"].split(",") if s]
     cfg = ArchiveConfig(base_url=svc.archive_url, workers=2, backoff_s=0)
@@ -186,13 +186,14 @@ def _backfill(args: Dict[str, str], svc: Services) -> str:
 def _verify(args: Dict[str, str]) -> str:
     """The verify job's per-partition path without Spark (verify + its metrics)."""
     from binance_lake import verify
+    from binance_lake.aws import metrics
     from binance_lake.lake import open_lake
 
     symbols = [s for s in args["--symbols"].split(",") if s]
     dates = verify.date_range(NOW_MS + 86_400_000, 2)  # the days the extractors wrote
     report = verify.verify(open_lake(args["--lake_uri"]), symbols, args.get("--interval", "1m"), dates,
                            verify.VerifyOptions())
-    verify.publish_metrics(report)
+    metrics.publish_verify(report.summary())
     return "unrepaired partitions" if verify.exit_code(report) else ""
 
 

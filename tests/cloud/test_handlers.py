@@ -1,4 +1,4 @@
-"""The handlers and binance_lake.cloud on their own (no state machine)."""
+"""The handlers and binance_lake.aws (extract_lambda, transform_lambda, settings) on their own (no state machine)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Any, Dict, List
 import boto3
 import pytest
 
-from binance_lake import cloud
+from binance_lake.aws import extract_lambda, glue, metrics, settings, transform_lambda
 from binance_lake.errors import BadInputError
+from binance_lake.fold import last_closed_candle
 from binance_lake.lake import LocalLake, open_lake
-from binance_lake.transform import last_closed_candle
 from tests.conftest import API_KEY, API_SECRET, NOW_MS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ class FakeSecrets:
 
 @pytest.fixture(autouse=True)
 def _fresh_secret_cache() -> None:
-    cloud.clear_secret_cache()
+    extract_lambda.clear_secret_cache()
 
 
 # -- the extract side stays small ---------------------------------------------------------
@@ -59,15 +59,15 @@ def test_handlers_import_without_pyarrow_in_a_fresh_process() -> None:
 def test_settings_name_the_missing_variable() -> None:
     env = {"LAKE_URI": "s3://b", "SYMBOLS": "BTCUSDT, ETHUSDT", "INTERVAL": "1m",
            "BINANCE_BASE_URL": "https://api.binance.com"}
-    s = cloud.ExtractSettings.from_env(env)
+    s = settings.ExtractSettings.from_env(env)
     assert s.symbols == ["BTCUSDT", "ETHUSDT"] and s.secret_arn is None
     with pytest.raises(BadInputError, match="LAKE_URI"):
-        cloud.ExtractSettings.from_env({k: v for k, v in env.items() if k != "LAKE_URI"})
+        settings.ExtractSettings.from_env({k: v for k, v in env.items() if k != "LAKE_URI"})
 
 
 def test_correlation_id_prefers_the_execution() -> None:
-    assert cloud.correlation_id({"execution_id": "arn:exec"}, "req-1") == "arn:exec"
-    assert cloud.correlation_id({"running": 1}, "req-1") == "req-1"
+    assert settings.correlation_id({"execution_id": "arn:exec"}, "req-1") == "arn:exec"
+    assert settings.correlation_id({"running": 1}, "req-1") == "req-1"
 
 
 # -- the API key secret -------------------------------------------------------------------
@@ -75,7 +75,7 @@ def test_correlation_id_prefers_the_execution() -> None:
 
 @pytest.mark.parametrize("raw", ['{"api_key": "", "api_secret": ""}', "", '{"api_key": null}'])
 def test_unfilled_secret_means_skip(raw: str) -> None:
-    assert cloud.read_api_key(ARN, FakeSecrets(raw)) is None
+    assert extract_lambda.read_api_key(ARN, FakeSecrets(raw)) is None
 
 
 @pytest.mark.parametrize("raw, problem", [
@@ -85,27 +85,27 @@ def test_unfilled_secret_means_skip(raw: str) -> None:
 ])
 def test_malformed_secret_is_a_clear_error_that_never_echoes_it(raw: str, problem: str) -> None:
     with pytest.raises(BadInputError, match=problem) as err:
-        cloud.read_api_key(ARN, FakeSecrets(raw))
+        extract_lambda.read_api_key(ARN, FakeSecrets(raw))
     assert API_KEY not in str(err.value) and API_SECRET not in str(err.value)
 
 
 def test_filled_secret_is_cached_but_an_empty_one_is_not() -> None:
     empty = FakeSecrets('{"api_key": "", "api_secret": ""}')
-    assert cloud.read_api_key(ARN, empty) is None and cloud.read_api_key(ARN, empty) is None
+    assert extract_lambda.read_api_key(ARN, empty) is None and extract_lambda.read_api_key(ARN, empty) is None
     assert empty.calls == 2  # the run after the operator fills it must see it
     filled = FakeSecrets(json.dumps({"api_key": API_KEY, "api_secret": API_SECRET}))
     clock = [0.0]
     for _ in range(3):
-        assert cloud.read_api_key(ARN, filled, clock=lambda: clock[0]) == (API_KEY, API_SECRET)
+        assert extract_lambda.read_api_key(ARN, filled, clock=lambda: clock[0]) == (API_KEY, API_SECRET)
     assert filled.calls == 1
-    clock[0] = cloud.SECRET_TTL_S + 1  # a rotated key is picked up after the TTL
-    cloud.read_api_key(ARN, filled, clock=lambda: clock[0])
+    clock[0] = extract_lambda.SECRET_TTL_S + 1  # a rotated key is picked up after the TTL
+    extract_lambda.read_api_key(ARN, filled, clock=lambda: clock[0])
     assert filled.calls == 2
 
 
 def test_orders_skip_with_an_empty_secret_and_touch_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    settings = cloud.ExtractSettings(str(tmp_path / "lake"), ["BTCUSDT"], "1m", "http://127.0.0.1:9", ARN)
-    summary = cloud.extract_orders(settings, LocalLake(settings.lake_uri), FakeSecrets(""))
+    config = settings.ExtractSettings(str(tmp_path / "lake"), ["BTCUSDT"], "1m", "http://127.0.0.1:9", ARN)
+    summary = extract_lambda.extract_orders(config, LocalLake(config.lake_uri), FakeSecrets(""))
     assert summary["skipped"] == "secret not filled in"
     assert "not filled in yet" in caplog.text and not (tmp_path / "lake").exists()
 
@@ -116,11 +116,11 @@ def test_orders_skip_with_an_empty_secret_and_touch_nothing(tmp_path: Path, capl
 def test_parse_glue_args_like_glue_passes_them() -> None:
     argv = ["--JOB_ID", "j_1", "--lake_uri", "s3://b/p", "--symbols=BTCUSDT,ETHUSDT", "--enable-metrics",
             "--tables", "candles,orders", "--JOB_RUN_ID", "jr_1"]
-    args = cloud.parse_glue_args(argv, ["lake_uri", "symbols", "tables"], {"interval": "1m"})
+    args = glue.parse_glue_args(argv, ["lake_uri", "symbols", "tables"], {"interval": "1m"})
     assert args["lake_uri"] == "s3://b/p" and args["symbols"] == "BTCUSDT,ETHUSDT" and args["interval"] == "1m"
     assert args["enable-metrics"] == "" and args["JOB_RUN_ID"] == "jr_1"
     with pytest.raises(BadInputError, match="--tables"):
-        cloud.parse_glue_args(["--lake_uri", "x", "--symbols", "BTCUSDT"], ["lake_uri", "symbols", "tables"])
+        glue.parse_glue_args(["--lake_uri", "x", "--symbols", "BTCUSDT"], ["lake_uri", "symbols", "tables"])
 
 
 class FakeCloudWatch:
@@ -132,14 +132,14 @@ class FakeCloudWatch:
 
 
 def test_transform_job_curates_pending_raw_and_publishes_freshness(tmp_path: Path, client, emulator) -> None:
-    from binance_lake import jobs
+    from binance_lake.jobs import sync
 
     lake = LocalLake(str(tmp_path / "lake"))
-    jobs.sync_candles(client, lake, "BTCUSDT", transform=False)  # what the Lambda does
+    sync.sync_candles(client, lake, "BTCUSDT", transform=False)  # what the Lambda does
     assert last_closed_candle(lake, "BTCUSDT") is None and lake.list_keys("raw/_pending")
     cw = FakeCloudWatch()
     argv = ["--lake_uri", lake.uri, "--symbols", "BTCUSDT", "--tables", "candles,orders", "--interval", "1m"]
-    summary = cloud.run_transform(argv, lake, cw, now_ms=NOW_MS)
+    summary = transform_lambda.run_transform(argv, lake, cw, now_ms=NOW_MS)
     assert summary["transform"]["rows_written"] == 1440 and lake.list_keys("raw/_pending") == []
     # NOW_MS is 30 s into the open 00:00 candle; the last closed one closed at 23:59:59.999.
     assert summary["minutes_since_last_closed_candle"] == {"BTCUSDT": 0.5}
@@ -151,13 +151,14 @@ def test_transform_job_curates_pending_raw_and_publishes_freshness(tmp_path: Pat
 
 def test_no_candles_no_metric(tmp_path: Path) -> None:
     cw = FakeCloudWatch()  # missing data is what the alarm treats as breaching
-    assert cloud.publish_freshness(LocalLake(str(tmp_path)), ["BTCUSDT"], "1m", cw, NOW_MS) == {}
+    assert metrics.publish_freshness(LocalLake(str(tmp_path)), ["BTCUSDT"], "1m", cw, NOW_MS) == {}
     assert cw.calls == []
 
 
 def test_unknown_table_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="trades"):
-        cloud.run_transform(["--lake_uri", str(tmp_path), "--symbols", "BTCUSDT", "--tables", "candles,trades"])
+        transform_lambda.run_transform(["--lake_uri", str(tmp_path), "--symbols", "BTCUSDT",
+                                      "--tables", "candles,trades"])
 
 
 # -- the transform Lambda: settings, and a rehearsal against a moto S3 lake -----------------
@@ -165,20 +166,21 @@ def test_unknown_table_is_refused(tmp_path: Path) -> None:
 
 def test_transform_settings_from_the_cdk_environment() -> None:
     env = {"LAKE_URI": "s3://b", "SYMBOLS": "BTCUSDT,ETHUSDT", "TABLES": "candles,orders", "INTERVALS": "1m,5m"}
-    s = cloud.TransformSettings.from_env(env)
+    s = settings.TransformSettings.from_env(env)
     assert (s.symbols, s.tables, s.intervals) == (["BTCUSDT", "ETHUSDT"], ["candles", "orders"], ["1m", "5m"])
-    assert cloud.TransformSettings.from_env({**env, "INTERVALS": ""}).intervals == ["1m"]
+    assert settings.TransformSettings.from_env({**env, "INTERVALS": ""}).intervals == ["1m"]
     with pytest.raises(BadInputError, match="SYMBOLS"):
-        cloud.TransformSettings.from_env({k: v for k, v in env.items() if k != "SYMBOLS"})
+        settings.TransformSettings.from_env({k: v for k, v in env.items() if k != "SYMBOLS"})
     with pytest.raises(BadInputError, match="trades"):
-        cloud.TransformSettings.from_env({**env, "TABLES": "candles,trades"})
+        settings.TransformSettings.from_env({**env, "TABLES": "candles,trades"})
 
 
 def test_extract_settings_take_every_interval() -> None:
     env = {"LAKE_URI": "s3://b", "SYMBOLS": "BTCUSDT", "INTERVALS": "1m,5m", "BINANCE_BASE_URL": "https://x"}
-    s = cloud.ExtractSettings.from_env(env)
+    s = settings.ExtractSettings.from_env(env)
     assert s.interval == "1m" and s.candle_intervals() == ["1m", "5m"]
-    legacy = cloud.ExtractSettings.from_env({k: v for k, v in env.items() if k != "INTERVALS"} | {"INTERVAL": "5m"})
+    legacy = settings.ExtractSettings.from_env(
+        {k: v for k, v in env.items() if k != "INTERVALS"} | {"INTERVAL": "5m"})
     assert legacy.candle_intervals() == ["5m"]
 
 
@@ -216,7 +218,7 @@ def test_transform_lambda_rehearsal_against_moto_server(tmp_path: Path, client, 
     """The transform handler in a fresh process, with the template's environment, on a moto S3 lake."""
     from moto.server import ThreadedMotoServer
 
-    from binance_lake import jobs
+    from binance_lake.jobs import sync
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -232,7 +234,7 @@ def test_transform_lambda_rehearsal_against_moto_server(tmp_path: Path, client, 
         s3 = session.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
         s3.create_bucket(Bucket="rehearsal", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
         lake = open_lake("s3://rehearsal/lake", s3)
-        jobs.sync_candles(client, lake, "BTCUSDT", transform=False)
+        sync.sync_candles(client, lake, "BTCUSDT", transform=False)
         run = subprocess.run([sys.executable, "-c", HANDLER_RUN.format(lambdas=str(ROOT / "lambdas"))], env=env,
                              capture_output=True, text=True, check=False, timeout=120)
         assert run.returncode == 0, run.stdout + run.stderr

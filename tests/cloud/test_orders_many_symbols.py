@@ -11,11 +11,11 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from binance_lake import cloud
+from binance_lake.aws import extract_lambda, settings
 from binance_lake.emulator import Emulator
+from binance_lake.fold import transform_pending
 from binance_lake.lake import LocalLake
 from binance_lake.times import MS_PER_DAY, MS_PER_MINUTE
-from binance_lake.transform import transform_pending
 from tests.conftest import API_KEY, API_SECRET, NOW_MS
 from tests.helpers import curated, dec
 
@@ -52,8 +52,9 @@ def _assert_lake_equals_emulator(lake: LocalLake, emulator: Emulator, symbols: L
 @pytest.mark.parametrize("count, all_symbols_calls", [(14, 1), (13, 0)])
 def test_orders_extractor_asks_the_book_once_for_many_symbols(
         tmp_path, monkeypatch: pytest.MonkeyPatch, count: int, all_symbols_calls: int) -> None:
-    monkeypatch.setattr(cloud, "CLIENT_TUNING", {"backoff_base_s": 0.01, "backoff_cap_s": 0.05, "timeout_s": 2.0})
-    cloud.clear_secret_cache()
+    monkeypatch.setattr(extract_lambda, "CLIENT_TUNING",
+                        {"backoff_base_s": 0.01, "backoff_cap_s": 0.05, "timeout_s": 2.0})
+    extract_lambda.clear_secret_cache()
     emulator = Emulator(now_ms=NOW_MS, seed=1)
     emulator.add_api_key(API_KEY, API_SECRET)
     symbols = [f"{b}USDT" for b in BASES[:count]]
@@ -64,8 +65,8 @@ def test_orders_extractor_asks_the_book_once_for_many_symbols(
     lake = LocalLake(str(tmp_path / "lake"))
 
     with emulator.serve() as url:
-        settings = cloud.ExtractSettings(str(tmp_path / "lake"), symbols, "1m", url, ARN)
-        first = cloud.extract_orders(settings, lake, FilledSecret())
+        config = settings.ExtractSettings(str(tmp_path / "lake"), symbols, "1m", url, ARN)
+        first = extract_lambda.extract_orders(config, lake, FilledSecret())
         # Nothing stored open yet: no symbol needs the book, so no call at all (not even the 80).
         assert _open_orders_calls(emulator, 0) == (0, [])
         assert first["rows"] == 13 * count and not first["errors"]
@@ -78,7 +79,7 @@ def test_orders_extractor_asks_the_book_once_for_many_symbols(
                                   executedQty=still_open[0]["origQty"])
             emulator.add_order(s, status="NEW")
         seen = len(emulator.requests)
-        second = cloud.extract_orders(settings, lake, FilledSecret())
+        second = extract_lambda.extract_orders(config, lake, FilledSecret())
 
     assert not second["errors"]
     all_calls, per_symbol = _open_orders_calls(emulator, seen)

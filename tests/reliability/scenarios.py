@@ -19,11 +19,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import pyarrow.parquet as pq
 
-from binance_lake import jobs
-from binance_lake.client import BinanceClient, ClientConfig
 from binance_lake.emulator import Emulator
 from binance_lake.errors import IpBannedError, LakeError
+from binance_lake.jobs import sync
 from binance_lake.lake import Lake, LocalLake
+from binance_lake.sources.rest.client import BinanceClient, ClientConfig
 from binance_lake.times import MS_PER_DAY, MS_PER_MINUTE
 from tests.helpers import candle_tuples, dec, order_rows, truth_tuples
 
@@ -146,7 +146,7 @@ def storm_candles(seed: int, rate: float, days: int, tmp: Path) -> Outcome:
     lake = LocalLake(str(tmp / f"storm-candles-{seed}"))
     storm = emu.fault_storm(seed=seed, rate=rate, kinds=STORM_KINDS, delay_s=1.0)
     with emu.serve() as url:
-        runs = rerun_until_done(lambda: jobs.sync_candles(fast_client(url), lake, "BTCUSDT", start=start, end=end))
+        runs = rerun_until_done(lambda: sync.sync_candles(fast_client(url), lake, "BTCUSDT", start=start, end=end))
     out = compare_candles(f"storm candles seed {seed}", lake, emu, start, end)
     out.runs, out.faults = runs, storm.fired
     return out
@@ -160,9 +160,9 @@ def storm_orders(seed: int, rate: float, orders: int, tmp: Path) -> Outcome:
     runs = 0
     with emu.serve() as url:
         for step in range(3):
-            runs += rerun_until_done(lambda: jobs.sync_orders(fast_client(url), lake, "BTCUSDT"))
+            runs += rerun_until_done(lambda: sync.sync_orders(fast_client(url), lake, "BTCUSDT"))
             _change_orders(emu, step)
-        runs += rerun_until_done(lambda: jobs.sync_orders(fast_client(url), lake, "BTCUSDT"))
+        runs += rerun_until_done(lambda: sync.sync_orders(fast_client(url), lake, "BTCUSDT"))
     out = compare_orders(f"storm orders seed {seed}", lake, emu)
     out.runs, out.faults = runs, storm.fired
     return out
@@ -183,8 +183,8 @@ def weight_limited(tmp: Path, days: int = 20, orders: int = 2500) -> Outcome:
     lake = LocalLake(str(tmp / "weight"))
     start, end = MAR1 - (days - 2) * MS_PER_DAY, MAR1 + 2 * MS_PER_DAY
     with emu.serve() as url:
-        jobs.sync_candles(fast_client(url), lake, "BTCUSDT", start=start, end=end, workers=4)
-        jobs.sync_orders(fast_client(url), lake, "BTCUSDT")
+        sync.sync_candles(fast_client(url), lake, "BTCUSDT", start=start, end=end, workers=4)
+        sync.sync_orders(fast_client(url), lake, "BTCUSDT")
     out = compare_candles("weight-limited", lake, emu, start, end)
     orders_out = compare_orders("weight-limited orders", lake, emu)
     _fold(out, orders_out)

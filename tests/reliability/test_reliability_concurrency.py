@@ -9,9 +9,10 @@ import time
 import boto3
 from moto import mock_aws
 
-from binance_lake import jobs, transform
-from binance_lake.extract import write_raw
+from binance_lake import fold
+from binance_lake.jobs import sync
 from binance_lake.lake import LocalLake, S3Lake
+from binance_lake.sources.rest.raw import write_raw
 from binance_lake.times import MS_PER_DAY, MS_PER_MINUTE
 from tests.reliability import scenarios as S
 
@@ -22,9 +23,9 @@ def test_two_syncs_in_threads_equal_ground_truth(tmp_path):
     emu = S.new_emulator(7, orders=1800)
     lake = LocalLake(str(tmp_path / "lake"))
     with emu.serve() as url:
-        S.run_together(*[lambda: jobs.sync_candles(S.fast_client(url), lake, "BTCUSDT", start=MAR1,
+        S.run_together(*[lambda: sync.sync_candles(S.fast_client(url), lake, "BTCUSDT", start=MAR1,
                                                    end=MAR1 + 2 * MS_PER_DAY)] * 2,
-                       *[lambda: jobs.sync_orders(S.fast_client(url), lake, "BTCUSDT")] * 2)
+                       *[lambda: sync.sync_orders(S.fast_client(url), lake, "BTCUSDT")] * 2)
     assert S.compare_candles("threads", lake, emu, MAR1, MAR1 + 2 * MS_PER_DAY).ok
     assert S.compare_orders("threads", lake, emu).ok
     assert lake.list_keys("curated/_locks") == []  # every lock released
@@ -54,25 +55,25 @@ def _lost_update_race(lake, emu, monkeypatch) -> int:
     """Transform A is slow inside its partition rewrite; B starts meanwhile with newer raw.
     Without the lock B merges the old partition and A's write (or B's) drops rows."""
     _raw_day(emu, lake, MAR1, 60, "a")
-    real_write, started = transform.write_partition, threading.Event()
+    real_write, started = fold.write_partition, threading.Event()
 
     def slow_write(lk, partition, t):
         started.set()
         time.sleep(0.5)
         real_write(lk, partition, t)
 
-    monkeypatch.setattr(transform, "write_partition", slow_write)
-    a = threading.Thread(target=transform.transform_pending, args=(lake, ["candles"]))
+    monkeypatch.setattr(fold, "write_partition", slow_write)
+    a = threading.Thread(target=fold.transform_pending, args=(lake, ["candles"]))
     a.start()
     started.wait(5)
     _raw_day(emu, lake, MAR1 + 60 * MS_PER_MINUTE, 60, "b")
-    monkeypatch.setattr(transform, "write_partition", real_write)
-    transform.transform_pending(lake, ["candles"])
+    monkeypatch.setattr(fold, "write_partition", real_write)
+    fold.transform_pending(lake, ["candles"])
     a.join()
-    transform.transform_pending(lake, ["candles"])  # whatever is still pending
+    fold.transform_pending(lake, ["candles"])  # whatever is still pending
     from tests.helpers import curated
 
-    return curated(lake, "candles").num_rows if isinstance(lake, LocalLake) else _s3_rows(lake)
+    return curated(lake, "candles").num_rows if lake.local_path("") is not None else _s3_rows(lake)
 
 
 def _s3_rows(lake) -> int:
@@ -107,7 +108,8 @@ def test_concurrent_transforms_of_one_partition_lose_nothing_s3(monkeypatch):
 
 
 def test_s3_lock_is_a_conditional_create(monkeypatch):
-    from binance_lake.lock import lake_lock, lock_key
+    from binance_lake.layout import lock_key
+    from binance_lake.lock import lake_lock
 
     _fake_aws(monkeypatch)
     with mock_aws():
@@ -124,7 +126,8 @@ def test_two_takers_of_an_expired_s3_lock_cannot_delete_each_others_lock(monkeyp
     the first's fresh lock (conditional delete on the ETag it read)."""
     import json
 
-    from binance_lake.lock import _delete_stale, _read, lake_lock, lock_key
+    from binance_lake.layout import lock_key
+    from binance_lake.lock import _delete_stale, _read, lake_lock
 
     _fake_aws(monkeypatch)
     with mock_aws():
@@ -145,7 +148,8 @@ def test_two_takers_of_an_expired_s3_lock_cannot_delete_each_others_lock(monkeyp
 def test_two_takers_of_a_dead_local_lock_cannot_delete_each_others_lock(tmp_path):
     import json
 
-    from binance_lake.lock import _delete_stale, _read, lake_lock, lock_key
+    from binance_lake.layout import lock_key
+    from binance_lake.lock import _delete_stale, _read, lake_lock
 
     lake = LocalLake(str(tmp_path / "lake"))
     key = lock_key("candles", "BTCUSDT")
@@ -162,7 +166,8 @@ def test_two_takers_of_a_dead_local_lock_cannot_delete_each_others_lock(tmp_path
 def test_a_dead_holders_lock_is_taken_over(tmp_path):
     import json
 
-    from binance_lake.lock import lake_lock, lock_key
+    from binance_lake.layout import lock_key
+    from binance_lake.lock import lake_lock
 
     lake = LocalLake(str(tmp_path / "lake"))
     key = lock_key("candles", "BTCUSDT")

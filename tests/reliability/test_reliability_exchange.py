@@ -8,12 +8,14 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from binance_lake import jobs
+from binance_lake.columns import candles_table, dedupe
 from binance_lake.emulator import Emulator
-from binance_lake.extract import pending_key, pending_order_ids
+from binance_lake.jobs import sync
 from binance_lake.lake import LocalLake
+from binance_lake.layout import pending_key
+from binance_lake.schema import CANDLES
+from binance_lake.sources.rest.orders import pending_order_ids
 from binance_lake.times import MS_PER_MINUTE
-from binance_lake.transform import candles_table, dedupe
 from tests.helpers import candle_tuples
 from tests.reliability import scenarios as S
 
@@ -24,7 +26,7 @@ TRUTH = Emulator(now_ms=S.NOW_MS, seed=1).klines("BTCUSDT", "1m", MAR1, MAR1 + 3
 def curated_rows(rows) -> list:
     t, rejected = candles_table("BTCUSDT", "1m", rows, [1] * len(rows), ["k"] * len(rows), "2024-03-01")
     assert rejected == []
-    t = dedupe(t, ["candle_open_time"], ["ingested_at"]).drop_columns(["ingested_at", "source_key"])
+    t = dedupe(t, CANDLES).drop_columns(["ingested_at", "source_key"])
     return t.sort_by("candle_open_time").to_pylist()
 
 
@@ -50,8 +52,8 @@ def test_any_paging_order_and_duplication_gives_the_same_table(cuts, seed, dup_s
 @given(windows=st.lists(st.tuples(st.integers(0, 299), st.integers(1, 120)), min_size=1, max_size=6),
        batches=st.integers(1, 3))
 def test_overlapping_raw_windows_transformed_in_any_batches_give_truth(tmp_path_factory, windows, batches):
-    from binance_lake.extract import write_raw
-    from binance_lake.transform import transform_pending
+    from binance_lake.fold import transform_pending
+    from binance_lake.sources.rest.raw import write_raw
 
     lake = LocalLake(str(tmp_path_factory.mktemp("prop")))
     covered = set()
@@ -70,8 +72,8 @@ def test_exchange_gap_recorded_once_across_reruns_and_repairs(client, lake, emul
     outage = (MAR1 + 100 * MS_PER_MINUTE, MAR1 + 130 * MS_PER_MINUTE)
     emulator.add_exchange_gap("BTCUSDT", *outage)
     for _ in range(2):
-        jobs.sync_candles(client, lake, "BTCUSDT", start=MAR1, end=MAR1 + 300 * MS_PER_MINUTE)
-    again = jobs.repair_candle_gaps(client, lake, "BTCUSDT", "1m", [outage])
+        sync.sync_candles(client, lake, "BTCUSDT", start=MAR1, end=MAR1 + 300 * MS_PER_MINUTE)
+    again = sync.repair_candle_gaps(client, lake, "BTCUSDT", "1m", [outage])
     assert again["rows"] == 0 and len(lake.list_keys("raw/_gaps")) == 1
     assert len(candle_tuples(lake)) == 270
 
@@ -87,7 +89,7 @@ def test_many_decimal_prices_stay_exact(client, lake, emulator):
            open_ms + 59_999, "123456789012345678.12345678", 7, "0.00000000", "0.00000000", "0"]
     row[0] = open_ms
     emulator.set_kline_override("BTCUSDT", open_ms, row)
-    jobs.sync_candles(client, lake, "BTCUSDT", start=MAR1, end=MAR1 + 10 * MS_PER_MINUTE)
+    sync.sync_candles(client, lake, "BTCUSDT", start=MAR1, end=MAR1 + 10 * MS_PER_MINUTE)
     stored = next(t for t in candle_tuples(lake) if t[1] == open_ms)
     assert stored[2:10] == ("99999999.12345678", "123456789012.87654321", "0.00000001", "1.10000000",
                             "0.00000001", "123456789012345678.12345678", "0.00000000", "0.00000000")
@@ -99,7 +101,7 @@ def test_a_marker_without_its_raw_file_does_not_move_the_orders_cursor(client, l
     ghost = "raw/orders/symbol=BTCUSDT/date=2024-03-01/1709251200000-dead0000-00001-history-1-50.json"
     lake.write_bytes(pending_key(ghost), b"1709251200000")
     assert pending_order_ids(lake, "BTCUSDT") == []  # the ghost page does not count
-    jobs.sync_orders(client, lake, "BTCUSDT")
+    sync.sync_orders(client, lake, "BTCUSDT")
     assert S.compare_orders("ghost marker", lake, emulator).ok
 
 

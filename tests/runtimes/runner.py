@@ -48,16 +48,16 @@ def handler(args):
 
 def casts(args):
     """The core's raw -> curated conversions alone (no S3): candles and orders from raw JSON."""
+    from binance_lake.fold import transform_pending
     from binance_lake.lake import LocalLake
-    from binance_lake.transform import transform_pending
 
     return transform_pending(LocalLake(args["lake_dir"]), args["tables"], args["symbols"]).summary()
 
 
 def backfill_spark(args):
-    """The Glue Spark backfill (binance_lake.spark_backfill) in local mode, executors included."""
-    from binance_lake.archive import ArchiveConfig
-    from binance_lake.spark_backfill import backfill_spark as run
+    """The Glue Spark backfill (binance_lake.aws.spark) in local mode, executors included."""
+    from binance_lake.aws.spark import backfill_spark as run
+    from binance_lake.sources.archive import ArchiveConfig
 
     spark = _spark()
     try:
@@ -69,10 +69,10 @@ def backfill_spark(args):
 
 
 def verify_spark(args):
-    """The Glue rebuild-and-verify job (binance_lake.spark_backfill.verify_spark) in local mode."""
+    """The Glue rebuild-and-verify job (binance_lake.aws.spark.verify_spark) in local mode."""
     import dataclasses
 
-    from binance_lake.spark_backfill import verify_spark as run
+    from binance_lake.aws.spark import verify_spark as run
     from binance_lake.verify import VerifyOptions
 
     spark = _spark()
@@ -95,13 +95,14 @@ def _spark():
 
 
 def archive_file(args):
-    """One archive file through binance_lake.archive.process_file (what each Spark task runs)."""
-    from binance_lake.archive import ArchiveConfig, ArchiveFile, PlannedFile, process_file
+    """One archive file through binance_lake.jobs.backfill_file (what each Spark task runs)."""
+    from binance_lake.jobs.backfill import backfill_file
     from binance_lake.lake import open_lake
+    from binance_lake.sources.archive import ArchiveConfig, ArchiveFile, PlannedFile
 
     cfg = ArchiveConfig(base_url=args["archive_url"], workers=1, backoff_s=0)
     f = ArchiveFile(args["symbol"], "1m", args["period"])
-    r = process_file(open_lake(args["lake_uri"]), PlannedFile(f, args["published"], True), cfg)
+    r = backfill_file(open_lake(args["lake_uri"]), PlannedFile(f, args["published"], True), cfg)
     return {"status": r.status, "rows": r.rows, "reason": r.reason}
 
 

@@ -21,15 +21,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from binance_lake.archive import ArchiveConfig, ArchiveFile, backfill, read_sidecar
+from binance_lake import layout
 from binance_lake.emulator import Emulator
 from binance_lake.emulator import archive as fake
-from binance_lake.extract import exchange_gaps
+from binance_lake.fold import transform_pending
+from binance_lake.jobs.backfill import backfill
 from binance_lake.lake import Lake, LocalLake, open_lake
-from binance_lake.lock import lock_key
+from binance_lake.layout import lock_key
 from binance_lake.schema import CANDLES
+from binance_lake.sources.archive import ArchiveConfig, ArchiveFile, read_sidecar
+from binance_lake.sources.coverage import exchange_gaps
 from binance_lake.times import parse_time
-from binance_lake.transform import transform_pending
 from binance_lake.verify import VerifyOptions, verify
 from tests.runtimes.conftest import MotoS3
 from tests.runtimes.venvs import (
@@ -205,8 +207,8 @@ def test_glue5_spark_verify_equals_dev_venv(moto_s3: MotoS3, glue_bundle: Path) 
 
 def build_raw_lake(lake: Lake, transform: bool = False) -> None:
     """REST candles (a day) + orders of one symbol from the emulator, extracted in the dev venv."""
-    from binance_lake import jobs
-    from binance_lake.client import BinanceClient, ClientConfig
+    from binance_lake.jobs import sync
+    from binance_lake.sources.rest.client import BinanceClient, ClientConfig
     from tests.conftest import API_KEY, API_SECRET
 
     emu = Emulator(now_ms=REST_NOW, seed=11)
@@ -215,9 +217,9 @@ def build_raw_lake(lake: Lake, transform: bool = False) -> None:
     with emu.serve() as url:
         client = BinanceClient(ClientConfig(base_url=url, api_key=API_KEY, api_secret=API_SECRET, timeout_s=5.0,
                                             backoff_base_s=0.01, backoff_cap_s=0.05))
-        jobs.sync_candles(client, lake, REST_SYMBOL, start=REST_NOW - 86_400_000 - 30_000, end=REST_NOW,
+        sync.sync_candles(client, lake, REST_SYMBOL, start=REST_NOW - 86_400_000 - 30_000, end=REST_NOW,
                           transform=transform)
-        jobs.sync_orders(client, lake, REST_SYMBOL, transform=transform)
+        sync.sync_orders(client, lake, REST_SYMBOL, transform=transform)
 
 
 def snapshot(root: Path) -> Dict[str, pa.Table]:
@@ -227,7 +229,7 @@ def snapshot(root: Path) -> Dict[str, pa.Table]:
 def build_corrupted_lake(lake: Lake) -> List[str]:
     """REST candles + orders of one symbol, transformed, then one candle's price changed."""
     build_raw_lake(lake, transform=True)
-    day = CANDLES.partition_path(interval="1m", symbol=REST_SYMBOL, date="2024-03-02")
+    day = layout.partition(CANDLES, interval="1m", symbol=REST_SYMBOL, date="2024-03-02")
     key = next(k for k in lake.list_keys(day) if k.endswith(".parquet"))
     table = pq.read_table(io.BytesIO(lake.read_bytes(key)))
     prices = table["high_price"].to_pylist()

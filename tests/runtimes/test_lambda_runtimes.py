@@ -18,12 +18,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from binance_lake import jobs
-from binance_lake.client import BinanceClient, ClientConfig
 from binance_lake.emulator import Emulator
+from binance_lake.fold import transform_pending
+from binance_lake.jobs import sync
 from binance_lake.lake import LocalLake, S3Lake, open_lake
-from binance_lake.lock import lock_key
-from binance_lake.transform import transform_pending
+from binance_lake.layout import lock_key
+from binance_lake.sources.rest.client import BinanceClient, ClientConfig
 from tests.conftest import API_KEY, API_SECRET, NOW_MS
 from tests.runtimes.conftest import MotoS3
 from tests.runtimes.venvs import LAMBDA_EXTRACT, LAMBDA_TRANSFORM, RuntimeEnv, ensure_env, pins, python_env
@@ -82,8 +82,8 @@ def test_transform_lambda_under_python313_and_its_pins(moto_s3: MotoS3, emulator
     bucket = moto_s3.bucket("runtime-transform")
     ours, dev = (open_lake(f"s3://{bucket}/{name}", moto_s3.client) for name in ("lambda", "dev"))
     # Raw ticks extracted in the dev venv, then copied byte for byte: both lakes hold the same raw.
-    extracted = jobs.sync_candles(client(emulator), dev, SYMBOL, transform=False)["rows"]
-    orders = jobs.sync_orders(client(emulator), dev, SYMBOL, transform=False)["rows"]
+    extracted = sync.sync_candles(client(emulator), dev, SYMBOL, transform=False)["rows"]
+    orders = sync.sync_orders(client(emulator), dev, SYMBOL, transform=False)["rows"]
     for key in dev.list_keys(""):
         ours.write_bytes(key, dev.read_bytes(key))
     for lake in (ours, dev):
@@ -115,11 +115,13 @@ def test_extract_lambda_under_python313_and_its_pins(moto_s3: MotoS3, emulator: 
                                                     tmp_path: Path) -> None:
     env = ensure_env(LAMBDA_EXTRACT)
     pinned = pins("lambdas/requirements.txt")
-    found = versions(env, lambda_bundle, sorted(pinned), ["pyarrow", "binance_lake.cloud", "binance_lake.extract"])
+    found = versions(env, lambda_bundle, sorted(pinned),
+                     ["pyarrow", "binance_lake.aws.extract_lambda", "binance_lake.sources.rest.candles"])
     assert found["python"].startswith("3.13.")
     assert {n: found[n] for n in pinned} == pinned
     # The extractor package stays small: no pyarrow, and the code it runs does not need it.
-    assert found["importable"] == {"pyarrow": False, "binance_lake.cloud": True, "binance_lake.extract": True}
+    assert found["importable"] == {"pyarrow": False, "binance_lake.aws.extract_lambda": True,
+                                   "binance_lake.sources.rest.candles": True}
 
     bucket = moto_s3.bucket("runtime-extract")
     summary = run(env, lambda_bundle, "handler", {"module": "candles", "env": {
@@ -133,7 +135,7 @@ def test_extract_lambda_under_python313_and_its_pins(moto_s3: MotoS3, emulator: 
     opens = sorted(row[0] for k in raw for row in json.loads(lake.read_bytes(k))["data"])
     # The same extract in the dev venv (same emulator, same clock) fetches the same candles.
     dev = LocalLake(str(tmp_path / "dev"))
-    jobs.sync_candles(client(emulator), dev, SYMBOL, transform=False)
+    sync.sync_candles(client(emulator), dev, SYMBOL, transform=False)
     dev_opens = sorted(row[0] for k in dev.list_keys("raw/klines")
                        for row in json.loads(dev.read_bytes(k))["data"])
     assert summary["rows"] == len(opens) == len(dev_opens) >= 1440

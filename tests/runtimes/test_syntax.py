@@ -21,9 +21,10 @@ from tests.runtimes.venvs import GLUE_PYTHON, LAMBDA_PYTHON, REPO
 
 # (runtime, Python it runs, entry points, a module that must be in the closure)
 RUNTIMES = [
-    ("lambda-extract", LAMBDA_PYTHON, ["lambdas/candles.py", "lambdas/orders.py"], "binance_lake/extract.py"),
-    ("lambda-transform", LAMBDA_PYTHON, ["lambdas/transform.py"], "binance_lake/transform.py"),
-    ("glue5-backfill", GLUE_PYTHON, ["glue_scripts/backfill_spark.py"], "binance_lake/archive.py"),
+    ("lambda-extract", LAMBDA_PYTHON, ["lambdas/candles.py", "lambdas/orders.py"],
+     "binance_lake/sources/rest/candles.py"),
+    ("lambda-transform", LAMBDA_PYTHON, ["lambdas/transform.py"], "binance_lake/fold.py"),
+    ("glue5-backfill", GLUE_PYTHON, ["glue_scripts/backfill_spark.py"], "binance_lake/sources/archive.py"),
     ("glue5-verify", GLUE_PYTHON, ["glue_scripts/verify_spark.py"], "binance_lake/verify.py"),
 ]
 # Code that needs a newer Python than the target: 3.12's itertools.batched, 3.14's annotationlib.

@@ -24,6 +24,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import pytest
 
+from py_cdk.closure import core_closure
+
 REPO = Path(__file__).resolve().parents[2]
 CACHE_ENV = "BINANCE_LAKE_RUNTIME_ENVS"  # override the cache directory (e.g. a CI cache path)
 
@@ -187,11 +189,19 @@ def pins(requirements: str) -> Dict[str, str]:
 
 
 def bundle_dir(target: Path, handlers: Sequence[str] = ()) -> Path:
-    """What a deployment package carries of ours: the core (no deps) and handler modules."""
-    shutil.copytree(REPO / "binance_lake", target / "binance_lake",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for name in handlers:
-        shutil.copy2(REPO / "lambdas" / name, target / name)
+    """What a deployment package carries of ours: with handlers, those modules and exactly the
+    core files they import (as py_cdk/bundling.py packages a Lambda); without, the whole core
+    (the Glue jobs' core wheel)."""
+    if not handlers:
+        shutil.copytree(REPO / "binance_lake", target / "binance_lake",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        return target
+    entries = [REPO / "lambdas" / name for name in handlers]
+    for path in core_closure(entries):
+        (target / path.relative_to(REPO)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target / path.relative_to(REPO))
+    for entry in entries:
+        shutil.copy2(entry, target / entry.name)
     return target
 
 

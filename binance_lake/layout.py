@@ -1,0 +1,281 @@
+"""The lake's layout: the only module that builds or parses a lake key.
+
+Modelled on dlt's ``destinations/impl/filesystem/layout.py``: every other module (core,
+CDK zone prefixes, verify, the Python API, the DuckDB views) asks this one for a key or
+a prefix and for the values encoded in one. Keys are ``/``-separated, relative to the
+lake root; partition directories are Hive style (``name=value``)::
+
+    raw/klines/interval=1m/symbol=BTCUSDT/date=2024-03-01/<start_ms>-<end_ms>.json   REST page
+    raw/orders/symbol=BTCUSDT/date=2024-03-01/<fetched>-<run>-<page>-<kind>-<first>-<last>.json
+    raw/_pending/<raw key without raw/>               marker: raw file not yet in curated
+    raw/_gaps/candles/interval=1m/symbol=X/<start_ms>-<end_ms>.json   exchange gap
+    raw/_resolved/orders/symbol=X/<order id>.json     order Binance no longer knows
+    raw/_runs/<table>/symbol=X/last.json              last run summary
+    raw/archive/klines/interval=1m/symbol=X/<monthly|daily>/<X>-1m-<period>.zip (+ .zip.json sidecar)
+    curated/candles/interval=1m/symbol=X/date=D/part-0.parquet
+    curated/orders/symbol=X/date=D/part-0.parquet
+    curated/_locks/<table>/symbol=X.lock              per-(table, symbol) writer lease
+    curated/_index/orders/symbol=X.json               orders cursor
+    curated/_verify/<started>-<run>.json              verify reports
+    quarantine/<raw key without raw/>(.reason.json)   unusable raw file
+    quarantine/<partition without curated/>/<name>    rejected rows
+
+Pure string functions (no I/O, no pyarrow): the extractor Lambdas and the CDK use it.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+from binance_lake.schema import CANDLES, ORDERS, Table
+from binance_lake.times import ms_to_date
+
+RAW, CURATED, QUARANTINE = "raw", "curated", "quarantine"
+PENDING = f"{RAW}/_pending"
+GAPS = f"{RAW}/_gaps"
+RESOLVED = f"{RAW}/_resolved"
+RUNS = f"{RAW}/_runs"
+ARCHIVE_ZONE = f"{RAW}/archive"
+ARCHIVE = f"{ARCHIVE_ZONE}/klines"
+LOCKS = f"{CURATED}/_locks"
+INDEX = f"{CURATED}/_index"
+VERIFY = f"{CURATED}/_verify"
+ARCHIVE_KINDS = ("monthly", "daily")
+SIDECAR_SUFFIX = ".zip.json"
+PART_NAME = "part-0.parquet"
+REASON_SUFFIX = ".reason.json"
+
+
+def zone(name: str) -> str:
+    """A prefix as the CDK names it in IAM resources and lifecycle rules: ``raw/_pending/``."""
+    return name.rstrip("/") + "/"
+
+
+# -- partition directories ---------------------------------------------------------------
+
+
+def hive(name: str, value: str) -> str:
+    return f"{name}={value}"
+
+
+def values_of(key: str) -> Dict[str, str]:
+    """Every ``name=value`` directory of a key: ``{"interval": "1m", "symbol": "X", "date": "D"}``."""
+    return dict(p.split("=", 1) for p in key.split("/") if "=" in p)
+
+
+def child(prefix: str, name: str) -> str:
+    """The key of ``name`` listed under ``prefix`` (``Lake.list_children``)."""
+    return f"{prefix.rstrip('/')}/{name}"
+
+
+def value_of(part: str) -> str:
+    """``symbol=BTCUSDT`` -> ``BTCUSDT`` (a name without ``=`` is returned as is)."""
+    return part.split("=", 1)[1] if "=" in part else part
+
+
+def _dirs(table: Table, values: Dict[str, str]) -> List[str]:
+    return [hive(p.name, values[p.name]) for p in table.partition_keys if p.name in values]
+
+
+def partition(table: Table, **values: str) -> str:
+    """Curated partition directory; all of the table's partition keys must be given."""
+    missing = [p.name for p in table.partition_keys if p.name not in values]
+    if missing:
+        raise ValueError(f"partition of {table.name} needs {missing}")
+    return "/".join([table.curated_prefix, *_dirs(table, values)])
+
+
+def partition_prefix(table: Table, **values: str) -> str:
+    """Curated directory for a leading subset of the partition keys (``interval``, ``symbol``)."""
+    return "/".join([table.curated_prefix, *_dirs(table, values)])
+
+
+def part_key(partition_dir: str) -> str:
+    return f"{partition_dir}/{PART_NAME}"
+
+
+def curated_glob(table: Table) -> str:
+    """Every data file of a curated table, for DuckDB's ``read_parquet``."""
+    return "/".join([table.curated_prefix, *("*" for _ in table.partition_keys), "*.parquet"])
+
+
+# -- raw REST pages ------------------------------------------------------------------------
+
+
+def raw_prefix(table: Table, **values: str) -> str:
+    return "/".join([table.raw_prefix, *_dirs(table, values)])
+
+
+def raw_partition(table_name: str, symbol: str, date: str, interval: Optional[str] = None) -> str:
+    if table_name == CANDLES.name:
+        return raw_prefix(CANDLES, interval=interval or "", symbol=symbol, date=date)
+    return raw_prefix(ORDERS, symbol=symbol, date=date)
+
+
+def window_name(start: int, end: int) -> str:
+    return f"{start}-{end}.json"
+
+
+def parse_window_name(name: str) -> Optional[Tuple[int, int]]:
+    stem = name[:-5] if name.endswith(".json") else name
+    parts = stem.split("-")
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        return int(parts[0]), int(parts[1])
+    return None
+
+
+def candle_raw_key(symbol: str, interval: str, start: int, end: int) -> str:
+    """A REST candle page lives in the partition of its first candle's UTC day."""
+    return f"{raw_partition(CANDLES.name, symbol, ms_to_date(start), interval)}/{window_name(start, end)}"
+
+
+def candle_partition_of_raw(raw_key: str) -> Tuple[str, str, str, str]:
+    """raw/klines/interval=1m/symbol=X/date=D/f.json -> (curated partition, interval, symbol, date)."""
+    v = values_of(raw_key)
+    interval, symbol, date = v["interval"], v["symbol"], v["date"]
+    return partition(CANDLES, interval=interval, symbol=symbol, date=date), interval, symbol, date
+
+
+def symbol_of(key: str) -> str:
+    return values_of(key)["symbol"]
+
+
+def date_of(key: str) -> str:
+    return values_of(key)["date"]
+
+
+def raw_dir_of(raw_key: str) -> str:
+    return raw_key.rsplit("/", 1)[0]
+
+
+def file_name(key: str) -> str:
+    return key.rsplit("/", 1)[-1]
+
+
+# Raw orders pages are named <fetched>-<run>-<page>-<kind>-<first id>-<last id>.json.
+def order_page_name(fetched: int, run_id: str, page: int, kind: str, first: int, last: int) -> str:
+    return f"{fetched}-{run_id}-{page:05d}-{kind}-{first}-{last}.json"
+
+
+def parse_order_page(raw_key: str) -> Optional[Tuple[int, str, int, int]]:
+    """(fetched ms, kind, first id, last id) of a raw orders page key or name, or None."""
+    parts = file_name(raw_key)[: -len(".json")].split("-")
+    if len(parts) == 6 and parts[0].isdigit() and parts[4].isdigit() and parts[5].isdigit():
+        return int(parts[0]), parts[3], int(parts[4]), int(parts[5])
+    return None
+
+
+# -- pending markers -------------------------------------------------------------------------
+
+
+def pending_key(raw_key: str) -> str:
+    """``raw/klines/...`` -> ``raw/_pending/klines/...``."""
+    return f"{PENDING}/{raw_key[len(RAW) + 1:]}"
+
+
+def is_marker(key: str) -> bool:
+    return key.startswith(PENDING + "/")
+
+
+def raw_key_of_marker(marker: str) -> str:
+    """``raw/_pending/klines/...`` -> ``raw/klines/...``; a raw key is returned as is."""
+    return f"{RAW}/{marker[len(PENDING) + 1:]}" if is_marker(marker) else marker
+
+
+def pending_prefix(table: Table, **values: str) -> str:
+    return pending_key(raw_prefix(table, **values))
+
+
+# -- exchange gaps, resolved orders, run records, index, locks, reports ------------------------
+
+
+def gaps_prefix(symbol: str, interval: str) -> str:
+    return f"{GAPS}/{CANDLES.name}/{hive('interval', interval)}/{hive('symbol', symbol)}"
+
+
+def gap_key(symbol: str, interval: str, start: int, end: int) -> str:
+    return f"{gaps_prefix(symbol, interval)}/{window_name(start, end)}"
+
+
+def resolved_prefix(symbol: str) -> str:
+    return f"{RESOLVED}/{ORDERS.name}/{hive('symbol', symbol)}"
+
+
+def resolved_key(symbol: str, order_id: int) -> str:
+    return f"{resolved_prefix(symbol)}/{order_id}.json"
+
+
+def parse_resolved_name(name: str) -> Optional[int]:
+    return int(name[:-5]) if name.endswith(".json") and name[:-5].isdigit() else None
+
+
+def last_run_key(table: str, symbol: str) -> str:
+    """``table`` is ``orders`` or ``candles/interval=1m`` (see :func:`run_table`)."""
+    return f"{RUNS}/{table}/{hive('symbol', symbol)}/last.json"
+
+
+def run_table(table: Table, interval: Optional[str] = None) -> str:
+    return f"{table.name}/{hive('interval', interval)}" if interval else table.name
+
+
+def orders_index_key(symbol: str) -> str:
+    return f"{INDEX}/{ORDERS.name}/{hive('symbol', symbol)}.json"
+
+
+def lock_key(table: str, symbol: str) -> str:
+    return f"{LOCKS}/{table}/{hive('symbol', symbol)}.lock"
+
+
+def verify_report_key(started: str, run_id: str) -> str:
+    return f"{VERIFY}/{started}-{run_id}.json"
+
+
+# -- quarantine --------------------------------------------------------------------------------
+
+
+def quarantine_file_keys(raw_key: str) -> Tuple[str, str]:
+    """(copy of an unusable raw file, its reason record)."""
+    return f"{QUARANTINE}/{raw_key}", f"{QUARANTINE}/{raw_key}{REASON_SUFFIX}"
+
+
+def quarantine_rows_key(partition_dir: str, name: str) -> str:
+    """Rejected rows of a curated partition: ``quarantine/candles/.../<name>``."""
+    return f"{QUARANTINE}/{partition_dir[len(CURATED) + 1:]}/{name}"
+
+
+# -- public archive files ------------------------------------------------------------------------
+
+
+def archive_dir(symbol: str, interval: str, kind: str) -> str:
+    return f"{ARCHIVE}/{hive('interval', interval)}/{hive('symbol', symbol)}/{kind}"
+
+
+def archive_kind(period: str) -> str:
+    """``2024-01`` is a monthly file, ``2024-01-05`` a daily one."""
+    return "monthly" if len(period) == 7 else "daily"
+
+
+def archive_name(symbol: str, interval: str, period: str) -> str:
+    return f"{symbol}-{interval}-{period}.zip"
+
+
+def archive_key(symbol: str, interval: str, period: str) -> str:
+    return f"{archive_dir(symbol, interval, archive_kind(period))}/{archive_name(symbol, interval, period)}"
+
+
+def sidecar_key(zip_key: str) -> str:
+    return zip_key[: -len(".zip")] + SIDECAR_SUFFIX
+
+
+def archive_period_of_sidecar(symbol: str, interval: str, name: str) -> Optional[str]:
+    """The period of a sidecar name (``X-1m-2024-01.zip.json`` -> ``2024-01``), else None."""
+    prefix = f"{symbol}-{interval}-"
+    if name.startswith(prefix) and name.endswith(SIDECAR_SUFFIX):
+        return name[len(prefix):-len(SIDECAR_SUFFIX)]
+    return None
+
+
+def archive_url(base_url: str, symbol: str, interval: str, period: str) -> str:
+    """data.binance.vision's path of a kline zip (binance-public-data README)."""
+    name, kind = archive_name(symbol, interval, period), archive_kind(period)
+    return f"{base_url.rstrip('/')}/data/spot/{kind}/klines/{symbol}/{interval}/{name}"

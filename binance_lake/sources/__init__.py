@@ -1,0 +1,1 @@
+"""Sources: what brings data into raw (REST pages, public archive files) and what raw claims."""

@@ -1,0 +1,1 @@
+"""Binance REST API: client, candle and order pages into raw. Never imports pyarrow."""

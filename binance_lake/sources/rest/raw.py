@@ -1,0 +1,117 @@
+"""REST raw files: the immutable JSON envelope of one Binance response, and its pending marker.
+
+Raw layout: see :mod:`binance_lake.layout`. The pending marker is written *before* the
+raw file: a crash in between leaves a marker for nothing (harmless), never a raw file the
+fold would not see. No pyarrow here (the extractor Lambdas import it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from binance_lake import layout
+from binance_lake.crash import crash_point
+from binance_lake.errors import Rejected
+from binance_lake.lake import Lake
+from binance_lake.schema import TABLES
+from binance_lake.sources.rest.client import BinanceClient
+from binance_lake.times import MS_PER_DAY
+
+log = logging.getLogger(__name__)
+
+PAGE_LIMIT = 1000
+DEFAULT_LOOKBACK_MS = MS_PER_DAY  # an empty lake starts 24 hours before now
+RAW_FORMAT_VERSION = 1
+ORDERS_WINDOW_MAX_MS = MS_PER_DAY  # Binance: at most 24 h between startTime and endTime
+
+TRADING = "TRADING"  # exchangeInfo status of a symbol that still trades
+Progress = Callable[[int, int], None]  # (units done, units total)
+
+
+@dataclass
+class ExtractResult:
+    table: str
+    symbol: str
+    rows: int = 0
+    raw_keys: List[str] = field(default_factory=list)
+    dates: List[str] = field(default_factory=list)
+    exchange_gaps: List[Tuple[int, int]] = field(default_factory=list)
+    start: Optional[int] = None
+    end: Optional[int] = None
+    note: str = ""
+    symbol_status: Optional[str] = None  # exchangeInfo's status (TRADING, BREAK, HALT, END_OF_DAY, ...)
+    orders_resolved: Dict[str, List[int]] = field(default_factory=dict)  # reason -> order ids
+
+    def summary(self) -> Dict[str, Any]:
+        out = {"table": self.table, "symbol": self.symbol, "rows": self.rows, "raw_files": len(self.raw_keys),
+               "dates": sorted(set(self.dates)), "exchange_gaps": [list(g) for g in self.exchange_gaps],
+               "start": self.start, "end": self.end, "note": self.note, "symbol_status": self.symbol_status}
+        if self.orders_resolved:
+            out["orders_resolved"] = {k: sorted(v) for k, v in self.orders_resolved.items()}
+        return out
+
+
+
+# -- raw files ------------------------------------------------------------------------
+
+
+def write_raw(lake: Lake, key: str, envelope: Dict[str, Any]) -> bool:
+    """Marker first, then the immutable raw file. Returns False if the key existed.
+
+    The marker holds its creation time: a transform that finds no raw file behind a
+    young marker leaves it (the raw write may be in flight in another run).
+    """
+    mark_pending(lake, key)
+    return store_raw(lake, key, raw_body(envelope))
+
+
+def mark_pending(lake: Lake, key: str) -> None:
+    lake.write_bytes(layout.pending_key(key), str(int(time.time() * 1000)).encode())
+    crash_point("marker")
+
+
+def raw_body(envelope: Dict[str, Any]) -> bytes:
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def store_raw(lake: Lake, key: str, body: bytes) -> bool:
+    written = lake.write_bytes(key, body, if_absent=True)
+    crash_point("raw")
+    return written
+
+
+def envelope(client: BinanceClient, table: str, symbol: str, endpoint: str, params: Dict[str, Any],
+             data: Any, **extra: Any) -> Dict[str, Any]:
+    # The base URL is recorded without any secret (keys travel in headers, never in URLs).
+    return {"format": RAW_FORMAT_VERSION, "table": table, "symbol": symbol, "endpoint": endpoint,
+            "params": params, "base_url": client.base_url, "fetched_at": int(time.time() * 1000),
+            "used_weight": client.stats.weight_used, "time_unit": client.config.time_unit or "MILLISECOND",
+            **extra, "data": data}
+
+
+def envelope_table(table: str) -> str:
+    """The envelope's ``table`` field for a curated table: the raw zone's directory name."""
+    return layout.file_name(TABLES[table].raw_prefix)
+
+
+def read_raw(lake: Lake, key: str, table: str) -> Tuple[int, List[Any]]:
+    """(fetched_at ms, data rows) of a raw envelope; ``Rejected`` if it is unusable."""
+    try:
+        body = json.loads(lake.read_bytes(key))
+    except KeyError:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Rejected(f"raw file is not valid JSON ({str(exc)[:80]})") from None
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list) or "fetched_at" not in body:
+        raise Rejected("raw file is not a binance-lake envelope (needs 'data' list and 'fetched_at')")
+    expected = envelope_table(table)
+    if body.get("table") != expected:
+        raise Rejected(f"raw file holds {body.get('table')!r}, expected {expected!r}")
+    try:
+        return int(body["fetched_at"]), body["data"]
+    except (TypeError, ValueError):
+        raise Rejected("raw envelope has a non-integer 'fetched_at'") from None
