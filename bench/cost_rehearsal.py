@@ -432,8 +432,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--latency-ms", type=float, default=50.0)
     ap.add_argument("--orders-per-symbol", type=int, default=20)
     ap.add_argument("--report-only", action="store_true", help="rewrite the table from the stored JSON results")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
+                    help="where the JSON and Markdown results go (default bench/results)")
     args = ap.parse_args(argv)
-    out = ROOT / "bench" / "results"
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
     if args.report_only:
         results = [json.loads((out / f"cost_rehearsal_{n}.json").read_text()) for n in sorted({1, args.symbols})]
         md = report(results)
