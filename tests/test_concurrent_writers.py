@@ -13,10 +13,11 @@ loses the archive's first half of that day. Such a window is milliseconds wide; 
 test-only pause point ``BINANCE_LAKE_PAUSE_AT=curated-merge:<seconds>`` (binance_lake/crash.py,
 called just before a curated partition is written) holds it open: the sync waits
 SYNC_PAUSE_S there, the backfill BACKFILL_PAUSE_S, so whenever the two reach that point
-less than ~1.5 s apart (measured: at most 0.77 s apart over 12 rounds on 2 busy cores, and
-today's unlocked archive write lost the archive's 720 rows of that day in 12 rounds out of 12)
-an unlocked writer loses rows. A writer holding the per-symbol lock across read-merge-write loses none: the pause
-only makes the other one wait.
+less than ~1.5 s apart (measured: at most 0.77 s apart over 12 rounds on 2 busy cores) an
+unlocked writer loses rows: before issue 13, when the backfill wrote archive days without the
+lock, it lost the archive's 720 rows of that day in 12 rounds out of 12. A writer holding
+the per-symbol lock across read-merge-write (binance_lake/fold.py) loses none: the pause only
+makes the other one wait.
 """
 
 from __future__ import annotations
