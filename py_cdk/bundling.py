@@ -24,6 +24,7 @@ from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3_deployment as s3deploy
 
+import binance_lake
 from py_cdk.closure import core_closure
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +49,7 @@ PIP_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux2014_aarch64")
 PIP_PLATFORM = ",".join(PIP_PLATFORMS)  # part of the asset hash
 
 CORE_DIST_NAME = "binance_lake"
-CORE_VERSION = "0.1.0"
+CORE_VERSION = binance_lake.__version__  # the one definition (pyproject.toml reads it too)
 CORE_WHEEL_NAME = f"{CORE_DIST_NAME}-{CORE_VERSION}-py3-none-any.whl"
 _IGNORED = ("__pycache__", "*.pyc", ".pytest_cache")
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps -> byte-identical wheels

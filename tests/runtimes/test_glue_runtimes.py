@@ -165,14 +165,15 @@ def test_glue5_own_libraries_cast_but_cannot_write_the_lake(moto_s3: MotoS3, arc
     assert sorted(stock) == sorted(dev) and any("orders" in k for k in stock)
     assert all(stock[k].equals(dev[k]) for k in stock)
 
-    # The same file into S3: the exchange gap's PutObject(IfNoneMatch) is refused by botocore 1.34.
+    # The same file into S3: the first conditional write, PutObject(IfNoneMatch) of the fold's
+    # writer lease, is refused by botocore 1.34 (before, the exchange gap record was the first).
     bucket = moto_s3.bucket("runtime-glue-stock")
     proc = run(env, glue_bundle, "archive_file", {"lake_uri": f"s3://{bucket}/lake", "archive_url": archive_url,
                                                   "symbol": SYMBOL, "period": "2024-12", "published": published},
                AWS_ENDPOINT_URL=moto_s3.endpoint)
     assert proc.returncode != 0
-    # botocore 1.34 does not know the parameter: ParamValidationError on the gap record (if_absent).
-    assert "ParamValidationError" in proc.stderr and "raw/_gaps/" in proc.stderr, proc.stderr[-2000:]
+    # botocore 1.34 does not know the parameter: ParamValidationError on the lease (if_absent).
+    assert "ParamValidationError" in proc.stderr and "curated/_locks/" in proc.stderr, proc.stderr[-2000:]
     assert "botocore" in pins(GLUE_REQUIREMENTS) and "boto3" in pins(GLUE_REQUIREMENTS)
 
 
