@@ -3,16 +3,17 @@
 Backfill: many symbols and months at once.
 The driver plans (one tiny ``.CHECKSUM`` request per candidate file, as on one machine)
 and hands one row per archive file to ``mapInArrow``. Each task runs
-:func:`binance_lake.jobs.backfill_file` -- the very code of the single-machine
-backfill: verify against the published sha256, store the zip, ``candles_from_arrow``,
-merge each UTC day into ``curated/candles/...`` through the lake, write the sidecar.
-So the output is the same layout, byte-for-byte the same rows except lineage time.
+:func:`binance_lake.jobs.backfill.backfill_file` -- the very code of the single-machine
+backfill: verify against the published sha256, store the zip, then the one writer
+(:func:`binance_lake.fold.fold_archive_file`, under the symbol's lease) merges each UTC day
+into ``curated/candles/...``, then the sidecar. So the output is the same layout,
+byte-for-byte the same rows except lineage time, and a transform tick may run meanwhile.
 
 Why Spark only as the executor, not its DataFrame writer: the curated layout is one
 ``part-0.parquet`` per (symbol, date) written whole and atomically, with the core
 schema; Spark's writer would produce ``part-<uuid>`` files and its own types. Files
-never share a day partition (monthly and daily files of a month are exclusive), so
-tasks never write the same key.
+never share a day partition (monthly and daily files of a month are exclusive); tasks of
+one symbol still take turns on its lease, as every curated writer does.
 """
 
 from __future__ import annotations
