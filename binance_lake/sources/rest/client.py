@@ -22,13 +22,14 @@ the budget is shared, so bounded concurrency stays under the IP's weight limit.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from binance_lake.errors import (
     BadApiKeyError,
@@ -176,6 +177,7 @@ class BinanceClient:
         self._clock_synced = False
         self._reached = False  # has any reply come back? if not, fail fast on connection errors
         self._stats_lock = threading.Lock()
+        self._symbol_info: Dict[str, Dict[str, Any]] = {}  # exchangeInfo entries of this run
 
     # -- python-binance plumbing -------------------------------------------------
 
@@ -311,15 +313,55 @@ class BinanceClient:
         return server
 
     def symbol_info(self, symbol: str) -> Dict[str, Any]:
-        """exchangeInfo for one symbol; also adopts the advertised REQUEST_WEIGHT limit."""
+        """exchangeInfo for one symbol; also adopts the advertised REQUEST_WEIGHT limit.
+
+        Served from this client's cache when :meth:`prefetch_symbol_info` (or an earlier call)
+        already fetched it: exchangeInfo weighs 20 whatever it returns (binance-api.md,
+        rest-api.md "Exchange information": weight 20), so a run over many symbols should ask
+        once. The cache lives as long as the client, i.e. one run: a status change between
+        runs is seen by the next run.
+        """
+        cached = self._symbol_info.get(symbol)
+        if cached is not None:
+            return cached
         info = self._call(f"GET /api/v3/exchangeInfo {symbol}", EXCHANGE_INFO_WEIGHT,
                           # python-binance's get_symbol_info() downloads every symbol; ask for one.
                           lambda c: c._get("exchangeInfo", data={"symbol": symbol}))
         self._adopt_rate_limits(info.get("rateLimits", []))
         for entry in info.get("symbols", []):
             if entry.get("symbol") == symbol:
+                self._symbol_info[symbol] = entry
                 return entry
         raise UnknownSymbolError(unknown_symbol_message(symbol, self.base_url), -1121)
+
+    def prefetch_symbol_info(self, symbols: Sequence[str]) -> int:
+        """One exchangeInfo call (``symbols=[...]``, weight 20) for every symbol of a run.
+
+        Afterwards :meth:`symbol_info` answers those symbols without a request. Returns how
+        many symbols were cached. If Binance rejects the list (one unknown symbol fails the
+        whole call with -1121), nothing is cached and each symbol falls back to its own call,
+        so only the unknown one fails, with its clear error.
+        """
+        wanted = sorted({s for s in symbols if s not in self._symbol_info})
+        if len(wanted) < 2:
+            return 0  # one symbol: its own call on first use costs the same
+        # Compact JSON: Binance's pattern for `symbols` allows no spaces (-1100 otherwise).
+        listed = json.dumps(wanted, separators=(",", ":"))
+        try:
+            info = self._call(f"GET /api/v3/exchangeInfo ({len(wanted)} symbols)", EXCHANGE_INFO_WEIGHT,
+                              lambda c: c._get("exchangeInfo", data={"symbols": listed}))
+        except BinanceError as exc:
+            # A bad list (-1121 unknown symbol, -1100 illegal characters): per-symbol calls
+            # single out the culprit. Anything else (ban, geo-block, outage) would fail those too.
+            if exc.code not in (-1121, -1100):
+                raise
+            log.warning("exchangeInfo for %d symbols failed (%s); asking per symbol", len(wanted), _short(exc))
+            return 0
+        self._adopt_rate_limits(info.get("rateLimits", []))
+        for entry in info.get("symbols", []):
+            if entry.get("symbol") in wanted:
+                self._symbol_info[entry["symbol"]] = entry
+        return sum(1 for s in wanted if s in self._symbol_info)
 
     def _adopt_rate_limits(self, limits: List[Dict[str, Any]]) -> None:
         for limit in limits:

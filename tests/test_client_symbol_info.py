@@ -1,0 +1,42 @@
+"""exchangeInfo once per run: a 100-symbol run pays weight 20 for it, not 20 per symbol."""
+
+from __future__ import annotations
+
+import pytest
+
+from binance_lake.errors import UnknownSymbolError
+from binance_lake.sources.rest.client import EXCHANGE_INFO_WEIGHT
+
+SYMBOLS = [f"C{i:03d}USDT" for i in range(100)]
+
+
+def _exchange_info_requests(emulator):
+    return [r for r in emulator.requests if r.path.endswith("/exchangeInfo") and r.status == 200]
+
+
+def test_hundred_symbols_cost_one_exchange_info(emulator, client):
+    for symbol in SYMBOLS:
+        emulator.add_symbol(symbol)
+    assert client.prefetch_symbol_info(SYMBOLS) == len(SYMBOLS)
+    infos = [client.symbol_info(s) for s in SYMBOLS]  # as each symbol's sync asks it
+    assert [i["symbol"] for i in infos] == SYMBOLS
+    assert all(i["status"] == "TRADING" for i in infos)
+    calls = _exchange_info_requests(emulator)
+    assert len(calls) == 1 and sum(r.weight for r in calls) == EXCHANGE_INFO_WEIGHT
+    assert client.stats.requests == 1
+
+
+def test_without_prefetch_each_symbol_is_asked_once(emulator, client):
+    emulator.add_symbol("ETHUSDT")
+    for _ in range(3):
+        assert client.symbol_info("ETHUSDT")["symbol"] == "ETHUSDT"
+        assert client.symbol_info("BTCUSDT")["symbol"] == "BTCUSDT"
+    assert len(_exchange_info_requests(emulator)) == 2
+
+
+def test_an_unknown_symbol_in_the_list_fails_only_itself(emulator, client):
+    emulator.add_symbol("ETHUSDT")
+    assert client.prefetch_symbol_info(["BTCUSDT", "ETHUSDT", "NOPEUSDT"]) == 0
+    assert client.symbol_info("ETHUSDT")["symbol"] == "ETHUSDT"
+    with pytest.raises(UnknownSymbolError, match="NOPEUSDT"):
+        client.symbol_info("NOPEUSDT")
