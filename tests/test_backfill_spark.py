@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -20,6 +17,7 @@ from binance_lake.lake import LocalLake
 from binance_lake.sources.archive import ArchiveConfig
 from binance_lake.sources.coverage import exchange_gaps
 from binance_lake.times import parse_time
+from tests.spark_support import local_spark
 
 pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed (requirements-dev.txt pins it)")
 
@@ -29,27 +27,9 @@ SYMBOLS = {"ETHUSDT": parse_time("2024-12-27T13:00:00Z"), "SOLUSDT": parse_time(
 GAP = (parse_time("2024-12-30T05:00:00Z"), parse_time("2024-12-30T05:09:00Z"))
 
 
-def _java_missing() -> str:
-    if shutil.which("java") or os.environ.get("JAVA_HOME"):
-        return ""
-    return "no Java runtime (java not on PATH, JAVA_HOME unset): Spark cannot start"
-
-
 @pytest.fixture(scope="module")
 def spark() -> Iterator[object]:
-    reason = _java_missing()
-    if reason:
-        print(f"SKIP: {reason}")
-        pytest.skip(reason)
-    from pyspark.sql import SparkSession
-
-    os.environ["PYSPARK_PYTHON"] = sys.executable  # executors import this checkout's binance_lake
-    session = (SparkSession.builder.master("local[2]").appName("binance-lake-test")
-               .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
-               .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
-               .getOrCreate())
-    yield session
-    session.stop()
+    yield from local_spark("binance-lake-test")
 
 
 @pytest.fixture(scope="module")
