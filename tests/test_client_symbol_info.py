@@ -40,3 +40,35 @@ def test_an_unknown_symbol_in_the_list_fails_only_itself(emulator, client):
     assert client.symbol_info("ETHUSDT")["symbol"] == "ETHUSDT"
     with pytest.raises(UnknownSymbolError, match="NOPEUSDT"):
         client.symbol_info("NOPEUSDT")
+
+
+def _time_requests(emulator):
+    return [r for r in emulator.requests if r.path.endswith("/time") and r.status == 200]
+
+
+def test_exchange_info_server_time_is_reused_not_extrapolated(emulator, client):
+    from tests.conftest import NOW_MS
+
+    client.symbol_info("BTCUSDT")
+    emulator.advance(60_000)  # the server's clock moves on; the reading stays what it was
+    assert client.server_time() == NOW_MS  # an earlier, already-passed server time: safe side
+    assert _time_requests(emulator) == []
+
+
+def test_an_old_reading_asks_the_server_again(emulator, client, monkeypatch):
+    from binance_lake.sources.rest import client as client_module
+    from tests.conftest import NOW_MS
+
+    client.symbol_info("BTCUSDT")
+    monkeypatch.setattr(client_module, "SERVER_TIME_REUSE_S", -1.0)  # every reading is too old
+    emulator.advance(60_000)
+    assert client.server_time() == NOW_MS + 60_000
+    assert len(_time_requests(emulator)) == 1
+
+
+def test_signed_calls_measure_the_offset_once_per_client(emulator, client):
+    client.symbol_info("BTCUSDT")
+    client.server_time()  # served by exchangeInfo's serverTime
+    client.open_orders("BTCUSDT")  # signed: the first one measures the offset with /time
+    client.all_orders("BTCUSDT")
+    assert len(_time_requests(emulator)) == 1

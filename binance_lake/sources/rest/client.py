@@ -59,6 +59,8 @@ OPEN_ORDERS_ALL_WEIGHT = 80
 ORDER_WEIGHT = 4
 EXCHANGE_INFO_WEIGHT = 20
 TIME_WEIGHT = 1
+# How long a server-time reading may be reused instead of a new /api/v3/time (see server_time).
+SERVER_TIME_REUSE_S = 2.0
 UNREACHABLE_ATTEMPTS = 3
 
 _RETRYABLE_CODES = {-1000, -1001, -1003, -1007, -1008}
@@ -178,6 +180,7 @@ class BinanceClient:
         self._reached = False  # has any reply come back? if not, fail fast on connection errors
         self._stats_lock = threading.Lock()
         self._symbol_info: Dict[str, Dict[str, Any]] = {}  # exchangeInfo entries of this run
+        self._server_reading: Optional[tuple] = None  # (server ms, time.monotonic() at receipt)
 
     # -- python-binance plumbing -------------------------------------------------
 
@@ -300,17 +303,54 @@ class BinanceClient:
     # -- endpoints -----------------------------------------------------------------
 
     def server_time(self) -> int:
-        """Binance's clock in ms (also in µs mode: the pipeline works in ms throughout)."""
-        return to_ms(self._call("GET /api/v3/time", TIME_WEIGHT, lambda c: c.get_server_time())["serverTime"])
+        """Binance's clock in ms (also in µs mode: the pipeline works in ms throughout).
+
+        A reading this client got less than ``SERVER_TIME_REUSE_S`` ago (every exchangeInfo
+        response carries ``serverTime``, binance-api.md section 5) is returned as is instead of
+        asking ``/api/v3/time`` again. It is never extrapolated: a server time read earlier is
+        a time that had already passed, so every use (closed-candle cut-off, the end of an
+        order range) stays on the safe side, at most a couple of seconds behind.
+        """
+        if self._server_reading is not None:
+            server_ms, at = self._server_reading
+            if time.monotonic() - at <= SERVER_TIME_REUSE_S:
+                return server_ms
+        return self._fetch_server_time()[0]
+
+    def _fetch_server_time(self) -> tuple:
+        """(server ms, local seconds before the request, after the reply) from /api/v3/time."""
+        before = time.time()
+        reply = self._call("GET /api/v3/time", TIME_WEIGHT, lambda c: c.get_server_time())
+        after = time.time()
+        server = to_ms(reply["serverTime"])
+        self._note_server_time(server)
+        return server, before, after
+
+    def _note_server_time(self, server_ms: int) -> None:
+        """Keep a reading for :meth:`server_time`. The signing offset is not taken from it:
+        signed calls measure it with :meth:`sync_clock` (one /api/v3/time per client)."""
+        self._server_reading = (server_ms, time.monotonic())
+
+    def _set_offset(self, server_ms: int, before: float, after: float) -> None:
+        self._offset_ms = int(server_ms - (before + after) / 2 * 1000)
+        self._clock_synced = True
 
     def sync_clock(self) -> int:
-        """Measure local-vs-server offset (ms) for signed requests; returns server time."""
-        before = time.time()
-        server = self.server_time()
-        after = time.time()
-        self._offset_ms = int(server - (before + after) / 2 * 1000)
-        self._clock_synced = True
+        """Measure local-vs-server offset (ms) for signed requests; returns server time.
+
+        Always asks /api/v3/time (after a -1021 the offset must be measured afresh).
+        """
+        server, before, after = self._fetch_server_time()
+        self._set_offset(server, before, after)
         return server
+
+    def _exchange_info(self, what: str, params: Dict[str, Any]) -> Dict[str, Any]:
+        """One exchangeInfo call; its serverTime and rate limits are kept by the client."""
+        info = self._call(what, EXCHANGE_INFO_WEIGHT, lambda c: c._get("exchangeInfo", data=params))
+        if isinstance(info.get("serverTime"), int):
+            self._note_server_time(to_ms(info["serverTime"]))
+        self._adopt_rate_limits(info.get("rateLimits", []))
+        return info
 
     def symbol_info(self, symbol: str) -> Dict[str, Any]:
         """exchangeInfo for one symbol; also adopts the advertised REQUEST_WEIGHT limit.
@@ -324,10 +364,8 @@ class BinanceClient:
         cached = self._symbol_info.get(symbol)
         if cached is not None:
             return cached
-        info = self._call(f"GET /api/v3/exchangeInfo {symbol}", EXCHANGE_INFO_WEIGHT,
-                          # python-binance's get_symbol_info() downloads every symbol; ask for one.
-                          lambda c: c._get("exchangeInfo", data={"symbol": symbol}))
-        self._adopt_rate_limits(info.get("rateLimits", []))
+        # python-binance's get_symbol_info() downloads every symbol; ask for one.
+        info = self._exchange_info(f"GET /api/v3/exchangeInfo {symbol}", {"symbol": symbol})
         for entry in info.get("symbols", []):
             if entry.get("symbol") == symbol:
                 self._symbol_info[symbol] = entry
@@ -348,8 +386,7 @@ class BinanceClient:
         # Compact JSON: Binance's pattern for `symbols` allows no spaces (-1100 otherwise).
         listed = json.dumps(wanted, separators=(",", ":"))
         try:
-            info = self._call(f"GET /api/v3/exchangeInfo ({len(wanted)} symbols)", EXCHANGE_INFO_WEIGHT,
-                              lambda c: c._get("exchangeInfo", data={"symbols": listed}))
+            info = self._exchange_info(f"GET /api/v3/exchangeInfo ({len(wanted)} symbols)", {"symbols": listed})
         except BinanceError as exc:
             # A bad list (-1121 unknown symbol, -1100 illegal characters): per-symbol calls
             # single out the culprit. Anything else (ban, geo-block, outage) would fail those too.
@@ -357,7 +394,6 @@ class BinanceClient:
                 raise
             log.warning("exchangeInfo for %d symbols failed (%s); asking per symbol", len(wanted), _short(exc))
             return 0
-        self._adopt_rate_limits(info.get("rateLimits", []))
         for entry in info.get("symbols", []):
             if entry.get("symbol") in wanted:
                 self._symbol_info[entry["symbol"]] = entry
