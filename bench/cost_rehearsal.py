@@ -78,20 +78,9 @@ def symbol_names(n: int) -> List[str]:
 
 def synth(symbols: Sequence[str], outdir: Path) -> Any:
     """The Beta stack as app.py builds it (cdk.json context) with ``symbols``, minus bundling."""
-    import aws_cdk as cdk
+    from tests.cloud.box import synth_beta
 
-    from py_cdk.application import build
-    from tests.cloud.box import StackAssembly
-
-    context = {**json.loads((ROOT / "cdk.json").read_text())["context"], "aws:cdk:bundling-stacks": [],
-               "binance-lake:symbols": ",".join(symbols)}
-    app = cdk.App(context=context, outdir=str(outdir))
-    build(app)
-    app.synth()
-    found = [p for p in outdir.glob("assembly-*Beta*/*.template.json")
-             if "AWS::StepFunctions::StateMachine" in p.read_text()]
-    assert len(found) == 1, f"expected one Beta stack with a state machine, found {found}"
-    return StackAssembly.load(found[0])
+    return synth_beta(outdir, **{"binance-lake:symbols": ",".join(symbols)})
 
 
 def template_facts(stack: Any) -> Dict[str, Any]:

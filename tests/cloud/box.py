@@ -85,6 +85,24 @@ class StackAssembly:
         region = json.loads((directory / "manifest.json").read_text())["artifacts"][stem]["environment"].split("/")[-1]
         return cls(json.loads(template_path.read_text()), directory, region, assets)
 
+def synth_beta(outdir: Path, **context: str) -> StackAssembly:
+    """The Beta lake stack exactly as ``app.py`` builds it (cdk.json context, plus ``context``
+    overrides such as ``{"binance-lake:symbols": "A,B"}``), minus Lambda bundling."""
+    import aws_cdk as cdk
+
+    from py_cdk.application import build
+
+    root = Path(__file__).resolve().parents[2]
+    merged = {**json.loads((root / "cdk.json").read_text())["context"], "aws:cdk:bundling-stacks": [], **context}
+    app = cdk.App(context=merged, outdir=str(outdir))
+    build(app)
+    app.synth()
+    found = [p for p in outdir.glob("assembly-*Beta*/*.template.json")
+             if "AWS::StepFunctions::StateMachine" in p.read_text()]
+    assert len(found) == 1, f"expected one Beta stack with a state machine, found {found}"
+    return StackAssembly.load(found[0])
+
+
 
 class Resolver:
     """Just enough of CloudFormation's intrinsics to turn template values into moto values."""

@@ -2,38 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from binance_lake.aws import extract_lambda
 from binance_lake.emulator import Emulator
-from tests.cloud.box import CloudBox, StackAssembly
+from tests.cloud.box import CloudBox, StackAssembly, synth_beta
 from tests.conftest import API_KEY, API_SECRET, NOW_MS
 
-ROOT = Path(__file__).resolve().parents[2]
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 
 @pytest.fixture(scope="session")
 def beta_stack(tmp_path_factory: pytest.TempPathFactory) -> StackAssembly:
     """The Beta lake stack exactly as ``app.py`` builds it (cdk.json context), minus Lambda bundling."""
-    import aws_cdk as cdk
-
-    from py_cdk.application import build
-
-    outdir = tmp_path_factory.mktemp("cdk.out")
-    context = {**json.loads((ROOT / "cdk.json").read_text())["context"], "aws:cdk:bundling-stacks": []}
-    app = cdk.App(context=context, outdir=str(outdir))
-    build(app)
-    app.synth()
-    found = [p for p in outdir.glob("assembly-*Beta*/*.template.json")
-             if "AWS::StepFunctions::StateMachine" in p.read_text()]
-    assert len(found) == 1, f"expected one Beta stack with a state machine, found {found}"
-    return StackAssembly.load(found[0])
+    return synth_beta(tmp_path_factory.mktemp("cdk.out"))
 
 
 @pytest.fixture
