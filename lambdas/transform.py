@@ -3,8 +3,8 @@
 Invoked by the state machine after the extractors. Thin on purpose: configuration comes
 from the environment the CDK sets (LAKE_URI, SYMBOLS, TABLES, INTERVALS); the work is
 ``binance_lake.aws.transform_lambda.transform_increment`` (``fold.transform_pending`` under the per-symbol
-lease, then ``BinanceLake/MinutesSinceLastClosedCandle``). Its own bundle carries the
-pinned pyarrow and boto3 (lambdas/requirements-transform.txt); an exception fails the
+lease, then ``BinanceLake/StalestCandleMinutesBehind``; each symbol's figure is in the log line).
+Its own bundle carries the pinned pyarrow and boto3 (lambdas/requirements-transform.txt); an exception fails the
 task so that Step Functions retries it.
 """
 
@@ -23,6 +23,11 @@ logger = make_logger()
 def handler(event: Dict[str, Any], context: Any) -> Dict[str, Any]:
     correlate(logger, event, context)
     summary = transform_lambda.transform_increment(settings.TransformSettings.from_env())
+    # One structured line per tick: ``freshness`` lists every symbol and interval, stalest first
+    # (the Logs Insights query in docs/cloud.md unnests it to find which symbol is stale).
     logger.info("transform done", extra={"transform": summary["transform"],
-                                         "minutes_behind": summary.get("minutes_since_last_closed_candle")})
+                                         "stalest_minutes_behind": summary.get("stalest_minutes_behind"),
+                                         "no_candle": summary.get("no_candle"),
+                                         "freshness": summary.get("freshness"),
+                                         "freshness_sources": summary.get("freshness_sources")})
     return summary

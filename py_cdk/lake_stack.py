@@ -46,7 +46,8 @@ class LakeStack(Stack):
         self.orchestration.schedule.node.add_dependency(self.catalog.core_wheel)
         self.monitoring = Monitoring(
             self, "Monitoring", topic=self.alerts.topic, state_machine=self.orchestration.state_machine,
-            functions={**self.extractors.functions, "transform": self.transform.function}, symbols=lake.symbols,
+            functions={**self.extractors.functions, "transform": self.transform.function},
+            transform_logs=self.transform.log_group,
             freshness_threshold_minutes=lake.freshness_threshold_minutes,
             dashboard_name=f"binance-lake-{stage.name.lower()}")
         nag.acknowledge_lake_stack(self)

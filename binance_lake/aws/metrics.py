@@ -9,10 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, Optional, Sequence
 
-from binance_lake.lake import Lake
-
 METRIC_NAMESPACE = "BinanceLake"
-FRESHNESS_METRIC = "MinutesSinceLastClosedCandle"
+FRESHNESS_METRIC = "StalestCandleMinutesBehind"
 VERIFY_METRICS = ("VerifyMismatchedPartitions", "VerifyRepairedPartitions", "VerifyUnrepairedPartitions",
                   "VerifyGapPartitions")
 VERIFY_UNREPAIRED_METRIC = VERIFY_METRICS[2]
@@ -26,44 +24,38 @@ def _cloudwatch(client: Any) -> Any:
     return boto3.client("cloudwatch")
 
 
-def publish_freshness(lake: Lake, symbols: Sequence[str], intervals: Sequence[str], cloudwatch: Any = None,
-                      now_ms: Optional[int] = None) -> Dict[str, float]:
-    """Publish ``BinanceLake/MinutesSinceLastClosedCandle`` per symbol and interval from curated data.
+def publish_stalest(rows: Sequence[Dict[str, Any]], cloudwatch: Any = None,
+                    now_ms: Optional[int] = None) -> Optional[float]:
+    """Publish ``BinanceLake/StalestCandleMinutesBehind``: the largest ``minutes_behind`` over every
+    configured symbol and interval (``aws.freshness.report`` rows), one datum without dimensions.
 
-    Read from the lake, not from this run's result, so that a stalled extract shows
-    as a growing value. A symbol with no curated candle publishes nothing: the alarm
-    treats missing data as breaching. The first (primary) interval is published with the
-    ``Symbol`` dimension the alarms watch; every further one adds an ``Interval``
-    dimension (its own metric) and is returned keyed ``SYMBOL/interval``.
+    One metric and one alarm whatever the number of symbols (issue 14, lever 1: a metric per
+    symbol was 0.30 USD/month plus 0.10 for its alarm); which symbol is stale is in the
+    transform's log line and summary (docs/cloud.md has the Logs Insights query). When any
+    configured symbol has no curated candle at all, nothing is published: the alarm treats
+    missing data as breaching, as the per-symbol alarms did for that symbol. Returns the value
+    published, or None.
     """
-    from binance_lake.fold import last_closed_candle  # pyarrow: the transform bundle only
-
+    if not rows or any(r.get("minutes_behind") is None for r in rows):
+        return None
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    minutes: Dict[str, float] = {}
-    data = []
-    for n, interval in enumerate(intervals):
-        for symbol in symbols:
-            close_ms = last_closed_candle(lake, symbol, interval)
-            if close_ms is None:
-                continue
-            value = round(max(0, now_ms - (close_ms + 1)) / 60000.0, 2)
-            dims = [{"Name": "Symbol", "Value": symbol}]
-            if n:
-                dims.append({"Name": "Interval", "Value": interval})
-            minutes[symbol if n == 0 else f"{symbol}/{interval}"] = value
-            data.append({"MetricName": FRESHNESS_METRIC, "Dimensions": dims, "Timestamp": now_ms / 1000.0,
-                         "Value": value, "Unit": "None"})
-    if data:
-        _cloudwatch(cloudwatch).put_metric_data(Namespace=METRIC_NAMESPACE, MetricData=data)
-    return minutes
+    value = max(float(r["minutes_behind"]) for r in rows)
+    _cloudwatch(cloudwatch).put_metric_data(Namespace=METRIC_NAMESPACE, MetricData=[
+        {"MetricName": FRESHNESS_METRIC, "Timestamp": now_ms / 1000.0, "Value": value, "Unit": "None"}])
+    return value
 
 
 def publish_verify(summary: Dict[str, int], cloudwatch: Any = None) -> Dict[str, int]:
-    """``BinanceLake/Verify*`` partition counts of a verify report's summary, one datum each,
-    so an alarm can fire on ``VerifyUnrepairedPartitions > 0`` (or on any mismatch at all)."""
+    """The verify report's partition counts; only ``VerifyUnrepairedPartitions`` is published.
+
+    That is the one the alarm watches (> 0: a human must look). The other counts (mismatched,
+    repaired, with gaps) stay in the returned dict and in the report under ``curated/_verify/``,
+    which the alarm's description points to: at 0.30 USD per metric-month, a daily figure
+    nobody alarms on is not worth a metric (issue 14, lever 11). Returns every count.
+    """
     s = summary
     values = dict(zip(VERIFY_METRICS, (s["repaired"] + s["mismatch"] + s["raw_missing"], s["repaired"],
                                        s["unrepaired"], s["with_gaps"])))
     _cloudwatch(cloudwatch).put_metric_data(Namespace=METRIC_NAMESPACE, MetricData=[
-        {"MetricName": name, "Value": float(v), "Unit": "Count"} for name, v in values.items()])
+        {"MetricName": VERIFY_UNREPAIRED_METRIC, "Value": float(values[VERIFY_UNREPAIRED_METRIC]), "Unit": "Count"}])
     return values

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Dict, List
 
+import aws_cdk as cdk
+import pytest
 from aws_cdk.assertions import Template
 
-from .support import Synth, logical_id, only, resources
+from py_cdk.application import build
+
+from .support import Synth, cdk_json_context, flatten, logical_id, only, resources
 
 
 def _alarms(template: Template) -> List[Dict[str, Any]]:
@@ -35,9 +41,9 @@ def test_state_machine_and_lambda_alarms(synth: Synth) -> None:
 
 
 def test_freshness_alarm_treats_missing_data_as_breaching(synth: Synth) -> None:
-    alarm = next(a for a in _alarms(synth.beta) if a["MetricName"] == "MinutesSinceLastClosedCandle")
+    (alarm,) = [a for a in _alarms(synth.beta) if a["MetricName"] == "StalestCandleMinutesBehind"]
     assert alarm["Namespace"] == "BinanceLake"
-    assert alarm["Dimensions"] == [{"Name": "Symbol", "Value": "BTCUSDT"}]
+    assert "Dimensions" not in alarm  # the transform publishes the stalest figure without dimensions
     assert alarm["Statistic"] == "Maximum"
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
     assert alarm["Threshold"] == synth.context["binance-lake:freshness-threshold-minutes"]
@@ -53,9 +59,46 @@ def test_topic_is_encrypted_and_tls_only(synth: Synth) -> None:
                for s in policy)
 
 
+def _dashboard_widgets(template: Template) -> List[Dict[str, Any]]:
+    # DashboardBody is an Fn::Join of JSON text and tokens (the log group's Ref): tokens -> "TOKEN".
+    body = only(template, "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"]
+    parts = body["Fn::Join"][1] if isinstance(body, dict) else [body]
+    return json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in parts))["widgets"]
+
+
 def test_dashboard(synth: Synth) -> None:
     dashboard = only(synth.beta, "AWS::CloudWatch::Dashboard")["Properties"]
     assert dashboard["DashboardName"] == "binance-lake-beta"
+    widgets = _dashboard_widgets(synth.beta)
+    (graph,) = [w for w in widgets if w["properties"].get("title", "").startswith("Freshness")]
+    assert graph["properties"]["metrics"][0][:2] == ["BinanceLake", "StalestCandleMinutesBehind"]
+    # Which symbol is stale: the transform's log line, unnested per symbol and interval.
+    (table,) = [w for w in widgets if w["type"] == "log"]
+    query = table["properties"]["query"]
+    assert "SOURCE 'TOKEN'" in query  # the transform's log group
+    assert "unnest m.freshness into f" in query and "by f.symbol, f.interval" in query
+    transform_logs = logical_id(synth.beta_stack, synth.beta_stack.transform.log_group)
+    assert transform_logs in flatten(dashboard["DashboardBody"])
+
+
+@pytest.fixture(scope="module")
+def three_symbols(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    context = {**cdk_json_context(), "aws:cdk:bundling-stacks": [],
+               "binance-lake:symbols": "BTCUSDT,ETHUSDT,SOLUSDT"}
+    app = cdk.App(context=context, outdir=str(Path(tmp_path_factory.mktemp("cdk3.out"))))
+    stack = build(app).beta.lake_stack
+    app.synth()
+    return Template.from_stack(stack)
+
+
+def test_alarms_and_metrics_do_not_grow_with_symbols(synth: Synth, three_symbols: Template) -> None:
+    envs = [f["Properties"].get("Environment", {}).get("Variables", {})
+            for f in resources(three_symbols, "AWS::Lambda::Function").values()]
+    assert {"BTCUSDT,ETHUSDT,SOLUSDT"} == {e["SYMBOLS"] for e in envs if "SYMBOLS" in e}  # the 3 symbols deploy
+    assert len(_alarms(three_symbols)) == len(_alarms(synth.beta)) == 3 + 3 * 2 + 1 + 1
+    (freshness,) = [a for a in _alarms(three_symbols) if a["MetricName"] == "StalestCandleMinutesBehind"]
+    assert "Dimensions" not in freshness
+    assert "SOLUSDT" not in flatten(only(three_symbols, "AWS::CloudWatch::Dashboard"))
 
 
 def test_verify_alarm_fires_on_any_unrepaired_partition(synth: Synth) -> None:

@@ -143,15 +143,31 @@ def test_transform_job_curates_pending_raw_and_publishes_freshness(tmp_path: Pat
     assert summary["transform"]["rows_written"] == 1440 and lake.list_keys("raw/_pending") == []
     # NOW_MS is 30 s into the open 00:00 candle; the last closed one closed at 23:59:59.999.
     assert summary["minutes_since_last_closed_candle"] == {"BTCUSDT": 0.5}
+    assert summary["stalest_minutes_behind"] == 0.5 and summary["no_candle"] == []
+    close = NOW_MS // 60000 * 60000 - 1
+    assert summary["freshness"] == [{"symbol": "BTCUSDT", "interval": "1m", "last_close_ms": close,
+                                     "minutes_since_close": 0.5, "minutes_behind": 0.5}]
     (call,) = cw.calls
     assert call["Namespace"] == "BinanceLake"
-    assert call["MetricData"][0]["MetricName"] == "MinutesSinceLastClosedCandle"
-    assert call["MetricData"][0]["Dimensions"] == [{"Name": "Symbol", "Value": "BTCUSDT"}]
+    (datum,) = call["MetricData"]
+    assert datum["MetricName"] == "StalestCandleMinutesBehind" and datum["Value"] == 0.5
+    assert "Dimensions" not in datum  # one metric whatever the number of symbols
+    # The next tick has nothing pending: the figure comes from the state, nothing curated is listed.
+    lake.list_children = _refuse  # type: ignore[method-assign]
+    again = transform_lambda.run_transform(argv, lake, FakeCloudWatch(), now_ms=NOW_MS + 120_000)
+    assert again["minutes_since_last_closed_candle"] == {"BTCUSDT": 2.5}
+    assert again["freshness_sources"] == {"tick": 0, "state": 1, "curated": 0}
+
+
+def _refuse(*args: Any) -> Any:
+    raise AssertionError(f"curated listed although the freshness state holds every symbol: {args}")
 
 
 def test_no_candles_no_metric(tmp_path: Path) -> None:
     cw = FakeCloudWatch()  # missing data is what the alarm treats as breaching
-    assert metrics.publish_freshness(LocalLake(str(tmp_path)), ["BTCUSDT"], "1m", cw, NOW_MS) == {}
+    rows = [{"symbol": "BTCUSDT", "interval": "1m", "last_close_ms": NOW_MS - 1, "minutes_behind": 0.0},
+            {"symbol": "ETHUSDT", "interval": "1m", "last_close_ms": None}]
+    assert metrics.publish_stalest(rows, cw, NOW_MS) is None and metrics.publish_stalest([], cw, NOW_MS) is None
     assert cw.calls == []
 
 
@@ -242,9 +258,14 @@ def test_transform_lambda_rehearsal_against_moto_server(tmp_path: Path, client, 
         assert lines[-1]["transform"]["rows_written"] == 1440
         done = [line for line in lines if line.get("message") == "transform done"]
         assert done and done[0]["correlation_id"] == "exec-1"
+        # The per-symbol figures are a JSON list in the log line (what docs/cloud.md's query unnests).
+        assert [(f["symbol"], f["interval"]) for f in done[0]["freshness"]] == [("BTCUSDT", "1m")]
+        assert done[0]["stalest_minutes_behind"] == done[0]["freshness"][0]["minutes_behind"]
+        assert lake.exists("curated/_state/freshness.json")
         assert last_closed_candle(lake, "BTCUSDT") == NOW_MS // 60000 * 60000 - 1
         assert lake.list_keys("raw/_pending") == []
         cw = session.client("cloudwatch", endpoint_url=env["AWS_ENDPOINT_URL"])
-        assert cw.list_metrics(Namespace="BinanceLake")["Metrics"]
+        assert [m["MetricName"] for m in cw.list_metrics(Namespace="BinanceLake")["Metrics"]] == [
+            "StalestCandleMinutesBehind"]
     finally:
         server.stop()
