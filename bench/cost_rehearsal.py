@@ -40,6 +40,8 @@ if str(ROOT) not in sys.path:
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
+from binance_lake.aws.metrics import VERIFY_PUBLISHED  # noqa: E402  (after the sys.path line above)
+
 TICK_MS = 5 * 60_000
 TICKS_PER_MONTH = 8640  # 30 days x 288
 NOW_MS = 1_751_284_830_000  # 2025-06-30T12:00:30Z, as bench/bench_tick.py
@@ -349,7 +351,8 @@ def monthly(result: Dict[str, Any]) -> Dict[str, Any]:
     gb_s = sum(pt["lambda_s"][k] * mem.get(k, 0.25) for k in pt["lambda_s"])
     invocations = sum(pt["lambda_invocations"].values())
     puts_cw = svc.get("cloudwatch", {}).get("PutMetricData", 0)
-    custom_metrics = pt["distinct_metrics"] + 4  # + the daily verify job's 4 counts (not published per tick)
+    # + what the daily verify job publishes (not per tick): binance_lake.aws.metrics.VERIFY_PUBLISHED
+    custom_metrics = pt["distinct_metrics"] + len(VERIFY_PUBLISHED)
     items = {
         "S3 requests": m * (tier1 * p["s3_tier1_per_1k"] + tier2 * p["s3_tier2_per_1k"]) / 1000,
         "CloudWatch metrics": custom_metrics * p["cw_metric_month"] + m * puts_cw * p["cw_put_per_1k"] / 1000,
