@@ -10,7 +10,8 @@ lake root; partition directories are Hive style (``name=value``)::
     raw/_pending/<raw key without raw/>               marker: raw file not yet in curated
     raw/_gaps/candles/interval=1m/symbol=X/<start_ms>-<end_ms>.json   exchange gap
     raw/_resolved/orders/symbol=X/<order id>.json     order Binance no longer knows
-    raw/_runs/<table>/symbol=X/last.json              last run summary
+    raw/_runs/<table>/symbol=X/last.json              last run summary (one symbol's run: the CLI)
+    raw/_runs/<table>/tick.json                       last run summary of every symbol of a tick
     raw/archive/klines/interval=1m/symbol=X/<monthly|daily>/<X>-1m-<period>.zip (+ .zip.json sidecar)
     curated/candles/interval=1m/symbol=X/date=D/part-0.parquet
     curated/orders/symbol=X/date=D/part-0.parquet
@@ -212,6 +213,11 @@ def parse_resolved_name(name: str) -> Optional[int]:
 def last_run_key(table: str, symbol: str) -> str:
     """``table`` is ``orders`` or ``candles/interval=1m`` (see :func:`run_table`)."""
     return f"{RUNS}/{table}/{hive('symbol', symbol)}/last.json"
+
+
+def tick_run_key(table: str) -> str:
+    """One record for every symbol an extractor Lambda ran in a tick (one PUT, not one per symbol)."""
+    return f"{RUNS}/{table}/tick.json"
 
 
 def run_table(table: Table, interval: Optional[str] = None) -> str:

@@ -1,12 +1,15 @@
 """Run records: the last summary of each (table, symbol) sync, kept in the lake for ``status``.
 
-Pure JSON (no pyarrow): the extractor Lambdas write them.
+Two places hold one: ``last.json`` per (table, symbol), written by a one-symbol run (the CLI),
+and ``tick.json`` per table, written once by an extractor Lambda for every symbol it ran in a
+tick (issue 14 lever 5: one PUT a tick instead of one per symbol). The reader returns whichever
+finished later. Pure JSON (no pyarrow): the extractor Lambdas write them.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 from binance_lake import layout
 from binance_lake.lake import Lake
@@ -16,8 +19,29 @@ def write_last_run(lake: Lake, table: str, symbol: str, summary: Dict[str, Any])
     lake.write_bytes(layout.last_run_key(table, symbol), json.dumps(summary, default=str).encode())
 
 
+def write_tick_runs(lake: Lake, table: str, summaries: Mapping[str, Dict[str, Any]]) -> None:
+    """The summaries of every symbol of one tick, keyed by symbol, in one object. A symbol that
+    did not run this tick (it failed) keeps its previous entry: one GET, cheaper than a PUT each."""
+    key = layout.tick_run_key(table)
+    previous = _read_json(lake, key)
+    symbols = dict(previous.get("symbols", {})) if isinstance(previous, dict) else {}
+    symbols.update(summaries)
+    lake.write_bytes(key, json.dumps({"symbols": symbols}, default=str).encode())
+
+
 def read_last_run(lake: Lake, table: str, symbol: str) -> Optional[Dict[str, Any]]:
+    own = _read_json(lake, layout.last_run_key(table, symbol))
+    tick = _read_json(lake, layout.tick_run_key(table))
+    from_tick = tick.get("symbols", {}).get(symbol) if isinstance(tick, dict) else None
+    candidates = [r for r in (own, from_tick) if isinstance(r, dict)]
+    if not candidates:
+        return None
+    # ISO-8601 UTC strings of one format order as their instants do.
+    return max(candidates, key=lambda r: str(r.get("finished_at", "")))
+
+
+def _read_json(lake: Lake, key: str) -> Optional[Any]:
     try:
-        return json.loads(lake.read_bytes(layout.last_run_key(table, symbol)))
+        return json.loads(lake.read_bytes(key))
     except (KeyError, ValueError):
         return None

@@ -14,10 +14,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from binance_lake import layout
 from binance_lake.aws.settings import ExtractSettings
 from binance_lake.errors import BadInputError, BinanceError, LakeError
 from binance_lake.jobs.extract import extract_candles as extract_candle_pages
 from binance_lake.jobs.extract import extract_orders as extract_order_pages
+from binance_lake.jobs.extract import record_tick
 from binance_lake.lake import Lake, open_lake
 from binance_lake.schema import CANDLES, ORDERS
 from binance_lake.sources.rest.client import BinanceClient, ClientConfig
@@ -150,9 +152,13 @@ def extract_candles(settings: ExtractSettings, lake: Optional[Lake] = None) -> D
 
     def work(item: str) -> Dict[str, Any]:
         symbol, _, interval = item.partition("/")
-        return extract_candle_pages(make_client(settings), lake, symbol, interval or intervals[0])
+        return extract_candle_pages(make_client(settings), lake, symbol, interval or intervals[0], record=False)
 
     run = _per_symbol(ExtractRun(CANDLES.name), items, work)
+    for interval in intervals:  # one run record per interval a tick, not one per symbol (issue 14 lever 5)
+        record_tick(lake, layout.run_table(CANDLES, interval), {
+            item.partition("/")[0]: s for item, s in run.symbols.items()
+            if (item.partition("/")[2] or intervals[0]) == interval})
     run.raise_if_failed()
     return run.summary()
 
@@ -170,7 +176,8 @@ def extract_orders(settings: ExtractSettings, lake: Optional[Lake] = None, secre
     lake = lake or open_lake(settings.lake_uri)
     on_book = _prefetch_open_orders(settings, credentials, lake)
     run = _per_symbol(ExtractRun(ORDERS.name), settings.symbols, lambda symbol: extract_order_pages(
-        make_client(settings, credentials), lake, symbol, open_orders=on_book))
+        make_client(settings, credentials), lake, symbol, open_orders=on_book, record=False))
+    record_tick(lake, layout.run_table(ORDERS), run.symbols)  # one run record a tick (issue 14 lever 5)
     run.raise_if_failed()
     return run.summary()
 

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from binance_lake import layout
 from binance_lake.lake import Lake
-from binance_lake.runs import write_last_run
+from binance_lake.runs import write_last_run, write_tick_runs
 from binance_lake.schema import CANDLES, ORDERS
 from binance_lake.sources.rest import candles as rest_candles
 from binance_lake.sources.rest import orders as rest_orders
@@ -29,7 +29,9 @@ def client_stats(client: BinanceClient) -> Dict[str, Any]:
 
 def extract_candles(client: BinanceClient, lake: Lake, symbol: str, interval: str = "1m",
                     start: Optional[int] = None, end: Optional[int] = None, workers: int = 4,
-                    progress: Optional[Progress] = None, then: Optional[Then] = None) -> Dict[str, Any]:
+                    progress: Optional[Progress] = None, then: Optional[Then] = None,
+                    record: bool = True) -> Dict[str, Any]:
+    """``record=False``: the caller records the run (an extractor Lambda: one tick record for all symbols)."""
     started = time.time()
     result = rest_candles.sync_candles(client, lake, symbol, interval, start, end, workers, progress)
     summary: Dict[str, Any] = {**result.summary(), **client_stats(client)}
@@ -38,22 +40,31 @@ def extract_candles(client: BinanceClient, lake: Lake, symbol: str, interval: st
     summary["exchange_gaps"] = [[ms_to_iso(s), ms_to_iso(e)] for s, e in result.exchange_gaps]
     if then is not None:
         summary["transform"] = then(lake, [CANDLES.name], [symbol])
-    return _record(lake, layout.run_table(CANDLES, interval), symbol, summary, started)
+    return _record(lake, layout.run_table(CANDLES, interval), symbol, summary, started, record)
 
 
 def extract_orders(client: BinanceClient, lake: Lake, symbol: str, request: Optional[OrdersRequest] = None,
                    progress: Optional[Progress] = None, open_orders: Optional[List[Dict[str, Any]]] = None,
-                   then: Optional[Then] = None) -> Dict[str, Any]:
-    """``open_orders``: from sources.rest.orders.prefetch_open_orders, when many symbols share one call."""
+                   then: Optional[Then] = None, record: bool = True) -> Dict[str, Any]:
+    """``open_orders``: from sources.rest.orders.prefetch_open_orders, when many symbols share one call;
+    ``record``: as for :func:`extract_candles`."""
     started = time.time()
     result = rest_orders.sync_orders(client, lake, symbol, request, progress, open_orders)
     summary: Dict[str, Any] = {**result.summary(), **client_stats(client)}
     if then is not None:
         summary["transform"] = then(lake, [ORDERS.name], [symbol])
-    return _record(lake, layout.run_table(ORDERS), symbol, summary, started)
+    return _record(lake, layout.run_table(ORDERS), symbol, summary, started, record)
 
 
-def _record(lake: Lake, table: str, symbol: str, summary: Dict[str, Any], started: float) -> Dict[str, Any]:
+def _record(lake: Lake, table: str, symbol: str, summary: Dict[str, Any], started: float, record: bool
+            ) -> Dict[str, Any]:
     summary["seconds"] = round(time.time() - started, 3)
-    write_last_run(lake, table, symbol, {**summary, "finished_at": ms_to_iso(int(time.time() * 1000))})
+    summary["finished_at"] = ms_to_iso(int(time.time() * 1000))
+    if record:
+        write_last_run(lake, table, symbol, summary)
     return summary
+
+
+def record_tick(lake: Lake, table: str, summaries: Dict[str, Dict[str, Any]]) -> None:
+    """One run record for every symbol an extractor ran this tick (``table`` as layout.run_table)."""
+    write_tick_runs(lake, table, summaries)
