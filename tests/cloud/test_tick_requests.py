@@ -1,0 +1,77 @@
+"""Lake requests of one extractor tick that must not grow with the symbols (issue 14, docs/cost.md levers)."""
+
+from __future__ import annotations
+
+import json
+from typing import List
+
+import pytest
+
+from binance_lake import layout
+from binance_lake.aws import extract_lambda, settings
+from binance_lake.emulator import Emulator
+from binance_lake.fold import transform_pending
+from binance_lake.jobs.extract import record_tick
+from binance_lake.lake import LocalLake
+from binance_lake.query import status
+from binance_lake.runs import read_last_run, write_last_run
+from binance_lake.schema import CANDLES
+from tests.conftest import NOW_MS
+
+BASES = ["BTC", "ETH", "BNB", "SOL", "XRP"]
+
+
+class WritesLake(LocalLake):
+    """A local lake that remembers every key written (the PUTs of an S3 lake)."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.written: List[str] = []
+
+    def write_bytes(self, key: str, data: bytes, if_absent: bool = False) -> bool:
+        self.written.append(key)
+        return super().write_bytes(key, data, if_absent)
+
+
+def _candles_tick(tmp_path, symbols: List[str], monkeypatch: pytest.MonkeyPatch) -> WritesLake:
+    monkeypatch.setattr(extract_lambda, "CLIENT_TUNING", {"backoff_base_s": 0.01, "backoff_cap_s": 0.05,
+                                                          "timeout_s": 2.0})
+    emulator = Emulator(now_ms=NOW_MS, seed=1)
+    for s in symbols:
+        emulator.add_symbol(s)
+    lake = WritesLake(str(tmp_path / "lake"))
+    with emulator.serve() as url:
+        extract_lambda.extract_candles(settings.ExtractSettings(lake.root, symbols, "1m", url, None), lake)
+    return lake
+
+
+@pytest.mark.parametrize("count", [1, 5])
+def test_candles_extractor_writes_one_run_record_a_tick(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                        count: int) -> None:
+    """Lever 5: one run record per extractor a tick, not one per symbol; status still sees each symbol."""
+    symbols = [f"{b}USDT" for b in BASES[:count]]
+    lake = _candles_tick(tmp_path, symbols, monkeypatch)
+    runs = [k for k in lake.written if k.startswith(layout.RUNS)]
+    assert runs == [layout.tick_run_key(layout.run_table(CANDLES, "1m"))]
+    transform_pending(lake, ["candles"], symbols)
+    seen = {s.symbol: s.last_run for s in status(lake)}
+    assert sorted(seen) == sorted(symbols)
+    for s in symbols:
+        assert seen[s] is not None and seen[s]["symbol"] == s and seen[s]["rows"] > 0
+
+
+def test_tick_record_keeps_a_failed_symbol_and_the_later_record_wins(tmp_path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    lake = _candles_tick(tmp_path, ["BTCUSDT", "ETHUSDT"], monkeypatch)
+    table = layout.run_table(CANDLES, "1m")
+    tick = json.loads(lake.read_bytes(layout.tick_run_key(table)))["symbols"]
+    # The next tick ran only BTCUSDT (ETHUSDT failed): ETHUSDT keeps its previous record.
+    record_tick(lake, table, {"BTCUSDT": {**tick["BTCUSDT"], "finished_at": "2099-01-01T00:00:00Z"}})
+    assert read_last_run(lake, table, "ETHUSDT") == tick["ETHUSDT"]
+    assert read_last_run(lake, table, "BTCUSDT")["finished_at"] == "2099-01-01T00:00:00Z"
+    # A one-symbol CLI run after the tick (its own last.json) is the newer record, and the other way round.
+    write_last_run(lake, table, "ETHUSDT", {"finished_at": "2100-01-01T00:00:00Z", "by": "cli"})
+    write_last_run(lake, table, "BTCUSDT", {"finished_at": "2000-01-01T00:00:00Z", "by": "cli"})
+    assert read_last_run(lake, table, "ETHUSDT")["by"] == "cli"
+    assert read_last_run(lake, table, "BTCUSDT")["finished_at"] == "2099-01-01T00:00:00Z"
+    assert read_last_run(lake, table, "SOLUSDT") is None
