@@ -9,24 +9,27 @@ finished later. Pure JSON (no pyarrow): the extractor Lambdas write them.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Dict, Mapping, Optional
 
 from binance_lake import layout
 from binance_lake.lake import Lake
+from binance_lake.times import ms_to_iso
 
 
 def write_last_run(lake: Lake, table: str, symbol: str, summary: Dict[str, Any]) -> None:
     lake.write_bytes(layout.last_run_key(table, symbol), json.dumps(summary, default=str).encode())
 
 
-def write_tick_runs(lake: Lake, table: str, summaries: Mapping[str, Dict[str, Any]]) -> None:
-    """The summaries of every symbol of one tick, keyed by symbol, in one object. A symbol that
-    did not run this tick (it failed) keeps its previous entry: one GET, cheaper than a PUT each."""
-    key = layout.tick_run_key(table)
-    previous = _read_json(lake, key)
-    symbols = dict(previous.get("symbols", {})) if isinstance(previous, dict) else {}
+def write_tick_runs(lake: Lake, table: str, summaries: Mapping[str, Dict[str, Any]],
+                    errors: Optional[Mapping[str, str]] = None) -> None:
+    """The summaries of every symbol of one tick, keyed by symbol, in one object (a blind PUT:
+    the extractor roles may not read ``raw/_runs``). A symbol that failed gets its error, so
+    ``status`` shows the failed run rather than an older success."""
+    now = ms_to_iso(int(time.time() * 1000))
+    symbols: Dict[str, Any] = {s: {"symbol": s, "error": e, "finished_at": now} for s, e in (errors or {}).items()}
     symbols.update(summaries)
-    lake.write_bytes(key, json.dumps({"symbols": symbols}, default=str).encode())
+    lake.write_bytes(layout.tick_run_key(table), json.dumps({"symbols": symbols}, default=str).encode())
 
 
 def read_last_run(lake: Lake, table: str, symbol: str) -> Optional[Dict[str, Any]]:

@@ -158,6 +158,8 @@ def extract_candles(settings: ExtractSettings, lake: Optional[Lake] = None) -> D
     for interval in intervals:  # one run record per interval a tick, not one per symbol (issue 14 lever 5)
         record_tick(lake, layout.run_table(CANDLES, interval), {
             item.partition("/")[0]: s for item, s in run.symbols.items()
+            if (item.partition("/")[2] or intervals[0]) == interval}, {
+            item.partition("/")[0]: e for item, e in run.errors.items()
             if (item.partition("/")[2] or intervals[0]) == interval})
     run.raise_if_failed()
     return run.summary()
@@ -177,7 +179,7 @@ def extract_orders(settings: ExtractSettings, lake: Optional[Lake] = None, secre
     on_book = _prefetch_open_orders(settings, credentials, lake)
     run = _per_symbol(ExtractRun(ORDERS.name), settings.symbols, lambda symbol: extract_order_pages(
         make_client(settings, credentials), lake, symbol, open_orders=on_book, record=False))
-    record_tick(lake, layout.run_table(ORDERS), run.symbols)  # one run record a tick (issue 14 lever 5)
+    record_tick(lake, layout.run_table(ORDERS), run.symbols, run.errors)  # one run record a tick (issue 14 lever 5)
     run.raise_if_failed()
     return run.summary()
 

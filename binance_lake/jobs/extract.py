@@ -65,6 +65,7 @@ def _record(lake: Lake, table: str, symbol: str, summary: Dict[str, Any], starte
     return summary
 
 
-def record_tick(lake: Lake, table: str, summaries: Dict[str, Dict[str, Any]]) -> None:
+def record_tick(lake: Lake, table: str, summaries: Dict[str, Dict[str, Any]],
+                errors: Optional[Dict[str, str]] = None) -> None:
     """One run record for every symbol an extractor ran this tick (``table`` as layout.run_table)."""
-    write_tick_runs(lake, table, summaries)
+    write_tick_runs(lake, table, summaries, errors)

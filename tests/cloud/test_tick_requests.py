@@ -60,14 +60,16 @@ def test_candles_extractor_writes_one_run_record_a_tick(tmp_path, monkeypatch: p
         assert seen[s] is not None and seen[s]["symbol"] == s and seen[s]["rows"] > 0
 
 
-def test_tick_record_keeps_a_failed_symbol_and_the_later_record_wins(tmp_path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tick_record_names_a_failed_symbol_and_the_later_record_wins(tmp_path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     lake = _candles_tick(tmp_path, ["BTCUSDT", "ETHUSDT"], monkeypatch)
     table = layout.run_table(CANDLES, "1m")
     tick = json.loads(lake.read_bytes(layout.tick_run_key(table)))["symbols"]
-    # The next tick ran only BTCUSDT (ETHUSDT failed): ETHUSDT keeps its previous record.
-    record_tick(lake, table, {"BTCUSDT": {**tick["BTCUSDT"], "finished_at": "2099-01-01T00:00:00Z"}})
     assert read_last_run(lake, table, "ETHUSDT") == tick["ETHUSDT"]
+    # The next tick: BTCUSDT ran, ETHUSDT failed; status shows the failure, not the older success.
+    record_tick(lake, table, {"BTCUSDT": {**tick["BTCUSDT"], "finished_at": "2099-01-01T00:00:00Z"}},
+                {"ETHUSDT": "Binance answered 503"})
+    assert read_last_run(lake, table, "ETHUSDT")["error"] == "Binance answered 503"
     assert read_last_run(lake, table, "BTCUSDT")["finished_at"] == "2099-01-01T00:00:00Z"
     # A one-symbol CLI run after the tick (its own last.json) is the newer record, and the other way round.
     write_last_run(lake, table, "ETHUSDT", {"finished_at": "2100-01-01T00:00:00Z", "by": "cli"})
