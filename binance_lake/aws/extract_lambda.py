@@ -23,7 +23,7 @@ from binance_lake.jobs.extract import record_tick
 from binance_lake.lake import Lake, open_lake
 from binance_lake.schema import CANDLES, ORDERS
 from binance_lake.sources.rest.client import BinanceClient, ClientConfig
-from binance_lake.sources.rest.orders import known_orders, prefetch_open_orders
+from binance_lake.sources.rest.orders import OrdersLedger, known_orders, orders_ledger, prefetch_open_orders
 
 log = logging.getLogger(__name__)
 
@@ -176,16 +176,17 @@ def extract_orders(settings: ExtractSettings, lake: Optional[Lake] = None, secre
                     extra={"secret_arn": settings.secret_arn})
         return {"table": "orders", "skipped": "secret not filled in", "rows": 0, "symbols": {}, "errors": {}}
     lake = lake or open_lake(settings.lake_uri)
-    on_book = _prefetch_open_orders(settings, credentials, lake)
+    ledger = orders_ledger(lake)  # one listing per prefix for every symbol (issue 14 lever 2)
+    on_book = _prefetch_open_orders(settings, credentials, lake, ledger)
     run = _per_symbol(ExtractRun(ORDERS.name), settings.symbols, lambda symbol: extract_order_pages(
-        make_client(settings, credentials), lake, symbol, open_orders=on_book, record=False))
+        make_client(settings, credentials), lake, symbol, open_orders=on_book, record=False, ledger=ledger))
     record_tick(lake, layout.run_table(ORDERS), run.symbols, run.errors)  # one run record a tick (issue 14 lever 5)
     run.raise_if_failed()
     return run.summary()
 
 
-def _prefetch_open_orders(settings: ExtractSettings, credentials: Credentials, lake: Lake
-                          ) -> Optional[List[Dict[str, Any]]]:
+def _prefetch_open_orders(settings: ExtractSettings, credentials: Credentials, lake: Lake,
+                          ledger: Optional[OrdersLedger] = None) -> Optional[List[Dict[str, Any]]]:
     """Every symbol's open orders in one weight-80 call when more than 13 symbols would each
     ask /openOrders (weight 6); None keeps the per-symbol calls.
 
@@ -193,7 +194,7 @@ def _prefetch_open_orders(settings: ExtractSettings, credentials: Credentials, l
     they count: a first run, with nothing stored open, spends nothing here. A failed call
     falls back to per-symbol calls, so one symbol's trouble still fails only that symbol.
     """
-    asking = [s for s in settings.symbols if known_orders(lake, s)[1]]
+    asking = [s for s in settings.symbols if known_orders(lake, s, ledger)[1]]
     try:
         return prefetch_open_orders(make_client(settings, credentials), asking)
     except BinanceError as exc:

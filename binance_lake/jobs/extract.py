@@ -14,7 +14,7 @@ from binance_lake.schema import CANDLES, ORDERS
 from binance_lake.sources.rest import candles as rest_candles
 from binance_lake.sources.rest import orders as rest_orders
 from binance_lake.sources.rest.client import BinanceClient
-from binance_lake.sources.rest.orders import OrdersRequest
+from binance_lake.sources.rest.orders import OrdersLedger, OrdersRequest
 from binance_lake.sources.rest.raw import Progress
 from binance_lake.times import ms_to_iso
 
@@ -45,11 +45,12 @@ def extract_candles(client: BinanceClient, lake: Lake, symbol: str, interval: st
 
 def extract_orders(client: BinanceClient, lake: Lake, symbol: str, request: Optional[OrdersRequest] = None,
                    progress: Optional[Progress] = None, open_orders: Optional[List[Dict[str, Any]]] = None,
-                   then: Optional[Then] = None, record: bool = True) -> Dict[str, Any]:
+                   then: Optional[Then] = None, record: bool = True,
+                   ledger: Optional[OrdersLedger] = None) -> Dict[str, Any]:
     """``open_orders``: from sources.rest.orders.prefetch_open_orders, when many symbols share one call;
-    ``record``: as for :func:`extract_candles`."""
+    ``record``: as for :func:`extract_candles`; ``ledger``: one listing for all symbols of a run."""
     started = time.time()
-    result = rest_orders.sync_orders(client, lake, symbol, request, progress, open_orders)
+    result = rest_orders.sync_orders(client, lake, symbol, request, progress, open_orders, ledger)
     summary: Dict[str, Any] = {**result.summary(), **client_stats(client)}
     if then is not None:
         summary["transform"] = then(lake, [ORDERS.name], [symbol])

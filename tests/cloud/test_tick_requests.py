@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import List
+from typing import Any, Dict, List
 
 import pytest
 
@@ -15,22 +15,38 @@ from binance_lake.jobs.extract import record_tick
 from binance_lake.lake import LocalLake
 from binance_lake.query import status
 from binance_lake.runs import read_last_run, write_last_run
-from binance_lake.schema import CANDLES
-from tests.conftest import NOW_MS
+from binance_lake.schema import CANDLES, ORDERS
+from binance_lake.times import MS_PER_DAY, MS_PER_MINUTE
+from tests.conftest import API_KEY, API_SECRET, NOW_MS
+from tests.helpers import curated
 
 BASES = ["BTC", "ETH", "BNB", "SOL", "XRP"]
 
 
 class WritesLake(LocalLake):
-    """A local lake that remembers every key written (the PUTs of an S3 lake)."""
+    """A local lake that remembers every key written (the PUTs of an S3 lake) and every listing."""
 
     def __init__(self, root: str) -> None:
         super().__init__(root)
         self.written: List[str] = []
+        self.listed: List[str] = []
 
     def write_bytes(self, key: str, data: bytes, if_absent: bool = False) -> bool:
         self.written.append(key)
         return super().write_bytes(key, data, if_absent)
+
+    def list_keys(self, prefix: str) -> List[str]:
+        self.listed.append(prefix)
+        return super().list_keys(prefix)
+
+    def list_children(self, prefix: str) -> List[str]:
+        self.listed.append(prefix)
+        return super().list_children(prefix)
+
+
+class FilledSecret:
+    def get_secret_value(self, SecretId: str) -> Dict[str, Any]:
+        return {"SecretString": json.dumps({"api_key": API_KEY, "api_secret": API_SECRET})}
 
 
 def _candles_tick(tmp_path, symbols: List[str], monkeypatch: pytest.MonkeyPatch) -> WritesLake:
@@ -77,3 +93,35 @@ def test_tick_record_names_a_failed_symbol_and_the_later_record_wins(tmp_path,
     assert read_last_run(lake, table, "ETHUSDT")["by"] == "cli"
     assert read_last_run(lake, table, "BTCUSDT")["finished_at"] == "2099-01-01T00:00:00Z"
     assert read_last_run(lake, table, "SOLUSDT") is None
+
+
+@pytest.mark.parametrize("count", [2, 5])
+def test_orders_extractor_lists_pending_and_resolved_once_a_tick(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                                 count: int) -> None:
+    """Lever 2 (orders): the pending pages and resolved ids of every symbol come from one listing
+    of each prefix, not two per symbol; the orders stored are still every order (nothing lost)."""
+    monkeypatch.setattr(extract_lambda, "CLIENT_TUNING", {"backoff_base_s": 0.01, "backoff_cap_s": 0.05,
+                                                          "timeout_s": 2.0})
+    extract_lambda.clear_secret_cache()
+    emulator = Emulator(now_ms=NOW_MS, seed=1)
+    emulator.add_api_key(API_KEY, API_SECRET)
+    symbols = [f"{b}USDT" for b in BASES[:count]]
+    for i, s in enumerate(symbols):
+        emulator.add_symbol(s)
+        emulator.generate_orders(s, 6, NOW_MS - 2 * MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=i)
+        emulator.add_order(s, status="NEW")  # stays on the book: the next tick refreshes it
+    lake = WritesLake(str(tmp_path / "lake"))
+    with emulator.serve() as url:
+        config = settings.ExtractSettings(lake.root, symbols, "1m", url, "arn:aws:secretsmanager:x")
+        extract_lambda.extract_orders(config, lake, FilledSecret())
+        transform_pending(lake, ["orders"], symbols)
+        for s in symbols:
+            emulator.add_order(s, status="FILLED")  # one new order per symbol before the next tick
+        lake.listed.clear()
+        extract_lambda.extract_orders(config, lake, FilledSecret())
+    ledger_prefixes = (layout.pending_prefix(ORDERS), "raw/_resolved/orders")
+    assert sorted(p for p in lake.listed if p.startswith(ledger_prefixes)) == sorted(
+        [layout.pending_prefix(ORDERS) + "/", "raw/_resolved/orders/"])
+    transform_pending(lake, ["orders"], symbols)
+    stored = {(r["symbol"], r["order_id"]) for r in curated(lake, "orders").to_pylist()}
+    assert stored == {(s, o["orderId"]) for s in symbols for o in emulator.orders(s)}

@@ -76,28 +76,56 @@ def history_page_last_id(raw_key: str) -> Optional[int]:
     return page[3] if page is not None and page[1] == HISTORY else None
 
 
-def pending_order_ids(lake: Lake, symbol: str) -> List[int]:
+@dataclass
+class OrdersLedger:
+    """Pending order pages and resolved order ids of every symbol, from one listing of each
+    prefix instead of two per symbol (issue 14 lever 2). A listing, not a state file: it is
+    what the lake holds when taken; taken at the start of a many-symbol run, before any of
+    its symbols writes, it names what a per-symbol listing at that symbol's turn would."""
+
+    pending: Dict[str, List[str]]
+    resolved: Dict[str, List[int]]
+
+
+def orders_ledger(lake: Lake) -> OrdersLedger:
+    pending: Dict[str, List[str]] = {}
+    for key in lake.list_keys(layout.pending_prefix(ORDERS) + "/"):
+        symbol = layout.values_of(key).get("symbol")
+        if symbol:
+            pending.setdefault(symbol, []).append(key)
+    resolved: Dict[str, List[int]] = {}
+    for key in lake.list_keys(layout.resolved_prefix("").rsplit("/", 1)[0] + "/"):
+        symbol, order_id = layout.values_of(key).get("symbol"), layout.parse_resolved_name(key.rsplit("/", 1)[-1])
+        if symbol and order_id is not None:
+            resolved.setdefault(symbol, []).append(order_id)
+    return OrdersLedger(pending, resolved)
+
+
+def pending_order_ids(lake: Lake, symbol: str, ledger: Optional[OrdersLedger] = None) -> List[int]:
     """Last order id of each HISTORY page not yet transformed (from key names).
 
     Only markers whose raw file exists count: a run killed between marker and raw file
     must not move the cursor past orders that were never stored.
     """
+    markers = ledger.pending.get(symbol, []) if ledger is not None else lake.list_keys(
+        layout.pending_prefix(ORDERS, symbol=symbol))
     ids = []
-    for key in lake.list_keys(layout.pending_prefix(ORDERS, symbol=symbol)):
+    for key in markers:
         last = history_page_last_id(key)
         if last is not None and lake.exists(layout.raw_key_of_marker(key)):
             ids.append(last)
     return ids
 
 
-def known_orders(lake: Lake, symbol: str) -> Tuple[int, List[int]]:
+def known_orders(lake: Lake, symbol: str, ledger: Optional[OrdersLedger] = None) -> Tuple[int, List[int]]:
     """(history cursor: every order id up to it is stored, or -1; ids stored in a non-final state).
 
     Orders Binance no longer knows (-2013, see ``OrdersRun._one``) are left out: never re-queried.
+    ``ledger``: one listing for all symbols of a run (:func:`orders_ledger`); None lists this symbol.
     """
     index = read_orders_index(lake, symbol)
-    through = max([int(index.get("history_through", -1)), *pending_order_ids(lake, symbol)])
-    gone = set(resolved_order_ids(lake, symbol))
+    through = max([int(index.get("history_through", -1)), *pending_order_ids(lake, symbol, ledger)])
+    gone = set(ledger.resolved.get(symbol, []) if ledger is not None else resolved_order_ids(lake, symbol))
     return through, sorted(int(i) for i in index.get("open_order_ids", []) if int(i) not in gone)
 
 
@@ -169,9 +197,10 @@ def prefetch_open_orders(client: BinanceClient, symbols: Sequence[str]) -> Optio
 
 def sync_orders(client: BinanceClient, lake: Lake, symbol: str, request: Optional[OrdersRequest] = None,
                 progress: Optional[Progress] = None,
-                open_orders: Optional[List[Dict[str, Any]]] = None) -> ExtractResult:
+                open_orders: Optional[List[Dict[str, Any]]] = None,
+                ledger: Optional[OrdersLedger] = None) -> ExtractResult:
     """``open_orders``: every symbol's open orders fetched once (prefetch_open_orders) for a
-    multi-symbol run; None asks /openOrders for this symbol alone."""
+    multi-symbol run; None asks /openOrders for this symbol alone. ``ledger``: see known_orders."""
     request = request or OrdersRequest()
     request.validate()
     if not client.config.has_credentials:
@@ -186,7 +215,7 @@ def sync_orders(client: BinanceClient, lake: Lake, symbol: str, request: Optiona
         end = request.end if request.end is not None else client.server_time()
         run.fetch_window(request.start, end)
     else:
-        run.incremental(*known_orders(lake, symbol))
+        run.incremental(*known_orders(lake, symbol, ledger))
     return run.result
 
 
