@@ -16,7 +16,7 @@ from binance_lake.lake import LocalLake
 from binance_lake.query import status
 from binance_lake.runs import read_last_run, write_last_run
 from binance_lake.schema import CANDLES, ORDERS
-from binance_lake.times import MS_PER_DAY, MS_PER_MINUTE
+from binance_lake.times import MS_PER_DAY, MS_PER_MINUTE, ms_to_date
 from tests.conftest import API_KEY, API_SECRET, NOW_MS
 from tests.helpers import curated
 
@@ -125,3 +125,34 @@ def test_orders_extractor_lists_pending_and_resolved_once_a_tick(tmp_path, monke
     transform_pending(lake, ["orders"], symbols)
     stored = {(r["symbol"], r["order_id"]) for r in curated(lake, "orders").to_pylist()}
     assert stored == {(s, o["orderId"]) for s in symbols for o in emulator.orders(s)}
+
+
+def test_steady_candles_tick_does_not_list_the_archive(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A REST watermark inside today is newer than any archive file (those cover ended days):
+    the tick lists the REST windows only, two listings per symbol instead of four."""
+    symbols = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
+    lake = _candles_tick(tmp_path, symbols, monkeypatch)
+    lake.listed.clear()
+    emulator = Emulator(now_ms=NOW_MS + 5 * MS_PER_MINUTE, seed=1)
+    for s in symbols:
+        emulator.add_symbol(s)
+    with emulator.serve() as url:
+        summary = extract_lambda.extract_candles(settings.ExtractSettings(lake.root, symbols, "1m", url, None), lake)
+    assert all(summary["symbols"][s]["rows"] == 5 for s in symbols), summary  # continued from the watermark
+    assert not [p for p in lake.listed if p.startswith("raw/archive")]
+    assert len(lake.listed) == 2 * len(symbols)
+
+
+def test_rest_watermark_before_today_still_asks_the_archive(tmp_path) -> None:
+    from binance_lake.sources.rest.candles import lake_watermark
+    from binance_lake.times import day_start
+
+    lake = WritesLake(str(tmp_path / "lake"))
+    today = day_start(NOW_MS)
+    lake.write_bytes(layout.candle_raw_key("BTCUSDT", "1m", today - 2 * MS_PER_DAY, today - 2 * MS_PER_DAY + 60_000),
+                     b"{}")
+    assert lake_watermark(lake, "BTCUSDT", "1m", NOW_MS) == today - 2 * MS_PER_DAY + 60_000
+    lake.write_bytes(layout.archive_dir("BTCUSDT", "1m", "daily") + "/BTCUSDT-1m-"
+                     f"{ms_to_date(today - MS_PER_DAY)}.zip.json", b"{}")
+    assert lake_watermark(lake, "BTCUSDT", "1m", NOW_MS) == today  # the archive's yesterday, not REST's
+    assert any(p.startswith("raw/archive") for p in lake.listed)

@@ -103,7 +103,7 @@ def resolve_candle_range(client: BinanceClient, lake: Lake, symbol: str, interva
                    if last is not None else "it has no candles"))
     if start is None:
         # The public-archive backfill covers whole days without REST raw windows.
-        mark = max_or_none(candles_watermark(lake, symbol, interval), archive_watermark(lake, symbol, interval))
+        mark = lake_watermark(lake, symbol, interval, now_ms)
         anchor = last_closed_end if tail_end < 0 else tail_end
         start = mark if mark is not None else floor_to(anchor - DEFAULT_LOOKBACK_MS, step)
         how = "continuing from the lake's watermark" if mark is not None else (
@@ -127,6 +127,21 @@ def resolve_candle_range(client: BinanceClient, lake: Lake, symbol: str, interva
         raise BadInputError(f"--start {ms_to_iso(start)} is in the future or its candle is still open "
                             f"(Binance server time {ms_to_iso(now_ms)})")
     return CandleRange(start, max(stop, start), note)
+
+
+def lake_watermark(lake: Lake, symbol: str, interval: str, now_ms: int) -> Optional[int]:
+    """Where the lake's candles end: the newer of the REST raw windows and the archive files.
+
+    Archive files cover whole UTC days that have ended (Binance publishes a day's file after
+    it), so a REST watermark inside today is newer than any archive file and the archive is not
+    listed (issue 14: two LISTs per symbol a tick saved). Were an archive claim ever newer, the
+    tick would only re-fetch minutes the lake holds: raw pages are immutable and the fold keeps
+    one row per candle, so nothing is lost or duplicated.
+    """
+    rest = candles_watermark(lake, symbol, interval)
+    if rest is not None and rest >= day_start(now_ms):
+        return rest
+    return max_or_none(rest, archive_watermark(lake, symbol, interval))
 
 
 def first_candle_ms(client: BinanceClient, symbol: str, interval: str) -> Optional[int]:
