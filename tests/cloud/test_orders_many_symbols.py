@@ -88,3 +88,36 @@ def test_orders_extractor_asks_the_book_once_for_many_symbols(
     transform_pending(lake, ["orders"], symbols)
     _assert_lake_equals_emulator(lake, emulator, symbols)
     assert any(o["status"] in OPEN for s in symbols for o in emulator.orders(s))  # the book was not empty
+
+
+def _exchange_info_calls(emulator: Emulator, since: int) -> List[Dict[str, str]]:
+    return [r.params for r in emulator.requests[since:] if r.path == "/api/v3/exchangeInfo"]
+
+
+def test_extractors_ask_exchange_info_once_for_all_symbols(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One client per invocation: one exchangeInfo (weight 20) for every symbol, not one per
+    symbol (100 symbols spent 4,000 weight a tick on it, over half the minute's 6,000), and each
+    symbol's summary still counts only its own requests."""
+    monkeypatch.setattr(extract_lambda, "CLIENT_TUNING",
+                        {"backoff_base_s": 0.01, "backoff_cap_s": 0.05, "timeout_s": 2.0})
+    extract_lambda.clear_secret_cache()
+    emulator = Emulator(now_ms=NOW_MS, seed=1)
+    emulator.add_api_key(API_KEY, API_SECRET)
+    symbols = [f"{b}USDT" for b in BASES[:5]]
+    for i, s in enumerate(symbols):
+        emulator.add_symbol(s)
+        emulator.generate_orders(s, 3, NOW_MS - MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=i)
+    lake = LocalLake(str(tmp_path / "lake"))
+    with emulator.serve() as url:
+        config = settings.ExtractSettings(str(tmp_path / "lake"), symbols, "1m", url, ARN)
+        candles = extract_lambda.extract_candles(config, lake)
+        calls = _exchange_info_calls(emulator, 0)
+        assert len(calls) == 1 and json.loads(calls[0]["symbols"]) == sorted(symbols)
+        assert candles["rows"] == 5 * 1440 and not candles["errors"]
+        per_symbol_requests = [s["requests"] for s in candles["symbols"].values()]
+        assert all(n == per_symbol_requests[0] for n in per_symbol_requests), per_symbol_requests
+
+        since = len(emulator.requests)
+        orders = extract_lambda.extract_orders(config, lake, FilledSecret())
+        assert len(_exchange_info_calls(emulator, since)) == 1
+        assert orders["rows"] == 3 * 5 and not orders["errors"]
