@@ -376,7 +376,7 @@ def monthly(result: Dict[str, Any]) -> Dict[str, Any]:
 
 def report(results: List[Dict[str, Any]]) -> str:
     r0 = results[-1]
-    lines = ["## Issue 14 baseline: AWS calls per 5-minute tick, 1 and 100 symbols (cost rehearsal)", "",
+    lines = ["## Issue 14: AWS calls per 5-minute tick, 1 and 100 symbols (cost rehearsal of the current code)", "",
              f"`.venv/bin/python bench/cost_rehearsal.py --symbols {r0['symbols']}`: the Beta stack synthesized "
              "with that many symbols, its state machine run by moto, each Task running the template's Lambda "
              "handler in-process; every boto3 call recorded on botocore's events. Emulator in its own process, "
