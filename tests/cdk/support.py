@@ -78,3 +78,13 @@ def policy_statements(template: Template, role_logical_id: str) -> list:
 
 def as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
+
+
+def grants_by_action(synth: Synth, role: Any) -> Dict[str, set]:
+    """action -> the (flattened) resources a role's Allow statements grant it in the Beta stack."""
+    granted: Dict[str, set] = {}
+    for st in policy_statements(synth.beta, logical_id(synth.beta_stack, role)):
+        assert st["Effect"] == "Allow"
+        for action in as_list(st["Action"]):
+            granted.setdefault(action, set()).update(flatten(r) for r in as_list(st["Resource"]))
+    return granted

@@ -14,7 +14,16 @@ from py_cdk.catalog import VERIFY_CRON, Catalog
 from py_cdk.config import LakeSettings
 from py_cdk.storage import LakeStorage
 
-from .support import Synth, as_list, cdk_json_context, flatten, logical_id, only, policy_statements, resources
+from .support import (
+    Synth,
+    cdk_json_context,
+    flatten,
+    grants_by_action,
+    logical_id,
+    only,
+    policy_statements,
+    resources,
+)
 
 
 def _table(synth: Synth, name: str) -> Dict[str, Any]:
@@ -131,13 +140,7 @@ def test_verify_runs_daily_from_a_glue_trigger(synth: Synth) -> None:
 
 
 def _grants(synth: Synth, role: Any) -> Dict[str, set]:
-    stack = synth.beta_stack
-    granted: Dict[str, set] = {}
-    for st in policy_statements(synth.beta, logical_id(stack, role)):
-        assert st["Effect"] == "Allow"
-        for action in as_list(st["Action"]):
-            granted.setdefault(action, set()).update(flatten(r) for r in as_list(st["Resource"]))
-    return granted
+    return grants_by_action(synth, role)
 
 
 def test_one_role_per_job(synth: Synth) -> None:

@@ -8,7 +8,7 @@ from aws_cdk.assertions import Template
 
 from py_cdk import bundling
 
-from .support import Synth, as_list, flatten, logical_id, only, policy_statements, resources
+from .support import Synth, flatten, grants_by_action, logical_id, only, resources
 
 
 def _fn(synth: Synth, name: str) -> dict:
@@ -41,14 +41,7 @@ def test_environment_contract(synth: Synth) -> None:
 
 
 def _grants(synth: Synth, name: str) -> dict:
-    stack = synth.beta_stack
-    role = getattr(stack.extractors, name).role
-    granted: dict = {}
-    for st in policy_statements(synth.beta, logical_id(stack, role)):
-        assert st["Effect"] == "Allow"
-        for action in as_list(st["Action"]):
-            granted.setdefault(action, set()).update(flatten(r) for r in as_list(st["Resource"]))
-    return granted
+    return grants_by_action(synth, getattr(synth.beta_stack.extractors, name).role)
 
 
 def test_least_privilege_lake_grants(synth: Synth) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Dict
 
-from .support import Synth, as_list, flatten, logical_id, policy_statements, resources
+from .support import Synth, flatten, grants_by_action, logical_id, policy_statements, resources
 
 
 def _props(synth: Synth) -> dict:
@@ -32,13 +32,7 @@ def test_environment_contract(synth: Synth) -> None:
 
 
 def _grants(synth: Synth) -> Dict[str, set]:
-    stack = synth.beta_stack
-    granted: Dict[str, set] = {}
-    for st in policy_statements(synth.beta, logical_id(stack, stack.transform.role)):
-        assert st["Effect"] == "Allow"
-        for action in as_list(st["Action"]):
-            granted.setdefault(action, set()).update(flatten(r) for r in as_list(st["Resource"]))
-    return granted
+    return grants_by_action(synth, synth.beta_stack.transform.role)
 
 
 def test_role_action_by_action(synth: Synth) -> None:

@@ -15,8 +15,8 @@ from binance_lake.aws import extract_lambda, settings
 from binance_lake.emulator import Emulator
 from binance_lake.fold import transform_pending
 from binance_lake.lake import LocalLake
-from binance_lake.times import MS_PER_DAY, MS_PER_MINUTE
-from tests.conftest import API_KEY, API_SECRET, NOW_MS
+from tests.cloud.accounts import fast_retries, trading_account
+from tests.conftest import API_KEY, API_SECRET
 from tests.helpers import curated, dec
 
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:binance-AbCdEf"
@@ -52,16 +52,9 @@ def _assert_lake_equals_emulator(lake: LocalLake, emulator: Emulator, symbols: L
 @pytest.mark.parametrize("count, all_symbols_calls", [(14, 1), (13, 0)])
 def test_orders_extractor_asks_the_book_once_for_many_symbols(
         tmp_path, monkeypatch: pytest.MonkeyPatch, count: int, all_symbols_calls: int) -> None:
-    monkeypatch.setattr(extract_lambda, "CLIENT_TUNING",
-                        {"backoff_base_s": 0.01, "backoff_cap_s": 0.05, "timeout_s": 2.0})
-    extract_lambda.clear_secret_cache()
-    emulator = Emulator(now_ms=NOW_MS, seed=1)
-    emulator.add_api_key(API_KEY, API_SECRET)
+    fast_retries(monkeypatch)
     symbols = [f"{b}USDT" for b in BASES[:count]]
-    for i, s in enumerate(symbols):
-        emulator.add_symbol(s)
-        emulator.generate_orders(s, 12, NOW_MS - 3 * MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=i)
-        emulator.add_order(s, status="NEW")  # every symbol keeps at least one order on the book
+    emulator = trading_account(symbols, 12, 3, keep_one_open=True)  # every symbol keeps an order on the book
     lake = LocalLake(str(tmp_path / "lake"))
 
     with emulator.serve() as url:
@@ -98,15 +91,9 @@ def test_extractors_ask_exchange_info_once_for_all_symbols(tmp_path, monkeypatch
     """One client per invocation: one exchangeInfo (weight 20) for every symbol, not one per
     symbol (100 symbols spent 4,000 weight a tick on it, over half the minute's 6,000), and each
     symbol's summary still counts only its own requests."""
-    monkeypatch.setattr(extract_lambda, "CLIENT_TUNING",
-                        {"backoff_base_s": 0.01, "backoff_cap_s": 0.05, "timeout_s": 2.0})
-    extract_lambda.clear_secret_cache()
-    emulator = Emulator(now_ms=NOW_MS, seed=1)
-    emulator.add_api_key(API_KEY, API_SECRET)
+    fast_retries(monkeypatch)
     symbols = [f"{b}USDT" for b in BASES[:5]]
-    for i, s in enumerate(symbols):
-        emulator.add_symbol(s)
-        emulator.generate_orders(s, 3, NOW_MS - MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=i)
+    emulator = trading_account(symbols, 3, 1, keep_one_open=False)
     lake = LocalLake(str(tmp_path / "lake"))
     with emulator.serve() as url:
         config = settings.ExtractSettings(str(tmp_path / "lake"), symbols, "1m", url, ARN)

@@ -17,6 +17,7 @@ from binance_lake.query import status
 from binance_lake.runs import read_last_run, write_last_run
 from binance_lake.schema import CANDLES, ORDERS
 from binance_lake.times import MS_PER_DAY, MS_PER_MINUTE, ms_to_date
+from tests.cloud.accounts import fast_retries, trading_account
 from tests.conftest import API_KEY, API_SECRET, NOW_MS
 from tests.helpers import curated
 
@@ -100,16 +101,9 @@ def test_orders_extractor_lists_pending_and_resolved_once_a_tick(tmp_path, monke
                                                                  count: int) -> None:
     """Lever 2 (orders): the pending pages and resolved ids of every symbol come from one listing
     of each prefix, not two per symbol; the orders stored are still every order (nothing lost)."""
-    monkeypatch.setattr(extract_lambda, "CLIENT_TUNING", {"backoff_base_s": 0.01, "backoff_cap_s": 0.05,
-                                                          "timeout_s": 2.0})
-    extract_lambda.clear_secret_cache()
-    emulator = Emulator(now_ms=NOW_MS, seed=1)
-    emulator.add_api_key(API_KEY, API_SECRET)
+    fast_retries(monkeypatch)
     symbols = [f"{b}USDT" for b in BASES[:count]]
-    for i, s in enumerate(symbols):
-        emulator.add_symbol(s)
-        emulator.generate_orders(s, 6, NOW_MS - 2 * MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=i)
-        emulator.add_order(s, status="NEW")  # stays on the book: the next tick refreshes it
+    emulator = trading_account(symbols, 6, 2, keep_one_open=True)  # the open one: the next tick refreshes it
     lake = WritesLake(str(tmp_path / "lake"))
     with emulator.serve() as url:
         config = settings.ExtractSettings(lake.root, symbols, "1m", url, "arn:aws:secretsmanager:x")
