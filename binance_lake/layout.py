@@ -236,6 +236,11 @@ def verify_report_key(started: str, run_id: str) -> str:
     return f"{VERIFY}/{started}-{run_id}.json"
 
 
+# The transform Lambda's freshness state (binance_lake.aws.freshness): one small object, a hint
+# that only ever reads staler than curated; covered by the curated/* grants.
+FRESHNESS_STATE_KEY = f"{CURATED}/_state/freshness.json"
+
+
 # -- quarantine --------------------------------------------------------------------------------
 
 

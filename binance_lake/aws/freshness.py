@@ -35,7 +35,7 @@ from binance_lake.times import interval_ms
 
 log = logging.getLogger(__name__)
 
-STATE_KEY = f"{layout.CURATED}/_state/freshness.json"
+STATE_KEY = layout.FRESHNESS_STATE_KEY
 STATE_VERSION = 1
 # The transform runs every 5 minutes: a state written over an hour ago means ticks were missed.
 STATE_MAX_GAP_MS = 60 * 60 * 1000
