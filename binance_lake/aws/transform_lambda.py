@@ -10,10 +10,8 @@ import time
 from typing import Any, Dict, Optional, Sequence
 
 from binance_lake.aws import freshness
-from binance_lake.aws.glue import parse_glue_args
 from binance_lake.aws.metrics import publish_stalest
 from binance_lake.aws.settings import TransformSettings
-from binance_lake.errors import BadInputError
 from binance_lake.jobs import sync
 from binance_lake.lake import Lake, open_lake
 from binance_lake.schema import CANDLES
@@ -49,18 +47,6 @@ def publish_freshness(lake: Lake, settings: TransformSettings, partitions: Seque
             "stalest_minutes_behind": stalest, "no_candle": figures["no_candle"], "freshness": figures["rows"],
             "freshness_sources": fresh.sources}
 
-
-def run_transform(argv: Sequence[str], lake: Optional[Lake] = None, cloudwatch: Any = None,
-                  now_ms: Optional[int] = None) -> Dict[str, Any]:
-    """:func:`transform_increment` from ``--lake_uri --symbols --tables [--interval]`` arguments."""
-    args = parse_glue_args(argv, ["lake_uri", "symbols", "tables"], {"interval": "1m"})
-    env = {"LAKE_URI": args["lake_uri"], "SYMBOLS": args["symbols"], "TABLES": args["tables"],
-           "INTERVALS": args["interval"]}
-    try:
-        settings = TransformSettings.from_env(env)
-    except BadInputError as exc:
-        raise BadInputError(str(exc).replace("TABLES:", "--tables:")) from None
-    return transform_increment(settings, lake, cloudwatch, now_ms)
 
 
 

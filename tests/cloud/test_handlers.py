@@ -138,8 +138,9 @@ def test_transform_job_curates_pending_raw_and_publishes_freshness(tmp_path: Pat
     sync.sync_candles(client, lake, "BTCUSDT", transform=False)  # what the Lambda does
     assert last_closed_candle(lake, "BTCUSDT") is None and lake.list_keys("raw/_pending")
     cw = FakeCloudWatch()
-    argv = ["--lake_uri", lake.uri, "--symbols", "BTCUSDT", "--tables", "candles,orders", "--interval", "1m"]
-    summary = transform_lambda.run_transform(argv, lake, cw, now_ms=NOW_MS)
+    config = settings.TransformSettings.from_env({"LAKE_URI": lake.uri, "SYMBOLS": "BTCUSDT",
+                                                  "TABLES": "candles,orders", "INTERVALS": "1m"})
+    summary = transform_lambda.transform_increment(config, lake, cw, now_ms=NOW_MS)
     assert summary["transform"]["rows_written"] == 1440 and lake.list_keys("raw/_pending") == []
     # NOW_MS is 30 s into the open 00:00 candle; the last closed one closed at 23:59:59.999.
     assert summary["minutes_since_last_closed_candle"] == {"BTCUSDT": 0.5}
@@ -154,7 +155,7 @@ def test_transform_job_curates_pending_raw_and_publishes_freshness(tmp_path: Pat
     assert "Dimensions" not in datum  # one metric whatever the number of symbols
     # The next tick has nothing pending: the figure comes from the state, nothing curated is listed.
     lake.list_children = _refuse  # type: ignore[method-assign]
-    again = transform_lambda.run_transform(argv, lake, FakeCloudWatch(), now_ms=NOW_MS + 120_000)
+    again = transform_lambda.transform_increment(config, lake, FakeCloudWatch(), now_ms=NOW_MS + 120_000)
     assert again["minutes_since_last_closed_candle"] == {"BTCUSDT": 2.5}
     assert again["freshness_sources"] == {"tick": 0, "state": 1, "curated": 0}
 
@@ -169,12 +170,6 @@ def test_no_candles_no_metric(tmp_path: Path) -> None:
             {"symbol": "ETHUSDT", "interval": "1m", "last_close_ms": None}]
     assert metrics.publish_stalest(rows, cw, NOW_MS) is None and metrics.publish_stalest([], cw, NOW_MS) is None
     assert cw.calls == []
-
-
-def test_unknown_table_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(BadInputError, match="trades"):
-        transform_lambda.run_transform(["--lake_uri", str(tmp_path), "--symbols", "BTCUSDT",
-                                      "--tables", "candles,trades"])
 
 
 # -- the transform Lambda: settings, and a rehearsal against a moto S3 lake -----------------
