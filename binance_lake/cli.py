@@ -18,6 +18,7 @@ import sys
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from binance_lake.errors import LakeError
+from binance_lake.sources.coverage import RECHECK_HORIZON_MS, RECHECK_POLICIES
 
 log = logging.getLogger("binance_lake")
 
@@ -115,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     gp.add_argument("--symbol", type=_symbol, required=True)
     gp.add_argument("--interval", default="1m")
     gp.add_argument("--repair", action="store_true")
+    gp.add_argument("--recheck-gaps", choices=RECHECK_POLICIES, default=RECHECK_POLICIES[0],
+                    help="with --repair, ask Binance again about recorded exchange gaps (late data): those "
+                         f"recorded in the last {RECHECK_HORIZON_MS // 86_400_000} days (recent, the default), "
+                         "all, or none")
     _common(gp)
     _binance(gp)
 
@@ -243,7 +248,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         progress.close()
     t = s.get("transform", {})
     gaps = len(s.get("exchange_gaps", []))
-    line = (f"sync {args.table} {args.symbol}: {s['rows']} rows fetched into {s['raw_files']} raw files"
+    line = (f"sync {args.table} {args.symbol}: {_written(s)}"
             + (f" ({s['start']} .. {s['end']})" if s.get("start") else "")
             + (f", curated {t.get('rows_written', 0)} rows in {t.get('partitions', 0)} partitions" if t else "")
             + (f", {t['quarantined_rows']} rows quarantined" if t.get("quarantined_rows") else "")
@@ -253,6 +258,16 @@ def cmd_sync(args: argparse.Namespace) -> int:
                       in s.get("orders_resolved", {}).items()))
     _print_summary(args, s, line)
     return 0
+
+
+def _written(s: Dict[str, Any]) -> str:
+    """What a run stored: raw files it created, never rows a skipped create-if-absent held."""
+    if "rows_fetched" not in s:  # orders: every page gets a new key
+        return f"{s['rows']} rows fetched into {s['raw_files']} raw files"
+    return (f"{s['rows_fetched']} rows fetched, {s['raw_files']} new raw files ({s['rows']} rows)"
+            + (f", {s['raw_files_already_stored']} raw files already stored ({s['rows_already_stored']} rows)"
+               if s.get("raw_files_already_stored") else "")
+            + (f", {s['late_candles']} late candles landed" if s.get("late_candles") else ""))
 
 
 class FileProgress:
@@ -391,7 +406,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_gaps(args: argparse.Namespace) -> int:
     from binance_lake.jobs import sync
     from binance_lake.query import candle_gaps, connect
-    from binance_lake.sources.coverage import exchange_gaps, raw_coverage
+    from binance_lake.sources.coverage import exchange_gaps, gaps_to_recheck, raw_coverage
     from binance_lake.times import ms_to_iso
 
     lake = _open(args)
@@ -404,17 +419,23 @@ def cmd_gaps(args: argparse.Namespace) -> int:
             print(f"gap {s} .. {e}", file=sys.stderr)
     summary: Dict[str, Any] = {"symbol": args.symbol, "rows": rows, "gaps": listed,
                                "exchange_gaps": [[ms_to_iso(s), ms_to_iso(e)] for s, e in exch]}
-    if args.repair and gaps:
+    # Exchange gaps are not final: Binance may publish those minutes later (issue 17).
+    recheck = gaps_to_recheck(lake, args.symbol, args.interval, args.recheck_gaps) if args.repair else []
+    if args.repair and (gaps or recheck):
         progress = ProgressReporter(f"repair {args.symbol}")
         with binance_client(args) as client:
-            summary["repair"] = sync.repair_candle_gaps(client, lake, args.symbol, args.interval, gaps,
-                                                        args.workers, progress)
+            r = summary["repair"] = sync.repair_candle_gaps(client, lake, args.symbol, args.interval, gaps,
+                                                            args.workers, progress, recheck)
         progress.close()
         remaining, rows, _, _ = candle_gaps(connect(lake), args.symbol, args.interval,
                                             exchange_gaps(lake, args.symbol, args.interval), bounds)
         summary["remaining_gaps"] = [[ms_to_iso(s), ms_to_iso(e)] for s, e in remaining]
-        line = (f"gaps {args.symbol}: repaired {len(gaps)} gaps ({summary['repair']['rows']} rows fetched), "
-                f"{len(remaining)} remain, exchange gaps {len(summary['repair']['exchange_gaps'])}")
+        summary["exchange_gaps"] = [[ms_to_iso(s), ms_to_iso(e)]
+                                    for s, e in exchange_gaps(lake, args.symbol, args.interval)]
+        line = (f"gaps {args.symbol}: repaired {len(gaps)} gaps, re-asked {len(recheck)} exchange gaps "
+                f"({r['rows_fetched']} rows fetched, {r['raw_files']} new raw files with {r['rows']} rows"
+                + (f", {r['late_candles']} late candles landed" if r["late_candles"] else "")
+                + f"), {len(remaining)} remain, exchange gaps {len(summary['exchange_gaps'])}")
     else:
         line = (f"gaps {args.symbol}: {len(gaps)} gaps in {rows} candles, exchange gaps {len(exch)}"
                 + (" (run with --repair to re-fetch)" if gaps else ""))

@@ -6,6 +6,8 @@ a prefix and for the values encoded in one. Keys are ``/``-separated, relative t
 lake root; partition directories are Hive style (``name=value``)::
 
     raw/klines/interval=1m/symbol=BTCUSDT/date=2024-03-01/<start_ms>-<end_ms>.json   REST page
+    raw/klines/.../date=2024-03-01/<start_ms>-<end_ms>.r<fetched_ms>.json    the same window re-fetched
+                                                      with candles that were missing (late data)
     raw/orders/symbol=BTCUSDT/date=2024-03-01/<fetched>-<run>-<page>-<kind>-<first>-<last>.json
     raw/_pending/<raw key without raw/>               marker: raw file not yet in curated
     raw/_gaps/candles/interval=1m/symbol=X/<start_ms>-<end_ms>.json   exchange gap
@@ -117,17 +119,44 @@ def window_name(start: int, end: int) -> str:
     return f"{start}-{end}.json"
 
 
-def parse_window_name(name: str) -> Optional[Tuple[int, int]]:
+# A window re-fetched after Binance published minutes it had answered empty: raw is immutable,
+# so the new reply gets its own name, ``<start>-<end>.r<fetched_ms>.json`` (the fetch time keeps
+# every revision unique and sorts after the window's first file).
+REVISION_MARK = ".r"
+
+
+def revision_name(start: int, end: int, fetched_ms: int) -> str:
+    return f"{start}-{end}{REVISION_MARK}{fetched_ms}.json"
+
+
+def _window_parts(name: str) -> Optional[Tuple[int, int, Optional[int]]]:
     stem = name[:-5] if name.endswith(".json") else name
-    parts = stem.split("-")
+    window, mark, revision = stem.partition(REVISION_MARK)
+    if mark and not revision.isdigit():
+        return None
+    parts = window.split("-")
     if len(parts) == 2 and all(p.isdigit() for p in parts):
-        return int(parts[0]), int(parts[1])
+        return int(parts[0]), int(parts[1]), int(revision) if mark else None
     return None
 
 
-def candle_raw_key(symbol: str, interval: str, start: int, end: int) -> str:
-    """A REST candle page lives in the partition of its first candle's UTC day."""
-    return f"{raw_partition(CANDLES.name, symbol, ms_to_date(start), interval)}/{window_name(start, end)}"
+def parse_window_name(name: str) -> Optional[Tuple[int, int]]:
+    """``<start>-<end>.json`` (or a revision of it) -> (start, end); None for any other name."""
+    parts = _window_parts(name)
+    return (parts[0], parts[1]) if parts else None
+
+
+def window_revision(name: str) -> Optional[int]:
+    """The fetch time of a revision name (``<start>-<end>.r<fetched>.json``); None otherwise."""
+    parts = _window_parts(name)
+    return parts[2] if parts else None
+
+
+def candle_raw_key(symbol: str, interval: str, start: int, end: int, revision: Optional[int] = None) -> str:
+    """A REST candle page lives in the partition of its first candle's UTC day; ``revision``
+    (a fetch time) names a later reply for a window whose first file already exists."""
+    name = window_name(start, end) if revision is None else revision_name(start, end, revision)
+    return f"{raw_partition(CANDLES.name, symbol, ms_to_date(start), interval)}/{name}"
 
 
 def candle_partition_of_raw(raw_key: str) -> Tuple[str, str, str, str]:

@@ -179,6 +179,7 @@ class Emulator:
         self._ban_until = 0.0
         self._server: Any = None
         self._status: dict[str, str] = {}
+        self._late: list[tuple[str, int, int, int]] = []  # (symbol, start, end, served from): late minutes
         # Switchable real-Binance behaviours (docs/emulator.md, "Real-Binance states"):
         self.geo_blocked = False  # every request answers HTTP 451
         self.archive_orders = False  # final, unexecuted orders older than 90 days answer -2026
@@ -239,6 +240,7 @@ class Emulator:
         if interval not in C.INTERVALS_MS or interval in C.UNSUPPORTED_INTERVALS:
             raise ValueError(f"interval {interval!r} is not generated")
         series, now = self._series(symbol), self.now_ms()
+        self._publish_due(now)
         out: list[list] = []
         start = start_ms
         while True:
@@ -248,11 +250,29 @@ class Emulator:
                 return out
             start = page[-1][0] + 1
 
-    def add_exchange_gap(self, symbol: str, start_ms: int, end_ms: int) -> None:
+    def add_exchange_gap(self, symbol: str, start_ms: int, end_ms: int, until_ms: Optional[int] = None) -> None:
+        """No candles in [start, end). With ``until_ms``, only while the data clock is before it:
+        Binance publishes the minutes late (maintenance backfill), and they are served once
+        ``now_ms() >= until_ms``."""
         with self._lock:
             s = self._series(symbol)
             s.gaps.append((int(start_ms), int(end_ms)))
             s.gaps.sort()
+            if until_ms is not None:
+                self._late.append((symbol, int(start_ms), int(end_ms), int(until_ms)))
+
+    def fill_exchange_gap(self, symbol: str, start_ms: int, end_ms: int) -> None:
+        """Late data: the minutes of [start, end) that were an exchange gap are served from now on."""
+        with self._lock:
+            self._series(symbol).remove_gap(int(start_ms), int(end_ms))
+
+    def _publish_due(self, now_ms: int) -> None:
+        """Serve the late minutes whose ``until_ms`` the data clock has reached."""
+        with self._lock:
+            due = [g for g in self._late if g[3] <= now_ms]
+            for symbol, start, end, _ in due:
+                self.fill_exchange_gap(symbol, start, end)
+            self._late = [g for g in self._late if g[3] > now_ms]
 
     def set_kline_override(self, symbol: str, open_ms: int, row: list) -> None:
         """Pin the exact 1m row served at open_ms (ms row; µs is derived when asked)."""
@@ -575,6 +595,7 @@ class Emulator:
             raise ApiError(501, -1000, f"The emulator does not generate interval '{interval}'.")
         limit = _limit(p)
         start, end = _time_ms(p, "startTime", True), _time_ms(p, "endTime", False)
+        self._publish_due(ctx.now_ms)
         rows = C.select_klines(self._symbols[symbol], interval, ctx.now_ms, start, end, limit,
                                _tz_offset_ms(p))
         if ctx.micros:
