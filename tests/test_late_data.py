@@ -29,8 +29,9 @@ def cli(base_url, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BINANCE_API_SECRET", API_SECRET)
     lake_dir = str(tmp_path / "lake")
 
-    def run(*args: str, as_json: bool = True) -> dict:
-        code = main([*args, "--lake", lake_dir, "--base-url", base_url, *(["--json"] if as_json else [])])
+    def run(*args: str, as_json: bool = True, binance: bool = True) -> dict:
+        code = main([*args, "--lake", lake_dir, *(["--base-url", base_url] if binance else []),
+                     *(["--json"] if as_json else [])])
         out, err = capsys.readouterr()
         assert code == 0, err
         return json.loads(out) if as_json else {"line": out}
@@ -88,6 +89,12 @@ def test_explicit_rerun_lands_late_minutes_under_a_new_raw_key(cli, emulator):
     assert (again["raw_files"], again["rows"], again["late_candles"]) == (0, 0, 0)
     assert (again["raw_files_already_stored"], again["rows_already_stored"]) == (2, 1440)
     assert _raw(cli.lake) == keys
+    _complete(cli, emulator)
+    # Both recovery tools read the revision too: a rebuild and verify keep every candle.
+    cli("transform", "--rebuild", "--symbol", "BTCUSDT", binance=False)
+    _complete(cli, emulator)
+    v = cli("verify", "--symbol", "BTCUSDT", "--start", "2024-03-01", "--end", "2024-03-02", binance=False)
+    assert v["summary"]["mismatch"] == 0 and v["summary"]["with_gaps"] == 0 and v["summary"]["ok"] >= 1
     _complete(cli, emulator)
 
 

@@ -122,14 +122,16 @@ def record_exchange_gap(lake: Lake, symbol: str, interval: str, gap: Tuple[int, 
 
 
 # -- late data: exchange gaps are not final ------------------------------------------------------
-# Binance documents that klines can be missing around maintenance, and users report minutes that
-# appear later (github.com/binance/binance-public-data issues 169 and 181). So a recorded exchange
-# gap is re-asked by `gaps --repair` while its record is younger than this horizon (from when the
-# lake first saw the minutes empty): the reports are of data published within days, a month leaves
-# a wide margin, and past it a gap is treated as final so that a symbol with years of maintenance
-# windows does not cost one request per gap on every repair. ``--recheck-gaps all`` re-asks every
-# one. An explicit-range `sync candles` fetches every page of its range anyway, so it takes late
-# candles in any recorded gap of the range, whatever its age.
+# Minutes can be missing and appear later: github.com/binance/binance-public-data issue 181 (data
+# of 2022-09-14 published on 2022-09-28; "usually updated with a delay of 1 to 7 days") and 262
+# (missed klines, later fixed), while maintenance windows stay empty for good (issue 169: "when
+# trading is suspended, the kline will not be generated"). So `gaps --repair` re-asks a recorded
+# exchange gap while its record is younger than this horizon, counted from when the lake first
+# saw the minutes empty: a month is twice the longest delay reported, and past it a gap is treated
+# as final, so a symbol with years of maintenance windows does not cost a request per gap on every
+# repair. ``--recheck-gaps all`` re-asks every one. An explicit-range `sync candles` fetches every
+# page of its range anyway, so it takes late candles in any recorded gap of the range, whatever
+# its age.
 RECHECK_HORIZON_MS = 30 * MS_PER_DAY
 RECHECK_POLICIES = ("recent", "all", "none")
 
