@@ -220,3 +220,27 @@ def test_late_minutes_land_on_an_s3_lake(client, emulator):
         truth = emulator.klines("BTCUSDT", "1m", MAR1, MAR2)
         assert part.column("candle_open_time").cast("int64").to_pylist() == [r[0] for r in truth]
         assert sync.sync_candles(client, lake, "BTCUSDT", start=MAR1, end=MAR2)["raw_files"] == 0
+
+
+def test_a_run_killed_between_the_revision_and_the_record_update_is_completed_by_a_rerun(
+        client, lake, emulator, monkeypatch):
+    """Revision stored, gap record not yet narrowed: `gaps` stays honest (curated has the
+    candles) and the rerun finishes the job; nothing is lost, at worst one more raw file."""
+    from binance_lake.jobs import sync
+    from binance_lake.sources.rest import candles as rest_candles
+
+    emulator.add_exchange_gap("BTCUSDT", *GAP)
+    sync.sync_candles(client, lake, "BTCUSDT", start=MAR1, end=MAR2)
+    emulator.fill_exchange_gap("BTCUSDT", *GAP)
+
+    def killed(*args, **kwargs):
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(rest_candles, "narrow_exchange_gaps", killed)  # right after the revision is stored
+    with pytest.raises(SystemExit):
+        sync.sync_candles(client, lake, "BTCUSDT", start=MAR1, end=MAR2)
+    monkeypatch.undo()
+    assert exchange_gaps(lake, "BTCUSDT", "1m") == [GAP] and len(lake.list_keys("raw/klines")) == 3
+    s = sync.sync_candles(client, lake, "BTCUSDT", start=MAR1, end=MAR2)
+    assert s["late_candles"] == 60 and exchange_gaps(lake, "BTCUSDT", "1m") == []
+    assert candle_tuples(lake) == truth_tuples("BTCUSDT", emulator.klines("BTCUSDT", "1m", MAR1, MAR2))
