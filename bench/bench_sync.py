@@ -309,9 +309,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def default_workers() -> int:
-    from binance_lake.cli import build_parser
+    from binance_lake.config import DEFAULTS
 
-    return build_parser().parse_args(["sync", "candles", "--symbol", SYMBOL]).workers
+    return int(DEFAULTS["workers"])
 
 
 if __name__ == "__main__":

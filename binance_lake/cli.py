@@ -15,24 +15,58 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
-from binance_lake.errors import LakeError
+from binance_lake.config import DEFAULTS, Setting, resolve, split_list
+from binance_lake.config import FILE_NAME as CONFIG_FILE
+from binance_lake.errors import EXIT_BAD_INPUT, BadInputError, LakeError
 from binance_lake.sources.coverage import RECHECK_HORIZON_MS, RECHECK_POLICIES
+from binance_lake.times import interval_ms
 
 log = logging.getLogger("binance_lake")
 
 DEFAULT_LAKE = "./lake"
 
 
-def _symbol(text: str) -> str:
-    """Binance symbols are upper case (``btcusdt`` would be an unknown symbol)."""
-    return text.strip().upper()
+def _symbols(text: str) -> List[str]:
+    """``--symbol BTCUSDT,ethusdt``: comma-separated, repeatable; Binance symbols are upper case."""
+    try:
+        return [s.upper() for s in split_list(text, "--symbol")]
+    except LakeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _intervals(text: str) -> List[str]:
+    try:
+        return split_list(text, "--interval")
+    except LakeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+SYMBOL_HELP = "repeatable or comma-separated, e.g. BTCUSDT,ETHUSDT (binance.us: BTCUSD)"
+
+
+def _symbol_arg(parser: argparse.ArgumentParser, help: str = SYMBOL_HELP) -> None:
+    # "extend": every --symbol adds its names (before, the last one silently won).
+    parser.add_argument("--symbol", type=_symbols, action="extend", metavar="SYMBOL[,SYMBOL...]", help=help)
+
+
+def _interval_arg(parser: argparse.ArgumentParser, help: str = "repeatable or comma-separated (default 1m)") -> None:
+    parser.add_argument("--interval", type=_intervals, action="extend", metavar="INTERVAL[,INTERVAL...]", help=help)
+
+
+def _quote_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quote", type=str.upper, metavar="ASSET",
+                        help="every TRADING symbol quoted in ASSET (exchangeInfo), e.g. USDT")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lake", default=os.environ.get("BINANCE_LAKE", DEFAULT_LAKE),
+    # Defaults are None: the effective value is resolved flag > env > binance-lake.toml > default
+    # (binance_lake/config.py), and `binance-lake config` shows where each came from.
+    parser.add_argument("--lake", default=None,
                         help="lake directory or s3://bucket/prefix (env BINANCE_LAKE; default ./lake)")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help=f"settings file (default ./{CONFIG_FILE} if present)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
@@ -47,7 +81,8 @@ def _binance(parser: argparse.ArgumentParser) -> None:
     # latency-bound wall time; the weight limit is kept by pacing on X-MBX-USED-WEIGHT (at 50 ms
     # per request even 4 workers could ask for ~9600 weight/min, over the 6000 limit, so the
     # budget, not the worker count, is what keeps us clear of 429s).
-    parser.add_argument("--workers", type=int, default=8, help="concurrent requests (default 8)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help=f"concurrent requests (env BINANCE_WORKERS; default {DEFAULTS['workers']})")
     parser.add_argument("--recv-window", type=int, default=5000, help="recvWindow ms for signed requests")
     parser.add_argument("--max-attempts", type=int, default=8, help="attempts per request before giving up")
     parser.add_argument("--time-unit", default=None, choices=["MILLISECOND", "MICROSECOND"], type=str.upper,
@@ -56,22 +91,26 @@ def _binance(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from binance_lake import __version__
+
     p = argparse.ArgumentParser(prog="binance-lake", description=(
         "Binance spot candles and account orders into a data lake (local directory + DuckDB, or S3)."))
+    p.add_argument("--version", action="version", version=f"binance-lake {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sync = sub.add_parser("sync", help="fetch from Binance into raw, then curate").add_subparsers(
         dest="table", required=True, metavar="candles|orders")
-    sc = sync.add_parser("candles", help="closed 1m candles (default: continue from the lake's watermark)")
-    sc.add_argument("--symbol", type=_symbol, required=True, help="e.g. BTCUSDT (binance.us: BTCUSD)")
-    sc.add_argument("--interval", default="1m")
+    sc = sync.add_parser("candles", help="closed candles (default: continue from the lake's watermark)")
+    _symbol_arg(sc)
+    _quote_arg(sc)
+    _interval_arg(sc)
     sc.add_argument("--start", help="inclusive open time, ISO-8601 UTC (default: watermark, or now-24h)")
     sc.add_argument("--end", help="exclusive open time (default: the last closed candle)")
     _common(sc)
     _binance(sc)
     sc.add_argument("--no-transform", action="store_true", help="write raw only; curate later (`transform`)")
     so = sync.add_parser("orders", help="account orders (default: everything new since the last sync)")
-    so.add_argument("--symbol", type=_symbol, required=True)
+    _symbol_arg(so)
     so.add_argument("--limit", type=int, help="only the latest N orders (1..1000)")
     so.add_argument("--window", help="orders created in the last DURATION, e.g. 15m, 24h")
     so.add_argument("--start", help="orders created from this time (ISO-8601 UTC)")
@@ -81,8 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     so.add_argument("--no-transform", action="store_true", help="write raw only; curate later (`transform`)")
 
     bf = sub.add_parser("backfill", help="full history from data.binance.vision (checksummed zips), then REST")
-    bf.add_argument("--symbol", type=_symbol, action="append", required=True, help="repeat for more symbols")
-    bf.add_argument("--interval", default="1m")
+    _symbol_arg(bf)
+    _quote_arg(bf)
+    _interval_arg(bf)
     bf.add_argument("--start", help="inclusive, YYYY-MM or ISO-8601 UTC (default: the symbol's first candle)")
     bf.add_argument("--end", help="exclusive, YYYY-MM or ISO-8601 UTC (default: the last closed candle)")
     bf.add_argument("--archive-url", default=os.environ.get("BINANCE_ARCHIVE_URL", "https://data.binance.vision"),
@@ -93,13 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     _binance(bf)
 
     tr = sub.add_parser("transform", help="curate raw files not yet in curated (or --rebuild a symbol)")
-    tr.add_argument("--symbol", type=_symbol, action="append", help="limit to these symbols")
+    _symbol_arg(tr, "limit to these symbols (repeatable or comma-separated)")
     tr.add_argument("--rebuild", action="store_true", help="rewrite curated partitions from all raw files")
     _common(tr)
 
     vf = sub.add_parser("verify", help="re-derive curated days from raw, compare, repair, report")
-    vf.add_argument("--symbol", type=_symbol, action="append", required=True, help="repeat for more symbols")
-    vf.add_argument("--interval", default="1m")
+    _symbol_arg(vf)
+    _interval_arg(vf)
     vf.add_argument("--days-back", type=int, default=1, help="the N full UTC days before today (default 1)")
     vf.add_argument("--start", help="first UTC date YYYY-MM-DD (instead of --days-back)")
     vf.add_argument("--end", help="exclusive UTC date (default today)")
@@ -112,9 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="per symbol: first/last candle, rows, gaps, last run")
     _common(st)
 
+    sy = sub.add_parser("symbols", help="the exchange's symbols with their status and what the lake holds")
+    _symbol_arg(sy, "only these symbols (repeatable or comma-separated)")
+    _quote_arg(sy)
+    _common(sy)
+    _binance(sy)
+
     gp = sub.add_parser("gaps", help="list missing candles; --repair re-fetches them")
-    gp.add_argument("--symbol", type=_symbol, required=True)
-    gp.add_argument("--interval", default="1m")
+    _symbol_arg(gp)
+    _interval_arg(gp)
     gp.add_argument("--repair", action="store_true")
     gp.add_argument("--recheck-gaps", choices=RECHECK_POLICIES, default=RECHECK_POLICIES[0],
                     help="with --repair, ask Binance again about recorded exchange gaps (late data): those "
@@ -130,13 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="CSV with the report headers")
     ex.add_argument("table", choices=["candles", "orders"])
-    ex.add_argument("--symbol", type=_symbol, required=True)
-    ex.add_argument("--interval", help="candles: the interval to export (default: the only one the lake holds)")
+    _symbol_arg(ex, "the symbol to export (one CSV per symbol)")
+    _interval_arg(ex, "candles: the interval to export (default: the only one the lake holds)")
     ex.add_argument("--format", choices=["csv"], default="csv")
-    ex.add_argument("--output", required=True, help="file to write, or - for stdout")
+    ex.add_argument("--output", required=True, help="file to write, or - for stdout (the summary then goes to stderr)")
     ex.add_argument("--start", help="candles: inclusive open time / orders: creation time")
     ex.add_argument("--end", help="exclusive")
     _common(ex)
+
+    cf = sub.add_parser("config", help=f"the effective settings ({CONFIG_FILE}, env, defaults) and their sources")
+    _common(cf)
 
     em = sub.add_parser("emulator", help="serve the project's Binance emulator on 127.0.0.1")
     em.add_argument("--port", type=int, default=8765)
@@ -148,32 +197,82 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# -- settings: flag > env > binance-lake.toml > default -----------------------------------
+
+# Commands that act on the configured symbols when no --symbol is given. (transform curates
+# everything pending unless told; symbols lists the exchange.)
+USES_CONFIG_SYMBOLS = {"sync", "backfill", "verify", "gaps", "export"}
+
+
+def resolve_settings(args: argparse.Namespace) -> Dict[str, Setting]:
+    """Fill ``args`` with the effective lake, symbols, intervals, base URL and workers."""
+    symbols = getattr(args, "symbol", None)
+    flags = {"lake": args.lake, "symbols": symbols, "intervals": getattr(args, "interval", None),
+             "base_url": getattr(args, "base_url", None), "workers": getattr(args, "workers", None)}
+    settings = resolve(flags, config_path=args.config)
+    args.lake = settings["lake"].value
+    if hasattr(args, "symbol"):
+        use_config = args.command in USES_CONFIG_SYMBOLS and not getattr(args, "quote", None)
+        chosen = settings["symbols"].value if use_config else (symbols or [])
+        args.symbol = _unique(s.upper() for s in chosen)
+    if hasattr(args, "interval"):
+        args.interval = _unique(settings["intervals"].value)
+        for interval in args.interval:
+            interval_ms(interval)  # an unsupported interval is exit 2 before anything runs
+    if hasattr(args, "workers"):
+        args.workers = settings["workers"].value
+        if args.workers < 1:
+            raise BadInputError(f"workers must be at least 1 (from {settings['workers'].source})")
+    # The emulator brings its own URL; an explicit --base-url still wins, as before.
+    if hasattr(args, "base_url") and settings["base_url"].source != "default" and (
+            not args.emulator or args.base_url):
+        args.base_url = settings["base_url"].value
+    return settings
+
+
+def _unique(names: Iterable[str]) -> List[str]:
+    return list(dict.fromkeys(names))
+
+
+def _need_symbols(args: argparse.Namespace) -> List[str]:
+    if not args.symbol:
+        raise BadInputError("--symbol is required (repeatable or comma-separated, e.g. --symbol BTCUSDT,ETHUSDT; "
+                            f"or `symbols = [...]` in {CONFIG_FILE})")
+    return list(args.symbol)
+
+
 # -- helpers ------------------------------------------------------------------------------
 
 
 class ProgressReporter:
-    """A bar on a terminal, a plain line per ~10% otherwise; both on stderr."""
+    """A bar on a terminal, a plain line per ~10% otherwise; both on stderr.
+
+    It counts data pages (klines or allOrders pages), not requests: the summary's request count
+    also holds exchangeInfo, the server time and retries, so the two are named apart.
+    """
 
     def __init__(self, what: str):
         self.what = what
         self.bar: Any = None
         self.last_pct = -10
+        self.done = 0
 
     def __call__(self, done: int, total: int) -> None:
+        self.done = done
         if sys.stderr.isatty():
             if self.bar is None:
                 from tqdm import tqdm
 
-                self.bar = tqdm(total=total or None, desc=self.what, unit="req", file=sys.stderr)
+                self.bar = tqdm(total=total or None, desc=self.what, unit="page", file=sys.stderr)
             self.bar.update(done - self.bar.n)
             return
         pct = int(done * 100 / total) if total else None
         if pct is None:
             if done % 10 == 0:
-                print(f"{self.what}: {done} requests", file=sys.stderr, flush=True)
+                print(f"{self.what}: {done} data pages", file=sys.stderr, flush=True)
         elif pct >= self.last_pct + 10 or done == total:
             self.last_pct = pct
-            print(f"{self.what}: {done}/{total} requests ({pct}%)", file=sys.stderr, flush=True)
+            print(f"{self.what}: {done}/{total} data pages ({pct}%)", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -223,41 +322,102 @@ def _open(args: argparse.Namespace) -> Any:
 # -- commands -----------------------------------------------------------------------------
 
 
+def _runs_total(summaries: List[Dict[str, Any]], failed: int, seconds: float) -> Dict[str, Any]:
+    return {"runs": len(summaries), "failed": failed,
+            "rows": sum(s.get("rows_fetched", s.get("rows", 0)) for s in summaries),
+            "requests": sum(s.get("requests", 0) for s in summaries),
+            "weight_used": max([s.get("weight_used", 0) for s in summaries] or [0]), "seconds": round(seconds, 3)}
+
+
+def _symbols_for(args: argparse.Namespace, client: Any) -> List[str]:
+    """--symbol names, or with --quote every TRADING symbol quoted in that asset (count printed first)."""
+    if not args.quote:
+        return _need_symbols(args)
+    if args.symbol:
+        raise BadInputError("use --symbol or --quote, not both")
+    entries = [e for e in client.exchange_symbols()
+               if e.get("status") == "TRADING" and e.get("quoteAsset") == args.quote]
+    if not entries:
+        raise BadInputError(f"--quote {args.quote}: no TRADING symbol is quoted in {args.quote} on {client.base_url}")
+    print(f"--quote {args.quote}: {len(entries)} TRADING symbols", file=sys.stderr, flush=True)
+    return sorted(e["symbol"] for e in entries)
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
-    from binance_lake.jobs import sync
-    from binance_lake.sources.rest.orders import OrdersRequest
-    from binance_lake.times import optional_time, parse_duration
+    import time
+
+    from binance_lake.times import optional_time
 
     lake = _open(args)
-    progress = ProgressReporter(f"sync {args.table} {args.symbol}")
     start, end = optional_time(args.start, "--start"), optional_time(args.end, "--end")
+    intervals = args.interval if args.table == "candles" else [""]
+    summaries: List[Dict[str, Any]] = []
+    codes: List[int] = []
+    began = time.time()
+    # One client for every symbol: one weight budget, one exchangeInfo call, one clock offset.
+    with binance_client(args) as client:
+        symbols = _symbols_for(args, client) if args.table == "candles" else _need_symbols(args)
+        client.prefetch_symbol_info(symbols)
+        runs = [(symbol, interval) for symbol in symbols for interval in intervals]
+        for symbol, interval in runs:
+            try:
+                s, line = _sync_one(args, client, lake, symbol, interval, start, end)
+            except LakeError as exc:
+                # Bad input (an unknown symbol, a range before its listing) is that symbol's;
+                # anything else (ban, outage, storage) would fail every symbol: stop.
+                if len(runs) == 1 or exc.exit_code != EXIT_BAD_INPUT:
+                    raise
+                # One unknown or unlisted symbol must not stop the other symbols of a --quote run.
+                print(f"error: sync {args.table} {symbol}{' ' + interval if interval else ''}: {exc}", file=sys.stderr)
+                codes.append(exc.exit_code)
+                continue
+            summaries.append(s)
+            _print_summary(args, s, line)
+    if len(runs) > 1:
+        total = _runs_total(summaries, len(codes), time.time() - began)
+        _print_summary(args, {"total": total},
+                       f"sync {args.table} total: {total['runs']} of {len(runs)} runs done ({total['failed']} failed), "
+                       f"{total['rows']} rows fetched, weight used {total['weight_used']}, "
+                       f"{total['requests']} requests, {total['seconds']}s")
+    return max(codes, default=0)
+
+
+def _sync_one(args: argparse.Namespace, client: Any, lake: Any, symbol: str, interval: str,
+              start: Optional[int], end: Optional[int]) -> tuple:
+    from binance_lake.jobs import sync
+    from binance_lake.sources.rest.orders import OrdersRequest
+    from binance_lake.times import parse_duration
+
+    before = client.stats.requests
+    progress = ProgressReporter(f"sync {args.table} {symbol}" + (f" {interval}" if interval != "1m" else ""))
     try:
-        with binance_client(args) as client:
-            if args.table == "candles":
-                s = sync.sync_candles(client, lake, args.symbol, args.interval, start, end, args.workers, progress,
-                                      transform=not args.no_transform)
-            else:
-                if args.window:
-                    if start is not None or end is not None:
-                        raise LakeError("use --window or --start/--end, not both")
-                    end = client.server_time()
-                    start = end - parse_duration(args.window)
-                request = OrdersRequest(latest=args.limit, start=start, end=end)
-                s = sync.sync_orders(client, lake, args.symbol, request, progress, transform=not args.no_transform)
+        if args.table == "candles":
+            s = sync.sync_candles(client, lake, symbol, interval, start, end, args.workers, progress,
+                                  transform=not args.no_transform)
+        else:
+            if args.window:
+                if start is not None or end is not None:
+                    raise BadInputError("use --window or --start/--end, not both")
+                end = client.server_time()
+                start = end - parse_duration(args.window)
+            request = OrdersRequest(latest=args.limit, start=start, end=end)
+            s = sync.sync_orders(client, lake, symbol, request, progress, transform=not args.no_transform)
     finally:
         progress.close()
+    s["requests"] = client.stats.requests - before  # this symbol's share of the shared client
     t = s.get("transform", {})
     gaps = len(s.get("exchange_gaps", []))
-    line = (f"sync {args.table} {args.symbol}: {_written(s)}"
+    label = f"{symbol}" + (f" {interval}" if interval and interval != "1m" else "")
+    line = (f"sync {args.table} {label}: {_written(s)}"
             + (f" ({s['start']} .. {s['end']})" if s.get("start") else "")
             + (f", curated {t.get('rows_written', 0)} rows in {t.get('partitions', 0)} partitions" if t else "")
             + (f", {t['quarantined_rows']} rows quarantined" if t.get("quarantined_rows") else "")
-            + f", exchange gaps {gaps}, weight used {s['weight_used']}, {s['requests']} requests, {s['seconds']}s"
+            + f", exchange gaps {gaps}, weight used {s['weight_used']}, {s['requests']} requests"
+            + (f" ({progress.done} data pages)" if progress.done else "") + f", {s['seconds']}s"
             + (f"; {s['note']}" if s.get("note") else "")
             + "".join(f"; {len(ids)} orders answered {code} recorded final" for code, ids
                       in s.get("orders_resolved", {}).items()))
-    _print_summary(args, s, line)
-    return 0
+    return s, line
 
 
 def _written(s: Dict[str, Any]) -> str:
@@ -318,11 +478,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     start, end = _month_or_time(args.start, "--start"), _month_or_time(args.end, "--end")
     summaries, lines = [], []
     with contextlib.ExitStack() as stack:
-        client = None if args.no_rest else stack.enter_context(binance_client(args))
-        for symbol in args.symbol:
+        # --quote asks exchangeInfo even with --no-rest: the list of symbols comes from Binance.
+        client = None if args.no_rest and not args.quote else stack.enter_context(binance_client(args))
+        symbols = _symbols_for(args, client)
+        client = None if args.no_rest else client
+        for symbol, interval in [(s, i) for s in symbols for i in args.interval]:
             progress, rest = FileProgress(f"backfill {symbol}"), ProgressReporter(f"sync candles {symbol}")
             try:
-                r = backfill(lake, symbol, start, end, cfg, client, args.interval, progress, rest)
+                r = backfill(lake, symbol, start, end, cfg, client, interval, progress, rest)
             finally:
                 progress.close()
                 rest.close()
@@ -330,7 +493,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             summaries.append(s)
             for f in s["failed"]:
                 print(f"warning: {f['file']} not used ({f['reason']})", file=sys.stderr)
-            lines.append(f"backfill {symbol}: {s['rows']} archive rows from {s['files_curated']} files "
+            label = symbol + (f" {interval}" if interval != "1m" else "")
+            lines.append(f"backfill {label}: {s['rows']} archive rows from {s['files_curated']} files "
                          f"({s['files_downloaded']} downloaded, {s['files_up_to_date']} already verified, "
                          f"{s['files_failed']} failed), archive to {s['archive_end']}, "
                          f"{s['rest_rows']} REST rows for {len(s['rest_ranges'])} ranges, "
@@ -356,7 +520,7 @@ def cmd_transform(args: argparse.Namespace) -> int:
             raise LakeError("--rebuild needs --symbol (it rewrites every partition of the symbol)")
         result = sync.rebuild(lake, args.symbol)
     else:
-        result = sync.transform(lake, symbols=args.symbol)
+        result = sync.transform(lake, symbols=args.symbol or None)  # None: every symbol
     s = result.summary()
     _print_summary(args, s, f"transform: {s['rows_written']} rows in {s['partitions']} partitions, "
                              f"{s['quarantined_rows']} rows and {s['quarantined_files']} files quarantined")
@@ -369,9 +533,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     dates = verify.date_range(verify.now_ms(), args.days_back, args.start, args.end)
     opts = verify.VerifyOptions(repair=not args.dry_run, quarantine_unexplained=args.quarantine_unexplained,
                                 lock_wait_s=args.lock_wait)
-    report = verify.verify(_open(args), args.symbol, args.interval, dates, opts)
-    _print_summary(args, report.as_dict(), report.line())
-    return verify.exit_code(report)
+    symbols, codes = _need_symbols(args), []
+    for interval in args.interval:
+        report = verify.verify(_open(args), symbols, interval, dates, opts)
+        _print_summary(args, report.as_dict(), report.line())
+        codes.append(verify.exit_code(report))
+    return max(codes)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -404,43 +571,75 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_gaps(args: argparse.Namespace) -> int:
+    symbols = _need_symbols(args)
+    runs = [(symbol, interval) for symbol in symbols for interval in args.interval]
+    with contextlib.ExitStack() as stack:
+        lake = _open(args)
+        client: List[Any] = []  # opened on the first repair that needs it; shared by the rest
+
+        def get_client() -> Any:
+            if not client:
+                client.append(stack.enter_context(binance_client(args)))
+            return client[0]
+
+        for symbol, interval in runs:
+            _gaps_one(args, lake, symbol, interval, get_client)
+    return 0
+
+
+def _gaps_one(args: argparse.Namespace, lake: Any, symbol: str, interval: str, get_client: Callable[[], Any]) -> None:
     from binance_lake.jobs import sync
     from binance_lake.query import candle_gaps, connect
     from binance_lake.sources.coverage import exchange_gaps, gaps_to_recheck, raw_coverage
     from binance_lake.times import ms_to_iso
 
-    lake = _open(args)
-    exch = exchange_gaps(lake, args.symbol, args.interval)
-    bounds = raw_coverage(lake, args.symbol, args.interval)
-    gaps, rows, _, _ = candle_gaps(connect(lake), args.symbol, args.interval, exch, bounds)
+    exch = exchange_gaps(lake, symbol, interval)
+    bounds = raw_coverage(lake, symbol, interval)
+    gaps, rows, _, _ = candle_gaps(connect(lake), symbol, interval, exch, bounds)
     listed = [[ms_to_iso(s), ms_to_iso(e)] for s, e in gaps]
+    label = symbol + (f" {interval}" if interval != "1m" else "")
     if not args.json:
-        for s, e in listed:
-            print(f"gap {s} .. {e}", file=sys.stderr)
-    summary: Dict[str, Any] = {"symbol": args.symbol, "rows": rows, "gaps": listed,
+        for s, e in listed:  # the report is the command's output: stdout, as `status` prints its gaps
+            print(f"gap {label} {s} .. {e}")
+    summary: Dict[str, Any] = {"symbol": symbol, "interval": interval, "rows": rows, "gaps": listed,
                                "exchange_gaps": [[ms_to_iso(s), ms_to_iso(e)] for s, e in exch]}
     # Exchange gaps are not final: Binance may publish those minutes later (issue 17).
-    recheck = gaps_to_recheck(lake, args.symbol, args.interval, args.recheck_gaps) if args.repair else []
+    recheck = gaps_to_recheck(lake, symbol, interval, args.recheck_gaps) if args.repair else []
     if args.repair and (gaps or recheck):
-        progress = ProgressReporter(f"repair {args.symbol}")
-        with binance_client(args) as client:
-            r = summary["repair"] = sync.repair_candle_gaps(client, lake, args.symbol, args.interval, gaps,
+        progress = ProgressReporter(f"repair {label}")
+        try:
+            r = summary["repair"] = sync.repair_candle_gaps(get_client(), lake, symbol, interval, gaps,
                                                             args.workers, progress, recheck)
-        progress.close()
-        remaining, rows, _, _ = candle_gaps(connect(lake), args.symbol, args.interval,
-                                            exchange_gaps(lake, args.symbol, args.interval), bounds)
+        finally:
+            progress.close()
+        remaining, rows, _, _ = candle_gaps(connect(lake), symbol, interval,
+                                            exchange_gaps(lake, symbol, interval), bounds)
         summary["remaining_gaps"] = [[ms_to_iso(s), ms_to_iso(e)] for s, e in remaining]
-        summary["exchange_gaps"] = [[ms_to_iso(s), ms_to_iso(e)]
-                                    for s, e in exchange_gaps(lake, args.symbol, args.interval)]
-        line = (f"gaps {args.symbol}: repaired {len(gaps)} gaps, re-asked {len(recheck)} exchange gaps "
+        summary["exchange_gaps"] = [[ms_to_iso(s), ms_to_iso(e)] for s, e in exchange_gaps(lake, symbol, interval)]
+        line = (f"gaps {label}: repaired {len(gaps)} gaps, re-asked {len(recheck)} exchange gaps "
                 f"({r['rows_fetched']} rows fetched, {r['raw_files']} new raw files with {r['rows']} rows"
                 + (f", {r['late_candles']} late candles landed" if r["late_candles"] else "")
                 + f"), {len(remaining)} remain, exchange gaps {len(summary['exchange_gaps'])}")
     else:
-        line = (f"gaps {args.symbol}: {len(gaps)} gaps in {rows} candles, exchange gaps {len(exch)}"
+        line = (f"gaps {label}: {len(gaps)} gaps in {rows} candles, exchange gaps {len(exch)}"
                 + (" (run with --repair to re-fetch)" if gaps else ""))
     _print_summary(args, summary, line)
-    return 0
+
+
+def _json_value(value: Any) -> Any:
+    """JSON for query results: times as ISO-8601 UTC ``...Z`` like every other output, decimals exact."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from binance_lake.export import cell_text
+
+    if isinstance(value, dt.datetime):
+        return cell_text(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return cell_text(value)
+    return str(value)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -455,7 +654,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         w.writerow(names)
         w.writerows([cell_text(v) for v in r] for r in rows)
     elif args.format == "json" or args.json:
-        print(json.dumps([dict(zip(names, r)) for r in rows], default=str))
+        print(json.dumps([dict(zip(names, r)) for r in rows], default=_json_value))
     else:
         _print_table(names, rows)
     return 0
@@ -476,11 +675,39 @@ def cmd_export(args: argparse.Namespace) -> int:
     from binance_lake.export import export_csv
     from binance_lake.times import optional_time
 
-    n = export_csv(_open(args), args.table, args.symbol, args.output,
-                   optional_time(args.start, "--start"), optional_time(args.end, "--end"), args.interval)
-    _print_summary(args, {"table": args.table, "rows": n, "output": args.output},
-                   f"export {args.table} {args.symbol}: {n} rows to {args.output}")
+    symbols = _need_symbols(args)
+    # Candles: the interval asked for (flag, env or file); by default the only one the lake holds.
+    given = args.table == "candles" and args.settings["intervals"].source != "default"
+    intervals: List[Optional[str]] = list(args.interval) if given else [None]
+    runs = [(symbol, interval) for symbol in symbols for interval in intervals]
+    outputs = [_export_output(args.output, symbol, interval, len(runs)) for symbol, interval in runs]
+    if len(set(outputs)) < len(outputs):
+        raise BadInputError(_one_csv_each(len(runs)))
+    start, end = optional_time(args.start, "--start"), optional_time(args.end, "--end")
+    lake = _open(args)
+    for (symbol, interval), output in zip(runs, outputs):
+        n = export_csv(lake, args.table, symbol, output, start, end, interval)
+        summary = {"table": args.table, "symbol": symbol, "rows": n, "output": output}
+        line = f"export {args.table} {symbol}: {n} rows to {output}"
+        if output == "-":  # stdout is the CSV: the summary must not become its last row
+            print(json.dumps(summary) if args.json else line, file=sys.stderr, flush=True)
+        else:
+            _print_summary(args, summary, line)
     return 0
+
+
+def _export_output(template: str, symbol: str, interval: Optional[str], runs: int) -> str:
+    """One CSV per symbol and interval: several need ``{symbol}`` / ``{interval}`` in --output."""
+    if runs == 1:
+        return template
+    if template == "-":
+        raise BadInputError(_one_csv_each(runs))
+    return template.replace("{symbol}", symbol).replace("{interval}", interval or "")
+
+
+def _one_csv_each(runs: int) -> str:
+    return (f"export writes one CSV per symbol and interval and {runs} were asked for; name each file "
+            "with {symbol} and {interval} in --output, e.g. --output candles-{symbol}-{interval}.csv")
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
@@ -502,9 +729,58 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_symbols(args: argparse.Namespace) -> int:
+    """The exchange's symbols (status, base/quote) next to what the lake holds for each."""
+    from binance_lake.query import connect
+
+    lake = _open(args)
+    held: Dict[str, List[Dict[str, Any]]] = {}
+    rows = connect(lake).execute(
+        "SELECT symbol, interval, count(*), epoch_ms(min(candle_open_time)), epoch_ms(max(candle_open_time)) "
+        "FROM candles GROUP BY symbol, interval ORDER BY symbol, interval").fetchall()
+    from binance_lake.times import ms_to_iso
+
+    for symbol, interval, n, first, last in rows:
+        held.setdefault(symbol, []).append({"interval": interval, "candles": n, "first_candle": ms_to_iso(first),
+                                            "last_candle": ms_to_iso(last)})
+    with binance_client(args) as client:
+        entries = client.exchange_symbols()
+        base_url = client.base_url
+    wanted = set(args.symbol)
+    listed = [e for e in entries if (not wanted or e["symbol"] in wanted)
+              and (not args.quote or e.get("quoteAsset") == args.quote)]
+    missing = sorted(wanted - {e["symbol"] for e in entries})
+    if missing:
+        raise BadInputError(f"not on {base_url}: {', '.join(missing)} (run `binance-lake symbols` for the list)")
+    out = [{"symbol": e["symbol"], "status": e.get("status"), "base": e.get("baseAsset"),
+            "quote": e.get("quoteAsset"), "lake": held.get(e["symbol"], [])} for e in listed]
+    trading = sum(1 for o in out if o["status"] == "TRADING")
+    in_lake = sum(1 for o in out if o["lake"])
+    if not args.json:
+        for o in sorted(out, key=lambda o: o["symbol"]):
+            lake_text = "; ".join(f"{h['interval']} {h['candles']} candles {h['first_candle']} .. {h['last_candle']}"
+                                  for h in o["lake"]) or "-"
+            print(f"{o['symbol']} {o['status']} {o['base']}/{o['quote']} lake: {lake_text}")
+    _print_summary(args, {"symbols": out, "trading": trading, "in_lake": in_lake},
+                   f"symbols: {len(out)} on {base_url} ({trading} TRADING), {in_lake} of them in the lake {args.lake}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """The effective settings and where each came from (flag, env, file, default)."""
+    settings: Dict[str, Setting] = args.settings
+    if args.json:
+        print(json.dumps({name: {"value": s.value, "source": s.source} for name, s in settings.items()}))
+        return 0
+    for name, s in settings.items():
+        print(f"{name} = {json.dumps(s.value)}  # {s.source}")
+    return 0
+
+
 COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
     "sync": cmd_sync, "backfill": cmd_backfill, "transform": cmd_transform, "status": cmd_status, "gaps": cmd_gaps,
     "query": cmd_query, "export": cmd_export, "emulator": cmd_emulator, "verify": cmd_verify,
+    "symbols": cmd_symbols, "config": cmd_config,
 }
 
 
@@ -515,6 +791,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for noisy in ("urllib3", "botocore", "boto3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        if args.command != "emulator":
+            args.settings = resolve_settings(args)
         return COMMANDS[args.command](args)
     except LakeError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -79,12 +79,14 @@ def repair_candle_gaps(client: BinanceClient, lake: Lake, symbol: str, interval:
     now_ms = client.server_time()
     result = ExtractResult(CANDLES.name, symbol, rows_fetched=0)
     book = rest_candles.GapBook(lake, symbol, interval)
-    work = [(s, e, False) for s, e in gaps] + [(s, e, True) for s, e in recheck]
-    for i, (s, e, again) in enumerate(work, 1):
-        for page_s, page_e in rest_candles.candle_pages(s, e, interval_ms(interval)):
-            for c in rest_candles.fetch_candle_page(client, lake, symbol, interval, page_s, page_e, now_ms,
-                                                    book, recheck=again):
-                rest_candles.count_committed(result, c)
+    # Progress counts kline pages (what the requests are), not gaps: one gap can be many pages.
+    step = interval_ms(interval)
+    work = [(page, again) for s, e, again in [(s, e, False) for s, e in gaps] + [(s, e, True) for s, e in recheck]
+            for page in rest_candles.candle_pages(s, e, step)]
+    for i, ((page_s, page_e), again) in enumerate(work, 1):
+        for c in rest_candles.fetch_candle_page(client, lake, symbol, interval, page_s, page_e, now_ms,
+                                                book, recheck=again):
+            rest_candles.count_committed(result, c)
         if progress:
             progress(i, len(work))
     out = result.summary()

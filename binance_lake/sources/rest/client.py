@@ -399,6 +399,16 @@ class BinanceClient:
                 self._symbol_info[entry["symbol"]] = entry
         return sum(1 for s in wanted if s in self._symbol_info)
 
+    def exchange_symbols(self) -> List[Dict[str, Any]]:
+        """Every symbol of the exchange (one exchangeInfo call without parameters, weight 20:
+        binance-api.md, rest-api.md "Exchange information"); also cached for :meth:`symbol_info`,
+        so a ``--quote`` run costs no further exchangeInfo calls."""
+        info = self._exchange_info("GET /api/v3/exchangeInfo (all symbols)", {})
+        entries = [e for e in info.get("symbols", []) if isinstance(e, dict) and e.get("symbol")]
+        for entry in entries:
+            self._symbol_info[entry["symbol"]] = entry
+        return entries
+
     def _adopt_rate_limits(self, limits: List[Dict[str, Any]]) -> None:
         for limit in limits:
             if limit.get("rateLimitType") == "REQUEST_WEIGHT":
