@@ -768,10 +768,15 @@ def cmd_symbols(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     """The effective settings and where each came from (flag, env, file, default)."""
+    from binance_lake.config import find_file
+
     settings: Dict[str, Setting] = args.settings
+    path = find_file(args.config)
     if args.json:
-        print(json.dumps({name: {"value": s.value, "source": s.source} for name, s in settings.items()}))
+        print(json.dumps({"config_file": path,
+                          "settings": {name: {"value": s.value, "source": s.source} for name, s in settings.items()}}))
         return 0
+    print(f"# config file: {path or f'none ({CONFIG_FILE} not in the working directory; --config FILE)'}")
     for name, s in settings.items():
         print(f"{name} = {json.dumps(s.value)}  # {s.source}")
     return 0
