@@ -19,7 +19,7 @@ import uuid
 from typing import Any, ContextManager, Iterator, List, Optional, Protocol, Tuple
 
 from binance_lake.crash import crash_point
-from binance_lake.errors import StorageError
+from binance_lake.errors import BadInputError, LakeError, StorageError
 
 TMP_MARK = ".tmp-"
 
@@ -205,7 +205,11 @@ class S3Lake:
     @property
     def s3(self):
         if self._s3 is None:
-            import boto3
+            try:
+                import boto3
+            except ImportError:  # boto3 is the [aws] extra: a local-only install has none
+                raise BadInputError(f"{self.uri} is an S3 lake and boto3 is not installed; "
+                                    "install it with: pip install 'binance-lake[aws]'") from None
 
             self._s3 = boto3.client("s3")
         return self._s3
@@ -216,7 +220,9 @@ class S3Lake:
     def local_path(self, key: str) -> Optional[str]:
         return None
 
-    def _fail(self, key: str, exc: Exception) -> StorageError:
+    def _fail(self, key: str, exc: Exception) -> LakeError:
+        if isinstance(exc, BadInputError):  # boto3 missing: say so, it is not a storage fault
+            return exc
         code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
         if code == "NoSuchBucket":
             return StorageError(f"S3 bucket {self.bucket!r} does not exist; create it or fix --lake {self.uri}")
