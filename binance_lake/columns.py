@@ -121,6 +121,7 @@ def candles_table(symbol: str, interval: str, rows: Sequence[Sequence[Any]], ing
     reasons: List[Optional[str]] = [
         None if isinstance(r, (list, tuple)) and len(r) >= KLINE_FIELDS else "not a kline array of 12 fields"
         for r in rows]
+    rows_ok: Sequence[Sequence[Any]]
     if any(reasons):
         rows_ok = [r[:KLINE_FIELDS] if reasons[i] is None else [None] * KLINE_FIELDS for i, r in enumerate(rows)]
     else:
@@ -220,7 +221,8 @@ def _int_column(values: Sequence[Any], timestamp: bool) -> Tuple[pa.Array, List[
         if timestamp:
             arr = ms_array(arr).cast(pa.timestamp("ms", tz="UTC"))
         return arr, [None] * len(values)
-    out, problems = [], []
+    out: List[Optional[int]] = []
+    problems: List[Optional[str]] = []
     for v in values:
         if v is None or isinstance(v, bool):
             out.append(None)

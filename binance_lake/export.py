@@ -53,7 +53,8 @@ def export_csv(lake: Lake, table_name: str, symbol: str, output: str, start: Opt
 
     table = TABLES[table_name]
     columns = table.report_columns()
-    where, params = [f"{table.symbol_column} = ?"], [symbol]
+    where: List[str] = [f"{table.symbol_column} = ?"]
+    params: List[Any] = [symbol]
     if table is CANDLES:
         if interval:
             interval_ms(interval)  # an unsupported interval is a clear error, not an empty CSV

@@ -173,7 +173,7 @@ class LocalLake:
 
     def list_keys(self, prefix: str) -> List[str]:
         base = self._path(prefix.rstrip("/")) if prefix else self.root
-        keys = []
+        keys: List[str] = []
         for directory, dirs, files in os.walk(base):
             dirs[:] = [d for d in dirs if _visible(d)]
             rel = os.path.relpath(directory, self.root).replace(os.sep, "/")

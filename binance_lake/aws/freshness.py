@@ -107,7 +107,9 @@ def last_closes(lake: Lake, symbols: Sequence[str], intervals: Sequence[str], ti
     """Newest curated close of every configured (symbol, interval): tick result + previous state,
     the curated read where those cannot be trusted."""
     if curated_read is None:
-        from binance_lake.fold import last_closed_candle as curated_read  # pyarrow: the transform bundle
+        from binance_lake.fold import last_closed_candle  # pyarrow: the transform bundle
+
+        curated_read = last_closed_candle
 
     state = read_state(lake, now_ms)
     stored = state["closes"] if state else {}

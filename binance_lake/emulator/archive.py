@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 MICROS_FROM_MS = 1735689600000  # 2025-01-01: spot archive files switch to microseconds
 HEADER = b"open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume," \
          b"taker_buy_quote_volume,ignore\n"
 
 
-def kline_csv(rows: Sequence[Sequence[object]], micros: bool = False, header: bool = False) -> bytes:
+def kline_csv(rows: Sequence[Sequence[Any]], micros: bool = False, header: bool = False) -> bytes:
     """REST kline rows (ms) -> archive CSV bytes, in µs if asked (close time ends in 999 µs)."""
     out = [HEADER] if header else []
     for r in rows:
@@ -51,7 +51,7 @@ def archive_path(symbol: str, interval: str, period: str) -> str:
     return f"data/spot/{kind}/klines/{symbol}/{interval}/{symbol}-{interval}-{period}.zip"
 
 
-def write_file(root: Path, symbol: str, interval: str, period: str, rows: Sequence[Sequence[object]],
+def write_file(root: Path, symbol: str, interval: str, period: str, rows: Sequence[Sequence[Any]],
                micros: Optional[bool] = None, header: bool = False) -> Path:
     """One archive zip and its .CHECKSUM under ``root``; returns the zip's path."""
     rel = archive_path(symbol, interval, period)

@@ -419,13 +419,14 @@ class Emulator:
         with self._lock:
             real = time.time()
             self._roll(real)
+            reply: Optional[Reply]
             if self.geo_blocked:
                 reply, fault_kind = Reply(451, _err_body(0, GEO_BLOCK_MSG)), None
             else:
                 reply, fault_kind = self._gate(real, weight)
             if reply is None:
                 fault, fault_kind = self._faults.pick(path)
-                reply = self._faulted(fault, fault_kind, real) if fault else None
+                reply = self._faulted(fault, fault_kind, real) if fault and fault_kind else None
                 if reply is None:
                     reply = self._dispatch(route, path, pairs, params, query, body_s, headers)
                     reply = self._mangle(reply, fault, fault_kind)
@@ -523,7 +524,7 @@ class Emulator:
                 reply.body = json.dumps(data, separators=(",", ":")).encode()
         return reply
 
-    def _dispatch(self, route: Optional[tuple[int, Callable]], path: str, pairs: list, params: dict,
+    def _dispatch(self, route: Optional[tuple[int, Callable, frozenset]], path: str, pairs: list, params: dict,
                   query: str, body: str, headers: dict[str, str]) -> Reply:
         try:
             if route is None:
@@ -626,7 +627,8 @@ class Emulator:
             except InvalidOperation:
                 raise ApiError(400, -1100, "Illegal characters found in parameter 'recvWindow'; "
                                "legal range is '^[0-9]{1,20}(\\.[0-9]{1,3})?$'.") from None
-            if recv > 60000 or recv < 0 or -recv.as_tuple().exponent > 3:
+            exponent = recv.as_tuple().exponent  # 'n'/'N'/'F' for NaN and Infinity
+            if not isinstance(exponent, int) or recv > 60000 or recv < 0 or -exponent > 3:
                 raise ApiError(400, -1131, "recvWindow must be less than 60000")
         if ts_ms >= ctx.now_ms + 1000:
             raise ApiError(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
@@ -658,8 +660,8 @@ class Emulator:
         rows = [o for o in self._books[symbol].sorted() if not self._archived(o, ctx.now_ms)]
         if order_id is not None:
             rows = [o for o in rows if o["orderId"] >= order_id]
-        if start is not None:
-            rows = [o for o in rows if start <= o["time"] <= end]  # type: ignore[operator]
+        if start is not None and end is not None:  # both or neither, after the capping above
+            rows = [o for o in rows if start <= o["time"] <= end]
         # oldest first from orderId / startTime; else the most recent (up to endTime), ascending
         rows = rows[:limit] if order_id is not None or "startTime" in p else rows[-limit:]
         return _served_orders(rows, ctx)

@@ -51,7 +51,7 @@ class Fault:
     seed: int = 0
     seen: int = field(default=0, init=False)
     fired: int = field(default=0, init=False)
-    _rng: random.Random = field(default=None, init=False, repr=False)  # type: ignore[assignment]
+    _rng: random.Random = field(default_factory=random.Random, init=False, repr=False)  # seeded below
 
     def __post_init__(self) -> None:
         for k in (self.kinds or (self.kind,)):

@@ -88,6 +88,7 @@ class EmulatorServer:
     @property
     def base_url(self) -> str:
         host, port = self._httpd.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host  # typeshed allows bytes
         return f"http://{host}:{port}"
 
     def start(self) -> str:

@@ -63,7 +63,7 @@ def backfill_file(lake: Lake, planned: PlannedFile, cfg: ArchiveConfig) -> FileR
         if result.downloaded:
             lake.write_bytes(f.key, data)  # verified: a replaced file overwrites the old version
         table, header = read_archive_csv(data, f.name)
-        replaced = bool(sidecar) and sidecar.get("published_checksum") != published
+        replaced = bool(sidecar and sidecar.get("published_checksum") != published)
         fold_archive_file(lake, f, table, downloaded_at, planned.first, replaced, result)
     except (ChecksumMismatch, Rejected, BinanceUnavailableError) as exc:
         result.status, result.reason = "failed", str(exc)

@@ -40,6 +40,7 @@ from binance_lake.errors import (
     ClockSkewError,
     GeoBlockedError,
     IpBannedError,
+    LakeError,
     MissingCredentialsError,
     SignatureError,
     UnknownSymbolError,
@@ -489,7 +490,7 @@ def unknown_symbol_message(symbol: str, base_url: str) -> str:
             "check the spelling, e.g. BTCUSDT")
 
 
-def translate_error(what: str, exc: Any, base_url: str) -> BinanceError:
+def translate_error(what: str, exc: Any, base_url: str) -> LakeError:
     code, status, msg = exc.code, exc.status_code, str(getattr(exc, "message", ""))[:200]
     if code == -1121:
         symbol = what.split()[2] if len(what.split()) > 2 else "?"

@@ -141,7 +141,8 @@ def stored_orders(lake: Lake, symbol: str, order_ids: Iterable[int]) -> Dict[int
     Listing plus a few reads, no pyarrow (this runs in the extract Lambda); used only for the
     rare order Binance has archived, whose last state must be carried into its final row.
     """
-    wanted, found = set(order_ids), {}
+    wanted = set(order_ids)
+    found: Dict[int, Dict[str, Any]] = {}
     pages = [((p[0], p[2], p[3]), k) for k in lake.list_keys(layout.raw_prefix(ORDERS, symbol=symbol))
              if (p := layout.parse_order_page(k)) is not None]
     for (_fetched, first, last), key in sorted(pages, reverse=True):  # newest fetch first
