@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 from binance_lake.config import DEFAULTS, Setting, resolve, split_list
 from binance_lake.config import FILE_NAME as CONFIG_FILE
-from binance_lake.errors import EXIT_BAD_INPUT, BadInputError, LakeError
+from binance_lake.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BadInputError, LakeError
 from binance_lake.sources.coverage import RECHECK_HORIZON_MS, RECHECK_POLICIES
 from binance_lake.times import interval_ms
 
@@ -43,7 +43,8 @@ def _intervals(text: str) -> List[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-SYMBOL_HELP = "repeatable or comma-separated, e.g. BTCUSDT,ETHUSDT (binance.us: BTCUSD)"
+SYMBOL_HELP = ("repeatable or comma-separated, e.g. BTCUSDT,ETHUSDT (binance.us: BTCUSD); default: env "
+               f"BINANCE_SYMBOLS, else symbols in {CONFIG_FILE}")
 
 
 def _symbol_arg(parser: argparse.ArgumentParser, help: str = SYMBOL_HELP) -> None:
@@ -51,7 +52,9 @@ def _symbol_arg(parser: argparse.ArgumentParser, help: str = SYMBOL_HELP) -> Non
     parser.add_argument("--symbol", type=_symbols, action="extend", metavar="SYMBOL[,SYMBOL...]", help=help)
 
 
-def _interval_arg(parser: argparse.ArgumentParser, help: str = "repeatable or comma-separated (default 1m)") -> None:
+def _interval_arg(parser: argparse.ArgumentParser,
+                  help: str = f"repeatable or comma-separated (env BINANCE_INTERVALS, {CONFIG_FILE}; default 1m)"
+                  ) -> None:
     parser.add_argument("--interval", type=_intervals, action="extend", metavar="INTERVAL[,INTERVAL...]", help=help)
 
 
@@ -161,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     gp = sub.add_parser("gaps", help="list missing candles; --repair re-fetches them")
     _symbol_arg(gp)
     _interval_arg(gp)
-    gp.add_argument("--repair", action="store_true")
+    gp.add_argument("--repair", action="store_true", help="re-fetch the missing candles from Binance")
     gp.add_argument("--recheck-gaps", choices=RECHECK_POLICIES, default=RECHECK_POLICIES[0],
                     help="with --repair, ask Binance again about recorded exchange gaps (late data): those "
                          f"recorded in the last {RECHECK_HORIZON_MS // 86_400_000} days (recent, the default), "
@@ -807,7 +810,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     except KeyboardInterrupt:
         print("interrupted: everything written so far is consistent; rerun to continue", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,7 @@ EXIT_BAD_INPUT = 2  # the user's input or configuration is wrong (symbol, dates,
 EXIT_REJECTED = 3  # Binance refused the request (bad key, signature, clock skew, ban)
 EXIT_UNAVAILABLE = 4  # Binance or the network stayed unavailable after retries
 EXIT_STORAGE = 5  # the lake could not be read or written
+EXIT_INTERRUPTED = 130  # Ctrl-C: everything written so far is consistent; rerun to continue
 
 
 class Rejected(Exception):

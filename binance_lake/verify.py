@@ -58,7 +58,7 @@ from binance_lake.times import MS_PER_DAY, date_to_ms, interval_ms, ms_to_date, 
 log = logging.getLogger(__name__)
 
 KEYS_SHOWN = 100  # per partition and kind; the counts are always complete
-EXIT_UNREPAIRED = 6  # the CLI's exit code when a mismatch was left (documented in the CLI docstring)
+EXIT_UNREPAIRED = 6  # `verify` left a mismatch unrepaired: rows no raw file explains, a dry run's mismatch, a lock
 
 
 @dataclass(frozen=True)

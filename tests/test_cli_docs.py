@@ -1,0 +1,50 @@
+"""docs/cli.md is the parser's --help, every command, interval, setting and exit code."""
+
+from __future__ import annotations
+
+import re
+import runpy
+from pathlib import Path
+
+import pytest
+
+from binance_lake.cli import main
+from binance_lake.config import KEYS
+from binance_lake.times import INTERVAL_MS
+
+REPO = Path(__file__).resolve().parents[1]
+gen = runpy.run_path(str(REPO / "scripts" / "gen_cli_docs.py"))
+
+
+def test_cli_md_is_current():
+    """Fails when a flag or command changes without `python scripts/gen_cli_docs.py`."""
+    assert (REPO / "docs" / "cli.md").read_text() == gen["render"](), "run: python scripts/gen_cli_docs.py"
+
+
+def _blocks() -> dict:
+    text = (REPO / "docs" / "cli.md").read_text()
+    return dict(re.findall(r"^## `(binance-lake[^`]*)`\n\n```text\n(.*?)\n```", text, re.M | re.S))
+
+
+COMMANDS = [("binance-lake",), ("sync",), ("sync", "candles"), ("sync", "orders"), ("backfill",), ("transform",),
+            ("verify",), ("status",), ("symbols",), ("gaps",), ("query",), ("export",), ("config",), ("emulator",)]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_each_command_help_is_in_the_doc(command, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", gen["WIDTH"])
+    argv = [] if command == ("binance-lake",) else list(command)
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--help"])
+    assert exc.value.code == 0
+    title = "binance-lake" + "".join(f" {c}" for c in argv)
+    assert _blocks()[title] == capsys.readouterr().out.rstrip()
+
+
+def test_doc_lists_every_command_interval_setting_and_exit_code():
+    text = (REPO / "docs" / "cli.md").read_text()
+    assert len(_blocks()) == len(COMMANDS)  # a new command gets a section (and a row above)
+    assert all(f"`{i}`" in text for i in INTERVAL_MS)
+    assert all(f"| `{k.name}` | `{k.flag}` | `{k.env}` |" in text for k in KEYS)
+    for code in (0, 2, 3, 4, 5, 6, 130):
+        assert re.search(rf"^\| {code} \| ", text, re.M), code
