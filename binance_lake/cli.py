@@ -325,10 +325,11 @@ def _open(args: argparse.Namespace) -> Any:
 # -- commands -----------------------------------------------------------------------------
 
 
-def _runs_total(summaries: List[Dict[str, Any]], failed: int, seconds: float) -> Dict[str, Any]:
+def _runs_total(summaries: List[Dict[str, Any]], failed: int, seconds: float, requests: int) -> Dict[str, Any]:
+    """``requests``: the shared client's count, including the exchangeInfo call no symbol owns."""
     return {"runs": len(summaries), "failed": failed,
             "rows": sum(s.get("rows_fetched", s.get("rows", 0)) for s in summaries),
-            "requests": sum(s.get("requests", 0) for s in summaries),
+            "requests": requests,
             "weight_used": max([s.get("weight_used", 0) for s in summaries] or [0]), "seconds": round(seconds, 3)}
 
 
@@ -377,7 +378,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             summaries.append(s)
             _print_summary(args, s, line)
     if len(runs) > 1:
-        total = _runs_total(summaries, len(codes), time.time() - began)
+        total = _runs_total(summaries, len(codes), time.time() - began, client.stats.requests)
         _print_summary(args, {"total": total},
                        f"sync {args.table} total: {total['runs']} of {len(runs)} runs done ({total['failed']} failed), "
                        f"{total['rows']} rows fetched, weight used {total['weight_used']}, "
