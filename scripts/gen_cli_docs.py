@@ -42,7 +42,7 @@ def exit_codes() -> List[Tuple[int, str, str]]:
 def render() -> str:
     os.environ["COLUMNS"] = WIDTH
     sys.path.insert(0, str(REPO))
-    from binance_lake.cli import build_parser
+    from binance_lake.cli import USES_CONFIG_SYMBOLS, build_parser
     from binance_lake.config import FILE_NAME, KEYS
     from binance_lake.times import INTERVAL_MS
 
@@ -75,7 +75,15 @@ def render() -> str:
         f"Five settings can live in `{FILE_NAME}` (in the working directory, or `--config FILE`). Each is",
         "taken from the flag, else the environment variable, else the file, else the default;",
         "`binance-lake config` prints the effective values and where each came from. An unknown key or a",
-        "wrong type is exit 2 naming the key.",
+        "wrong type is exit 2 naming the key. Configured symbols are used by "
+        + ", ".join(f"`{c}`" for c in sorted(USES_CONFIG_SYMBOLS)) + " when no `--symbol` is given;",
+        "`transform` without `--symbol` curates every symbol, `symbols` lists the whole exchange.",
+        "",
+        "With several symbols or intervals, `sync` prints one line per symbol and interval, then a",
+        "`total` line; they share one client, so one exchangeInfo call and one weight budget serve",
+        "them all. A symbol that fails with bad input (exit 2, e.g. unknown) is reported and the others",
+        "continue; the exit code is then 2. `--quote ASSET` takes every TRADING symbol quoted in ASSET",
+        "and prints their count first (stderr).",
         "",
         "| key | flag | environment | default | meaning |",
         "|---|---|---|---|---|",
