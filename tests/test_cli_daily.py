@@ -186,3 +186,21 @@ def test_readme_limit_range_matches_the_code(run):
     assert "--limit 1..1000" in readme and "500..1000" not in readme
     for n, code in (("0", 2), ("1001", 2)):
         assert run("sync", "orders", "--symbol", "BTCUSDT", "--limit", n, "--base-url", run.base_url)[0] == code
+
+
+def test_several_symbols_json_is_one_object_per_line(run):
+    code, out, _ = run("sync", "candles", "--symbol", "BTCUSDT,BTCUSD", *HOURS, "--json", "--base-url", run.base_url)
+    assert code == 0
+    objects = [json.loads(line) for line in out.strip().splitlines()]
+    assert [o.get("symbol") for o in objects[:2]] == ["BTCUSDT", "BTCUSD"]
+    assert objects[-1]["total"]["rows"] == 240 and objects[-1]["total"]["runs"] == 2
+    # The total counts every request of the shared client (the exchangeInfo call no symbol owns too).
+    assert objects[-1]["total"]["requests"] > sum(o["requests"] for o in objects[:2])
+
+
+def test_gaps_takes_several_symbols(run):
+    run("sync", "candles", "--symbol", "BTCUSDT,BTCUSD", *HOURS, "--base-url", run.base_url)
+    code, out, _ = run("gaps", "--symbol", "BTCUSDT", "--symbol", "BTCUSD")
+    assert code == 0
+    assert out.splitlines() == ["gaps BTCUSDT: 0 gaps in 120 candles, exchange gaps 0",
+                                "gaps BTCUSD: 0 gaps in 120 candles, exchange gaps 0"]
