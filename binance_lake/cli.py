@@ -1,7 +1,9 @@
 """The ``binance-lake`` command.
 
-Every command ends with a one-line summary on stdout (JSON with ``--json``); progress
-and logs go to stderr. Exit codes: 0 ok, 2 bad input or configuration, 3 Binance
+Every command ends with a one-line summary on stdout (JSON with ``--json``; one per symbol
+and interval, then a total, when several are asked for); progress and logs go to stderr.
+Settings resolve flag > env > binance-lake.toml > default (config.py). docs/cli.md is generated
+from this parser (scripts/gen_cli_docs.py). Exit codes: 0 ok, 2 bad input or configuration, 3 Binance
 refused (key, signature, clock, ban), 4 Binance/network unavailable, 5 storage error,
 6 ``verify`` left a mismatch unrepaired (rows raw cannot explain, a dry run's mismatch, a lock).
 """
@@ -24,8 +26,6 @@ from binance_lake.sources.coverage import RECHECK_HORIZON_MS, RECHECK_POLICIES
 from binance_lake.times import interval_ms
 
 log = logging.getLogger("binance_lake")
-
-DEFAULT_LAKE = "./lake"
 
 
 def _symbols(text: str) -> List[str]:
