@@ -204,3 +204,21 @@ def test_gaps_takes_several_symbols(run):
     assert code == 0
     assert out.splitlines() == ["gaps BTCUSDT: 0 gaps in 120 candles, exchange gaps 0",
                                 "gaps BTCUSD: 0 gaps in 120 candles, exchange gaps 0"]
+
+
+def test_backfill_takes_comma_separated_symbols_and_intervals(run, emulator, tmp_path):
+    """Archive only (a file:// mirror built from the emulator's ground truth): 2 symbols x 2 intervals."""
+    from binance_lake.emulator import archive as fake
+
+    root = tmp_path / "archive"
+    start, end = fake.period_range("2024-01")
+    for symbol in ("BTCUSDT", "BTCUSD"):
+        for interval in ("1m", "1h"):
+            fake.write_file(root, symbol, interval, "2024-01", emulator.klines(symbol, interval, start, end))
+    code, out, err = run("backfill", "--symbol", "BTCUSDT,BTCUSD", "--interval", "1m,1h", "--start", "2024-01",
+                         "--end", "2024-02", "--no-rest", "--archive-url", root.as_uri())
+    assert code == 0, err
+    assert [line.split(":")[0] for line in out.strip().splitlines()] == [
+        "backfill BTCUSDT", "backfill BTCUSDT 1h", "backfill BTCUSD", "backfill BTCUSD 1h"]
+    assert _held(run) == {("BTCUSDT", "1m", 31 * 1440), ("BTCUSDT", "1h", 31 * 24),
+                          ("BTCUSD", "1m", 31 * 1440), ("BTCUSD", "1h", 31 * 24)}
