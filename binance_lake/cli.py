@@ -2,8 +2,10 @@
 
 Every command ends with a one-line summary on stdout (JSON with ``--json``); progress
 and logs go to stderr. Exit codes: 0 ok, 2 bad input or configuration, 3 Binance
-refused (key, signature, clock, ban), 4 Binance/network unavailable, 5 storage error,
-6 ``verify`` left a mismatch unrepaired (rows raw cannot explain, a dry run's mismatch, a lock).
+refused (key, signature, clock, ban), 4 Binance/network unavailable, 5 storage error (also:
+a stored archive zip fails its sha256 check; `backfill` again restores it), 6 needs attention:
+``verify`` left a mismatch unrepaired (rows raw cannot explain, a dry run's mismatch, a lock),
+or ``transform`` met a raw page that does not parse or kept curated rows no raw page explains.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import sys
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
-from binance_lake.errors import LakeError
+from binance_lake.errors import EXIT_ATTENTION, EXIT_STORAGE, LakeError
 from binance_lake.sources.coverage import RECHECK_HORIZON_MS, RECHECK_POLICIES
 
 log = logging.getLogger("binance_lake")
@@ -332,6 +334,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
                 print(f"warning: {f['file']} not used ({f['reason']})", file=sys.stderr)
             lines.append(f"backfill {symbol}: {s['rows']} archive rows from {s['files_curated']} files "
                          f"({s['files_downloaded']} downloaded, {s['files_up_to_date']} already verified, "
+                         f"{s['files_restored']} damaged and restored, "
                          f"{s['files_failed']} failed), archive to {s['archive_end']}, "
                          f"{s['rest_rows']} REST rows for {len(s['rest_ranges'])} ranges, "
                          f"exchange gaps {len(s['exchange_gaps'])}, {s['seconds']}s")
@@ -359,8 +362,13 @@ def cmd_transform(args: argparse.Namespace) -> int:
         result = sync.transform(lake, symbols=args.symbol)
     s = result.summary()
     _print_summary(args, s, f"transform: {s['rows_written']} rows in {s['partitions']} partitions, "
-                             f"{s['quarantined_rows']} rows and {s['quarantined_files']} files quarantined")
-    return 0
+                             f"{s['quarantined_rows']} rows and {s['quarantined_files']} files quarantined"
+                             + (f", {s['unexplained_rows']} curated rows no readable raw file explains kept"
+                                if s["unexplained_rows"] else ""))
+    for key in result.unusable_raw:
+        print(f"warning: raw file {key} does not parse; moved to quarantine/, the curated rows it explained "
+              "are kept. Rerun the sync of its range to fetch it again", file=sys.stderr)
+    return EXIT_ATTENTION if result.needs_attention else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -376,15 +384,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from binance_lake.query import connect, orders_status, status
+    from binance_lake.sources.archive import stored_damage
 
     lake = _open(args)
     con = connect(lake)
     candles = [s.as_dict() for s in status(lake, con)]
     orders = orders_status(con)
-    summary = {"lake": args.lake, "candles": candles, "orders": orders}
+    damaged = stored_damage(lake, [(c["symbol"], c["interval"]) for c in candles])
+    summary = {"lake": args.lake, "candles": candles, "orders": orders, "damaged": damaged}
+    code = EXIT_STORAGE if damaged else 0
+    for message in damaged:
+        print(f"error: {message}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary, default=str))
-        return 0
+        return code
     if not candles and not orders:
         print(f"lake {args.lake}: empty (run `binance-lake sync candles --symbol BTCUSDT`)")
         return 0
@@ -399,8 +412,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     for o in orders:
         print(f"{o['symbol']} orders: {o['orders']} (max id {o['max_order_id']}, {o['open_orders']} open), "
               f"last update {o['last_update']}")
-    print(f"lake {args.lake}: {sum(c['rows'] for c in candles)} candles, {sum(o['orders'] for o in orders)} orders")
-    return 0
+    print(f"lake {args.lake}: {sum(c['rows'] for c in candles)} candles, {sum(o['orders'] for o in orders)} orders"
+          + (f", {len(damaged)} damaged stored files (see above)" if damaged else ""))
+    return code
 
 
 def cmd_gaps(args: argparse.Namespace) -> int:

@@ -16,6 +16,13 @@ dedupe key, every column exact (decimals as ``Decimal``, times as instants):
 * ``gaps``: minutes missing in both, inside the range raw claims, minus the
   exchange gaps Binance confirmed (those are not ours to fill).
 * ``locked``: the symbol's transform lock could not be had in time.
+* ``damaged``: a stored archive zip of the day fails its sha256 check (or does not open);
+  the partition is left as it is, the message names the file and the backfill that restores
+  it, and the run exits 5.
+
+The derivation is the fold's own (:func:`binance_lake.fold.derive_candle_day`,
+:func:`binance_lake.fold.derive_orders`), so verify and ``transform --rebuild`` agree on
+every partition, a damaged raw page included (``raw-missing``, exit 6, for both).
 
 Each partition is read, compared and rewritten under the same per-symbol lock as the
 transform (``binance_lake.lock``), so verify never interleaves with the 5-minute run.
@@ -43,22 +50,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from binance_lake import layout
-from binance_lake.columns import arrow_schema, candles_table, dedupe, orders_table
-from binance_lake.errors import BadInputError, Rejected, StorageError
-from binance_lake.fold import read_partition, write_partition
+from binance_lake.columns import arrow_schema
+from binance_lake.errors import EXIT_ATTENTION, EXIT_STORAGE, BadInputError, DamagedFileError, Rejected, StorageError
+from binance_lake.fold import derive_candle_day, derive_orders, keep_unexplained, read_partition, write_partition
 from binance_lake.lake import Lake
 from binance_lake.lock import WAIT_S, lake_lock
 from binance_lake.query import subtract_ranges
 from binance_lake.schema import CANDLES, ORDERS, Table
 from binance_lake.sources.archive import StoredArchive
 from binance_lake.sources.coverage import archive_coverage, exchange_gaps, missing_ranges, raw_coverage
-from binance_lake.sources.rest.raw import read_raw
 from binance_lake.times import MS_PER_DAY, date_to_ms, interval_ms, ms_to_date, ms_to_iso
 
 log = logging.getLogger(__name__)
 
 KEYS_SHOWN = 100  # per partition and kind; the counts are always complete
-EXIT_UNREPAIRED = 6  # the CLI's exit code when a mismatch was left (documented in the CLI docstring)
+EXIT_UNREPAIRED = EXIT_ATTENTION  # a mismatch was left (documented in the CLI docstring)
 
 
 @dataclass(frozen=True)
@@ -170,7 +176,7 @@ def symbol_context(lake: Lake, symbol: str, interval: str) -> Dict[str, Any]:
     return {"claim": claim, "exchange_gaps": [list(g) for g in exchange_gaps(lake, symbol, interval)]}
 
 
-# -- re-derivation (the rebuild path of binance_lake.fold, without its side effects) ----------
+# -- re-derivation: the fold's own rule (binance_lake.fold.derive_*), without its side effects --
 
 
 @dataclass
@@ -180,60 +186,15 @@ class Derived:
     unusable_raw: List[str] = field(default_factory=list)
 
 
-def _read_pages(lake: Lake, keys: Sequence[str], table: str, out: Derived) -> List[Tuple[str, int, List[Any]]]:
-    pages = []
-    for key in keys:
-        try:
-            fetched_at, rows = read_raw(lake, key, table)
-        except (KeyError, Rejected):
-            out.unusable_raw.append(key)  # the transform quarantines these; verify only reports them
-            continue
-        pages.append((key, fetched_at, rows))
-    return pages
-
-
-def derive_candles(lake: Lake, symbol: str, interval: str, date: str) -> Derived:
-    """The day's candles as ``transform --rebuild`` writes them: archive share, then each REST
-    page in key order, deduplicated on open time (latest fetch wins)."""
-    out = Derived(StoredArchive(lake, symbol, interval).rows(date))
-    raw_dir = layout.raw_partition(CANDLES.name, symbol, date, interval)
-    for key, fetched_at, rows in _read_pages(lake, sorted(lake.list_keys(raw_dir)), CANDLES.name, out):
-        new, rejected = candles_table(symbol, interval, rows, [fetched_at] * len(rows), [key] * len(rows), date)
-        out.rejected_rows += len(rejected)
-        out.rows = new if out.rows is None else pa.concat_tables([out.rows, new])
-    if out.rows is not None:
-        out.rows = dedupe(out.rows, CANDLES)
-    return out
-
-
-def derive_orders(lake: Lake, symbol: str, date: str) -> Derived:
-    """Orders created on ``date`` as ``transform --rebuild`` writes them.
-
-    Raw order pages are filed by fetch date, and an order is fetched after it is created,
-    so only pages from the day before ``date`` on can hold it (one day of slack for a
-    fetching clock behind Binance's).
-    """
-    out = Derived(None)
-    base = layout.raw_prefix(ORDERS, symbol=symbol)
-    first = ms_to_date(date_to_ms(date) - MS_PER_DAY)
-    keys = sorted(k for d in lake.list_children(base) if "date" in layout.values_of(d)
-                  and layout.value_of(d) >= first for k in lake.list_keys(layout.child(base, d)))
-    pages = _read_pages(lake, keys, ORDERS.name, out)
-    rows = [r for _, _, page in pages for r in page]
-    new, rejected = orders_table(rows, [f for _, f, page in pages for _ in page],
-                                 [k for k, _, page in pages for _ in page])
-    out.rejected_rows = len(rejected)
-    if new.num_rows:
-        new = new.filter(pc.equal(new["symbol"], symbol))  # the transform quarantined the others
-        new = new.filter(pc.equal(pc.strftime(new["order_time"], format="%Y-%m-%d"), date))
-    out.rows = dedupe(new, ORDERS) if new.num_rows else None
-    return out
-
-
 def derive(lake: Lake, ref: PartitionRef) -> Derived:
+    """The partition exactly as ``transform --rebuild`` derives it (the same function); raises
+    ``DamagedFileError`` for a stored archive zip that fails its sha256 check."""
     if ref.table == "candles":
-        return derive_candles(lake, ref.symbol, ref.interval, ref.date)
-    return derive_orders(lake, ref.symbol, ref.date)
+        d = derive_candle_day(lake, ref.symbol, ref.interval, ref.date,
+                              StoredArchive(lake, ref.symbol, ref.interval))
+    else:
+        d = derive_orders(lake, ref.symbol, [ref.date])
+    return Derived(d.days.get(ref.date), d.rejected_rows, sorted([*d.unusable, *d.missing]))
 
 
 # -- comparison ---------------------------------------------------------------------------------
@@ -284,7 +245,11 @@ def verify_partition(lake: Lake, ref: PartitionRef, opts: VerifyOptions,
 
 def _check(lake: Lake, ref: PartitionRef, rule: TableRule, opts: VerifyOptions, report: PartitionReport,
            context: Optional[Dict[str, Any]]) -> None:
-    derived = derive(lake, ref)
+    try:
+        derived = derive(lake, ref)
+    except DamagedFileError as exc:  # reported, and the partition left as it is: a source is missing
+        report.status, report.reason = "damaged", str(exc)
+        return
     report.rejected_rows, report.unusable_raw = derived.rejected_rows, derived.unusable_raw
     report.rows_derived = derived.rows.num_rows if derived.rows is not None else 0
     try:
@@ -336,8 +301,9 @@ def _repair(lake: Lake, ref: PartitionRef, rule: TableRule, opts: VerifyOptions,
         if opts.quarantine_unexplained:
             report.quarantined = _quarantine(lake, ref, opts, unexplained)
         else:
-            # Kept as they are: raw cannot vouch for them, and curated may be their only copy.
-            rows = dedupe(pa.concat_tables([rows, unexplained.cast(rows.schema)]), rule.table)
+            # Kept as they are: raw cannot vouch for them, and curated may be their only copy
+            # (the rebuild's rule, binance_lake.fold.keep_unexplained).
+            rows = keep_unexplained(curated, rows, rule.table)[0]
     write_partition(lake, ref.path, rows.cast(schema))
     report.repaired = True
 
@@ -360,7 +326,7 @@ def _keep_unreadable(lake: Lake, ref: PartitionRef, opts: VerifyOptions) -> None
 
 
 def _status(report: PartitionReport) -> str:
-    if report.extra:
+    if report.extra or report.unusable_raw:
         return "raw-missing"
     if report.differs:
         return "repaired" if report.repaired else "mismatch"
@@ -385,14 +351,14 @@ class VerifyReport:
 
     def summary(self) -> Dict[str, Any]:
         by = {s: sum(1 for p in self.partitions if p.status == s)
-              for s in ("ok", "repaired", "mismatch", "raw-missing", "gaps", "locked")}
+              for s in ("ok", "repaired", "mismatch", "raw-missing", "gaps", "locked", "damaged")}
         return {"partitions": len(self.partitions), **{k.replace("-", "_"): v for k, v in by.items()},
                 "with_gaps": sum(1 for p in self.partitions if p.gap_minutes),
                 "gap_minutes": sum(p.gap_minutes for p in self.partitions),
                 "rows_missing": sum(p.missing for p in self.partitions),
                 "rows_extra": sum(p.extra for p in self.partitions),
                 "rows_changed": sum(p.changed for p in self.partitions),
-                "unrepaired": by["mismatch"] + by["raw-missing"] + by["locked"]}
+                "unrepaired": by["mismatch"] + by["raw-missing"] + by["locked"] + by["damaged"]}
 
     def as_dict(self) -> Dict[str, Any]:
         return {"run_id": self.run_id, "lake": self.lake, "interval": self.interval, "symbols": self.symbols,
@@ -405,9 +371,11 @@ class VerifyReport:
         span = f"{self.dates[0]}..{self.dates[-1]}" if self.dates else "-"
         return (f"verify {span} ({self.mode}, {len(self.symbols)} symbols): {s['partitions']} partitions, "
                 f"{s['ok']} ok, {s['repaired']} repaired, {s['mismatch']} mismatched, {s['raw_missing']} raw-missing, "
-                f"{s['locked']} locked; rows {s['rows_missing']} missing, {s['rows_changed']} changed, "
+                f"{s['locked']} locked, {s['damaged']} damaged; "
+                f"rows {s['rows_missing']} missing, {s['rows_changed']} changed, "
                 f"{s['rows_extra']} unexplained; {s['with_gaps']} partitions with gaps ({s['gap_minutes']} minutes)"
-                + (f"; report {self.report_key}" if self.report_key else ""))
+                + (f"; report {self.report_key}" if self.report_key else "")
+                + "".join(f"\n{p.partition}: {p.reason}" for p in self.partitions if p.status == "damaged"))
 
 
 def new_run_id(given: Optional[str] = None) -> str:
@@ -452,7 +420,11 @@ def finish(lake: Lake, report: VerifyReport, write: bool = True) -> VerifyReport
 
 
 def exit_code(report: VerifyReport) -> int:
-    return EXIT_UNREPAIRED if report.summary()["unrepaired"] else 0
+    """5 if a stored file is damaged (rerun backfill), 6 if anything else was left unrepaired."""
+    s = report.summary()
+    if s["damaged"]:
+        return EXIT_STORAGE
+    return EXIT_UNREPAIRED if s["unrepaired"] else 0
 
 
 def _now_iso() -> str:

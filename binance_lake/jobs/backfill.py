@@ -21,6 +21,7 @@ from binance_lake.errors import (
     BadInputError,
     BinanceError,
     BinanceUnavailableError,
+    DamagedFileError,
     GeoBlockedError,
     IpBannedError,
     Rejected,
@@ -33,7 +34,9 @@ from binance_lake.sources.archive import (
     ChecksumMismatch,
     FileProgress,
     FileResult,
+    NotInArchive,
     PlannedFile,
+    checked_zip,
     month_of,
     plan_files,
     read_archive_csv,
@@ -57,6 +60,10 @@ def backfill_file(lake: Lake, planned: PlannedFile, cfg: ArchiveConfig) -> FileR
     sidecar = read_sidecar(lake, f)
     if sidecar and sidecar.get("published_checksum") == published and not cfg.force:
         result.status, result.rows = "up-to-date", int(sidecar.get("rows", 0))
+        try:
+            checked_zip(lake, f)  # "verified once" is not enough: the stored copy may have been damaged since
+        except DamagedFileError as exc:
+            restore_file(lake, planned, cfg, result, exc)
         return result
     try:
         data, downloaded_at, result.downloaded = verified_zip(lake, f, published, cfg)
@@ -76,6 +83,25 @@ def backfill_file(lake: Lake, planned: PlannedFile, cfg: ArchiveConfig) -> FileR
     write_sidecar(lake, f, body)
     result.status = "curated"
     return result
+
+
+def restore_file(lake: Lake, planned: PlannedFile, cfg: ArchiveConfig, result: FileResult,
+                 damage: DamagedFileError) -> None:
+    """Replace a damaged stored zip with a fresh download that hashes to the published sha256.
+
+    The sidecar already records that sha256, so the new bytes are the ones curated was made
+    from, byte for byte: nothing is re-folded and the sidecar (the coverage claim) stays.
+    """
+    f = planned.file
+    log.warning("%s; re-downloading it", damage)
+    try:
+        data, _, _ = verified_zip(lake, f, str(planned.published), cfg)
+    except (ChecksumMismatch, BinanceUnavailableError, NotInArchive) as exc:
+        result.status, result.reason = "failed", f"{damage}; the re-download failed too: {exc or 'not in the archive'}"
+        log.error("archive file %s not restored: %s", f.name, result.reason)
+        return
+    lake.write_bytes(f.key, data)
+    result.status, result.downloaded = "restored", True
 
 
 # -- backfill: archive files through the fold, then REST for the holes and the tail ----------
@@ -109,6 +135,7 @@ class BackfillResult:
             "symbol": self.symbol, "start": ms_to_iso(self.start), "end": ms_to_iso(self.end),
             "files_curated": self.count("curated"), "files_up_to_date": self.count("up-to-date"),
             "files_missing": self.count("missing"), "files_failed": self.count("failed"),
+            "files_restored": self.count("restored"),
             "files_downloaded": sum(1 for f in self.files if f.downloaded),
             "rows": self.rows, "rejected_rows": sum(f.rejected for f in self.files),
             "failed": [{"file": f.file, "reason": f.reason} for f in self.files if f.status == "failed"],
