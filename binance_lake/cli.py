@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -109,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--quarantine-unexplained", action="store_true",
                     help="move curated rows no raw file explains to quarantine/ (default: keep them)")
     vf.add_argument("--lock-wait", type=float, default=600.0, help="seconds to wait for a running transform")
+    vf.add_argument("--against-archive", action="store_true",
+                    help="also compare each day's REST candles with its published daily archive file, per "
+                         "minute; the archive wins (folded in unless --dry-run), REST pages stay in raw")
+    vf.add_argument("--archive-url", default=os.environ.get("BINANCE_ARCHIVE_URL", "https://data.binance.vision"),
+                    help="archive base URL for --against-archive (env BINANCE_ARCHIVE_URL)")
     _common(vf)
 
     st = sub.add_parser("status", help="per symbol: first/last candle, rows, gaps, last run")
@@ -377,9 +383,38 @@ def cmd_verify(args: argparse.Namespace) -> int:
     dates = verify.date_range(verify.now_ms(), args.days_back, args.start, args.end)
     opts = verify.VerifyOptions(repair=not args.dry_run, quarantine_unexplained=args.quarantine_unexplained,
                                 lock_wait_s=args.lock_wait)
-    report = verify.verify(_open(args), args.symbol, args.interval, dates, opts)
-    _print_summary(args, report.as_dict(), report.line())
-    return verify.exit_code(report)
+    lake = _open(args)
+    report = verify.verify(lake, args.symbol, args.interval, dates, opts)
+    if not args.against_archive:
+        _print_summary(args, report.as_dict(), report.line())
+        return verify.exit_code(report)
+    checks = _against_archive(args, lake, dates)
+    unsettled = [c for c in checks if c.status in ("mismatch", "failed")]
+    counts = {s: sum(1 for c in checks if c.status == s)
+              for s in ("match", "settled", "mismatch", "adopted", "not-published", "no-rest", "failed")}
+    line = (report.line() + "\nagainst the archive: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+            + f" ({len(checks)} days)")
+    _print_summary(args, {**report.as_dict(), "against_archive": [dataclasses.asdict(c) for c in checks]}, line)
+    return max(verify.exit_code(report), EXIT_ATTENTION if unsettled else 0)
+
+
+def _against_archive(args: argparse.Namespace, lake: Any, dates: Sequence[str]) -> List[Any]:
+    from binance_lake.jobs.backfill import verify_against_archive
+    from binance_lake.sources.archive import ArchiveConfig
+
+    cfg = ArchiveConfig(base_url=args.archive_url, workers=1)
+    checks = verify_against_archive(lake, args.symbol, args.interval, dates, cfg, adopt=not args.dry_run)
+    for c in checks:
+        if c.status == "failed":
+            print(f"warning: {c.symbol} {c.date}: archive file {c.file} not compared: {c.reason}", file=sys.stderr)
+        for d in c.differences[:10]:
+            print(f"{c.symbol} {d['minute']} {d['column']}: REST {d['rest']}, archive {d['archive']}"
+                  + (" (archive folded in)" if c.status == "adopted" else ""), file=sys.stderr)
+        for minute in c.only_archive_minutes[:10]:
+            print(f"{c.symbol} {minute}: only in the archive", file=sys.stderr)
+        for minute in c.only_rest_minutes[:10]:
+            print(f"{c.symbol} {minute}: only in REST", file=sys.stderr)
+    return checks
 
 
 def cmd_status(args: argparse.Namespace) -> int:

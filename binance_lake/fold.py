@@ -363,14 +363,15 @@ class Derivation:
             yield key, fetched_at, rows
 
 
-def derive_candle_day(lake: Lake, symbol: str, interval: str, date: str, archive: StoredArchive,
+def derive_candle_day(lake: Lake, symbol: str, interval: str, date: str, archive: Optional[StoredArchive],
                       known_keys: Sequence[str] = ()) -> Derivation:
     """A day's candles from all of its sources: the stored archive share (checked against its
     sha256; a damaged zip raises ``DamagedFileError``), then each REST page of the day in key
-    order, deduplicated on open time (a later fetch wins a minute both hold)."""
+    order, deduplicated on open time (a later fetch wins a minute both hold).
+    ``archive=None``: the REST pages alone (``verify --against-archive``)."""
     raw_dir = layout.raw_partition(CANDLES.name, symbol, date, interval)
     out = Derivation(keys=sorted(set(known_keys) | set(lake.list_keys(raw_dir))))
-    rows = archive.rows(date)
+    rows = archive.rows(date) if archive is not None else None
     for key, fetched_at, page in out.read(lake, CANDLES.name):
         new, rejected = candles_table(symbol, interval, page, [fetched_at] * len(page), [key] * len(page), date)
         if rejected:

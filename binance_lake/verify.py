@@ -50,14 +50,31 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from binance_lake import layout
-from binance_lake.columns import arrow_schema
-from binance_lake.errors import EXIT_ATTENTION, EXIT_STORAGE, BadInputError, DamagedFileError, Rejected, StorageError
+from binance_lake.columns import arrow_schema, candles_from_arrow
+from binance_lake.errors import (
+    EXIT_ATTENTION,
+    EXIT_STORAGE,
+    BadInputError,
+    BinanceUnavailableError,
+    DamagedFileError,
+    Rejected,
+    StorageError,
+)
 from binance_lake.fold import derive_candle_day, derive_orders, keep_unexplained, read_partition, write_partition
 from binance_lake.lake import Lake
 from binance_lake.lock import WAIT_S, lake_lock
 from binance_lake.query import subtract_ranges
 from binance_lake.schema import CANDLES, ORDERS, Table
-from binance_lake.sources.archive import StoredArchive
+from binance_lake.sources.archive import (
+    ArchiveConfig,
+    ArchiveFile,
+    ChecksumMismatch,
+    NotInArchive,
+    StoredArchive,
+    published_checksum,
+    read_archive_csv,
+    verified_zip,
+)
 from binance_lake.sources.coverage import archive_coverage, exchange_gaps, missing_ranges, raw_coverage
 from binance_lake.times import MS_PER_DAY, date_to_ms, interval_ms, ms_to_date, ms_to_iso
 
@@ -433,6 +450,118 @@ def _now_iso() -> str:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+# -- REST against the public archive (verify --against-archive) ---------------------------------
+#
+# Binance publishes each day's kline file the next day, built from the same /api/v3/klines
+# endpoint, with a sha256 .CHECKSUM (binance-public-data README,
+# https://github.com/binance/binance-public-data). Once out, it is Binance's settled word on that
+# day, so where it and the lake's REST candles differ the archive wins: the backfill folds the
+# verified daily zip as the newest fetch (the fold's "latest fetch wins" keeps it on a rebuild);
+# the REST pages stay in raw, untouched (binance_lake.jobs.backfill.verify_against_archive).
+
+ARCHIVE_VALUE_COLUMNS = [c.name for c in CANDLES.columns if isinstance(c.source, int)]  # Binance's fields
+
+
+@dataclass
+class ArchiveCheck:
+    """One day's REST candles compared with that day's archive file, minute by minute."""
+
+    symbol: str
+    interval: str
+    date: str
+    file: str
+    # match | settled (they differ, curated already holds the archive's values) | mismatch (curated
+    # does not) | adopted (mismatch, then the archive was folded in) | not-published | no-rest | failed
+    status: str = "match"
+    published: Optional[str] = None
+    minutes_compared: int = 0  # minutes inside the REST pages' windows
+    only_archive: int = 0  # the archive has them, REST answered without them
+    only_rest: int = 0
+    differing: int = 0
+    unsettled: int = 0  # differing or archive-only minutes where curated does not hold the archive's row
+    only_archive_minutes: List[str] = field(default_factory=list)
+    only_rest_minutes: List[str] = field(default_factory=list)
+    differences: List[Dict[str, str]] = field(default_factory=list)  # {minute, column, rest, archive}
+    reason: str = ""
+
+    @property
+    def mismatched(self) -> bool:
+        return bool(self.only_archive or self.only_rest or self.differing)
+
+
+def against_archive(lake: Lake, symbol: str, interval: str, date: str, cfg: ArchiveConfig) -> ArchiveCheck:
+    """Compare the lake's REST candles of ``date`` with the day's published archive file."""
+    f = ArchiveFile(symbol, interval, date)
+    check = ArchiveCheck(symbol, interval, date, f.name)
+    rest_day = derive_candle_day(lake, symbol, interval, date, None)
+    rest = rest_day.days.get(date)
+    try:
+        check.published = published_checksum(f, cfg)
+        if check.published is None:
+            check.status = "not-published"
+            return check
+        if rest is None or rest.num_rows == 0:
+            check.status = "no-rest"
+            return check
+        data, _, _ = verified_zip(lake, f, check.published, cfg)
+        raw, _ = read_archive_csv(data, f.name)
+    except (BinanceUnavailableError, ChecksumMismatch, NotInArchive, Rejected, ValueError) as exc:
+        check.status, check.reason = "failed", str(exc) or type(exc).__name__
+        return check
+    archived = _within(candles_from_arrow(symbol, interval, raw, 0, f.key, date)[0], rest_day.keys, rest)
+    diff = _compare_sources(rest, archived, check)
+    if check.mismatched:
+        path = layout.partition(CANDLES, interval=interval, symbol=symbol, date=date)
+        check.unsettled = _unsettled(lake, path, archived, [*diff.changed, *diff.missing])
+        check.status = "mismatch" if check.unsettled else "settled"
+    return check
+
+
+def _unsettled(lake: Lake, path: str, archived: pa.Table, keys: Sequence[Any]) -> int:
+    """How many of ``keys`` curated does not hold as the archive has them (the archive wins)."""
+    try:
+        curated = read_partition(lake, path, CANDLES)
+    except Rejected:
+        curated = None
+    key = "candle_open_time"
+    held = {} if curated is None else {r[key]: r for r in curated.select(ARCHIVE_VALUE_COLUMNS).to_pylist()}
+    wanted = {r[key]: r for r in archived.select(ARCHIVE_VALUE_COLUMNS).to_pylist()}
+    return sum(1 for k in keys if held.get(k) != wanted[k])
+
+
+def _within(archived: pa.Table, rest_keys: Sequence[str], rest: pa.Table) -> pa.Table:
+    """The archive's minutes inside the windows REST was asked for (elsewhere REST has no say)."""
+    opens = archived["candle_open_time"].cast(pa.int64())
+    windows = [w for w in (layout.parse_window_name(k.rsplit("/", 1)[-1]) for k in rest_keys) if w]
+    if not windows:
+        rest_opens = rest["candle_open_time"].cast(pa.int64())
+        windows = [(pc.min(rest_opens).as_py(), pc.max(rest_opens).as_py() + 1)]
+    inside = pc.or_(*[pc.and_(pc.greater_equal(opens, lo), pc.less(opens, hi)) for lo, hi in windows]) \
+        if len(windows) > 1 else pc.and_(pc.greater_equal(opens, windows[0][0]), pc.less(opens, windows[0][1]))
+    return archived.filter(inside)
+
+
+def _compare_sources(rest: pa.Table, archived: pa.Table, check: ArchiveCheck) -> Diff:
+    key = "candle_open_time"
+    r, a = rest.select(ARCHIVE_VALUE_COLUMNS), archived.select(ARCHIVE_VALUE_COLUMNS)
+    diff = compare(r, a, key)  # "missing" from REST = only in the archive; "extra" = only in REST
+    check.only_archive, check.only_rest, check.differing = len(diff.missing), len(diff.extra), len(diff.changed)
+    check.minutes_compared = len({*r[key].to_pylist(), *a[key].to_pylist()})
+    check.only_archive_minutes = [_show(k) for k in diff.missing[:KEYS_SHOWN]]
+    check.only_rest_minutes = [_show(k) for k in diff.extra[:KEYS_SHOWN]]
+    rows_r = {row[key]: row for row in r.to_pylist()}
+    rows_a = {row[key]: row for row in a.to_pylist()}
+    for k, columns in list(diff.changed.items())[:KEYS_SHOWN]:
+        check.differences += [{"minute": _show(k), "column": c, "rest": _text(rows_r[k][c]),
+                               "archive": _text(rows_a[k][c])} for c in columns]
+    return diff
+
+
+def _text(value: Any) -> str:
+    return ms_to_iso(int(value.timestamp() * 1000)) if isinstance(value, datetime) else (
+        f"{value:f}" if hasattr(value, "as_tuple") else str(value))
 
 
 __all__ = ["PartitionRef", "PartitionReport", "VerifyOptions", "VerifyReport", "date_range", "derive",

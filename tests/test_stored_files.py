@@ -14,6 +14,7 @@ import io
 import json
 import shutil
 import zipfile
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -21,14 +22,26 @@ import pytest
 
 from binance_lake import layout
 from binance_lake.cli import main
+from binance_lake.emulator import archive as fake
 from binance_lake.errors import EXIT_ATTENTION, EXIT_STORAGE
+from binance_lake.jobs import sync
 from binance_lake.jobs.backfill import backfill
 from binance_lake.lake import LocalLake
 from binance_lake.schema import CANDLES, ORDERS
 from binance_lake.sources.archive import ArchiveFile
+from binance_lake.times import MS_PER_MINUTE, parse_time
 from binance_lake.verify import VerifyOptions, exit_code, verify
 from tests.helpers import candle_tuples, curated, order_rows
-from tests.test_backfill import HEADER_MONTH, NOW, SYMBOL, archive_tree, archive_url, cfg, server  # noqa: F401
+from tests.test_backfill import (  # noqa: F401  (fixtures: the archive server of the backfill tests)
+    HEADER_MONTH,
+    NOW,
+    SYMBOL,
+    archive_tree,
+    archive_url,
+    cfg,
+    emulator,
+    server,
+)
 from tests.test_verify import build_lake
 
 DAMAGED = ArchiveFile(SYMBOL, "1m", HEADER_MONTH)
@@ -141,3 +154,42 @@ def test_damaged_raw_page_rebuild_keeps_curated_rows_and_agrees_with_verify(rest
     # A second rebuild (the page now in quarantine) still keeps them and still says so.
     assert main(["transform", "--rebuild", "--symbol", "BTCUSDT", "--lake", lake.root]) == EXIT_ATTENTION
     assert (candle_tuples(lake), order_rows(lake)) == before
+
+
+def test_verify_against_archive_reports_each_minute_and_the_archive_wins(client, lake, emulator, server,  # noqa: F811
+                                                                         archive_url, capsys):  # noqa: F811
+    day, ten = "2025-02-01", parse_time("2025-02-01T10:00:00Z")
+    sync.sync_candles(client, lake, SYMBOL, start=ten, end=ten + 120 * MS_PER_MINUTE)  # 10:00-12:00 from REST
+    rest_pages = lake.list_keys(layout.raw_partition(CANDLES.name, SYMBOL, day, "1m"))
+    # Binance's settled file for the day differs: one corrected high, one minute it does not have.
+    start, end = fake.period_range(day)
+    rows = emulator.klines(SYMBOL, "1m", start, end)
+    changed, dropped = ten + 30 * MS_PER_MINUTE, ten + 45 * MS_PER_MINUTE
+    rest_high = next(r[2] for r in rows if r[0] == changed)
+    rows = [[*r[:2], "99999.00000000", *r[3:]] if r[0] == changed else r for r in rows if r[0] != dropped]
+    fake.write_file(server.root, SYMBOL, "1m", day, rows)
+    args = ["verify", "--symbol", SYMBOL, "--start", day, "--end", "2025-02-03", "--lake", lake.root,
+            "--against-archive", "--archive-url", archive_url, "--json"]
+    before = sorted(lake.list_keys(""))
+
+    assert main([*args, "--dry-run"]) == EXIT_ATTENTION
+    out, err = capsys.readouterr()
+    first, second = json.loads(out)["against_archive"]
+    assert (first["status"], first["minutes_compared"], first["differing"], first["only_rest"],
+            first["only_archive"]) == ("mismatch", 120, 1, 1, 0)
+    assert first["differences"] == [{"minute": "2025-02-01T10:30:00Z", "column": "high_price",
+                                     "rest": f"{Decimal(rest_high):f}", "archive": "99999.00000000"}]
+    assert first["only_rest_minutes"] == ["2025-02-01T10:45:00Z"]
+    assert second["status"] == "not-published"  # 2025-02-02's file is not out yet
+    assert f"{SYMBOL} 2025-02-01T10:30:00Z high_price: REST {Decimal(rest_high):f}, archive 99999.00000000" in err
+    assert sorted(lake.list_keys("")) == before  # a dry run writes nothing
+
+    # Repair: the archive wins the minute it has, REST's extra minute stays, REST's pages stay in raw.
+    assert main(args) == 0
+    [adopted, _] = json.loads(capsys.readouterr().out)["against_archive"]
+    assert adopted["status"] == "adopted"
+    got = {t[1]: t for t in candle_tuples(lake)}
+    assert got[changed][3] == "99999.00000000" and dropped in got and len(got) == 1440  # the file's whole day
+    assert set(rest_pages) <= set(lake.list_keys("raw/klines"))
+    assert main([*args, "--dry-run"]) == 0  # settled: curated holds what the archive says
+    assert json.loads(capsys.readouterr().out)["against_archive"][0]["status"] == "settled"

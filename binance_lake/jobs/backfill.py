@@ -31,6 +31,7 @@ from binance_lake.jobs.sync import sync_candles
 from binance_lake.lake import Lake
 from binance_lake.sources.archive import (
     ArchiveConfig,
+    ArchiveFile,
     ChecksumMismatch,
     FileProgress,
     FileResult,
@@ -47,6 +48,7 @@ from binance_lake.sources.archive import (
 from binance_lake.sources.coverage import archive_coverage, archive_period_range, merge_ranges
 from binance_lake.sources.rest.candles import first_candle_ms
 from binance_lake.times import floor_to, interval_ms, ms_to_iso
+from binance_lake.verify import ArchiveCheck, against_archive
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +257,28 @@ def backfill(lake: Lake, symbol: str, start: Optional[int], end: Optional[int], 
     result.seconds = result.seconds if client is None else result.seconds + sum(
         float(r.get("seconds", 0)) for r in result.rest)
     return result
+
+
+def verify_against_archive(lake: Lake, symbols: Sequence[str], interval: str, dates: Sequence[str],
+                           cfg: ArchiveConfig, adopt: bool) -> List[ArchiveCheck]:
+    """``verify --against-archive``: each day's REST candles against its published daily file.
+
+    The archive wins a disagreement (see :mod:`binance_lake.verify`); with ``adopt`` (not a dry
+    run) a mismatched day's verified zip is backfilled: stored in raw and folded as the newest
+    fetch, the REST pages kept in raw. A day whose daily file was folded before and still
+    differs (REST fetched again since) is left as reported, for a human.
+    """
+    checks = [against_archive(lake, s, interval, d, cfg) for s in symbols for d in dates]
+    for c in checks:
+        if not (adopt and c.status == "mismatch" and c.published):
+            continue
+        f = ArchiveFile(c.symbol, c.interval, c.date)
+        if read_sidecar(lake, f) is not None:
+            c.reason = "the daily file was folded before and REST differs again; compare the two and decide"
+            continue
+        r = backfill_file(lake, PlannedFile(f, c.published), cfg)
+        c.status, c.reason = ("adopted", "") if r.status == "curated" else ("mismatch", r.reason)
+    return checks
 
 
 # REST failures a backfill survives: the archive part does not need REST.
