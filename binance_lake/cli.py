@@ -418,6 +418,7 @@ def _against_archive(args: argparse.Namespace, lake: Any, dates: Sequence[str]) 
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from binance_lake import layout
     from binance_lake.query import connect, orders_status, status
     from binance_lake.sources.archive import stored_damage
 
@@ -426,10 +427,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     candles = [s.as_dict() for s in status(lake, con)]
     orders = orders_status(con)
     damaged = stored_damage(lake, [(c["symbol"], c["interval"]) for c in candles])
-    summary = {"lake": args.lake, "candles": candles, "orders": orders, "damaged": damaged}
+    unparsed = layout.quarantined_raw_keys(lake.list_keys(f"{layout.QUARANTINE}/{layout.RAW}"))
+    summary = {"lake": args.lake, "candles": candles, "orders": orders, "damaged": damaged,
+               "quarantined_raw": unparsed}
     code = EXIT_STORAGE if damaged else 0
     for message in damaged:
         print(f"error: {message}", file=sys.stderr)
+    for key in unparsed[:10]:
+        print(f"warning: raw file {key} did not parse and is in quarantine/ (curated kept the rows it explained); "
+              "rerun the sync of its range to fetch it again", file=sys.stderr)
     if args.json:
         print(json.dumps(summary, default=str))
         return code

@@ -146,6 +146,8 @@ def test_damaged_raw_page_rebuild_keeps_curated_rows_and_agrees_with_verify(rest
     assert f"{explained_by_page} curated rows no readable raw file explains kept" in out
     assert (candle_tuples(lake), order_rows(lake)) == before  # nothing dropped
     assert lake.exists(layout.quarantine_file_keys(key)[0])  # the page itself is kept, in quarantine
+    assert main(["status", "--lake", lake.root]) == 0
+    assert f"raw file {key} did not parse" in capsys.readouterr().err
 
     # Verify agrees: the same rows are unexplained, kept, and the run needs attention.
     after = verify(lake, ["BTCUSDT"], "1m", dates, VerifyOptions(), tables=[table])
