@@ -26,6 +26,7 @@ from binance_lake.sources.coverage import RECHECK_HORIZON_MS, RECHECK_POLICIES
 log = logging.getLogger("binance_lake")
 
 DEFAULT_LAKE = "./lake"
+EMULATOR_KEY, EMULATOR_SECRET = "emulator-key", "emulator-secret"  # `binance-lake emulator`'s own pair
 
 
 def _symbol(text: str) -> str:
@@ -148,8 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     em = sub.add_parser("emulator", help="serve the project's Binance emulator on 127.0.0.1")
     em.add_argument("--port", type=int, default=8765)
-    em.add_argument("--api-key", default=os.environ.get("BINANCE_API_KEY", "emulator-key"))
-    em.add_argument("--api-secret", default=os.environ.get("BINANCE_API_SECRET", "emulator-secret"))
+    # Not read from BINANCE_API_KEY/SECRET: those hold the user's real key, which a demo server
+    # must neither adopt nor print. Its own pair unless given explicitly.
+    em.add_argument("--api-key", default=None, help=f"key the emulator accepts (default {EMULATOR_KEY!r})")
+    em.add_argument("--api-secret", default=None, help="its secret (default: the emulator's own)")
     em.add_argument("--orders", type=int, default=1500, help="orders to generate for BTCUSDT")
     em.add_argument("-v", "--verbose", action="store_true")
     em.add_argument("--json", action="store_true")
@@ -543,12 +546,18 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
     from binance_lake.emulator import Emulator
 
+    if (args.api_key is None) != (args.api_secret is None):
+        raise LakeError("give both --api-key and --api-secret, or neither (the emulator then uses its own pair)")
+    own = args.api_key is None
+    key, secret = (EMULATOR_KEY, EMULATOR_SECRET) if own else (args.api_key, args.api_secret)
     emu = Emulator(now_ms=None)  # real time: the demo looks like a live run
-    emu.add_api_key(args.api_key, args.api_secret)
+    emu.add_api_key(key, secret)
     now = emu.now_ms()
     emu.generate_orders("BTCUSDT", args.orders, now - 7 * 86_400_000, now, seed=1)
     base_url = emu.start(port=args.port)
-    print(f"Binance emulator serving on {base_url} (api key {args.api_key!r}; Ctrl-C to stop)", flush=True)
+    # Only the emulator's own demo pair is shown; a key given by flag is the user's and stays unsaid.
+    creds = (f"api key {key!r}, secret {secret!r}" if own else "the api key and secret given by flag")
+    print(f"Binance emulator serving on {base_url} ({creds}; Ctrl-C to stop)", flush=True)
     try:
         while True:
             time.sleep(3600)

@@ -49,6 +49,7 @@ from binance_lake.errors import BinanceUnavailableError, DamagedFileError, Rejec
 from binance_lake.lake import Lake
 from binance_lake.sources.coverage import archive_period_range, archive_periods, merge_ranges, missing_ranges
 from binance_lake.times import MS_PER_DAY, date_to_ms, day_start, ms_to_date
+from binance_lake.urls import check_no_credentials
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,10 @@ class ArchiveConfig:
     backoff_s: float = 1.0
     timeout_s: float = 60.0
     force: bool = False  # re-curate verified files from their stored zips (after a lost partition)
+
+    def __post_init__(self) -> None:
+        # The URL of every file is stored in its sidecar: no credentials in it (binance_lake.urls).
+        check_no_credentials(self.base_url, "--archive-url (or BINANCE_ARCHIVE_URL)")
 
 
 @dataclass(frozen=True)
