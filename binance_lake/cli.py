@@ -1,11 +1,14 @@
 """The ``binance-lake`` command.
 
 Every command ends with a one-line summary on stdout (JSON with ``--json``); progress
-and logs go to stderr. Exit codes: 0 ok, 2 bad input or configuration, 3 Binance
-refused (key, signature, clock, ban), 4 Binance/network unavailable, 5 storage error (also:
+and logs go to stderr. Exit codes (the README's "Exit codes" table, kept equal to
+``EXIT_CODES`` by tests/test_cli_exits.py): 0 ok, 2 bad input or configuration (also a range
+with nothing in it, a lake directory that does not exist), 3 Binance refused (key, signature,
+clock, ban), 4 Binance/network unavailable, 5 storage error (read-only, full, unreadable; also:
 a stored archive zip fails its sha256 check; `backfill` again restores it), 6 needs attention:
 ``verify`` left a mismatch unrepaired (rows raw cannot explain, a dry run's mismatch, a lock),
-or ``transform`` met a raw page that does not parse or kept curated rows no raw page explains.
+or ``transform`` met a raw page that does not parse or kept curated rows no raw page explains,
+130 interrupted. "Nothing done" where something was asked is never 0.
 """
 
 from __future__ import annotations
@@ -20,12 +23,17 @@ import os
 import sys
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
-from binance_lake.errors import EXIT_ATTENTION, EXIT_STORAGE, LakeError
+from binance_lake.errors import EXIT_ATTENTION, EXIT_BAD_INPUT, EXIT_STORAGE, LakeError
 from binance_lake.sources.coverage import RECHECK_HORIZON_MS, RECHECK_POLICIES
 
 log = logging.getLogger("binance_lake")
 
 DEFAULT_LAKE = "./lake"
+# The one exit-code table (README "Exit codes"); errors.py holds the codes the errors carry.
+EXIT_CODES: Dict[int, str] = {
+    0: "done", 2: "bad input or configuration", 3: "Binance refused", 4: "Binance or the network unavailable",
+    5: "the lake could not be read or written", 6: "verify left a mismatch unrepaired", 130: "interrupted",
+}
 EMULATOR_KEY, EMULATOR_SECRET = "emulator-key", "emulator-secret"  # `binance-lake emulator`'s own pair
 
 
@@ -231,6 +239,17 @@ def _open(args: argparse.Namespace) -> Any:
     return open_lake(args.lake)
 
 
+def _open_existing(args: argparse.Namespace) -> Any:
+    """The lake for a command that only reads (or curates what is there): a local lake directory
+    that does not exist is a typo, not an empty lake (an answer of "0 rows" would hide it)."""
+    lake = _open(args)
+    root = lake.local_path("")
+    if root is not None and not os.path.isdir(root):
+        raise LakeError(f"lake {args.lake!r} does not exist (no such directory); check --lake (or BINANCE_LAKE), "
+                        "or create the lake with `binance-lake sync candles --symbol BTCUSDT`")
+    return lake
+
+
 # -- commands -----------------------------------------------------------------------------
 
 
@@ -356,13 +375,21 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     rest_codes = [r_code for r_code in (s.get("rest_exit_code", 0) for s in summaries) if r_code]
     if rest_codes:
         return max(rest_codes)
-    return 4 if args.no_rest and any(s["files_failed"] for s in summaries) else 0
+    if args.no_rest and any(s["files_failed"] for s in summaries):
+        return 4
+    empty = [s["symbol"] for s in summaries if args.no_rest and s["archive_end"] is None]
+    if empty:  # archive only, and the archive has no file of the range: nothing was done
+        print(f"error: the archive has no file for {', '.join(empty)} in this range (not published yet, or "
+              "before the symbol's listing); check --symbol and --start/--end, or drop --no-rest to fetch "
+              "the range from the REST API", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
 
 
 def cmd_transform(args: argparse.Namespace) -> int:
     from binance_lake.jobs import sync
 
-    lake = _open(args)
+    lake = _open_existing(args)
     if args.rebuild:
         if not args.symbol:
             raise LakeError("--rebuild needs --symbol (it rewrites every partition of the symbol)")
@@ -386,7 +413,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     dates = verify.date_range(verify.now_ms(), args.days_back, args.start, args.end)
     opts = verify.VerifyOptions(repair=not args.dry_run, quarantine_unexplained=args.quarantine_unexplained,
                                 lock_wait_s=args.lock_wait)
-    lake = _open(args)
+    lake = _open_existing(args)
     report = verify.verify(lake, args.symbol, args.interval, dates, opts)
     if not args.against_archive:
         _print_summary(args, report.as_dict(), report.line())
@@ -425,7 +452,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from binance_lake.query import connect, orders_status, status
     from binance_lake.sources.archive import stored_damage
 
-    lake = _open(args)
+    lake = _open_existing(args)
     con = connect(lake)
     candles = [s.as_dict() for s in status(lake, con)]
     orders = orders_status(con)
@@ -467,7 +494,7 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     from binance_lake.sources.coverage import exchange_gaps, gaps_to_recheck, raw_coverage
     from binance_lake.times import ms_to_iso
 
-    lake = _open(args)
+    lake = _open_existing(args)
     exch = exchange_gaps(lake, args.symbol, args.interval)
     bounds = raw_coverage(lake, args.symbol, args.interval)
     gaps, rows, _, _ = candle_gaps(connect(lake), args.symbol, args.interval, exch, bounds)
@@ -505,7 +532,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     from binance_lake.export import cell_text
     from binance_lake.query import connect
 
-    cur = connect(_open(args)).execute(args.sql)  # errors arrive as LakeError with a hint
+    cur = connect(_open_existing(args)).execute(args.sql)  # errors arrive as LakeError with a hint
     names = [d[0] for d in cur.description] if cur.description else []
     rows = cur.fetchall()
     if args.format == "csv":
@@ -534,7 +561,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from binance_lake.export import export_csv
     from binance_lake.times import optional_time
 
-    n = export_csv(_open(args), args.table, args.symbol, args.output,
+    n = export_csv(_open_existing(args), args.table, args.symbol, args.output,
                    optional_time(args.start, "--start"), optional_time(args.end, "--end"), args.interval)
     _print_summary(args, {"table": args.table, "rows": n, "output": args.output},
                    f"export {args.table} {args.symbol}: {n} rows to {args.output}")

@@ -45,6 +45,10 @@ class DamagedFileError(StorageError):
     restores it."""
 
 
+class LockHeldError(StorageError):
+    """Another run holds the (table, symbol) writer lock for longer than this run may wait."""
+
+
 class BinanceError(LakeError):
     """Binance answered with an error body ``{"code": ..., "msg": ...}``."""
 

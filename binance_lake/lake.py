@@ -116,7 +116,10 @@ class LocalLake:
                 _fsync_dir(directory)
             return True
         except OSError as exc:
-            _unlink_quietly(tmp)
+            # Best effort: on a read-only disk the cleanup fails too (EROFS), and that must not
+            # replace the error that says what happened (a dot-named temp file is never listed).
+            with contextlib.suppress(OSError):
+                _unlink_quietly(tmp)
             raise StorageError(_os_error_message(self.root, key, exc)) from None
 
     def _pending(self) -> List[str]:

@@ -57,6 +57,7 @@ from binance_lake.errors import (
     BadInputError,
     BinanceUnavailableError,
     DamagedFileError,
+    LockHeldError,
     Rejected,
     StorageError,
 )
@@ -253,9 +254,14 @@ def verify_partition(lake: Lake, ref: PartitionRef, opts: VerifyOptions,
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(lake_lock(lake, rule.table.name, ref.symbol, wait_s=opts.lock_wait_s))
-        except StorageError as exc:
+        except LockHeldError as exc:
             report.status, report.reason = "locked", str(exc)
             return report
+        except StorageError:
+            # The lock cannot be written (a read-only lake). A repair must stop (exit 5, the path
+            # named); a dry run changes nothing, so it compares without the lock.
+            if opts.repair:
+                raise
         _check(lake, ref, rule, opts, report, context)
     return report
 

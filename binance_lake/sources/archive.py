@@ -243,9 +243,10 @@ def plan_files(symbol: str, interval: str, start: int, end: int, now_ms: int, cf
 
 def read_sidecar(lake: Lake, f: ArchiveFile) -> Optional[Dict[str, Any]]:
     try:
-        return json.loads(lake.read_bytes(f.sidecar_key))
+        sidecar = json.loads(lake.read_bytes(f.sidecar_key))
     except (KeyError, ValueError):
         return None
+    return sidecar if isinstance(sidecar, dict) else None  # another JSON shape: as unreadable
 
 
 def verified_zip(lake: Lake, f: ArchiveFile, published: str, cfg: ArchiveConfig) -> Tuple[bytes, int, bool]:
