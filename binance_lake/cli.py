@@ -532,6 +532,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     from binance_lake.export import cell_text
     from binance_lake.query import connect
 
+    if not args.sql.strip():  # DuckDB answers an empty statement with no result at all
+        raise LakeError("the SQL statement is empty; e.g. binance-lake query \"SELECT count(*) FROM candles\"")
     cur = connect(_open_existing(args)).execute(args.sql)  # errors arrive as LakeError with a hint
     names = [d[0] for d in cur.description] if cur.description else []
     rows = cur.fetchall()

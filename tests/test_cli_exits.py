@@ -109,6 +109,13 @@ def test_an_archive_only_backfill_without_archive_files_is_not_success(run, tmp_
     assert code == 2 and "the archive has no file for BTCUSDT" in err and "drop --no-rest" in err
 
 
+@pytest.mark.parametrize("sql", ["", "  "])
+def test_an_empty_query_is_bad_input(run, sql):
+    Path(run.lake).mkdir()
+    code, out, err = run("query", sql)
+    assert code == 2 and "the SQL statement is empty" in err and out == ""
+
+
 # -- a read-only lake ------------------------------------------------------------------------
 
 
