@@ -389,7 +389,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def cmd_transform(args: argparse.Namespace) -> int:
     from binance_lake.jobs import sync
 
-    lake = _open_existing(args)
+    # A plain transform is a tick: curating what raw holds, nothing included (it may start before
+    # the first sync created the lake). A rebuild asks for a symbol's partitions: they must exist.
+    lake = _open_existing(args) if args.rebuild else _open(args)
     if args.rebuild:
         if not args.symbol:
             raise LakeError("--rebuild needs --symbol (it rewrites every partition of the symbol)")

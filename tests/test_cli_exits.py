@@ -76,7 +76,7 @@ def read_only(monkeypatch, root: str) -> None:
 @pytest.mark.parametrize("command", [
     ("status",), ("status", "--json"), ("query", "SELECT count(*) FROM candles"), ("gaps", "--symbol", "BTCUSDT"),
     ("export", "candles", "--symbol", "BTCUSDT", "--output", "-"), ("verify", "--symbol", "BTCUSDT"),
-    ("transform",),
+    ("transform", "--rebuild", "--symbol", "BTCUSDT"),
 ])
 def test_a_lake_that_does_not_exist_is_exit_2_for_every_reading_command(run, tmp_path, command):
     typo = str(tmp_path / "lkae")
