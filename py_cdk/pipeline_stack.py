@@ -76,6 +76,13 @@ class PipelineStack(Stack):
         self.pipeline = pipelines.CodePipeline(
             self, "Pipeline", pipeline_name="binance-lake", synth=synth,
             pipeline_type=codepipeline.PipelineType.V2,
+            # One CodeBuild project publishes every file asset in turn instead of one action per
+            # asset starting at once: a new account's "Concurrently running builds for Linux/Small
+            # environment" quota (AWS CodeBuild) can be lower than our asset count, and the extra
+            # builds then fail the first run at Assets. aws-cdk-lib pipelines.CodePipeline
+            # ``publishAssetsInParallel``: "If set to false, use one Project per type to publish all
+            # assets" (API reference, aws_cdk.pipelines/CodePipeline; default true).
+            publish_assets_in_parallel=False,
             cross_account_keys=True, enable_key_rotation=True,  # Beta/Prod live in other accounts
             code_build_defaults=pipelines.CodeBuildOptions(
                 build_environment=codebuild.BuildEnvironment(build_image=BUILD_IMAGE),

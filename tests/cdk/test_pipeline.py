@@ -24,6 +24,14 @@ def test_stages_in_order(synth: Synth) -> None:
     assert [s["Name"] for s in _stages(synth)] == ["Source", "Build", "UpdatePipeline", "Assets", "Beta", "Prod"]
 
 
+def test_assets_are_published_one_at_a_time(synth: Synth) -> None:
+    """One CodeBuild action publishes every file asset in turn (issue 18 item 8): parallel
+    publishing starts one build per asset, past a new account's concurrent-build quota."""
+    assets = next(s for s in _stages(synth) if s["Name"] == "Assets")
+    assert len(assets["Actions"]) == 1, [a["Name"] for a in assets["Actions"]]
+    assert assets["Actions"][0]["ActionTypeId"]["Provider"] == "CodeBuild"
+
+
 def test_prod_waits_for_manual_approval(synth: Synth) -> None:
     prod = next(s for s in _stages(synth) if s["Name"] == "Prod")
     actions = sorted(prod["Actions"], key=lambda a: a["RunOrder"])
