@@ -15,7 +15,7 @@ artifacts bucket, with pip's index disabled: nothing is fetched from PyPI at run
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_athena as athena
@@ -27,7 +27,9 @@ from constructs import Construct
 
 from binance_lake import layout
 from binance_lake.aws.metrics import METRIC_NAMESPACE
+from binance_lake.aws.settings import BackfillSettings, GlueSettings, VerifySettings
 from binance_lake.schema import TABLES, Table
+from binance_lake.sources.archive import ArchiveConfig
 from py_cdk import bundling
 from py_cdk.config import LakeSettings
 from py_cdk.storage import CURATED, LOCKS, QUARANTINE, RAW, LakeStorage
@@ -170,15 +172,21 @@ class Catalog(Construct):
                                         arn_format=ArnFormat.COLON_RESOURCE_NAME)]))
         return role
 
+    def backfill_settings(self) -> BackfillSettings:
+        """What the backfill job parses (binance_lake/aws/settings.py): every configured interval."""
+        return BackfillSettings(lake_uri=self._storage.lake_uri, symbols=list(self._settings.symbols),
+                                intervals=list(self._settings.intervals), archive_url=ArchiveConfig.base_url)
+
+    def verify_settings(self) -> VerifySettings:
+        """What the verify job parses: every configured interval and table, yesterday (days_back 1)."""
+        return VerifySettings(lake_uri=self._storage.lake_uri, symbols=list(self._settings.symbols),
+                              intervals=list(self._settings.intervals), tables=list(TABLES), days_back=1)
+
     def _job_arguments(self) -> Dict[str, str]:
+        """Glue's own arguments, the same for both jobs (each job adds its settings)."""
         bucket = self._storage.artifacts.bucket_name
         wheels = [bundling.CORE_WHEEL_NAME, *self.glue_wheels]
         return {
-            "--lake_uri": self._storage.lake_uri,
-            "--symbols": ",".join(self._settings.symbols),
-            "--tables": ",".join(TABLES),
-            "--interval": self._settings.intervals[0],
-            "--intervals": ",".join(self._settings.intervals),
             # Exactly our wheels from S3, pip's index disabled: never PyPI at run time ("Using
             # Python libraries with AWS Glue": S3 wheel paths in --additional-python-modules;
             # --python-modules-installer-option passes options to pip3).
@@ -187,13 +195,13 @@ class Catalog(Construct):
         }
 
     def _spark_job(self, cid: str, *, role: iam.Role, script: Path, description: str, timeout: Duration,
-                   extra: Optional[Dict[str, str]] = None) -> glue.PySparkEtlJob:
+                   settings: GlueSettings) -> glue.PySparkEtlJob:
         job = glue.PySparkEtlJob(
             self, cid, role=role, security_configuration=self.security, description=description,
             script=glue.Code.from_asset(str(script)), glue_version=glue.GlueVersion.V5_0,
             max_concurrent_runs=1, max_retries=0,
             worker_configuration=glue.WorkerConfiguration(worker_type=glue.WorkerType.G_1X, number_of_workers=2),
-            timeout=timeout, default_arguments={**self._job_arguments(), **(extra or {})}, enable_metrics=True,
+            timeout=timeout, default_arguments={**self._job_arguments(), **settings.render()}, enable_metrics=True,
         )
         job.node.add_dependency(self.core_wheel)  # a run must find the wheels it installs
         return job
@@ -202,14 +210,14 @@ class Catalog(Construct):
         return self._spark_job(
             "Backfill", role=self.backfill_role, script=bundling.GLUE_SCRIPTS_DIR / "backfill_spark.py",
             description="binance-lake: archive backfill from data.binance.vision (Spark, started by hand)",
-            timeout=Duration.hours(2))
+            timeout=Duration.hours(2), settings=self.backfill_settings())
 
     def _verify_job(self) -> glue.PySparkEtlJob:
         return self._spark_job(
             "Verify", role=self.verify_role, script=bundling.GLUE_SCRIPTS_DIR / VERIFY_SCRIPT,
             description="binance-lake: daily rebuild-and-verify of yesterday (re-derive curated from raw, "
                         "compare, repair, report)",
-            timeout=Duration.hours(1), extra={"--days_back": "1"})
+            timeout=Duration.hours(1), settings=self.verify_settings())
 
     def _verify_schedule(self) -> glue.CfnTrigger:
         """A Glue SCHEDULED trigger rather than an EventBridge Scheduler schedule: it needs no

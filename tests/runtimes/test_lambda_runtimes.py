@@ -104,7 +104,7 @@ def test_transform_lambda_under_python313_and_its_pins(moto_s3: MotoS3, emulator
     # The transform Lambda's handler under python3.13 (Powertools, the bundle's boto3 -> moto).
     summary = run(env, lambda_bundle, "handler", {"module": "transform", "env": {
         "LAKE_URI": f"s3://{bucket}/lambda", "SYMBOLS": SYMBOL, "TABLES": "candles,orders", "INTERVALS": "1m",
-        "INTERVAL": "1m", "POWERTOOLS_SERVICE_NAME": "transform", "POWERTOOLS_METRICS_NAMESPACE": "BinanceLake"}},
+        "LOG_LEVEL": "INFO", "POWERTOOLS_SERVICE_NAME": "transform", "POWERTOOLS_METRICS_NAMESPACE": "BinanceLake"}},
         AWS_ENDPOINT_URL=moto_s3.endpoint)
     transform_pending(dev, ["candles", "orders"], [SYMBOL])  # the same transform in the dev venv
 
@@ -181,7 +181,7 @@ def test_extract_lambda_under_python313_and_its_pins(moto_s3: MotoS3, emulator: 
 
     bucket = moto_s3.bucket("runtime-extract")
     summary = run(env, lambda_bundle, "handler", {"module": "candles", "env": {
-        "LAKE_URI": f"s3://{bucket}/lake", "SYMBOLS": SYMBOL, "INTERVAL": "1m", "INTERVALS": "1m",
+        "LAKE_URI": f"s3://{bucket}/lake", "SYMBOLS": SYMBOL, "INTERVALS": "1m", "LOG_LEVEL": "INFO",
         "BINANCE_BASE_URL": emulator, "POWERTOOLS_SERVICE_NAME": "candles"}}, AWS_ENDPOINT_URL=moto_s3.endpoint)
 
     lake = open_lake(f"s3://{bucket}/lake", moto_s3.client)
