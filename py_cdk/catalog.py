@@ -30,7 +30,7 @@ from binance_lake.aws.metrics import METRIC_NAMESPACE
 from binance_lake.aws.settings import BackfillSettings, GlueSettings, VerifySettings
 from binance_lake.schema import TABLES, Table
 from binance_lake.sources.archive import ArchiveConfig
-from py_cdk import bundling
+from py_cdk import bundling, nag
 from py_cdk.config import LakeSettings
 from py_cdk.storage import CURATED, LOCKS, QUARANTINE, RAW, LakeStorage
 
@@ -93,6 +93,7 @@ class Catalog(Construct):
             retain_on_delete=False, memory_limit=512,
             log_group=logs.LogGroup(self, "CoreWheelLogs", retention=logs.RetentionDays.ONE_MONTH,
                                     encryption_key=storage.key, removal_policy=RemovalPolicy.DESTROY))
+        self._acknowledge_bucket_deployment()
         self.security = glue.SecurityConfiguration(
             self, "Security",
             cloud_watch_encryption=glue.CloudWatchEncryption.kms(storage.key),
@@ -170,7 +171,40 @@ class Catalog(Construct):
                                      "logs:AssociateKmsKey"],
             resources=[stack.format_arn(service="logs", resource="log-group", resource_name="/aws-glue/*",
                                         arn_format=ArnFormat.COLON_RESOURCE_NAME)]))
+        self._acknowledge_role(role, s3, metric)
         return role
+
+    def _acknowledge_role(self, role: iam.Role, s3: Sequence[Tuple[str, List[str], List[str]]],
+                          metric: bool) -> None:
+        storage, stack = self._storage, Stack.of(self)
+        glue_policy = nag.policy(role)
+        zones = list(dict.fromkeys(p for _sid, _actions, prefixes in s3 for p in prefixes))
+        nag.acknowledge(glue_policy, nag.IAM5, nag.ZONE_REASON, nag.zone_findings(storage.lake, zones))
+        nag.acknowledge(glue_policy, nag.IAM5,
+                        "Glue job libraries: the job script (CDK assets bucket, granted read-only by aws-cdk-lib "
+                        "glue.Code) and the core + pinned wheels under glue/ in the artifacts bucket.",
+                        [*nag.CDK_S3_READ, nag.assets_bucket(stack),
+                         f"Resource::{nag.ref(storage.artifacts, 'Arn')}/{CORE_WHEEL_PREFIX}*"])
+        log_group = f"Resource::arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws-glue/*"
+        nag.acknowledge(glue_policy, nag.IAM5,
+                        "Glue creates its log groups under /aws-glue/ with names derived from the security "
+                        "configuration and the run; cloudwatch:PutMetricData has no resource-level permissions and "
+                        "is restricted to the BinanceLake namespace by condition.",
+                        [log_group, "Resource::*"] if metric else [log_group])
+
+    def _acknowledge_bucket_deployment(self) -> None:
+        """The stack-wide singleton handler that every BucketDeployment shares (ours publishes the wheels)."""
+        stack = Stack.of(self)
+        handler = next(c for c in stack.node.children if c.node.id.startswith("Custom::CDKBucketDeployment"))
+        reason = ("aws-cdk-lib BucketDeployment handler that publishes the Glue wheels: it reads the CDK "
+                  "assets bucket and writes the dedicated artifacts bucket (never the lake); its grants, managed "
+                  "policy and runtime are chosen by aws-cdk-lib.")
+        nag.acknowledge(handler, nag.L1, reason)
+        nag.acknowledge(handler, nag.IAM4, reason,
+                        ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"])
+        nag.acknowledge(handler, nag.IAM5, reason, [
+            *nag.CDK_S3_READ, *nag.CDK_S3_WRITE, *nag.CDK_KMS, nag.assets_bucket(stack),
+            f"Resource::{nag.ref(self._storage.artifacts, 'Arn')}/*"])
 
     def backfill_settings(self) -> BackfillSettings:
         """What the backfill job parses (binance_lake/aws/settings.py): every configured interval."""

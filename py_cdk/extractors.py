@@ -25,7 +25,7 @@ from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
 from binance_lake.aws.settings import ExtractSettings, OrdersSettings
-from py_cdk import bundling
+from py_cdk import bundling, nag
 from py_cdk.config import LakeSettings
 from py_cdk.storage import CURATED, RAW, LakeStorage
 
@@ -88,6 +88,8 @@ class Extractors(Construct):
         # Own role + explicit log grant instead of the AWSLambdaBasicExecutionRole managed policy.
         log_group.grant_write(role)
         self._grant_lake(role, storage)
+        nag.acknowledge(nag.policy(role), nag.IAM5, nag.ZONE_REASON, nag.zone_findings(storage.lake, (RAW, CURATED)))
+        nag.acknowledge(fn, nag.L1, nag.RUNTIME_REASON)
         return fn
 
     @staticmethod

@@ -27,10 +27,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from binance_lake import layout
 from binance_lake.aws.metrics import METRIC_NAMESPACE
 from binance_lake.aws.settings import TransformSettings
-from binance_lake.schema import TABLES
-from py_cdk import bundling
+from binance_lake.schema import CANDLES, ORDERS, TABLES
+from py_cdk import bundling, nag
 from py_cdk.config import LakeSettings
 from py_cdk.extractors import LOG_LEVEL, SERVICE_NAME
 from py_cdk.storage import CURATED, LOCKS, PENDING, QUARANTINE, RAW, LakeStorage
@@ -60,6 +61,11 @@ class TransformFunction(Construct):
         self.log_group.grant_write(self.role)
         for statement in statements(storage):
             self.role.add_to_principal_policy(statement)
+        transform_policy = nag.policy(self.role)
+        nag.acknowledge(transform_policy, nag.IAM5, nag.ZONE_REASON, nag.zone_findings(storage.lake, (
+            RAW, PENDING, layout.zone(CANDLES.raw_prefix), layout.zone(ORDERS.raw_prefix), CURATED, LOCKS, QUARANTINE)))
+        nag.acknowledge(transform_policy, nag.IAM5, nag.METRIC_REASON, ["Resource::*"])
+        nag.acknowledge(self.function, nag.L1, nag.RUNTIME_REASON)
 
     @staticmethod
     def settings(storage: LakeStorage, settings: LakeSettings) -> TransformSettings:
