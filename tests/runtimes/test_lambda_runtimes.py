@@ -202,3 +202,33 @@ def test_extract_lambda_under_python313_and_its_pins(moto_s3: MotoS3, emulator: 
 
 def pending_raw(key: str) -> str:
     return "raw/" + key[len("raw/_pending/"):]
+
+
+@pytest.fixture(scope="module")
+def stripped_extract(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("stripped-extract")
+    return bundling.build_lambda_bundle(bundling.EXTRACT_BUNDLE, out, bundling.HOST_PIP_PLATFORMS)
+
+
+def test_extractors_from_the_stripped_bundle(moto_s3: MotoS3, emulator: str, stripped_extract: Path) -> None:
+    """Both extractor handlers run from the stripped package: candles (S3 model, python-binance) and
+    orders (the Secrets Manager model kept for it, the signed endpoints)."""
+    assert not (stripped_extract / "Crypto" / "SelfTest").exists()
+    assert sorted(p.name for p in (stripped_extract / "botocore" / "data").iterdir() if p.is_dir()) == \
+        ["s3", "secretsmanager"]
+    import boto3
+
+    secrets = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                            region_name="eu-west-1").client("secretsmanager", endpoint_url=moto_s3.endpoint)
+    arn = secrets.create_secret(Name="stripped-extract", SecretString=json.dumps(
+        {"api_key": API_KEY, "api_secret": API_SECRET}))["ARN"]
+    bucket = moto_s3.bucket("runtime-stripped-extract")
+    env = {"LAKE_URI": f"s3://{bucket}/lake", "SYMBOLS": SYMBOL, "INTERVALS": "1m", "LOG_LEVEL": "INFO",
+           "BINANCE_BASE_URL": emulator, "POWERTOOLS_SERVICE_NAME": "binance-lake"}
+    candles = run_bare(stripped_extract, "handler", {"module": "candles", "env": env},
+                       AWS_ENDPOINT_URL=moto_s3.endpoint)
+    orders = run_bare(stripped_extract, "handler", {"module": "orders", "env": {**env, "BINANCE_SECRET_ARN": arn}},
+                      AWS_ENDPOINT_URL=moto_s3.endpoint)
+    assert candles["rows"] >= 1440 and orders["rows"] == 40
+    lake = open_lake(f"s3://{bucket}/lake", moto_s3.client)
+    assert lake.list_keys("raw/klines") and lake.list_keys("raw/orders")
