@@ -81,7 +81,7 @@ class PipelineStack(Stack):
             # environment" quota (AWS CodeBuild) can be lower than our asset count, and the extra
             # builds then fail the first run at Assets. aws-cdk-lib pipelines.CodePipeline
             # ``publishAssetsInParallel``: "If set to false, use one Project per type to publish all
-            # assets" (API reference, aws_cdk.pipelines/CodePipeline; default true).
+            # assets" (API reference, aws_cdk.pipelines/CodePipeline; default true). Quota: docs/deploy.md.
             publish_assets_in_parallel=False,
             cross_account_keys=True, enable_key_rotation=True,  # Beta/Prod live in other accounts
             code_build_defaults=pipelines.CodeBuildOptions(
