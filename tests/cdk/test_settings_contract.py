@@ -20,13 +20,14 @@ from binance_lake.errors import BadInputError
 
 from .support import Synth, flatten, logical_id, resources
 
-# Glue's own job parameters (installer, metrics, language), read by Glue, not by our scripts
-# (AWS Glue Developer Guide, "Using job parameters in AWS Glue jobs"): kebab-case, unlike ours.
-GLUE_OWN = ("--additional-python-modules", "--python-modules-installer-option", "--enable-metrics",
-            "--enable-observability-metrics", "--job-language", "--enable-continuous-cloudwatch-log",
-            "--enable-continuous-log-filter", "--continuous-log-logGroup", "--enable-spark-ui",
-            "--spark-event-logs-path", "--enable-job-insights", "--enable-glue-datacatalog", "--TempDir",
-            "--extra-py-files", "--job-bookmark-option")
+# Glue's own job parameters (installer, metrics, logging, language: AWS Glue Developer Guide, "Using
+# job parameters in AWS Glue jobs") are kebab-case (``--additional-python-modules``,
+# ``--custom-logGroup-prefix``) or upper case (``--TempDir``); ours are snake_case, which
+# test_our_glue_names_cannot_be_mistaken_for_glues keeps true.
+
+
+def _glues_own(name: str) -> bool:
+    return "-" in name[2:] or name[2:3].isupper()
 
 
 def _lambda_env(synth: Synth, construct) -> Dict[str, str]:
@@ -36,7 +37,7 @@ def _lambda_env(synth: Synth, construct) -> Dict[str, str]:
 
 def _glue_args(synth: Synth, job) -> Dict[str, str]:
     props = resources(synth.beta, "AWS::Glue::Job")[logical_id(synth.beta_stack, job)]["Properties"]
-    return {k: flatten(v) for k, v in props["DefaultArguments"].items() if k not in GLUE_OWN}
+    return {k: flatten(v) for k, v in props["DefaultArguments"].items() if not _glues_own(k)}
 
 
 def _components(synth: Synth) -> Dict[str, tuple]:
@@ -68,3 +69,8 @@ def test_every_configured_interval_reaches_every_component(synth: Synth) -> None
     for component, (cls, rendered) in _components(synth).items():
         assert ",".join(cls.parse(rendered).intervals) == intervals, component
     assert cls is VerifySettings and cls.parse(rendered).tables == ["candles", "orders"]
+
+
+def test_our_glue_names_cannot_be_mistaken_for_glues() -> None:
+    for cls in (BackfillSettings, VerifySettings):
+        assert cls.names() and not any(_glues_own(n) for n in cls.names()), cls.names()
