@@ -125,3 +125,26 @@ def test_key_without_reading_is_a_clear_rejection(make_client, lake, emulator):
         sync.sync_trades(client, lake, "BTCUSDT")
     assert err.value.exit_code == 3 and "-2015" in str(err.value) and "allows reading" in str(err.value)
     assert "read-less-key" not in str(err.value)
+
+
+def test_python_api_trades_by_range_and_order(client, lake, emulator):
+    import binance_lake
+
+    emulator.generate_orders("BTCUSDT", 120, NOW_MS - 3 * MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=8)
+    truth = emulator.trades("BTCUSDT")
+    sync.sync_trades(client, lake, "BTCUSDT")
+    reader = binance_lake.open_lake(lake.root)
+    assert reader.symbols("trades") == ["BTCUSDT"]
+    mid = truth[len(truth) // 2]["time"]
+    got = reader.trades("btcusdt", start=None, end=_iso(mid))
+    assert got["trade_id"].to_pylist() == [t["id"] for t in sorted(truth, key=lambda t: (t["time"], t["id"]))
+                                           if t["time"] < mid]
+    oid = truth[0]["orderId"]
+    assert reader.trades("BTCUSDT", order_id=oid)["trade_id"].to_pylist() == [t["id"] for t in truth
+                                                                              if t["orderId"] == oid]
+
+
+def _iso(ms: int) -> str:
+    from binance_lake.times import ms_to_iso
+
+    return ms_to_iso(ms)
