@@ -502,7 +502,7 @@ def _against_archive(args: argparse.Namespace, lake: Any, dates: Sequence[str]) 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from binance_lake import layout
-    from binance_lake.query import connect, orders_status, status
+    from binance_lake.query import connect, orders_status, status, trades_status
     from binance_lake.sources.archive import stored_damage
 
     lake = _open_existing(args)
@@ -511,7 +511,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     orders = orders_status(con)
     damaged = stored_damage(lake, [(c["symbol"], c["interval"]) for c in candles])
     unparsed = layout.quarantined_raw_keys(lake.list_keys(f"{layout.QUARANTINE}/{layout.RAW}"))
-    summary = {"lake": args.lake, "candles": candles, "orders": orders, "damaged": damaged,
+    trades = trades_status(lake, con)
+    summary = {"lake": args.lake, "candles": candles, "orders": orders, "trades": trades, "damaged": damaged,
                "quarantined_raw": unparsed}
     code = EXIT_STORAGE if damaged else 0
     for message in damaged:
@@ -522,7 +523,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, default=str))
         return code
-    if not candles and not orders:
+    if not candles and not orders and not trades:
         print(f"lake {args.lake}: empty (run `binance-lake sync candles --symbol BTCUSDT`)")
         return 0
     for c in candles:
@@ -536,7 +537,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     for o in orders:
         print(f"{o['symbol']} orders: {o['orders']} (max id {o['max_order_id']}, {o['open_orders']} open), "
               f"last update {o['last_update']}")
+    for t in trades:
+        print(f"{t['symbol']} trades: {t['trades']} (max id {t['max_trade_id']}), last trade {t['last_trade']}, "
+              f"{t['orders_inconsistent']} final orders inconsistent with their trades (`verify` lists them)")
     print(f"lake {args.lake}: {sum(c['rows'] for c in candles)} candles, {sum(o['orders'] for o in orders)} orders"
+          + (f", {sum(t['trades'] for t in trades)} trades" if trades else "")
           + (f", {len(damaged)} damaged stored files (see above)" if damaged else ""))
     return code
 
