@@ -61,6 +61,9 @@ def connect(lake: Lake) -> LakeConnection:
     con.execute("SET TimeZone='UTC'")
     for table in TABLES.values():
         _register(con, lake, table)
+    from binance_lake.positions import register_positions
+
+    register_positions(con)  # over the trades view: see binance_lake.positions
     return con
 
 
