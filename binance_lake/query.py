@@ -201,15 +201,11 @@ def orders_status(con: Any) -> List[Dict[str, Any]]:
             for s, n, m, o, u in rows]
 
 
-def trades_status(lake: Lake, con: Any) -> List[Dict[str, Any]]:
-    """Per symbol: trades, highest trade id, last trade time, and how many final orders disagree
-    with their trades (binance_lake.reconcile, the rule verify reports order by order)."""
-    from binance_lake.reconcile import check_symbols
-
+def trades_status(con: Any) -> List[Dict[str, Any]]:
+    """Per symbol: trades, highest trade id, last trade time."""
     sym, key = TRADES.symbol_column, TRADES.key_in_symbol
     rows = con.execute(f"SELECT {sym}, count(*), max({key}), max({TRADES.time_column}) FROM {TRADES.name} "
                        f"GROUP BY {sym} ORDER BY {sym}").fetchall()
     return [{"symbol": s, "trades": n, "max_trade_id": m,
-             "last_trade": t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if t else None,
-             "orders_inconsistent": len(check_symbols(lake, [s]))}
+             "last_trade": t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if t else None}
             for s, n, m, t in rows]
