@@ -14,7 +14,7 @@ from aws_cdk import Acknowledgment, CfnElement, DefaultStackSynthesizer, Stack, 
 from constructs import IConstruct
 
 from binance_lake import layout
-from binance_lake.schema import CANDLES, ORDERS
+from binance_lake.schema import CANDLES, ORDERS, TRADES
 from py_cdk.catalog import ARCHIVE, GAPS
 from py_cdk.storage import CURATED, LOCKS, PENDING, QUARANTINE, RAW
 
@@ -75,7 +75,8 @@ def _lake_grants(stack: LakeStack) -> None:
     transform = policy(stack.transform.role)
     acknowledge(transform, IAM5, ZONE_REASON,
                 [f"Resource::{lake}/{z}*" for z in (RAW, PENDING, layout.zone(CANDLES.raw_prefix),
-                                                     layout.zone(ORDERS.raw_prefix), CURATED, LOCKS, QUARANTINE)])
+                                                     layout.zone(ORDERS.raw_prefix), layout.zone(TRADES.raw_prefix),
+                                                     CURATED, LOCKS, QUARANTINE)])
     acknowledge(transform, IAM5, "cloudwatch:PutMetricData has no resource-level permissions; it is restricted "
                 "to the BinanceLake namespace by condition.", ["Resource::*"])
     _glue_role(stack, stack.catalog.backfill_role,

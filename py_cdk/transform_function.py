@@ -11,7 +11,7 @@ PutObject, delete/delete_if_match = DeleteObject, list_keys/list_children = List
 ``curated/_locks/``):
 
 * read ``raw/*`` (pending markers, REST raw files, the day's archive share);
-* delete only ``raw/_pending/*`` (markers once curated) and ``raw/klines/*``/``raw/orders/*``
+* delete only ``raw/_pending/*`` (markers once curated) and ``raw/klines/*``/``raw/orders/*``/``raw/trades/*``
   (a raw file that fails validation, after its copy to quarantine; the bucket is
   versioned, so the bytes stay recoverable) - never archive zips or gap records;
 * read and write ``curated/*`` (partitions, the orders index, the lock), delete only
@@ -29,7 +29,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from binance_lake import layout
 from binance_lake.aws.metrics import METRIC_NAMESPACE
+from binance_lake.schema import TABLES
 from py_cdk import bundling
 from py_cdk.config import LakeSettings
 from py_cdk.storage import CURATED, LOCKS, PENDING, QUARANTINE, RAW, LakeStorage
@@ -63,7 +65,7 @@ class TransformFunction(Construct):
     @staticmethod
     def environment(storage: LakeStorage, settings: LakeSettings) -> Dict[str, str]:
         return {"LAKE_URI": storage.lake_uri, "SYMBOLS": ",".join(settings.symbols),
-                "TABLES": "candles,orders", "INTERVALS": ",".join(settings.intervals),
+                "TABLES": ",".join(TABLES), "INTERVALS": ",".join(settings.intervals),
                 "POWERTOOLS_SERVICE_NAME": "binance-lake", "LOG_LEVEL": "INFO"}
 
 
@@ -73,7 +75,7 @@ def statements(storage: LakeStorage) -> list:
 
     return [
         allow("RawRead", ["s3:GetObject"], [RAW]),
-        allow("RawConsume", ["s3:DeleteObject"], [PENDING, f"{RAW}klines/", f"{RAW}orders/"]),
+        allow("RawConsume", ["s3:DeleteObject"], [PENDING, *(layout.zone(t.raw_prefix) for t in TABLES.values())]),
         allow("CuratedReadWrite", ["s3:GetObject", "s3:PutObject"], [CURATED]),
         allow("TransformLockRelease", ["s3:DeleteObject"], [LOCKS]),
         allow("QuarantineWrite", ["s3:PutObject"], [QUARANTINE]),

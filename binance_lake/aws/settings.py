@@ -82,7 +82,7 @@ class TransformSettings:
         tables = csv_list(env.get("TABLES") or ",".join(TABLES))
         unknown = sorted(set(tables) - set(TABLES))
         if unknown:
-            raise BadInputError(f"TABLES: unknown table(s) {unknown}; use candles and/or orders")
+            raise BadInputError(f"TABLES: unknown table(s) {unknown}; use any of {', '.join(TABLES)}")
         return cls(lake_uri=env["LAKE_URI"].strip(), symbols=csv_list(env["SYMBOLS"]), tables=tables,
                    intervals=env_intervals(env))
 

@@ -182,8 +182,8 @@ def test_transform_settings_from_the_cdk_environment() -> None:
     assert settings.TransformSettings.from_env({**env, "INTERVALS": ""}).intervals == ["1m"]
     with pytest.raises(BadInputError, match="SYMBOLS"):
         settings.TransformSettings.from_env({k: v for k, v in env.items() if k != "SYMBOLS"})
-    with pytest.raises(BadInputError, match="trades"):
-        settings.TransformSettings.from_env({**env, "TABLES": "candles,trades"})
+    with pytest.raises(BadInputError, match="fills"):
+        settings.TransformSettings.from_env({**env, "TABLES": "candles,fills"})
 
 
 def test_extract_settings_take_every_interval() -> None:
