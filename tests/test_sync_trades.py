@@ -148,3 +148,14 @@ def _iso(ms: int) -> str:
     from binance_lake.times import ms_to_iso
 
     return ms_to_iso(ms)
+
+
+def test_rebuild_rederives_curated_trades_from_raw(client, lake, emulator):
+    emulator.generate_orders("BTCUSDT", 150, NOW_MS - 2 * MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=13)
+    sync.sync_trades(client, lake, "BTCUSDT")
+    sync.sync_trades(client, lake, "BTCUSDT", TradesRequest(start=NOW_MS - 2 * MS_PER_DAY, end=NOW_MS))  # overlap
+    for key in lake.list_keys("curated/trades"):
+        lake.delete(key)
+    sync.rebuild(lake, ["BTCUSDT"])
+    assert_lake_equals(lake, emulator.trades("BTCUSDT"))
+    assert trades_cursor(lake, "BTCUSDT") == emulator.trades("BTCUSDT")[-1]["id"]
