@@ -198,24 +198,26 @@ def sync_trades(client: BinanceClient, lake: Lake, symbol: str, request: Optiona
         end = request.end if request.end is not None else client.server_time()
         run.fetch_window(request.start, end)
         return run.result
-    cursor = trades_cursor(lake, symbol)
-    seen = read_orders_seen(lake, symbol) if only_changed and cursor >= 0 else None
+    # A previous trades run that completed wrote the record: its fromId paging covered the
+    # history, so only orders that executed since can add trades. None: page from the cursor.
+    seen = read_orders_seen(lake, symbol) if only_changed else None
     if seen is not None and now - seen.fetched_through > FILLED_LOOKBACK_MAX_MS:
         seen = None  # listing that many days of orders pages costs more than one fromId paging
     # Read before any trade is asked: whatever these orders executed is then in the replies.
     through, newest = orders_stored_since(lake, symbol, seen.fetched_through if seen else now - MS_PER_DAY, now)
     changed: List[int] = []
     if seen is None:
-        run.page_by_id(cursor + 1, HISTORY)
+        run.page_by_id(trades_cursor(lake, symbol) + 1, HISTORY)
         seen = OrdersSeen()
     else:
         changed = seen.changed(newest)
-        run.by_orders(changed, cursor)
+        # The cursor (a listing and a read) only when something is asked: a quiet tick costs no S3 call for it.
+        run.by_orders(changed, trades_cursor(lake, symbol) if changed else -1)
     after = seen.advanced(newest, through)
-    # A PUT per symbol a tick is ~0.43 USD/month per symbol (S3 PutObject 0.005 USD per 1,000):
-    # when nothing was asked and the record would say the same, keep it and re-read the same few
-    # pages next tick (GETs cost a twelfth) until it is an hour old. After any ask it is written,
-    # or the same orders would be asked again next tick.
+    # One PUT per symbol a tick is ~0.04 USD/month per symbol (8,640 ticks x S3 PutObject 0.005
+    # USD per 1,000): when nothing was asked and the record would say the same, keep it and re-read
+    # the same few pages next tick (GETs cost a twelfth) until it is an hour old. After any ask it
+    # is written, or the same orders would be asked again next tick.
     if changed or after.executed != seen.executed or now - seen.fetched_through > ORDERS_SEEN_REFRESH_MS:
         write_orders_seen(lake, symbol, after)
     return run.result
