@@ -235,8 +235,10 @@ def _maybe_emulator(args: argparse.Namespace) -> Iterator[Optional[Dict[str, str
     emu = Emulator(now_ms=None)  # real time: the demo looks like a live run
     key, secret = "emulator-demo-key", "emulator-demo-secret"
     emu.add_api_key(key, secret)
-    now = emu.now_ms()
-    emu.generate_orders("BTCUSDT", 1200, now - 3 * 86_400_000, now, seed=7)
+    # The account's window ends on the hour: every run within an hour sees the same emulated
+    # orders and fills, so a rerun shows what the lake already holds (nothing new).
+    end = emu.now_ms() // 3_600_000 * 3_600_000
+    emu.generate_orders("BTCUSDT", 1200, end - 3 * 86_400_000, end, seed=7)
     with emu.serve() as base_url:
         log.info("using the in-process Binance emulator at %s", base_url)
         yield {**os.environ, "BINANCE_BASE_URL": base_url, "BINANCE_API_KEY": key, "BINANCE_API_SECRET": secret}

@@ -55,3 +55,19 @@ def test_sync_trades_key_without_reading_exits_3(run, emulator, monkeypatch):
     emulator.add_api_key(API_KEY, API_SECRET, can_read=False)
     code, out, err = run("sync", "trades", "--symbol", "BTCUSDT")
     assert code == 3 and "-2015" in err and "allows reading" in err and API_SECRET not in err + out
+
+
+def test_emulator_demo_rerun_within_the_hour_adds_nothing(tmp_path, monkeypatch, capsys):
+    """`sync trades --emulator` twice: the second run (40 minutes later, same hour) lands nothing new."""
+    from binance_lake.emulator import Emulator
+
+    lake = str(tmp_path / "lake")
+    hour = 1_709_424_000_000  # 2024-03-03T00:00:00Z
+    for minute in (5, 45):
+        monkeypatch.setattr(Emulator, "now_ms", lambda self, m=minute: hour + m * 60_000)
+        assert main(["sync", "trades", "--symbol", "BTCUSDT", "--emulator", "--lake", lake, "--json"]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        if minute == 5:
+            assert summary["rows"] > 1000
+        else:
+            assert summary["rows"] == 0 and summary["transform"]["rows_in"] == 0
