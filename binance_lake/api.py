@@ -82,11 +82,14 @@ class LakeReader:
 
     def status(self) -> Dict[str, List[Dict[str, Any]]]:
         """What ``binance-lake status --json`` prints: per symbol first/last candle, rows, gaps,
-        exchange gaps and last run; per symbol orders, open orders and last update."""
+        exchange gaps and last run; per symbol orders, open orders and last update; per symbol
+        trades and the final orders that disagree with them."""
         from binance_lake.query import connect, orders_status, status
+        from binance_lake.reconcile import trades_status
 
         con = connect(self.storage)
-        return {"candles": [s.as_dict() for s in status(self.storage, con)], "orders": orders_status(con)}
+        return {"candles": [s.as_dict() for s in status(self.storage, con)], "orders": orders_status(con),
+                "trades": trades_status(self.storage, con)}
 
     # -- typed reads ----------------------------------------------------------------------
 

@@ -504,8 +504,8 @@ def _against_archive(args: argparse.Namespace, lake: Any, dates: Sequence[str]) 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from binance_lake import layout
-    from binance_lake.query import connect, orders_status, status, trades_status
-    from binance_lake.reconcile import check_symbols
+    from binance_lake.query import connect, orders_status, status
+    from binance_lake.reconcile import trades_status
     from binance_lake.sources.archive import stored_damage
 
     lake = _open_existing(args)
@@ -514,9 +514,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     orders = orders_status(con)
     damaged = stored_damage(lake, [(c["symbol"], c["interval"]) for c in candles])
     unparsed = layout.quarantined_raw_keys(lake.list_keys(f"{layout.QUARANTINE}/{layout.RAW}"))
-    trades = trades_status(con)
-    for t in trades:  # final orders that disagree with their trades: the rule verify reports order by order
-        t["orders_inconsistent"] = len(check_symbols(lake, [t["symbol"]]))
+    trades = trades_status(lake, con)
     summary = {"lake": args.lake, "candles": candles, "orders": orders, "trades": trades, "damaged": damaged,
                "quarantined_raw": unparsed}
     code = EXIT_STORAGE if damaged else 0

@@ -106,3 +106,14 @@ def check_symbols(lake: Lake, symbols: Sequence[str]) -> List[OrderMismatch]:
 
 def curated_symbols(lake: Lake, table: Table) -> List[str]:
     return sorted(layout.value_of(d) for d in lake.list_children(layout.partition_prefix(table)))
+
+
+def trades_status(lake: Lake, con: Any) -> List[Dict[str, Any]]:
+    """``query.trades_status`` per symbol plus ``orders_inconsistent``: how many final orders disagree
+    with their trades (what ``status`` shows; ``verify`` lists them)."""
+    from binance_lake.query import trades_status as trade_counts
+
+    rows = trade_counts(con)
+    for row in rows:
+        row["orders_inconsistent"] = len(check_symbols(lake, [row["symbol"]]))
+    return rows
