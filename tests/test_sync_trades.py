@@ -159,3 +159,34 @@ def test_rebuild_rederives_curated_trades_from_raw(client, lake, emulator):
     sync.rebuild(lake, ["BTCUSDT"])
     assert_lake_equals(lake, emulator.trades("BTCUSDT"))
     assert trades_cursor(lake, "BTCUSDT") == emulator.trades("BTCUSDT")[-1]["id"]
+
+
+def test_microsecond_replies_land_the_same_rows(make_client, lake, emulator):
+    emulator.generate_orders("BTCUSDT", 60, NOW_MS - MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=14)
+    sync.sync_trades(make_client(time_unit="MICROSECOND"), lake, "BTCUSDT")
+    assert_lake_equals(lake, emulator.trades("BTCUSDT"))  # times back in ms, the same instants
+
+
+def test_a_malformed_trade_is_quarantined_with_its_reason_and_the_rest_lands(client, lake, emulator):
+    import json
+
+    from binance_lake.fold import transform_pending
+    from binance_lake.sources.rest.trades import TradesRun
+
+    emulator.generate_orders("BTCUSDT", 40, NOW_MS - MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=15)
+    truth = emulator.trades("BTCUSDT")
+    bad = {**truth[0], "qty": "not-a-number"}
+    run = TradesRun(client, lake, "BTCUSDT", None)
+    run._write({"fromId": 0}, [bad, *truth[1:]], "history")
+    transform_pending(lake, ["trades"], ["BTCUSDT"])
+    assert [r["trade_id"] for r in lake_trades(lake)] == [t["id"] for t in truth[1:]]
+    [qkey] = [k for k in lake.list_keys("quarantine/trades")]
+    [entry] = json.loads(lake.read_bytes(qkey))["rows"]
+    assert entry["row"]["id"] == truth[0]["id"] and "qty" in entry["reason"]
+
+
+def test_start_not_before_end_is_a_clear_error(client, lake):
+    from binance_lake.errors import BadInputError
+
+    with pytest.raises(BadInputError, match=r"--start .* is not before --end"):
+        sync.sync_trades(client, lake, "BTCUSDT", TradesRequest(start=NOW_MS, end=NOW_MS - 1))
