@@ -11,9 +11,10 @@ How much is asked per symbol:
 * first sync (no cursor in the lake): the whole history by ``fromId`` from 0, 1000 per page
   (weight 20 per page); ``--start``: 24 h windows (a full page continues by ``fromId``);
 * ``sync trades``: ``fromId`` = cursor + 1, one page of weight 20 when nothing is new;
-* ``sync account`` (orders, then trades) and the tick: only the orders whose ``executedQty`` can
-  have grown since the last trades run (the orders the orders step stored since then with
-  ``executedQty`` > 0). None: no trades call at all (weight 0). Up to 3: one
+* ``sync account`` (orders, then trades) and the tick: only the orders whose ``executedQty`` grew
+  since the last trades run (read from the orders pages stored since then, against the
+  executedQty recorded for orders still open, see :class:`OrdersSeen`). None: no trades call at
+  all (weight 0). Up to 3: one
   ``orderId``+``fromId`` call each (weight 5; 3 x 5 = 15 < 20). More: one ``fromId`` paging (20
   per 1000 trades).
 
@@ -34,7 +35,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from binance_lake import layout
 from binance_lake.crash import crash_point
-from binance_lake.errors import BadInputError
+from binance_lake.errors import BadInputError, BinanceUnavailableError
 from binance_lake.lake import Lake
 from binance_lake.schema import OPEN_ORDER_STATUSES, ORDERS, TRADES
 from binance_lake.sources.rest.client import MY_TRADES_ORDER_WEIGHT, MY_TRADES_WEIGHT, BinanceClient
@@ -247,8 +248,6 @@ class TradesRun:
 
     def _check(self, trades: Any) -> None:
         """A reply that is not a list of trade objects is Binance misbehaving, not data."""
-        from binance_lake.errors import BinanceUnavailableError
-
         if not isinstance(trades, list) or not all(isinstance(t, dict) and "id" in t for t in trades):
             raise BinanceUnavailableError(f"GET {ENDPOINT} {self.symbol}: the reply is not a list of trades")
 
