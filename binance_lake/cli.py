@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from binance_lake.config import DEFAULTS, Setting, resolve, split_list
 from binance_lake.config import FILE_NAME as CONFIG_FILE
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sync = sub.add_parser("sync", help="fetch from Binance into raw, then curate").add_subparsers(
-        dest="table", required=True, metavar="candles|orders")
+        dest="table", required=True, metavar="candles|orders|trades|account")
     sc = sync.add_parser("candles", help="closed candles (default: continue from the lake's watermark)")
     _symbol_arg(sc)
     _quote_arg(sc)
@@ -141,6 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common(so)
     _binance(so)
     so.add_argument("--no-transform", action="store_true", help="write raw only; curate later (`transform`)")
+    st_ = sync.add_parser("trades", help="the account's fills (default: every trade since the last sync)")
+    _symbol_arg(st_)
+    st_.add_argument("--window", help="trades in the last DURATION, e.g. 15m, 3d (split into 24 h requests)")
+    st_.add_argument("--start", help="trades from this time (ISO-8601 UTC; over 24 h is split into 24 h requests)")
+    st_.add_argument("--end", help="trades before this time")
+    _common(st_)
+    _binance(st_)
+    st_.add_argument("--no-transform", action="store_true", help="write raw only; curate later (`transform`)")
+    sa = sync.add_parser("account", help="orders, then the fills of the orders that executed since the last run")
+    _symbol_arg(sa)
+    _common(sa)
+    _binance(sa)
+    sa.add_argument("--no-transform", action="store_true", help="write raw only; curate later (`transform`)")
 
     bf = sub.add_parser("backfill", help="full history from data.binance.vision (checksummed zips), then REST")
     _symbol_arg(bf)
@@ -203,12 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(q)
 
     ex = sub.add_parser("export", help="CSV with the report headers")
-    ex.add_argument("table", choices=["candles", "orders"])
+    ex.add_argument("table", choices=["candles", "orders", "trades"])
     _symbol_arg(ex, "the symbol to export (one CSV per symbol)")
     _interval_arg(ex, "candles: the interval to export (default: the only one the lake holds)")
     ex.add_argument("--format", choices=["csv"], default="csv")
     ex.add_argument("--output", required=True, help="file to write, or - for stdout (the summary then goes to stderr)")
-    ex.add_argument("--start", help="candles: inclusive open time / orders: creation time")
+    ex.add_argument("--start", help="candles: inclusive open time / orders: creation time / trades: trade time")
     ex.add_argument("--end", help="exclusive")
     _common(ex)
 
@@ -332,11 +345,37 @@ def _maybe_emulator(args: argparse.Namespace) -> Iterator[Optional[Dict[str, str
     emu = Emulator(now_ms=None)  # real time: the demo looks like a live run
     key, secret = "emulator-demo-key", "emulator-demo-secret"
     emu.add_api_key(key, secret)
-    now = emu.now_ms()
-    emu.generate_orders("BTCUSDT", 1200, now - 3 * 86_400_000, now, seed=7)
+    # The account's window ends on the hour: every run within an hour sees the same emulated
+    # orders and fills, so a rerun shows what the lake already holds (nothing new).
+    end = emu.now_ms() // 3_600_000 * 3_600_000
+    emu.generate_orders("BTCUSDT", 1200, end - 3 * 86_400_000, end, seed=7)
     with emu.serve() as base_url:
         log.info("using the in-process Binance emulator at %s", base_url)
         yield {**os.environ, "BINANCE_BASE_URL": base_url, "BINANCE_API_KEY": key, "BINANCE_API_SECRET": secret}
+
+
+class Summaries:
+    """A command's summaries, one per symbol and interval: text lines as each run ends; with
+    ``--json`` one document at the end (the summary itself for one run, ``{"runs": [...],
+    "total": ...}`` for several), so stdout always parses as one JSON value."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.items: List[Dict[str, Any]] = []
+
+    def add(self, summary: Dict[str, Any], line: str) -> None:
+        self.items.append(summary)
+        if not self.args.json:
+            print(line, flush=True)
+
+    def finish(self, total: Optional[Dict[str, Any]] = None, line: str = "") -> None:
+        if not self.args.json:
+            if line:
+                print(line, flush=True)
+            return
+        several = len(self.items) != 1 or total is not None
+        doc = {"runs": self.items, **({"total": total} if total else {})} if several else self.items[0]
+        print(json.dumps(doc, default=str), flush=True)
 
 
 def _print_summary(args: argparse.Namespace, summary: Dict[str, Any], line: str) -> None:
@@ -396,15 +435,18 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from binance_lake.times import optional_time
 
     lake = _open(args)
-    start, end = optional_time(args.start, "--start"), optional_time(args.end, "--end")
+    start = optional_time(getattr(args, "start", None), "--start")  # `sync account` has no window
+    end = optional_time(getattr(args, "end", None), "--end")
     intervals = args.interval if args.table == "candles" else [""]
     summaries: List[Dict[str, Any]] = []
     codes: List[int] = []
+    out = Summaries(args)
     began = time.time()
     # One client for every symbol: one weight budget, one exchangeInfo call, one clock offset.
     with binance_client(args) as client:
         symbols = _symbols_for(args, client) if args.table == "candles" else _need_symbols(args)
-        client.prefetch_symbol_info(symbols)
+        if args.table == "candles":
+            client.prefetch_symbol_info(symbols)
         runs = [(symbol, interval) for symbol in symbols for interval in intervals]
         for symbol, interval in runs:
             try:
@@ -419,13 +461,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 codes.append(exc.exit_code)
                 continue
             summaries.append(s)
-            _print_summary(args, s, line)
+            out.add(s, line)
     if len(runs) > 1:
         total = _runs_total(summaries, len(codes), time.time() - began, client.stats.requests)
-        _print_summary(args, {"total": total},
-                       f"sync {args.table} total: {total['runs']} of {len(runs)} runs done ({total['failed']} failed), "
-                       f"{total['rows']} rows fetched, weight used {total['weight_used']}, "
-                       f"{total['requests']} requests, {total['seconds']}s")
+        out.finish(total, f"sync {args.table} total: {total['runs']} of {len(runs)} runs done "
+                          f"({total['failed']} failed), {total['rows']} rows fetched, weight used "
+                          f"{total['weight_used']}, {total['requests']} requests, {total['seconds']}s")
+    else:
+        out.finish()
     return max(codes, default=0)
 
 
@@ -441,6 +484,8 @@ def _sync_one(args: argparse.Namespace, client: Any, lake: Any, symbol: str, int
         if args.table == "candles":
             s = sync.sync_candles(client, lake, symbol, interval, start, end, args.workers, progress,
                                   transform=not args.no_transform)
+        elif args.table in ("trades", "account"):
+            return _sync_account_side(args, client, lake, symbol, progress, start, end)
         else:
             if args.window:
                 if start is not None or end is not None:
@@ -475,6 +520,36 @@ def _written(s: Dict[str, Any]) -> str:
             + (f", {s['raw_files_already_stored']} raw files already stored ({s['rows_already_stored']} rows)"
                if s.get("raw_files_already_stored") else "")
             + (f", {s['late_candles']} late candles landed" if s.get("late_candles") else ""))
+
+
+def _sync_account_side(args: argparse.Namespace, client: Any, lake: Any, symbol: str, progress: Any,
+                       start: Optional[int], end: Optional[int]) -> Tuple[Dict[str, Any], str]:
+    """``sync trades`` and ``sync account`` for one symbol: its summary and lines (one per table)."""
+    from binance_lake.jobs import sync
+    from binance_lake.sources.rest.trades import TradesRequest
+    from binance_lake.times import parse_duration
+
+    if args.table == "account":
+        both = sync.sync_account(client, lake, symbol, progress, transform=not args.no_transform)
+        return both, "\n".join(_trades_line(table, symbol, both[table]) for table in ("orders", "trades"))
+    if args.window:
+        if start is not None or end is not None:
+            raise BadInputError("use --window or --start/--end, not both")
+        end = client.server_time()
+        start = end - parse_duration(args.window)
+    s = sync.sync_trades(client, lake, symbol, TradesRequest(start=start, end=end), progress,
+                         transform=not args.no_transform)
+    return s, _trades_line("trades", symbol, s)
+
+
+def _trades_line(table: str, symbol: str, s: Dict[str, Any]) -> str:
+    t = s.get("transform", {})
+    return (f"sync {table} {symbol}: {s['rows']} rows fetched into {s['raw_files']} raw files"
+            + (f" ({s['start']} .. {s['end']})" if s.get("start") else "")
+            + (f", curated {t.get('rows_written', 0)} rows in {t.get('partitions', 0)} partitions" if t else "")
+            + (f", {t['quarantined_rows']} rows quarantined" if t.get("quarantined_rows") else "")
+            + f", weight used {s['weight_used']}, {s['requests']} requests, {s['seconds']}s"
+            + (f"; {s['note']}" if s.get("note") else ""))
 
 
 class FileProgress:
@@ -596,20 +671,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     dates = verify.date_range(verify.now_ms(), args.days_back, args.start, args.end)
     opts = verify.VerifyOptions(repair=not args.dry_run, quarantine_unexplained=args.quarantine_unexplained,
                                 lock_wait_s=args.lock_wait)
-    symbols, codes = _need_symbols(args), []
+    symbols, codes, out = _need_symbols(args), [], Summaries(args)
     lake = _open_existing(args)
     for interval in args.interval:
-        codes.append(_verify_one(args, lake, symbols, interval, dates, opts))
+        codes.append(_verify_one(args, out, lake, symbols, interval, dates, opts))
+    out.finish()
     return max(codes)
 
 
-def _verify_one(args: argparse.Namespace, lake: Any, symbols: List[str], interval: str, dates: Sequence[str],
-                opts: Any) -> int:
+def _verify_one(args: argparse.Namespace, out: Summaries, lake: Any, symbols: List[str], interval: str,
+                dates: Sequence[str], opts: Any) -> int:
     from binance_lake import verify
 
     report = verify.verify(lake, symbols, interval, dates, opts)
     if not args.against_archive:
-        _print_summary(args, report.as_dict(), report.line())
+        out.add(report.as_dict(), report.line())
         return verify.exit_code(report)
     checks = _against_archive(args, lake, symbols, interval, dates)
     unsettled = [c for c in checks if c.status in ("mismatch", "failed")]
@@ -617,7 +693,7 @@ def _verify_one(args: argparse.Namespace, lake: Any, symbols: List[str], interva
               for s in ("match", "settled", "mismatch", "adopted", "not-published", "no-rest", "failed")}
     line = (report.line() + "\nagainst the archive: " + ", ".join(f"{n} {s}" for s, n in counts.items())
             + f" ({len(checks)} days)")
-    _print_summary(args, {**report.as_dict(), "against_archive": [dataclasses.asdict(c) for c in checks]}, line)
+    out.add({**report.as_dict(), "against_archive": [dataclasses.asdict(c) for c in checks]}, line)
     return max(verify.exit_code(report), EXIT_ATTENTION if unsettled else 0)
 
 
@@ -644,6 +720,7 @@ def _against_archive(args: argparse.Namespace, lake: Any, symbols: List[str], in
 def cmd_status(args: argparse.Namespace) -> int:
     from binance_lake import layout
     from binance_lake.query import connect, orders_status, status
+    from binance_lake.reconcile import trades_status
     from binance_lake.sources.archive import stored_damage
 
     lake = _open_existing(args)
@@ -652,7 +729,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     orders = orders_status(con)
     damaged = stored_damage(lake, [(c["symbol"], c["interval"]) for c in candles])
     unparsed = layout.quarantined_raw_keys(lake.list_keys(f"{layout.QUARANTINE}/{layout.RAW}"))
-    summary = {"lake": args.lake, "candles": candles, "orders": orders, "damaged": damaged,
+    trades = trades_status(lake, con)
+    summary = {"lake": args.lake, "candles": candles, "orders": orders, "trades": trades, "damaged": damaged,
                "quarantined_raw": unparsed}
     code = EXIT_STORAGE if damaged else 0
     for message in damaged:
@@ -663,7 +741,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, default=str))
         return code
-    if not candles and not orders:
+    if not candles and not orders and not trades:
         print(f"lake {args.lake}: empty (run `binance-lake sync candles --symbol BTCUSDT`)")
         return 0
     for c in candles:
@@ -677,7 +755,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     for o in orders:
         print(f"{o['symbol']} orders: {o['orders']} (max id {o['max_order_id']}, {o['open_orders']} open), "
               f"last update {o['last_update']}")
+    for t in trades:
+        print(f"{t['symbol']} trades: {t['trades']} (max id {t['max_trade_id']}), last trade {t['last_trade']}, "
+              f"{t['orders_inconsistent']} final orders inconsistent with their trades (`verify` lists them)")
     print(f"lake {args.lake}: {sum(c['rows'] for c in candles)} candles, {sum(o['orders'] for o in orders)} orders"
+          + (f", {sum(t['trades'] for t in trades)} trades" if trades else "")
           + (f", {len(damaged)} damaged stored files (see above)" if damaged else ""))
     return code
 
@@ -694,12 +776,15 @@ def cmd_gaps(args: argparse.Namespace) -> int:
                 client.append(stack.enter_context(binance_client(args)))
             return client[0]
 
+        out = Summaries(args)
         for symbol, interval in runs:
-            _gaps_one(args, lake, symbol, interval, get_client)
+            _gaps_one(args, out, lake, symbol, interval, get_client)
+        out.finish()
     return 0
 
 
-def _gaps_one(args: argparse.Namespace, lake: Any, symbol: str, interval: str, get_client: Callable[[], Any]) -> None:
+def _gaps_one(args: argparse.Namespace, out: Summaries, lake: Any, symbol: str, interval: str,
+              get_client: Callable[[], Any]) -> None:
     from binance_lake.jobs import sync
     from binance_lake.query import candle_gaps, connect
     from binance_lake.sources.coverage import exchange_gaps, gaps_to_recheck, raw_coverage
@@ -735,7 +820,7 @@ def _gaps_one(args: argparse.Namespace, lake: Any, symbol: str, interval: str, g
     else:
         line = (f"gaps {label}: {len(gaps)} gaps in {rows} candles, exchange gaps {len(exch)}"
                 + (" (run with --repair to re-fetch)" if gaps else ""))
-    _print_summary(args, summary, line)
+    out.add(summary, line)
 
 
 def _json_value(value: Any) -> Any:
@@ -799,6 +884,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise BadInputError(_one_csv_each(len(runs)))
     start, end = optional_time(args.start, "--start"), optional_time(args.end, "--end")
     lake = _open_existing(args)
+    out = Summaries(args)
     for (symbol, interval), output in zip(runs, outputs):
         n = export_csv(lake, args.table, symbol, output, start, end, interval)
         summary = {"table": args.table, "symbol": symbol, "rows": n, "output": output}
@@ -806,7 +892,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         if output == "-":  # stdout is the CSV: the summary must not become its last row
             print(json.dumps(summary) if args.json else line, file=sys.stderr, flush=True)
         else:
-            _print_summary(args, summary, line)
+            out.add(summary, line)
+    if out.items:
+        out.finish()
     return 0
 
 

@@ -188,14 +188,16 @@ def test_readme_limit_range_matches_the_code(run):
         assert run("sync", "orders", "--symbol", "BTCUSDT", "--limit", n, "--base-url", run.base_url)[0] == code
 
 
-def test_several_symbols_json_is_one_object_per_line(run):
+def test_several_symbols_json_is_one_document_with_runs_and_a_total(run):
     code, out, _ = run("sync", "candles", "--symbol", "BTCUSDT,BTCUSD", *HOURS, "--json", "--base-url", run.base_url)
     assert code == 0
-    objects = [json.loads(line) for line in out.strip().splitlines()]
-    assert [o.get("symbol") for o in objects[:2]] == ["BTCUSDT", "BTCUSD"]
-    assert objects[-1]["total"]["rows"] == 240 and objects[-1]["total"]["runs"] == 2
+    doc = json.loads(out)  # one JSON value on stdout, whatever the number of symbols
+    assert [r["symbol"] for r in doc["runs"]] == ["BTCUSDT", "BTCUSD"]
+    assert doc["total"]["rows"] == 240 and doc["total"]["runs"] == 2
     # The total counts every request of the shared client (the exchangeInfo call no symbol owns too).
-    assert objects[-1]["total"]["requests"] > sum(o["requests"] for o in objects[:2])
+    assert doc["total"]["requests"] > sum(r["requests"] for r in doc["runs"])
+    code, out, _ = run("gaps", "--symbol", "BTCUSDT,BTCUSD", "--json")
+    assert code == 0 and [r["symbol"] for r in json.loads(out)["runs"]] == ["BTCUSDT", "BTCUSD"]
 
 
 def test_gaps_takes_several_symbols(run):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from binance_lake.cli import main
+from binance_lake.cli import build_parser, main
 from binance_lake.config import KEYS
 from binance_lake.times import INTERVAL_MS
 
@@ -26,8 +26,9 @@ def _blocks() -> dict:
     return dict(re.findall(r"^## `(binance-lake[^`]*)`\n\n```text\n(.*?)\n```", text, re.M | re.S))
 
 
-COMMANDS = [("binance-lake",), ("sync",), ("sync", "candles"), ("sync", "orders"), ("backfill",), ("transform",),
-            ("verify",), ("status",), ("symbols",), ("gaps",), ("query",), ("export",), ("config",), ("emulator",)]
+# Every command of the parser (a new one is covered without editing this file).
+COMMANDS = [("binance-lake",)] + [tuple(name.split()[1:])
+                                  for name, _ in gen["_subcommands"](build_parser(), "binance-lake")]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
@@ -43,7 +44,7 @@ def test_each_command_help_is_in_the_doc(command, monkeypatch, capsys):
 
 def test_doc_lists_every_command_interval_setting_and_exit_code():
     text = (REPO / "docs" / "cli.md").read_text()
-    assert len(_blocks()) == len(COMMANDS)  # a new command gets a section (and a row above)
+    assert len(_blocks()) == len(COMMANDS) >= 16  # every command has its section
     assert all(f"`{i}`" in text for i in INTERVAL_MS)
     assert all(f"| `{k.name}` | `{k.flag}` | `{k.env}` |" in text for k in KEYS)
     for code in (0, 2, 3, 4, 5, 6, 130):
