@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence
 
 import jsii
-
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions

@@ -1,15 +1,30 @@
 """The 5-minute run: a Step Functions state machine on an EventBridge Scheduler schedule.
 
     CheckNotRunning -> AlreadyRunning? --yes--> SkipOverlap (Succeed)
-                                     --no---> Extract (Parallel: Candles | Orders)
-                                              -> Transform (Lambda) -> Done
-    any failure -> NotifyFailure (SNS) -> Failed
+                                     --no---> Extract (Parallel: Candles | Orders, each catches its own failure)
+                                              -> Transform (Lambda) -> ExtractOk? --yes--> Done
+                                                                                  --no---> NotifyFailure
+    guard, transform (or the Parallel itself) failed -> NotifyFailure (SNS) -> Failed
 
-No overlap: the first state lists this state machine's RUNNING executions (SDK
-integration ``states:listExecutions``) and ends the run as a no-op if any other is
-running; and the transform holds a per-symbol lease in the lake (binance_lake.lock), so
-even a manual invoke cannot fold the same partition twice. No reserved concurrency
-(see py_cdk/extractors.py for why).
+Candles and orders fail independently: a revoked key (-2015) stops only the orders branch, the
+transform still curates what was extracted, and the run still ends in NotifyFailure + a failed
+execution (ExecutionsFailed alarm) naming the side that failed.
+
+No overlap: the first state lists this state machine's RUNNING executions (SDK integration
+``states:listExecutions``) and ends the run as a no-op if any OTHER is running. ListExecutions is
+eventually consistent ("This operation is eventually consistent", Step Functions API Reference,
+ListExecutions): a just-started execution may be missing from the list, including this one, so
+the guard checks whether it listed itself instead of assuming it (an earlier run, started at
+least one schedule period before, is listed). Two executions started within the consistency window
+(a manual start at the same second as a tick) can still both pass; the transform's per-symbol lease
+in the lake (binance_lake.lock) is what keeps curated correct then. The guard retries throttling
+and other task failures. No reserved concurrency (see py_cdk/extractors.py for why).
+
+Time budget: an execution timeout cannot be caught ("Step Functions catchers are available for
+Task, Parallel and Map states, but not for top-level state machine execution failures", Step
+Functions Developer Guide, "Handling errors in Step Functions workflows"), so the state machine's
+timeout is derived from its tasks' worst case (each attempt up to the task timeout, every retry
+taken, longest backoff, no jitter): NotifyFailure always gets its chance.
 
 A STANDARD workflow (see docs/cost.md for the judgement): the guard needs
 ``ListExecutions``, which AWS does not support for EXPRESS state machines (Step Functions
@@ -18,6 +33,9 @@ machines"), and Standard keeps the execution history that docs/cloud.md's runboo
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
@@ -35,6 +53,51 @@ from constructs import Construct
 # any task failure (a Binance 5xx/429 surfaces as a handler exception) with backoff.
 LAMBDA_TRANSIENT = ["Lambda.TooManyRequestsException", "Lambda.ServiceException", "Lambda.AWSLambdaException",
                     "Lambda.SdkClientException"]
+# States.TaskFailed matches every error except States.Timeout (Step Functions Developer Guide,
+# "Error names"): a timed-out attempt is not retried, a failed one may have run up to the timeout.
+TASK_FAILED = ["States.TaskFailed"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    errors: Tuple[str, ...]
+    interval_s: int
+    max_attempts: int
+    backoff_rate: float = 2.0
+
+    def worst_wait_s(self) -> float:
+        """The waits before each retry without jitter (full jitter only shortens them)."""
+        return sum(self.interval_s * self.backoff_rate ** i for i in range(self.max_attempts))
+
+
+@dataclass(frozen=True)
+class TaskBudget:
+    timeout_s: int
+    retries: Tuple[RetryPolicy, ...]
+
+    def worst_case_s(self) -> float:
+        """Every retrier exhausted (each counts its own attempts), every attempt up to the timeout."""
+        attempts = 1 + sum(r.max_attempts for r in self.retries)
+        return attempts * self.timeout_s + sum(r.worst_wait_s() for r in self.retries)
+
+
+LAMBDA_RETRY = RetryPolicy(tuple(LAMBDA_TRANSIENT), interval_s=5, max_attempts=2)
+GUARD = TaskBudget(30, (RetryPolicy(tuple(TASK_FAILED), interval_s=2, max_attempts=3),))
+# The extractors' Lambdas time out at 4 minutes; the task waits a little longer.
+EXTRACT = TaskBudget(300, (LAMBDA_RETRY, RetryPolicy(tuple(TASK_FAILED), interval_s=30, max_attempts=2)))
+# The transform Lambda times out at 10 minutes; one retry of a failure (the next tick is the
+# next retry: everything it does is resumable).
+TRANSFORM = TaskBudget(660, (LAMBDA_RETRY, RetryPolicy(tuple(TASK_FAILED), interval_s=30, max_attempts=1)))
+NOTIFY = TaskBudget(30, (RetryPolicy(tuple(TASK_FAILED), interval_s=2, max_attempts=3),))
+# The longest path: guard, the slower extractor, transform, notify (Pass/Choice take no time).
+WORST_CASE_S = sum(b.worst_case_s() for b in (GUARD, EXTRACT, TRANSFORM, NOTIFY))
+TIMEOUT = Duration.seconds(int(WORST_CASE_S) + 60)
+
+
+def _apply(task: sfn.TaskStateBase, budget: TaskBudget) -> None:
+    for r in budget.retries:
+        task.add_retry(errors=list(r.errors), interval=Duration.seconds(r.interval_s), max_attempts=r.max_attempts,
+                       backoff_rate=r.backoff_rate, jitter_strategy=sfn.JitterType.FULL)
 
 
 class Orchestration(Construct):
@@ -49,11 +112,18 @@ class Orchestration(Construct):
                                      resource_name=self.state_machine_name,
                                      arn_format=ArnFormat.COLON_RESOURCE_NAME)
         notify = self._notify_failure(topic)
-        work = self._extract(candles, orders, notify).next(self._transform(transform, notify)) \
-            .next(sfn.Succeed(self, "Done"))
-        definition = self._guard().next(
+        outcome = sfn.Choice(self, "ExtractOk?").when(
+            sfn.Condition.or_(sfn.Condition.boolean_equals("$.extract.candles.failed", True),
+                              sfn.Condition.boolean_equals("$.extract.orders.failed", True)), notify,
+            comment="a side failed: its error is in $.extract").otherwise(sfn.Succeed(self, "Done"))
+        work = self._extract(candles, orders, notify).next(self._transform(transform, notify)).next(outcome)
+        definition = self._guard(notify).next(
             sfn.Choice(self, "AlreadyRunning?")
-            .when(sfn.Condition.number_greater_than("$.running", 1),
+            .when(sfn.Condition.or_(
+                sfn.Condition.and_(sfn.Condition.boolean_equals("$.guard.listed_self", True),
+                                   sfn.Condition.number_greater_than("$.guard.running", 1)),
+                sfn.Condition.and_(sfn.Condition.boolean_equals("$.guard.listed_self", False),
+                                   sfn.Condition.number_greater_than_equals("$.guard.running", 1))),
                   sfn.Succeed(self, "SkipOverlap", comment="another execution is still running"))
             .otherwise(work))
         log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=key,
@@ -61,43 +131,58 @@ class Orchestration(Construct):
         self.state_machine = sfn.StateMachine(
             self, "StateMachine", state_machine_name=self.state_machine_name,
             definition_body=sfn.DefinitionBody.from_chainable(definition),
-            state_machine_type=sfn.StateMachineType.STANDARD, timeout=Duration.minutes(30), tracing_enabled=True,
+            state_machine_type=sfn.StateMachineType.STANDARD, timeout=TIMEOUT, tracing_enabled=True,
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
         )
         self._grant_encrypted_publish(key)
         self.schedule = self._schedule(schedule_minutes)
 
-    def _guard(self) -> tasks.CallAwsService:
-        return tasks.CallAwsService(
+    def _guard(self, notify: sfn.IChainable) -> tasks.CallAwsService:
+        guard = tasks.CallAwsService(
             self, "CheckNotRunning", service="sfn", action="listExecutions", iam_action="states:ListExecutions",
             iam_resources=[self._arn],
-            parameters={"StateMachineArn.$": "$$.StateMachine.Id", "StatusFilter": "RUNNING", "MaxResults": 10},
-            # This execution is one of the RUNNING ones: more than 1 means an overlap.
-            result_selector={"running.$": "States.ArrayLength($.Executions)"},
+            parameters={"StateMachineArn.$": "$$.StateMachine.Id", "StatusFilter": "RUNNING", "MaxResults": 100},
+            # Whether this execution is in the (eventually consistent) list decides how many others run.
+            result_selector={
+                "running.$": "States.ArrayLength($.Executions)",
+                "listed_self.$": "States.ArrayContains($.Executions[*].ExecutionArn, $$.Execution.Id)",
+            },
+            result_path="$.guard", task_timeout=sfn.Timeout.duration(Duration.seconds(GUARD.timeout_s)),
         )
+        _apply(guard, GUARD)
+        guard.add_catch(notify, errors=["States.ALL"], result_path="$.guard")
+        return guard
 
-    def _invoke(self, cid: str, fn: lambda_.IFunction, timeout_min: int = 5) -> tasks.LambdaInvoke:
+    def _invoke(self, cid: str, fn: lambda_.IFunction, budget: TaskBudget, **kwargs: object) -> tasks.LambdaInvoke:
         # The execution id is the handlers' log correlation id (binance_lake.aws.settings.correlation_id).
         task = tasks.LambdaInvoke(self, cid, lambda_function=fn, payload_response_only=True,
                                   payload=sfn.TaskInput.from_object({"execution_id": sfn.JsonPath.execution_id}),
-                                  retry_on_service_exceptions=False, result_path=sfn.JsonPath.DISCARD,
-                                  task_timeout=sfn.Timeout.duration(Duration.minutes(timeout_min)))
-        task.add_retry(errors=LAMBDA_TRANSIENT, interval=Duration.seconds(5), max_attempts=4, backoff_rate=2,
-                       jitter_strategy=sfn.JitterType.FULL)
-        task.add_retry(errors=["States.TaskFailed"], interval=Duration.seconds(30), max_attempts=2,
-                       backoff_rate=2, jitter_strategy=sfn.JitterType.FULL)
+                                  retry_on_service_exceptions=False,
+                                  task_timeout=sfn.Timeout.duration(Duration.seconds(budget.timeout_s)),
+                                  **kwargs)  # type: ignore[arg-type]
+        _apply(task, budget)
         return task
 
+    def _side(self, cid: str, fn: lambda_.IFunction) -> sfn.IChainable:
+        """One extractor that never fails its branch: it ends in {"failed": false} or
+        {"failed": true, "error", "cause"}, so the other side and the transform still run."""
+        task = self._invoke(cid, fn, EXTRACT, result_path=sfn.JsonPath.DISCARD)
+        failed = sfn.Pass(self, f"{cid}Failed", parameters={
+            "failed": True, "error.$": "$.error.Error", "cause.$": "$.error.Cause"})
+        task.add_catch(failed, errors=["States.ALL"], result_path="$.error")
+        return task.next(sfn.Pass(self, f"{cid}Ok", parameters={"failed": False}))
+
     def _extract(self, candles: lambda_.IFunction, orders: lambda_.IFunction, notify: sfn.IChainable) -> sfn.Parallel:
-        parallel = sfn.Parallel(self, "Extract", result_path=sfn.JsonPath.DISCARD)
-        parallel.branch(self._invoke("Candles", candles)).branch(self._invoke("Orders", orders))
-        parallel.add_catch(notify, errors=["States.ALL"], result_path="$.error")
+        parallel = sfn.Parallel(self, "Extract", result_path="$.extract",
+                                result_selector={"candles.$": "$[0]", "orders.$": "$[1]"})
+        parallel.branch(self._side("Candles", candles)).branch(self._side("Orders", orders))
+        parallel.add_catch(notify, errors=["States.ALL"], result_path="$.extract")  # the branches catch their own
         return parallel
 
     def _transform(self, fn: lambda_.IFunction, notify: sfn.IChainable) -> tasks.LambdaInvoke:
-        # Same retries as the extractors; the task waits a little longer than the Lambda's 10 minutes.
-        task = self._invoke("Transform", fn, timeout_min=11)
-        task.add_catch(notify, errors=["States.ALL"], result_path="$.error")
+        task = self._invoke("Transform", fn, TRANSFORM, result_selector={"failed": False},
+                            result_path="$.transform")
+        task.add_catch(notify, errors=["States.ALL"], result_path="$.transform")
         return task
 
     def _grant_encrypted_publish(self, key: kms.IKey) -> None:
@@ -110,16 +195,18 @@ class Orchestration(Construct):
             resources=[key.key_arn]))
 
     def _notify_failure(self, topic: sns.ITopic) -> sfn.IChainable:
+        # The message is the run's state: which step failed ({"Error", "Cause"} or
+        # {"failed": true, ...}) and which succeeded; docs/operations.md reads it.
         publish = tasks.SnsPublish(
             self, "NotifyFailure", topic=topic, subject="binance-lake run failed",
             message=sfn.TaskInput.from_object({
                 "execution": sfn.JsonPath.string_at("$$.Execution.Id"),
-                "error": sfn.JsonPath.string_at("$.error.Error"),
-                "cause": sfn.JsonPath.string_at("$.error.Cause"),
+                "run": sfn.JsonPath.entire_payload,
             }),
-            result_path=sfn.JsonPath.DISCARD)
+            result_path=sfn.JsonPath.DISCARD, task_timeout=sfn.Timeout.duration(Duration.seconds(NOTIFY.timeout_s)))
+        _apply(publish, NOTIFY)
         return publish.next(sfn.Fail(self, "Failed", error="BinanceLakeRunFailed",
-                                     cause="extract or transform failed; see the SNS notification"))
+                                     cause="guard, extract or transform failed; see the SNS notification"))
 
     def _schedule(self, minutes: int) -> scheduler.Schedule:
         return scheduler.Schedule(
