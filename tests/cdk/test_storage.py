@@ -75,7 +75,7 @@ def test_lifecycle_ia_only_for_objects_worth_it_and_athena_results_expire(synth:
     assert ia["Prefix"] == "raw/"
     assert ia["Transitions"] == [{"StorageClass": "STANDARD_IA", "TransitionInDays": 30}]
     # S3 skips objects under 128 KB by default and IA bills 128 KB minimum: the rule says so.
-    assert ia["ObjectSizeGreaterThan"] == 128 * 1024
+    assert ia["ObjectSizeGreaterThan"] == str(128 * 1024)  # CloudFormation's type is a string
     buckets = resources(synth.beta, "AWS::S3::Bucket")
     athena = buckets[logical_id(stack, stack.storage.athena_results)]["Properties"]["LifecycleConfiguration"]
     assert athena["Rules"][0]["ExpirationInDays"] == 30
