@@ -42,7 +42,7 @@ GLUE_METRIC_NAMESPACE = "Glue"
 # --custom-logGroup-prefix ("Logging for AWS Glue jobs": without it the account-wide
 # /aws-glue/jobs/error and /output, which this stack must not own). The stack creates those
 # groups with a retention; the prefix stays under /aws-glue/ so the GlueLogs grant covers it.
-GLUE_LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
+GLUE_LOG_RETENTION = logs.RetentionDays.ONE_MONTH  # like every other log group of the stack
 
 
 def _columns(items: Sequence[Dict[str, str]]) -> List[glue.Column]:

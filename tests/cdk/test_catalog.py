@@ -218,7 +218,7 @@ def test_glue_jobs_log_to_their_own_groups_with_retention_and_no_continuous_flag
         prefix = args["--custom-logGroup-prefix"]
         assert prefix.startswith("/aws-glue/")  # inside the roles' GlueLogs grant
         for stream in ("error", "output"):
-            assert groups[f"{prefix}/{stream}"]["RetentionInDays"] == 90
+            assert groups[f"{prefix}/{stream}"]["RetentionInDays"] == 30
             assert "KmsKeyId" in groups[f"{prefix}/{stream}"]
 
 
