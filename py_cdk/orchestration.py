@@ -14,7 +14,7 @@ No overlap: the first state lists this state machine's RUNNING executions (SDK i
 ``states:listExecutions``) and ends the run as a no-op if any OTHER is running. ListExecutions is
 eventually consistent ("This operation is eventually consistent", Step Functions API Reference,
 ListExecutions): a just-started execution may be missing from the list, including this one, so
-the guard checks whether it listed itself instead of assuming it (an earlier run, started at
+the guard checks whether it listed itself (CountOthers) instead of assuming it (an earlier run, started at
 least one schedule period before, is listed). Two executions started within the consistency window
 (a manual start at the same second as a tick) can still both pass; the transform's per-symbol lease
 in the lake (binance_lake.lock) is what keeps curated correct then. The guard retries throttling
@@ -117,7 +117,11 @@ class Orchestration(Construct):
                               sfn.Condition.boolean_equals("$.extract.orders.failed", True)), notify,
             comment="a side failed: its error is in $.extract").otherwise(sfn.Succeed(self, "Done"))
         work = self._extract(candles, orders, notify).next(self._transform(transform, notify)).next(outcome)
-        definition = self._guard(notify).next(
+        # ResultSelector takes full JSONPath (the [*] projection); the intrinsic then gets a plain path.
+        count = sfn.Pass(self, "CountOthers", result_path="$.guard", parameters={
+            "running.$": "$.guard.running",
+            "listed_self.$": "States.ArrayContains($.guard.arns, $$.Execution.Id)"})
+        definition = self._guard(notify).next(count).next(
             sfn.Choice(self, "AlreadyRunning?")
             .when(sfn.Condition.or_(
                 sfn.Condition.and_(sfn.Condition.boolean_equals("$.guard.listed_self", True),
@@ -143,10 +147,7 @@ class Orchestration(Construct):
             iam_resources=[self._arn],
             parameters={"StateMachineArn.$": "$$.StateMachine.Id", "StatusFilter": "RUNNING", "MaxResults": 100},
             # Whether this execution is in the (eventually consistent) list decides how many others run.
-            result_selector={
-                "running.$": "States.ArrayLength($.Executions)",
-                "listed_self.$": "States.ArrayContains($.Executions[*].ExecutionArn, $$.Execution.Id)",
-            },
+            result_selector={"running.$": "States.ArrayLength($.Executions)", "arns.$": "$.Executions[*].ExecutionArn"},
             result_path="$.guard", task_timeout=sfn.Timeout.duration(Duration.seconds(GUARD.timeout_s)),
         )
         _apply(guard, GUARD)

@@ -46,10 +46,13 @@ def test_starts_with_the_overlap_guard(definition: Dict[str, Any]) -> None:
     assert guard["Resource"].endswith(":states:::aws-sdk:sfn:listExecutions")
     assert guard["Parameters"] == {"StateMachineArn.$": "$$.StateMachine.Id", "StatusFilter": "RUNNING",
                                    "MaxResults": 100}
-    assert guard["ResultSelector"] == {
-        "running.$": "States.ArrayLength($.Executions)",
-        "listed_self.$": "States.ArrayContains($.Executions[*].ExecutionArn, $$.Execution.Id)"}
-    assert guard["ResultPath"] == "$.guard"
+    assert guard["ResultSelector"] == {"running.$": "States.ArrayLength($.Executions)",
+                                       "arns.$": "$.Executions[*].ExecutionArn"}
+    assert guard["ResultPath"] == "$.guard" and guard["Next"] == "CountOthers"
+    count = definition["States"]["CountOthers"]
+    assert count["Parameters"] == {"running.$": "$.guard.running",
+                                   "listed_self.$": "States.ArrayContains($.guard.arns, $$.Execution.Id)"}
+    assert count["ResultPath"] == "$.guard" and count["Next"] == "AlreadyRunning?"
     # Throttling (or any failure) of ListExecutions is retried, then reported, never silent.
     assert [r["ErrorEquals"] for r in guard["Retry"]] == [["States.TaskFailed"]]
     assert guard["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.guard", "Next": "NotifyFailure"}]

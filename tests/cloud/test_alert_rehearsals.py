@@ -12,11 +12,13 @@ policy, so who may publish is checked on the template too.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any, Dict
 
 import pytest
 
-from binance_lake.aws import transform_lambda
+from binance_lake.aws import extract_lambda, transform_lambda
 from binance_lake.emulator import Emulator
 from binance_lake.times import MS_PER_DAY, MS_PER_MINUTE
 from tests.cloud.box import CloudBox
@@ -87,3 +89,34 @@ def _glue_event(box: CloudBox, job: str, state: str, message: str) -> None:
     result = box.client("events").put_events(Entries=[{
         "Source": "aws.glue", "DetailType": "Glue Job State Change", "Detail": json.dumps(detail)}])
     assert result["FailedEntryCount"] == 0
+
+
+def test_a_tick_while_another_run_is_running_is_skipped(box: CloudBox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard as moto executes the synthesized definition: a run still extracting makes the
+    next tick end at SkipOverlap without invoking anything (and without an alert)."""
+    entered, release = threading.Event(), threading.Event()
+    real = extract_lambda.extract_candles
+
+    def slow_candles(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        assert release.wait(60), "the first run was never released"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(extract_lambda, "extract_candles", slow_candles)
+    sfn = box.client("stepfunctions")
+    first = sfn.start_execution(stateMachineArn=box.state_machine_arn, name="first", input="{}")["executionArn"]
+    try:
+        assert entered.wait(30), "the first run never reached the candles extractor"
+        second = box.tick()
+        assert second.status == "SUCCEEDED"
+        assert second.invocations == []  # skipped before any Lambda
+        exited = [e["stateExitedEventDetails"]["name"] for e in second.history if "stateExitedEventDetails" in e]
+        assert exited[-1] == "SkipOverlap" and "Extract" not in exited
+    finally:
+        release.set()
+    deadline = time.monotonic() + 60
+    while sfn.describe_execution(executionArn=first)["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the first run did not finish"
+        time.sleep(0.05)
+    assert sfn.describe_execution(executionArn=first)["status"] == "SUCCEEDED"
+    assert box.alerts() == []
