@@ -118,14 +118,16 @@ class LakeStorage(Construct):
             conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
         ))
         # EventBridge rules publishing to the encrypted topic (the Glue failure rule): the same two
-        # actions (Amazon SNS Developer Guide, "Enable compatibility between event sources from AWS
-        # services and encrypted topics").
+        # actions (Amazon SNS Developer Guide, "Key management", "Enable compatibility between event
+        # sources from AWS services and encrypted topics"). No aws:Source* condition here: the KMS
+        # request EventBridge makes for SNS delivery is not documented to carry those keys, and a
+        # condition it lacks would drop every notification silently. Who may publish at all is
+        # limited by the topic policy (this stack's rule only, py_cdk/monitoring.py).
         self.key.add_to_resource_policy(iam.PolicyStatement(
             sid="EventRulesToSns",
             principals=[iam.ServicePrincipal("events.amazonaws.com")],
             actions=["kms:Decrypt", "kms:GenerateDataKey*"],
             resources=["*"],
-            conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
         ))
 
     def prefix_arn(self, prefix: str) -> str:
