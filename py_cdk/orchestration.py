@@ -37,7 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Tuple
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import Acknowledgment, ArnFormat, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -56,6 +57,7 @@ LAMBDA_TRANSIENT = ["Lambda.TooManyRequestsException", "Lambda.ServiceException"
 # States.TaskFailed matches every error except States.Timeout (Step Functions Developer Guide,
 # "Error names"): a timed-out attempt is not retried, a failed one may have run up to the timeout.
 TASK_FAILED = ["States.TaskFailed"]
+LEASE_KEY, LEASE_ITEM = "lease", "run"
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,15 @@ EXTRACT = TaskBudget(300, (LAMBDA_RETRY, RetryPolicy(tuple(TASK_FAILED), interva
 # next retry: everything it does is resumable).
 TRANSFORM = TaskBudget(660, (LAMBDA_RETRY, RetryPolicy(tuple(TASK_FAILED), interval_s=30, max_attempts=1)))
 NOTIFY = TaskBudget(30, (RetryPolicy(tuple(TASK_FAILED), interval_s=2, max_attempts=3),))
-# The longest path: guard, the slower extractor, transform, notify (Pass/Choice take no time).
-WORST_CASE_S = sum(b.worst_case_s() for b in (GUARD, EXTRACT, TRANSFORM, NOTIFY))
+# The lease's DynamoDB and DescribeExecution calls: a lost condition is an answer, not a failure
+# (MaxAttempts 0: never retried; Amazon States Language, Retry), anything else is retried.
+CONDITION_FAILED = "DynamoDB.ConditionalCheckFailedException"
+NO_SUCH_EXECUTION = "Sfn.ExecutionDoesNotExistException"
+LEASE = TaskBudget(30, (RetryPolicy((CONDITION_FAILED, NO_SUCH_EXECUTION), interval_s=1, max_attempts=0),
+                        RetryPolicy(tuple(TASK_FAILED), interval_s=2, max_attempts=3)))
+# The longest path: guard, take the lease (lost), read it, describe its holder, steal it, the slower
+# extractor, transform, notify, release (Pass/Choice take no time).
+WORST_CASE_S = sum(b.worst_case_s() for b in (GUARD, LEASE, LEASE, LEASE, LEASE, EXTRACT, TRANSFORM, NOTIFY, LEASE))
 TIMEOUT = Duration.seconds(int(WORST_CASE_S) + 60)
 
 
@@ -111,12 +120,27 @@ class Orchestration(Construct):
         self._arn = stack.format_arn(service="states", resource="stateMachine",
                                      resource_name=self.state_machine_name,
                                      arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        self._executions = stack.format_arn(service="states", resource="execution",
+                                            resource_name=f"{self.state_machine_name}:*",
+                                            arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        # The lease: one item in a DynamoDB table, taken with a conditional write (strongly
+        # consistent, unlike ListExecutions), released at the end, taken over from a holder that
+        # is no longer RUNNING (timed out, aborted, or failed before releasing).
+        self.lease_table = dynamodb.Table(
+            self, "Lease", partition_key=dynamodb.Attribute(name=LEASE_KEY, type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST, removal_policy=RemovalPolicy.DESTROY)
+        Validations.of(self.lease_table).acknowledge(Acknowledgment(
+            id="AwsSolutions-DDB3", reason="The lease table holds one item that is rewritten every run and "
+                                           "means nothing after it: there is nothing to recover."))
         notify = self._notify_failure(topic)
+        skip = sfn.Succeed(self, "SkipOverlap", comment="another execution is still running")
         outcome = sfn.Choice(self, "ExtractOk?").when(
             sfn.Condition.or_(sfn.Condition.boolean_equals("$.extract.candles.failed", True),
                               sfn.Condition.boolean_equals("$.extract.orders.failed", True)), notify,
-            comment="a side failed: its error is in $.extract").otherwise(sfn.Succeed(self, "Done"))
+            comment="a side failed: its error is in $.extract").otherwise(
+                self._release("ReleaseLease").next(sfn.Succeed(self, "Done")))
         work = self._extract(candles, orders, notify).next(self._transform(transform, notify)).next(outcome)
+        leased = self._take_lease(notify, skip, work)
         # ResultSelector takes full JSONPath (the [*] projection); the intrinsic then gets a plain path.
         count = sfn.Pass(self, "CountOthers", result_path="$.guard", parameters={
             "running.$": "$.guard.running",
@@ -128,8 +152,8 @@ class Orchestration(Construct):
                                    sfn.Condition.number_greater_than("$.guard.running", 1)),
                 sfn.Condition.and_(sfn.Condition.boolean_equals("$.guard.listed_self", False),
                                    sfn.Condition.number_greater_than_equals("$.guard.running", 1))),
-                  sfn.Succeed(self, "SkipOverlap", comment="another execution is still running"))
-            .otherwise(work))
+                  skip)
+            .otherwise(leased))
         log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=key,
                                   removal_policy=RemovalPolicy.DESTROY)
         self.state_machine = sfn.StateMachine(
@@ -139,6 +163,10 @@ class Orchestration(Construct):
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
         )
         self._grant_encrypted_publish(key)
+        Validations.of(self.state_machine.role.node.find_child("DefaultPolicy")).acknowledge(Acknowledgment(
+            id=f"AwsSolutions-IAM5[Resource::{stack.resolve(self._executions)}]",
+            reason="DescribeHolder reads the status of the execution that holds the lease: any execution of "
+                   "this state machine (ids are generated at run time), nothing else."))
         self.schedule = self._schedule(schedule_minutes)
 
     def _guard(self, notify: sfn.IChainable) -> tasks.CallAwsService:
@@ -153,6 +181,56 @@ class Orchestration(Construct):
         _apply(guard, GUARD)
         guard.add_catch(notify, errors=["States.ALL"], result_path="$.guard")
         return guard
+
+    def _me(self) -> tasks.DynamoAttributeValue:
+        return tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$$.Execution.Id"))
+
+    def _lease_task(self, task: sfn.TaskStateBase, notify: sfn.IChainable) -> sfn.TaskStateBase:
+        _apply(task, LEASE)
+        return task
+
+    def _take_lease(self, notify: sfn.IChainable, skip: sfn.IChainable, work: sfn.IChainable) -> sfn.IChainable:
+        table, key = self.lease_table, {LEASE_KEY: tasks.DynamoAttributeValue.from_string(LEASE_ITEM)}
+        timeout = sfn.Timeout.duration(Duration.seconds(LEASE.timeout_s))
+        take = self._lease_task(tasks.DynamoPutItem(
+            self, "TakeLease", table=table, item={**key, "holder": self._me()},
+            condition_expression=f"attribute_not_exists({LEASE_KEY})", result_path=sfn.JsonPath.DISCARD,
+            task_timeout=timeout), notify)
+        read = self._lease_task(tasks.DynamoGetItem(
+            self, "ReadLease", table=table, key=key, consistent_read=True, result_path="$.lease",
+            task_timeout=timeout), notify)
+        holder = self._lease_task(tasks.CallAwsService(
+            self, "DescribeHolder", service="sfn", action="describeExecution", iam_action="states:DescribeExecution",
+            iam_resources=[self._executions], parameters={"ExecutionArn.$": "$.lease.Item.holder.S"},
+            result_selector={"status.$": "$.Status"}, result_path="$.holder", task_timeout=timeout), notify)
+        steal = self._lease_task(tasks.DynamoPutItem(
+            self, "StealLease", table=table, item={**key, "holder": self._me()},
+            condition_expression="holder = :old", result_path=sfn.JsonPath.DISCARD, task_timeout=timeout,
+            expression_attribute_values={":old": tasks.DynamoAttributeValue.from_string(
+                sfn.JsonPath.string_at("$.lease.Item.holder.S"))}), notify)
+        take.add_catch(read, errors=[CONDITION_FAILED], result_path=sfn.JsonPath.DISCARD)
+        holder.add_catch(steal, errors=[NO_SUCH_EXECUTION], result_path=sfn.JsonPath.DISCARD)
+        steal.add_catch(skip, errors=[CONDITION_FAILED], result_path=sfn.JsonPath.DISCARD)  # another run won
+        for task in (take, read, holder, steal):
+            task.add_catch(notify, errors=["States.ALL"], result_path="$.lease")
+        read.next(sfn.Choice(self, "LeaseHeld?").when(
+            sfn.Condition.is_present("$.lease.Item.holder.S"),
+            holder.next(sfn.Choice(self, "HolderRunning?")
+                        .when(sfn.Condition.string_equals("$.holder.status", "RUNNING"), skip)
+                        .otherwise(steal.next(work))))
+            .otherwise(skip))  # released meanwhile: that run just ended, the next tick runs
+        return take.next(work)
+
+    def _release(self, cid: str) -> sfn.IChainable:
+        """Drop the lease if this execution holds it; never fails the run (a lease left behind is
+        taken over by the next run once this execution is no longer RUNNING)."""
+        release = tasks.DynamoDeleteItem(
+            self, cid, table=self.lease_table, key={LEASE_KEY: tasks.DynamoAttributeValue.from_string(LEASE_ITEM)},
+            condition_expression="holder = :me", expression_attribute_values={":me": self._me()},
+            result_path=sfn.JsonPath.DISCARD, task_timeout=sfn.Timeout.duration(Duration.seconds(LEASE.timeout_s)))
+        _apply(release, LEASE)
+        release.add_catch(sfn.Pass(self, f"{cid}Skipped"), errors=["States.ALL"], result_path=sfn.JsonPath.DISCARD)
+        return release
 
     def _invoke(self, cid: str, fn: lambda_.IFunction, budget: TaskBudget, **kwargs: object) -> tasks.LambdaInvoke:
         # The execution id is the handlers' log correlation id (binance_lake.aws.settings.correlation_id).
@@ -206,8 +284,9 @@ class Orchestration(Construct):
             }),
             result_path=sfn.JsonPath.DISCARD, task_timeout=sfn.Timeout.duration(Duration.seconds(NOTIFY.timeout_s)))
         _apply(publish, NOTIFY)
-        return publish.next(sfn.Fail(self, "Failed", error="BinanceLakeRunFailed",
-                                     cause="guard, extract or transform failed; see the SNS notification"))
+        return publish.next(self._release("ReleaseLeaseAfterFailure")).next(sfn.Fail(
+            self, "Failed", error="BinanceLakeRunFailed",
+            cause="guard, lease, extract or transform failed; see the SNS notification"))
 
     def _schedule(self, minutes: int) -> scheduler.Schedule:
         return scheduler.Schedule(

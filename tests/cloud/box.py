@@ -179,6 +179,7 @@ class CloudBox:
     queue_url: str = ""
     state_machine_arn: str = ""
     database: str = ""
+    lease_table: str = ""
     logs: io.StringIO = field(default_factory=io.StringIO)
     invocations: List[Invocation] = field(default_factory=list)
     retry_waits: List[float] = field(default_factory=list)
@@ -200,9 +201,23 @@ class CloudBox:
         self._topic()
         self._glue()
         self._functions()
+        self._tables()
         self._state_machine()
         self._rules()
         return self
+
+    def _tables(self) -> None:
+        """DynamoDB tables (the run lease) with the template's key schema."""
+        ddb = self.client("dynamodb")
+        for logical, res in self.stack.resources("AWS::DynamoDB::Table").items():
+            props = res["Properties"]
+            table = ddb.create_table(TableName=logical, KeySchema=props["KeySchema"],
+                                     AttributeDefinitions=props["AttributeDefinitions"],
+                                     BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"))["TableDescription"]
+            arn = table["TableArn"]
+            self.resolve.refs[logical] = logical
+            self.resolve.attrs[(logical, "Arn")] = arn
+            self.lease_table = logical
 
     def _role(self, logical: str) -> str:
         arn = self.client("iam").create_role(

@@ -120,3 +120,72 @@ def test_a_tick_while_another_run_is_running_is_skipped(box: CloudBox, monkeypat
         time.sleep(0.05)
     assert sfn.describe_execution(executionArn=first)["status"] == "SUCCEEDED"
     assert box.alerts() == []
+
+
+def test_the_lease_skips_a_run_the_lagging_list_missed(box: CloudBox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ListExecutions is eventually consistent: here it lists nothing at all (the worst lag). The
+    DynamoDB lease, taken with a conditional write, still sees the running holder: SkipOverlap."""
+    from tests.cloud import box as box_module
+
+    real_response = box_module._sdk_response
+
+    def lagging(task: Any, response: Any, *args: Any, **kwargs: Any) -> None:
+        real_response(task, response, *args, **kwargs)
+        if isinstance(response, dict) and "Executions" in response:
+            response["Executions"] = []
+
+    monkeypatch.setattr(box_module.StateTaskServiceAwsSdk, "_normalise_response", lagging)
+    entered, release = threading.Event(), threading.Event()
+    real = extract_lambda.extract_candles
+
+    def slow_candles(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        assert release.wait(60), "the first run was never released"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(extract_lambda, "extract_candles", slow_candles)
+    sfn = box.client("stepfunctions")
+    first = sfn.start_execution(stateMachineArn=box.state_machine_arn, name="holder", input="{}")["executionArn"]
+    try:
+        assert entered.wait(30)
+        assert _lease_holder(box) == first
+        second = box.tick()
+        exited = [e["stateExitedEventDetails"]["name"] for e in second.history if "stateExitedEventDetails" in e]
+        assert second.status == "SUCCEEDED" and second.invocations == []
+        assert "AlreadyRunning?" in exited and "DescribeHolder" in exited and exited[-1] == "SkipOverlap"
+        assert _lease_holder(box) == first  # the second run did not take it
+    finally:
+        release.set()
+    _wait_done(box, first)
+    assert _lease_holder(box) is None  # released at Done
+    assert box.alerts() == []
+
+
+@pytest.mark.parametrize("holder", ["finished", "unknown"])
+def test_a_lease_left_by_an_ended_run_is_taken_over(box: CloudBox, holder: str) -> None:
+    """A run that timed out or was aborted never released its lease: the next run finds the holder
+    not RUNNING (or gone) and takes the lease over with a conditional write."""
+    if holder == "finished":
+        stale = box.tick().arn  # a SUCCEEDED execution; pretend it left its lease behind
+    else:
+        stale = f"{box.state_machine_arn.replace(':stateMachine:', ':execution:')}:gone"
+    box.client("dynamodb").put_item(TableName=box.lease_table, Item={"lease": {"S": "run"}, "holder": {"S": stale}})
+    tick = box.tick()
+    exited = [e["stateExitedEventDetails"]["name"] for e in tick.history if "stateExitedEventDetails" in e]
+    assert tick.status == "SUCCEEDED", tick.history[-1]
+    assert "StealLease" in exited and "Extract" in exited and exited[-1] == "Done"
+    assert _lease_holder(box) is None
+
+
+def _lease_holder(box: CloudBox) -> Any:
+    item = box.client("dynamodb").get_item(TableName=box.lease_table, Key={"lease": {"S": "run"}},
+                                           ConsistentRead=True).get("Item")
+    return item["holder"]["S"] if item else None
+
+
+def _wait_done(box: CloudBox, arn: str) -> None:
+    sfn = box.client("stepfunctions")
+    deadline = time.monotonic() + 60
+    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        assert time.monotonic() < deadline, f"{arn} did not finish"
+        time.sleep(0.05)
