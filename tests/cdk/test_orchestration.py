@@ -19,7 +19,7 @@ def definition(synth: Synth) -> Dict[str, Any]:
 
 
 def _choose(choice: Dict[str, Any], data: Dict[str, Any]) -> str:
-    """The Next of a Choice state for ``data`` (And/Or/BooleanEquals/NumericGreaterThan[Equals])."""
+    """The Next of a Choice state for ``data`` (And/Or/BooleanEquals/NumericGreaterThan[Equals]/StringEquals)."""
     def value(path: str) -> Any:
         out: Any = data
         for part in path.removeprefix("$.").split("."):
@@ -33,7 +33,7 @@ def _choose(choice: Dict[str, Any], data: Dict[str, Any]) -> str:
             return any(holds(r) for r in rule["Or"])
         v = value(rule["Variable"])
         ops = {"BooleanEquals": lambda a, b: a is b, "NumericGreaterThan": lambda a, b: a > b,
-               "NumericGreaterThanEquals": lambda a, b: a >= b}
+               "NumericGreaterThanEquals": lambda a, b: a >= b, "StringEquals": lambda a, b: a == b}
         (op,) = [k for k in rule if k in ops]
         return ops[op](v, rule[op])
 
@@ -60,9 +60,9 @@ def test_starts_with_the_overlap_guard(definition: Dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("running, listed_self, expected", [
-    (1, True, "Extract"),       # only this run
+    (1, True, "TakeLease"),     # only this run (the lease decides)
     (2, True, "SkipOverlap"),   # this run and another
-    (0, False, "Extract"),      # the list lags: not even this run yet
+    (0, False, "TakeLease"),    # the list lags: not even this run yet
     (1, False, "SkipOverlap"),  # the list lags behind this run but shows another: the old guard missed it
 ])
 def test_overlap_guard_counts_other_runs_whether_or_not_it_listed_itself(
@@ -96,7 +96,7 @@ def test_candles_and_orders_catch_their_own_failure(definition: Dict[str, Any], 
 
 
 @pytest.mark.parametrize("candles, orders, expected", [
-    (False, False, "Done"), (True, False, "NotifyFailure"), (False, True, "NotifyFailure"),
+    (False, False, "ReleaseLease"), (True, False, "NotifyFailure"), (False, True, "NotifyFailure"),
     (True, True, "NotifyFailure")])
 def test_a_failed_side_still_fails_the_run_after_the_transform(
         definition: Dict[str, Any], candles: bool, orders: bool, expected: str) -> None:
@@ -187,7 +187,8 @@ def test_failure_publishes_to_sns_then_fails(definition: Dict[str, Any], synth: 
     # The whole run state: which step failed and which did (docs/operations.md reads it).
     assert notify["Parameters"]["Message"] == {"execution.$": "$$.Execution.Id", "run.$": "$"}
     assert notify["Parameters"]["TopicArn"] == f"<{logical_id(synth.beta_stack, synth.beta_stack.alerts.topic)}>"
-    assert notify["Next"] == "Failed"
+    assert notify["Next"] == "ReleaseLeaseAfterFailure"
+    assert definition["States"]["ReleaseLeaseAfterFailure"]["Next"] == "Failed"
     assert definition["States"]["Failed"]["Type"] == "Fail"
 
 
@@ -221,3 +222,43 @@ def test_first_schedule_waits_for_the_glue_libraries(synth: Synth) -> None:
     (schedule,) = [r for r in synth.beta.find_resources("AWS::Scheduler::Schedule").values()]
     (deployment,) = synth.beta.find_resources("Custom::CDKBucketDeployment")  # the core + pinned wheels
     assert deployment in schedule["DependsOn"]
+
+
+def test_the_lease_is_a_conditional_write_taken_over_only_from_an_ended_run(
+        definition: Dict[str, Any], synth: Synth) -> None:
+    """ListExecutions is eventually consistent; a DynamoDB conditional write is not: the lease is
+    what makes the guard exact (rehearsed in tests/cloud/test_alert_rehearsals.py)."""
+    stack = synth.beta_stack
+    states = definition["States"]
+    table = f"<{logical_id(stack, stack.orchestration.lease_table)}>"
+    take, steal = states["TakeLease"], states["StealLease"]
+    assert take["Resource"].endswith(":states:::dynamodb:putItem") and take["Parameters"]["TableName"] == table
+    assert take["Parameters"]["ConditionExpression"] == "attribute_not_exists(lease)"
+    assert take["Parameters"]["Item"]["holder"] == {"S.$": "$$.Execution.Id"}
+    assert take["Next"] == "Extract"
+    lost = {"ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"], "ResultPath": None, "Next": "ReadLease"}
+    assert take["Catch"][0] == lost
+    assert take["Retry"][0]["ErrorEquals"][0] == "DynamoDB.ConditionalCheckFailedException"
+    assert take["Retry"][0]["MaxAttempts"] == 0  # a lost condition is an answer, never retried
+    assert states["ReadLease"]["Parameters"]["ConsistentRead"] is True
+    # Only a holder that is not RUNNING (or no longer exists) is taken over, and only if it still holds.
+    assert _choose(states["HolderRunning?"], {"holder": {"status": "RUNNING"}}) == "SkipOverlap"
+    for status in ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"):
+        assert _choose(states["HolderRunning?"], {"holder": {"status": status}}) == "StealLease"
+    assert steal["Parameters"]["ConditionExpression"] == "holder = :old"
+    assert steal["Parameters"]["ExpressionAttributeValues"] == {":old": {"S.$": "$.lease.Item.holder.S"}}
+    assert steal["Catch"][0]["Next"] == "SkipOverlap" and steal["Next"] == "Extract"
+    for release in ("ReleaseLease", "ReleaseLeaseAfterFailure"):
+        assert states[release]["Parameters"]["ConditionExpression"] == "holder = :me"
+        assert states[release]["Catch"][0]["ErrorEquals"] == ["States.ALL"]  # never fails the run
+    statements = policy_statements(synth.beta, logical_id(stack, stack.orchestration.state_machine.role))
+    granted: Dict[str, set] = {}
+    for st in statements:
+        for action in as_list(st["Action"]):
+            granted.setdefault(action, set()).update(flatten(r) for r in as_list(st["Resource"]))
+    # The tasks grant on the table's ARN as they render it (arn:...:table/<name>).
+    table_arn = f"arn:aws:dynamodb:eu-west-1:222222222222:table/{table}"
+    for action in ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DeleteItem"):
+        assert granted[action] == {table_arn}, action
+    assert granted["states:DescribeExecution"] == {
+        "arn:aws:states:eu-west-1:222222222222:execution:Beta-BinanceLake-run:*"}
