@@ -1,24 +1,31 @@
 """The 5-minute run: a Step Functions state machine on an EventBridge Scheduler schedule.
 
-    CheckNotRunning -> AlreadyRunning? --yes--> SkipOverlap (Succeed)
-                                     --no---> Extract (Parallel: Candles | Orders, each catches its own failure)
-                                              -> Transform (Lambda) -> ExtractOk? --yes--> Done
-                                                                                  --no---> NotifyFailure
-    guard, transform (or the Parallel itself) failed -> NotifyFailure (SNS) -> Failed
+    CheckNotRunning -> CountOthers -> AlreadyRunning? --yes--> SkipOverlap (Succeed)
+        --no--> TakeLease --lost--> ReadLease -> DescribeHolder -> HolderRunning? --yes--> SkipOverlap
+                                                                 --no---> StealLease --lost--> SkipOverlap
+        -> Extract (Parallel: Candles | Orders, each catches its own failure)
+        -> Transform (Lambda) -> ExtractOk? --yes--> ReleaseLease -> Done
+                                           --no---> NotifyFailure
+    guard, lease, transform (or the Parallel itself) failed
+        -> NotifyFailure (SNS) -> ReleaseLeaseAfterFailure -> Failed
 
 Candles and orders fail independently: a revoked key (-2015) stops only the orders branch, the
 transform still curates what was extracted, and the run still ends in NotifyFailure + a failed
 execution (ExecutionsFailed alarm) naming the side that failed.
 
-No overlap: the first state lists this state machine's RUNNING executions (SDK integration
-``states:listExecutions``) and ends the run as a no-op if any OTHER is running. ListExecutions is
+No overlap, in two steps. (1) The fast path lists this state machine's RUNNING executions (SDK
+integration ``states:listExecutions``) and skips if any OTHER is running. ListExecutions is
 eventually consistent ("This operation is eventually consistent", Step Functions API Reference,
-ListExecutions): a just-started execution may be missing from the list, including this one, so
-the guard checks whether it listed itself (CountOthers) instead of assuming it (an earlier run, started at
-least one schedule period before, is listed). Two executions started within the consistency window
-(a manual start at the same second as a tick) can still both pass; the transform's per-symbol lease
-in the lake (binance_lake.lock) is what keeps curated correct then. The guard retries throttling
-and other task failures. No reserved concurrency (see py_cdk/extractors.py for why).
+ListExecutions): the list may lag, even behind the execution asking, so CountOthers checks whether
+it listed itself instead of assuming it. (2) What makes the guard exact: a lease item in a DynamoDB
+table, taken with a conditional PutItem (``attribute_not_exists``): DynamoDB checks a condition
+against the item as it is, and only one of two concurrent writers succeeds (DynamoDB Developer
+Guide, "Conditional writes"). A lost lease is taken over only from a holder that is not RUNNING any
+more (timed out, aborted, failed before releasing: DescribeExecution), with a second conditional
+write on the old holder; every end releases it (conditional on holding it). The transform's
+per-symbol lease in the lake (binance_lake.lock) still guards curated writes against manual
+invokes and the Glue jobs. Both steps retry throttling. No reserved concurrency (see
+py_cdk/extractors.py for why).
 
 Time budget: an execution timeout cannot be caught ("Step Functions catchers are available for
 Task, Parallel and Map states, but not for top-level state machine execution failures", Step
