@@ -1,31 +1,27 @@
 """The 5-minute run: a Step Functions state machine on an EventBridge Scheduler schedule.
 
-    CheckNotRunning -> CountOthers -> AlreadyRunning? --yes--> SkipOverlap (Succeed)
-        --no--> TakeLease --lost--> ReadLease -> DescribeHolder -> HolderRunning? --yes--> SkipOverlap
-                                                                 --no---> StealLease --lost--> SkipOverlap
+    TakeLease --lost--> ReadLease -> LeaseHeld? -> DescribeHolder -> HolderRunning? --yes--> SkipOverlap
+                                                                    --no---> StealLease --lost--> SkipOverlap
         -> Extract (Parallel: Candles | Orders, each catches its own failure)
         -> Transform (Lambda) -> ExtractOk? --yes--> ReleaseLease -> Done
                                            --no---> NotifyFailure
-    guard, lease, transform (or the Parallel itself) failed
+    lease, transform (or the Parallel itself) failed
         -> NotifyFailure (SNS) -> ReleaseLeaseAfterFailure -> Failed
 
 Candles and orders fail independently: a revoked key (-2015) stops only the orders branch, the
 transform still curates what was extracted, and the run still ends in NotifyFailure + a failed
 execution (ExecutionsFailed alarm) naming the side that failed.
 
-No overlap, in two steps. (1) The fast path lists this state machine's RUNNING executions (SDK
-integration ``states:listExecutions``) and skips if any OTHER is running. ListExecutions is
-eventually consistent ("This operation is eventually consistent", Step Functions API Reference,
-ListExecutions): the list may lag, even behind the execution asking, so CountOthers checks whether
-it listed itself instead of assuming it. (2) What makes the guard exact: a lease item in a DynamoDB
-table, taken with a conditional PutItem (``attribute_not_exists``): DynamoDB checks a condition
-against the item as it is, and only one of two concurrent writers succeeds (DynamoDB Developer
-Guide, "Conditional writes"). A lost lease is taken over only from a holder that is not RUNNING any
-more (timed out, aborted, failed before releasing: DescribeExecution), with a second conditional
-write on the old holder; every end releases it (conditional on holding it). The transform's
-per-symbol lease in the lake (binance_lake.lock) still guards curated writes against manual
-invokes and the Glue jobs. Both steps retry throttling. No reserved concurrency (see
-py_cdk/extractors.py for why).
+No overlap: a lease item in a DynamoDB table, taken with a conditional PutItem
+(``attribute_not_exists``): DynamoDB checks a condition against the item as it is, and only one of
+two concurrent writers succeeds (DynamoDB Developer Guide, "Conditional writes"). The earlier guard,
+``states:ListExecutions``, could miss: it is eventually consistent ("This operation is eventually
+consistent", Step Functions API Reference, ListExecutions). A lost lease is taken over only from a
+holder that is not RUNNING any more (timed out, aborted, failed before releasing: DescribeExecution),
+with a second conditional write on that holder; every end releases it (conditional on holding it).
+The transform's per-symbol lease in the lake (binance_lake.lock) still guards curated writes
+against manual invokes and the Glue jobs. The lease steps retry throttling. No reserved
+concurrency (see py_cdk/extractors.py for why).
 
 Time budget: an execution timeout cannot be caught ("Step Functions catchers are available for
 Task, Parallel and Map states, but not for top-level state machine execution failures", Step
@@ -33,10 +29,8 @@ Functions Developer Guide, "Handling errors in Step Functions workflows"), so th
 timeout is derived from its tasks' worst case (each attempt up to the task timeout, every retry
 taken, longest backoff, no jitter): NotifyFailure always gets its chance.
 
-A STANDARD workflow (see docs/cost.md for the judgement): the guard needs
-``ListExecutions``, which AWS does not support for EXPRESS state machines (Step Functions
-API Reference, ListExecutions: "This API action is not supported by EXPRESS state
-machines"), and Standard keeps the execution history that docs/cloud.md's runbook reads.
+A STANDARD workflow (see docs/cost.md for the judgement): Standard keeps the execution history
+that docs/cloud.md's runbook reads, and the lease reads its holder's status with DescribeExecution.
 """
 
 from __future__ import annotations
@@ -91,7 +85,6 @@ class TaskBudget:
 
 
 LAMBDA_RETRY = RetryPolicy(tuple(LAMBDA_TRANSIENT), interval_s=5, max_attempts=2)
-GUARD = TaskBudget(30, (RetryPolicy(tuple(TASK_FAILED), interval_s=2, max_attempts=3),))
 # The extractors' Lambdas time out at 4 minutes; the task waits a little longer.
 EXTRACT = TaskBudget(300, (LAMBDA_RETRY, RetryPolicy(tuple(TASK_FAILED), interval_s=30, max_attempts=2)))
 # The transform Lambda times out at 10 minutes; one retry of a failure (the next tick is the
@@ -104,9 +97,9 @@ CONDITION_FAILED = "DynamoDB.ConditionalCheckFailedException"
 NO_SUCH_EXECUTION = "Sfn.ExecutionDoesNotExistException"
 LEASE = TaskBudget(30, (RetryPolicy((CONDITION_FAILED, NO_SUCH_EXECUTION), interval_s=1, max_attempts=0),
                         RetryPolicy(tuple(TASK_FAILED), interval_s=2, max_attempts=3)))
-# The longest path: guard, take the lease (lost), read it, describe its holder, steal it, the slower
+# The longest path: take the lease (lost), read it, describe its holder, take it over, the slower
 # extractor, transform, notify, release (Pass/Choice take no time).
-WORST_CASE_S = sum(b.worst_case_s() for b in (GUARD, LEASE, LEASE, LEASE, LEASE, EXTRACT, TRANSFORM, NOTIFY, LEASE))
+WORST_CASE_S = sum(b.worst_case_s() for b in (LEASE, LEASE, LEASE, LEASE, EXTRACT, TRANSFORM, NOTIFY, LEASE))
 TIMEOUT = Duration.seconds(int(WORST_CASE_S) + 60)
 
 
@@ -122,11 +115,8 @@ class Orchestration(Construct):
                  schedule_minutes: int) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        # A fixed name lets the guard state list its own executions without a circular reference.
+        # A fixed name lets the lease describe this state machine's executions without a circular reference.
         self.state_machine_name = f"{stack.stack_name}-run"
-        self._arn = stack.format_arn(service="states", resource="stateMachine",
-                                     resource_name=self.state_machine_name,
-                                     arn_format=ArnFormat.COLON_RESOURCE_NAME)
         self._executions = stack.format_arn(service="states", resource="execution",
                                             resource_name=f"{self.state_machine_name}:*",
                                             arn_format=ArnFormat.COLON_RESOURCE_NAME)
@@ -147,20 +137,7 @@ class Orchestration(Construct):
             comment="a side failed: its error is in $.extract").otherwise(
                 self._release("ReleaseLease").next(sfn.Succeed(self, "Done")))
         work = self._extract(candles, orders, notify).next(self._transform(transform, notify)).next(outcome)
-        leased = self._take_lease(notify, skip, work)
-        # ResultSelector takes full JSONPath (the [*] projection); the intrinsic then gets a plain path.
-        count = sfn.Pass(self, "CountOthers", result_path="$.guard", parameters={
-            "running.$": "$.guard.running",
-            "listed_self.$": "States.ArrayContains($.guard.arns, $$.Execution.Id)"})
-        definition = self._guard(notify).next(count).next(
-            sfn.Choice(self, "AlreadyRunning?")
-            .when(sfn.Condition.or_(
-                sfn.Condition.and_(sfn.Condition.boolean_equals("$.guard.listed_self", True),
-                                   sfn.Condition.number_greater_than("$.guard.running", 1)),
-                sfn.Condition.and_(sfn.Condition.boolean_equals("$.guard.listed_self", False),
-                                   sfn.Condition.number_greater_than_equals("$.guard.running", 1))),
-                  skip)
-            .otherwise(leased))
+        definition = self._take_lease(notify, skip, work)
         log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=key,
                                   removal_policy=RemovalPolicy.DESTROY)
         self.state_machine = sfn.StateMachine(
@@ -175,19 +152,6 @@ class Orchestration(Construct):
             reason="DescribeHolder reads the status of the execution that holds the lease: any execution of "
                    "this state machine (ids are generated at run time), nothing else."))
         self.schedule = self._schedule(schedule_minutes)
-
-    def _guard(self, notify: sfn.IChainable) -> tasks.CallAwsService:
-        guard = tasks.CallAwsService(
-            self, "CheckNotRunning", service="sfn", action="listExecutions", iam_action="states:ListExecutions",
-            iam_resources=[self._arn],
-            parameters={"StateMachineArn.$": "$$.StateMachine.Id", "StatusFilter": "RUNNING", "MaxResults": 100},
-            # Whether this execution is in the (eventually consistent) list decides how many others run.
-            result_selector={"running.$": "States.ArrayLength($.Executions)", "arns.$": "$.Executions[*].ExecutionArn"},
-            result_path="$.guard", task_timeout=sfn.Timeout.duration(Duration.seconds(GUARD.timeout_s)),
-        )
-        _apply(guard, GUARD)
-        guard.add_catch(notify, errors=["States.ALL"], result_path="$.guard")
-        return guard
 
     def _me(self) -> tasks.DynamoAttributeValue:
         return tasks.DynamoAttributeValue.from_string(sfn.JsonPath.string_at("$$.Execution.Id"))
@@ -252,11 +216,13 @@ class Orchestration(Construct):
     def _side(self, cid: str, fn: lambda_.IFunction) -> sfn.IChainable:
         """One extractor that never fails its branch: it ends in {"failed": false} or
         {"failed": true, "error", "cause"}, so the other side and the transform still run."""
-        task = self._invoke(cid, fn, EXTRACT, result_path=sfn.JsonPath.DISCARD)
+        # The branch's output is the task's selected result: {"failed": false} (no extra state, no
+        # extra billed transition on the normal path).
+        task = self._invoke(cid, fn, EXTRACT, result_selector={"failed": False})
         failed = sfn.Pass(self, f"{cid}Failed", parameters={
             "failed": True, "error.$": "$.error.Error", "cause.$": "$.error.Cause"})
         task.add_catch(failed, errors=["States.ALL"], result_path="$.error")
-        return task.next(sfn.Pass(self, f"{cid}Ok", parameters={"failed": False}))
+        return task
 
     def _extract(self, candles: lambda_.IFunction, orders: lambda_.IFunction, notify: sfn.IChainable) -> sfn.Parallel:
         parallel = sfn.Parallel(self, "Extract", result_path="$.extract",

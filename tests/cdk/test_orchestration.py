@@ -40,35 +40,11 @@ def _choose(choice: Dict[str, Any], data: Dict[str, Any]) -> str:
     return next((c["Next"] for c in choice["Choices"] if holds(c)), choice["Default"])
 
 
-def test_starts_with_the_overlap_guard(definition: Dict[str, Any]) -> None:
-    assert definition["StartAt"] == "CheckNotRunning"
-    guard = definition["States"]["CheckNotRunning"]
-    assert guard["Resource"].endswith(":states:::aws-sdk:sfn:listExecutions")
-    assert guard["Parameters"] == {"StateMachineArn.$": "$$.StateMachine.Id", "StatusFilter": "RUNNING",
-                                   "MaxResults": 100}
-    assert guard["ResultSelector"] == {"running.$": "States.ArrayLength($.Executions)",
-                                       "arns.$": "$.Executions[*].ExecutionArn"}
-    assert guard["ResultPath"] == "$.guard" and guard["Next"] == "CountOthers"
-    count = definition["States"]["CountOthers"]
-    assert count["Parameters"] == {"running.$": "$.guard.running",
-                                   "listed_self.$": "States.ArrayContains($.guard.arns, $$.Execution.Id)"}
-    assert count["ResultPath"] == "$.guard" and count["Next"] == "AlreadyRunning?"
-    # Throttling (or any failure) of ListExecutions is retried, then reported, never silent.
-    assert [r["ErrorEquals"] for r in guard["Retry"]] == [["States.TaskFailed"]]
-    assert guard["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.guard", "Next": "NotifyFailure"}]
+def test_starts_with_the_lease(definition: Dict[str, Any]) -> None:
+    assert definition["StartAt"] == "TakeLease"
     assert definition["States"]["SkipOverlap"]["Type"] == "Succeed"
-
-
-@pytest.mark.parametrize("running, listed_self, expected", [
-    (1, True, "TakeLease"),     # only this run (the lease decides)
-    (2, True, "SkipOverlap"),   # this run and another
-    (0, False, "TakeLease"),    # the list lags: not even this run yet
-    (1, False, "SkipOverlap"),  # the list lags behind this run but shows another: the old guard missed it
-])
-def test_overlap_guard_counts_other_runs_whether_or_not_it_listed_itself(
-        definition: Dict[str, Any], running: int, listed_self: bool, expected: str) -> None:
-    choice = definition["States"]["AlreadyRunning?"]
-    assert _choose(choice, {"guard": {"running": running, "listed_self": listed_self}}) == expected
+    # No eventually consistent ListExecutions guard any more: the lease decides alone.
+    assert not [s for s in definition["States"].values() if "listExecutions" in str(s.get("Resource", ""))]
 
 
 def test_candles_and_orders_catch_their_own_failure(definition: Dict[str, Any], synth: Synth) -> None:
@@ -91,8 +67,7 @@ def test_candles_and_orders_catch_their_own_failure(definition: Dict[str, Any], 
         assert branch["States"][f"{side}Failed"] == {
             "Type": "Pass", "End": True,
             "Parameters": {"failed": True, "error.$": "$.error.Error", "cause.$": "$.error.Cause"}}
-        assert task["Next"] == f"{side}Ok"
-        assert branch["States"][f"{side}Ok"] == {"Type": "Pass", "End": True, "Parameters": {"failed": False}}
+        assert task["End"] is True and task["ResultSelector"] == {"failed": False} and "ResultPath" not in task
 
 
 @pytest.mark.parametrize("candles, orders, expected", [
@@ -160,7 +135,7 @@ def test_time_budget_covers_the_worst_case(definition: Dict[str, Any]) -> None:
     assert definition["TimeoutSeconds"] == int(WORST_CASE_S) + 60  # the construct's own arithmetic agrees
 
 
-def test_standard_workflow_because_the_guard_lists_executions(synth: Synth) -> None:
+def test_standard_workflow(synth: Synth) -> None:
     props = only(synth.beta, "AWS::StepFunctions::StateMachine")["Properties"]
     assert props.get("StateMachineType", "STANDARD") == "STANDARD"
 
@@ -199,15 +174,6 @@ def test_state_machine_logs_traces_and_times_out(synth: Synth) -> None:
     assert props["LoggingConfiguration"]["Level"] == "ALL"
 
 
-def test_guard_may_list_only_its_own_executions(synth: Synth) -> None:
-    stack = synth.beta_stack
-    statements = policy_statements(synth.beta, logical_id(stack, stack.orchestration.state_machine.role))
-    listing = [s for s in statements if "states:ListExecutions" in as_list(s["Action"])]
-    assert len(listing) == 1
-    assert flatten(listing[0]["Resource"]) == \
-        "arn:aws:states:eu-west-1:222222222222:stateMachine:Beta-BinanceLake-run"
-
-
 def test_schedule_every_five_minutes_targets_the_state_machine(synth: Synth) -> None:
     schedule = only(synth.beta, "AWS::Scheduler::Schedule")["Properties"]
     assert schedule["ScheduleExpression"] == "rate(5 minutes)"
@@ -235,7 +201,7 @@ def test_the_lease_is_a_conditional_write_taken_over_only_from_an_ended_run(
     assert take["Resource"].endswith(":states:::dynamodb:putItem") and take["Parameters"]["TableName"] == table
     assert take["Parameters"]["ConditionExpression"] == "attribute_not_exists(lease)"
     assert take["Parameters"]["Item"]["holder"] == {"S.$": "$$.Execution.Id"}
-    assert take["Next"] == "Extract"
+    assert take["Next"] == "Extract" and definition["StartAt"] == "TakeLease"
     lost = {"ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"], "ResultPath": None, "Next": "ReadLease"}
     assert take["Catch"][0] == lost
     assert take["Retry"][0]["ErrorEquals"][0] == "DynamoDB.ConditionalCheckFailedException"
