@@ -17,7 +17,7 @@ Adapters, because moto cannot run code without Docker:
   SDK's shapes. moto ships the mapping helpers (``_to_boto_request``,
   ``_from_boto_response``) but leaves ``_normalise_parameters``/``_normalise_response``
   as no-ops for this integration; the box fills them in with those helpers
-  (``CheckNotRunning`` = ``sfn:listExecutions`` needs it).
+  (the lease's ``DescribeHolder`` = ``sfn:describeExecution`` needs it).
 * EventBridge rules (the Glue failure rule) are created from the template; moto delivers a
   rule's events to SQS and log groups but not to SNS targets, so the box publishes for SNS
   targets itself, rendering the target's InputTransformer as EventBridge does (a variable outside
