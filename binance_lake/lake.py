@@ -19,7 +19,7 @@ import uuid
 from typing import Any, ContextManager, Iterator, List, Optional, Protocol, Tuple
 
 from binance_lake.crash import crash_point
-from binance_lake.errors import StorageError
+from binance_lake.errors import BadInputError, StorageError
 
 TMP_MARK = ".tmp-"
 
@@ -116,7 +116,10 @@ class LocalLake:
                 _fsync_dir(directory)
             return True
         except OSError as exc:
-            _unlink_quietly(tmp)
+            # Best effort: on a read-only disk the cleanup fails too (EROFS), and that must not
+            # replace the error that says what happened (a dot-named temp file is never listed).
+            with contextlib.suppress(OSError):
+                _unlink_quietly(tmp)
             raise StorageError(_os_error_message(self.root, key, exc)) from None
 
     def _pending(self) -> List[str]:
@@ -329,6 +332,8 @@ class S3Lake:
 
 
 def open_lake(uri: str, s3_client: Optional[object] = None) -> Lake:
+    if not uri.strip():  # "" would silently mean the current directory
+        raise BadInputError("the lake path is empty (--lake or BINANCE_LAKE); give a directory or s3://bucket/prefix")
     if uri.startswith("s3://"):
         return S3Lake(uri, s3_client)
     if "://" in uri:

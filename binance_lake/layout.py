@@ -6,7 +6,10 @@ a prefix and for the values encoded in one. Keys are ``/``-separated, relative t
 lake root; partition directories are Hive style (``name=value``)::
 
     raw/klines/interval=1m/symbol=BTCUSDT/date=2024-03-01/<start_ms>-<end_ms>.json   REST page
+    raw/klines/.../date=2024-03-01/<start_ms>-<end_ms>.r<fetched_ms>.json    the same window re-fetched
+                                                      with candles that were missing (late data)
     raw/orders/symbol=BTCUSDT/date=2024-03-01/<fetched>-<run>-<page>-<kind>-<first>-<last>.json
+    raw/trades/symbol=BTCUSDT/date=2024-03-01/<fetched>-<run>-<page>-<kind>-<first>-<last>.json
     raw/_pending/<raw key without raw/>               marker: raw file not yet in curated
     raw/_gaps/candles/interval=1m/symbol=X/<start_ms>-<end_ms>.json   exchange gap
     raw/_resolved/orders/symbol=X/<order id>.json     order Binance no longer knows
@@ -17,6 +20,7 @@ lake root; partition directories are Hive style (``name=value``)::
     curated/orders/symbol=X/date=D/part-0.parquet
     curated/_locks/<table>/symbol=X.lock              per-(table, symbol) writer lease
     curated/_index/orders/symbol=X.json               orders cursor
+    curated/_index/trades/symbol=X.json               trades cursor
     curated/_verify/<started>-<run>.json              verify reports
     quarantine/<raw key without raw/>(.reason.json)   unusable raw file
     quarantine/<partition without curated/>/<name>    rejected rows
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
-from binance_lake.schema import CANDLES, ORDERS, Table
+from binance_lake.schema import CANDLES, ORDERS, TABLES, TRADES, Table
 from binance_lake.times import ms_to_date
 
 RAW, CURATED, QUARANTINE = "raw", "curated", "quarantine"
@@ -110,24 +114,51 @@ def raw_prefix(table: Table, **values: str) -> str:
 def raw_partition(table_name: str, symbol: str, date: str, interval: Optional[str] = None) -> str:
     if table_name == CANDLES.name:
         return raw_prefix(CANDLES, interval=interval or "", symbol=symbol, date=date)
-    return raw_prefix(ORDERS, symbol=symbol, date=date)
+    return raw_prefix(TABLES[table_name], symbol=symbol, date=date)
 
 
 def window_name(start: int, end: int) -> str:
     return f"{start}-{end}.json"
 
 
-def parse_window_name(name: str) -> Optional[Tuple[int, int]]:
+# A window re-fetched after Binance published minutes it had answered empty: raw is immutable,
+# so the new reply gets its own name, ``<start>-<end>.r<fetched_ms>.json`` (the fetch time keeps
+# every revision unique and sorts after the window's first file).
+REVISION_MARK = ".r"
+
+
+def revision_name(start: int, end: int, fetched_ms: int) -> str:
+    return f"{start}-{end}{REVISION_MARK}{fetched_ms}.json"
+
+
+def _window_parts(name: str) -> Optional[Tuple[int, int, Optional[int]]]:
     stem = name[:-5] if name.endswith(".json") else name
-    parts = stem.split("-")
+    window, mark, revision = stem.partition(REVISION_MARK)
+    if mark and not revision.isdigit():
+        return None
+    parts = window.split("-")
     if len(parts) == 2 and all(p.isdigit() for p in parts):
-        return int(parts[0]), int(parts[1])
+        return int(parts[0]), int(parts[1]), int(revision) if mark else None
     return None
 
 
-def candle_raw_key(symbol: str, interval: str, start: int, end: int) -> str:
-    """A REST candle page lives in the partition of its first candle's UTC day."""
-    return f"{raw_partition(CANDLES.name, symbol, ms_to_date(start), interval)}/{window_name(start, end)}"
+def parse_window_name(name: str) -> Optional[Tuple[int, int]]:
+    """``<start>-<end>.json`` (or a revision of it) -> (start, end); None for any other name."""
+    parts = _window_parts(name)
+    return (parts[0], parts[1]) if parts else None
+
+
+def window_revision(name: str) -> Optional[int]:
+    """The fetch time of a revision name (``<start>-<end>.r<fetched>.json``); None otherwise."""
+    parts = _window_parts(name)
+    return parts[2] if parts else None
+
+
+def candle_raw_key(symbol: str, interval: str, start: int, end: int, revision: Optional[int] = None) -> str:
+    """A REST candle page lives in the partition of its first candle's UTC day; ``revision``
+    (a fetch time) names a later reply for a window whose first file already exists."""
+    name = window_name(start, end) if revision is None else revision_name(start, end, revision)
+    return f"{raw_partition(CANDLES.name, symbol, ms_to_date(start), interval)}/{name}"
 
 
 def candle_partition_of_raw(raw_key: str) -> Tuple[str, str, str, str]:
@@ -228,6 +259,11 @@ def orders_index_key(symbol: str) -> str:
     return f"{INDEX}/{ORDERS.name}/{hive('symbol', symbol)}.json"
 
 
+def trades_index_key(symbol: str) -> str:
+    """The trades cursor of a symbol (highest stored trade id), written by the fold."""
+    return f"{INDEX}/{TRADES.name}/{hive('symbol', symbol)}.json"
+
+
 def lock_key(table: str, symbol: str) -> str:
     return f"{LOCKS}/{table}/{hive('symbol', symbol)}.lock"
 
@@ -247,6 +283,11 @@ FRESHNESS_STATE_KEY = f"{CURATED}/_state/freshness.json"
 def quarantine_file_keys(raw_key: str) -> Tuple[str, str]:
     """(copy of an unusable raw file, its reason record)."""
     return f"{QUARANTINE}/{raw_key}", f"{QUARANTINE}/{raw_key}{REASON_SUFFIX}"
+
+
+def quarantined_raw_keys(keys: List[str]) -> List[str]:
+    """The raw keys of quarantined raw files, from a listing of ``quarantine/raw/``."""
+    return [k[len(QUARANTINE) + 1:-len(REASON_SUFFIX)] for k in keys if k.endswith(REASON_SUFFIX)]
 
 
 def quarantine_rows_key(partition_dir: str, name: str) -> str:

@@ -8,6 +8,7 @@ extension has to be downloaded.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -15,7 +16,7 @@ from binance_lake import layout
 from binance_lake.errors import BadInputError, LakeError, StorageError
 from binance_lake.lake import Lake
 from binance_lake.runs import read_last_run
-from binance_lake.schema import CANDLES, OPEN_ORDER_STATUSES, ORDERS, TABLES, Table, sql_in_list
+from binance_lake.schema import CANDLES, OPEN_ORDER_STATUSES, ORDERS, TABLES, TRADES, Table, sql_in_list
 from binance_lake.sources.coverage import exchange_gaps, merge_ranges, raw_coverage
 from binance_lake.times import interval_ms, ms_to_iso
 
@@ -60,7 +61,21 @@ def connect(lake: Lake) -> LakeConnection:
     con.execute("SET TimeZone='UTC'")
     for table in TABLES.values():
         _register(con, lake, table)
+    from binance_lake.positions import register_positions
+
+    register_positions(con)  # over the trades view: see binance_lake.positions
     return con
+
+
+def glob_literal(path: str) -> str:
+    """``path`` as a DuckDB glob that matches only itself.
+
+    DuckDB expands ``*``, ``?`` and ``[...]`` in every path it reads (duckdb.org "Reading
+    Multiple Files", glob syntax: ``[abc]`` matches one character given in the brackets), so a
+    lake at ``lk?a`` would also read ``lkXa``. A one-character class is the escape: ``[?]``
+    matches only ``?``, ``[[]`` only ``[`` (what Python's ``glob.escape`` does too).
+    """
+    return re.sub(r"([*?\[])", r"[\1]", path)
 
 
 def _register(con: Any, lake: Lake, table: Table) -> None:
@@ -72,7 +87,7 @@ def _register(con: Any, lake: Lake, table: Table) -> None:
     keys = [k for k in lake.list_keys(layout.partition_prefix(table)) if k.endswith(".parquet")]
     root = lake.local_path("")
     if keys and root is not None:
-        pattern = layout.child(root, _glob(table)).replace("'", "''")
+        pattern = layout.child(glob_literal(root), _glob(table)).replace("'", "''")
         hive_types = ", ".join(f"'{p.name}': 'VARCHAR'" for p in table.partition_keys)
         con.execute(f"CREATE VIEW {table.name} AS SELECT * FROM read_parquet('{pattern}', "
                     f"hive_partitioning=true, hive_types={{{hive_types}}})")
@@ -184,3 +199,13 @@ def orders_status(con: Any) -> List[Dict[str, Any]]:
     return [{"symbol": s, "orders": n, "max_order_id": m, "open_orders": int(o or 0),
              "last_update": u.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if u else None}
             for s, n, m, o, u in rows]
+
+
+def trades_status(con: Any) -> List[Dict[str, Any]]:
+    """Per symbol: trades, highest trade id, last trade time."""
+    sym, key = TRADES.symbol_column, TRADES.key_in_symbol
+    rows = con.execute(f"SELECT {sym}, count(*), max({key}), max({TRADES.time_column}) FROM {TRADES.name} "
+                       f"GROUP BY {sym} ORDER BY {sym}").fetchall()
+    return [{"symbol": s, "trades": n, "max_trade_id": m,
+             "last_trade": t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if t else None}
+            for s, n, m, t in rows]

@@ -13,7 +13,6 @@ from typing import Any
 from aws_cdk import Stack
 from constructs import Construct
 
-from py_cdk import nag
 from py_cdk.catalog import Catalog
 from py_cdk.config import LakeSettings, StageSettings
 from py_cdk.extractors import Extractors
@@ -51,4 +50,3 @@ class LakeStack(Stack):
             freshness_threshold_minutes=lake.freshness_threshold_minutes,
             dashboard_name=f"binance-lake-{stage.name.lower()}",
             glue_jobs=[self.catalog.backfill_job, self.catalog.verify_job])
-        nag.acknowledge_lake_stack(self)

@@ -1,7 +1,7 @@
 """The extractor Lambdas' support: the API key from Secrets Manager (cached) and the
 per-symbol extract loops around :mod:`binance_lake.jobs.extract`.
 
-The handlers ``lambdas/candles.py`` and ``lambdas/orders.py`` stay a few lines long; this
+The handlers ``lambdas/candles.py`` and ``lambdas/orders.py`` (orders, then their trades) stay a few lines long; this
 is tested without AWS. No pyarrow anywhere in its imports (import-linter enforces it): the
 extractors' bundle has none.
 """
@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from binance_lake import layout
-from binance_lake.aws.settings import ExtractSettings
+from binance_lake.aws.settings import ExtractSettings, OrdersSettings
 from binance_lake.errors import BadInputError, BinanceError, LakeError
 from binance_lake.jobs.extract import extract_candles as extract_candle_pages
 from binance_lake.jobs.extract import extract_orders as extract_order_pages
+from binance_lake.jobs.extract import extract_trades as extract_trade_pages
 from binance_lake.jobs.extract import record_tick
 from binance_lake.lake import Lake, open_lake
-from binance_lake.schema import CANDLES, ORDERS
+from binance_lake.schema import CANDLES, ORDERS, TRADES
 from binance_lake.sources.rest.client import BinanceClient, CallStats, ClientConfig
 from binance_lake.sources.rest.orders import OrdersLedger, known_orders, orders_ledger, prefetch_open_orders
 
@@ -187,10 +188,8 @@ def extract_candles(settings: ExtractSettings, lake: Optional[Lake] = None) -> D
     return run.summary()
 
 
-def extract_orders(settings: ExtractSettings, lake: Optional[Lake] = None, secrets_client: Any = None
+def extract_orders(settings: OrdersSettings, lake: Optional[Lake] = None, secrets_client: Any = None
                    ) -> Dict[str, Any]:
-    if not settings.secret_arn:
-        raise BadInputError("environment variable BINANCE_SECRET_ARN is not set (the CDK stack sets it)")
     credentials = read_api_key(settings.secret_arn, secrets_client)
     if credentials is None:
         log.warning("orders skipped: the Binance API key secret is not filled in yet; put "
@@ -204,8 +203,22 @@ def extract_orders(settings: ExtractSettings, lake: Optional[Lake] = None, secre
     run = _per_symbol(ExtractRun(ORDERS.name), settings.symbols, lambda symbol: extract_order_pages(
         _symbol_stats(client), lake, symbol, open_orders=on_book, record=False, ledger=ledger))
     record_tick(lake, layout.run_table(ORDERS), run.symbols, run.errors)  # one run record a tick (issue 14 lever 5)
+    trades = extract_trades(settings, client, lake, [s for s in settings.symbols if s not in run.errors])
     run.raise_if_failed()
-    return run.summary()
+    trades.raise_if_failed()
+    return {**run.summary(), "trades": trades.summary()}
+
+
+def extract_trades(settings: ExtractSettings, client: BinanceClient, lake: Lake, symbols: Sequence[str]
+                   ) -> ExtractRun:
+    """The fills of the orders this tick stored that executed something (same client, same weight
+    budget): no call for a symbol where nothing filled, weight 5 per filled order up to 3, else one
+    fromId page (binance_lake.sources.rest.trades). A symbol whose orders failed is left to the next
+    tick: its fills are found then from the orders that tick stores."""
+    run = _per_symbol(ExtractRun(TRADES.name), symbols, lambda symbol: extract_trade_pages(
+        _symbol_stats(client), lake, symbol, record=False, only_changed=True))
+    record_tick(lake, layout.run_table(TRADES), run.symbols, run.errors)
+    return run
 
 
 def _prefetch_open_orders(settings: ExtractSettings, client: BinanceClient, lake: Lake,

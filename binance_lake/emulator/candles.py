@@ -238,6 +238,13 @@ class Series:
     # such floor).
     cache: Optional[dict[int, Row]] = None
 
+    def remove_gap(self, start: int, end: int) -> None:
+        """[start, end) is no longer a gap (late publication); gaps around it are cut, not dropped."""
+        kept = []
+        for s, e in self.gaps:
+            kept += [(a, b) for a, b in ((s, min(e, start)), (max(s, end), e)) if a < b]
+        self.gaps[:] = sorted(kept)
+
     def gap_end(self, t: int) -> Optional[int]:
         for start, end in self.gaps:
             if start <= t < end:

@@ -3,7 +3,8 @@
 * ``sync_candles`` / ``sync_orders``: :mod:`binance_lake.jobs.extract`, then the transform tick.
 * ``transform``: the tick alone (every raw page a pending marker names).
 * ``rebuild``: every curated partition of a symbol again from all of its sources, once.
-* ``repair_candle_gaps``: re-fetch holes; what Binance confirms empty becomes an exchange gap.
+* ``repair_candle_gaps``: re-fetch holes; what Binance confirms empty becomes an exchange gap;
+  recorded exchange gaps are asked again (late data lands, the records shrink).
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from binance_lake import fold
 from binance_lake.fold import TransformResult
-from binance_lake.jobs.extract import client_stats, extract_candles, extract_orders
+from binance_lake.jobs.extract import client_stats, extract_candles, extract_orders, extract_trades
 from binance_lake.lake import Lake
 from binance_lake.query import candle_symbols
-from binance_lake.schema import CANDLES, ORDERS
+from binance_lake.schema import CANDLES, ORDERS, TRADES
 from binance_lake.sources.coverage import merge_ranges
 from binance_lake.sources.rest import candles as rest_candles
 from binance_lake.sources.rest.client import BinanceClient
 from binance_lake.sources.rest.orders import OrdersRequest
-from binance_lake.sources.rest.raw import Progress
+from binance_lake.sources.rest.raw import ExtractResult, Progress
+from binance_lake.sources.rest.trades import TradesRequest
 from binance_lake.times import interval_ms, ms_to_iso
 
 log = logging.getLogger(__name__)
@@ -42,11 +44,27 @@ def sync_orders(client: BinanceClient, lake: Lake, symbol: str, request: Optiona
     return extract_orders(client, lake, symbol, request, progress, open_orders, _tick if transform else None)
 
 
+def sync_trades(client: BinanceClient, lake: Lake, symbol: str, request: Optional[TradesRequest] = None,
+                progress: Optional[Progress] = None, transform: bool = True,
+                only_changed: bool = False) -> Dict[str, Any]:
+    """REST trades (the account's fills) into raw, then (``transform``) the tick for this symbol."""
+    return extract_trades(client, lake, symbol, request, progress, _tick if transform else None,
+                          only_changed=only_changed)
+
+
+def sync_account(client: BinanceClient, lake: Lake, symbol: str, progress: Optional[Progress] = None,
+                 transform: bool = True) -> Dict[str, Any]:
+    """Orders, then the fills of the orders that executed something since the last trades run."""
+    orders = sync_orders(client, lake, symbol, None, progress, transform)
+    trades = sync_trades(client, lake, symbol, None, progress, transform, only_changed=True)
+    return {"orders": orders, "trades": trades}
+
+
 def _tick(lake: Lake, tables: List[str], symbols: List[str]) -> Dict[str, Any]:
     return transform(lake, tables, symbols).summary()
 
 
-def transform(lake: Lake, tables: Sequence[str] = (CANDLES.name, ORDERS.name),
+def transform(lake: Lake, tables: Sequence[str] = (CANDLES.name, ORDERS.name, TRADES.name),
               symbols: Optional[Sequence[str]] = None) -> TransformResult:
     """The transform tick: every raw page a pending marker names, folded into curated."""
     return fold.transform_pending(lake, tables, symbols)
@@ -61,26 +79,35 @@ def rebuild(lake: Lake, symbols: Sequence[str]) -> TransformResult:
             if sym == symbol:
                 result.add(fold.rebuild_candles(lake, symbol, interval))
         result.add(fold.rebuild_orders(lake, symbol))
+        result.add(fold.rebuild_trades(lake, symbol))
     return result
 
 
 def repair_candle_gaps(client: BinanceClient, lake: Lake, symbol: str, interval: str,
                        gaps: List[Tuple[int, int]], workers: int = 4,
-                       progress: Optional[Progress] = None) -> Dict[str, Any]:
-    """Re-fetch each gap; what Binance confirms empty becomes a recorded exchange gap."""
+                       progress: Optional[Progress] = None,
+                       recheck: Sequence[Tuple[int, int]] = ()) -> Dict[str, Any]:
+    """Re-fetch each gap; what Binance confirms empty becomes a recorded exchange gap.
+
+    ``recheck``: recorded exchange gaps to ask about again (``coverage.gaps_to_recheck``):
+    candles Binance now has there land in raw (a revision key where the window's file exists)
+    and the records shrink to what is still missing; a reply still empty writes nothing.
+    """
     client.symbol_info(symbol)
     now_ms = client.server_time()
-    rows, still_empty = 0, []
-    for i, (s, e) in enumerate(gaps, 1):
+    result = ExtractResult(CANDLES.name, symbol, rows_fetched=0)
+    book = rest_candles.GapBook(lake, symbol, interval)
+    work = [(s, e, False) for s, e in gaps] + [(s, e, True) for s, e in recheck]
+    for i, (s, e, again) in enumerate(work, 1):
         for page_s, page_e in rest_candles.candle_pages(s, e, interval_ms(interval)):
-            pages = rest_candles.fetch_candle_page(client, lake, symbol, interval, page_s, page_e, now_ms)
-            for _key, n, empty in pages:
-                rows += n
-                still_empty.extend(empty)
+            for c in rest_candles.fetch_candle_page(client, lake, symbol, interval, page_s, page_e, now_ms,
+                                                    book, recheck=again):
+                rest_candles.count_committed(result, c)
         if progress:
-            progress(i, len(gaps))
-    return {"symbol": symbol, "gaps_repaired": len(gaps), "rows": rows,
-            "exchange_gaps": [[ms_to_iso(s), ms_to_iso(e)] for s, e in merge_ranges(still_empty)],
+            progress(i, len(work))
+    out = result.summary()
+    return {"symbol": symbol, "gaps_repaired": len(gaps), "exchange_gaps_rechecked": len(recheck),
+            "rows": out["rows"], "raw_files": out["raw_files"], "rows_fetched": out["rows_fetched"],
+            "rows_already_stored": out["rows_already_stored"], "late_candles": out["late_candles"],
+            "exchange_gaps": [[ms_to_iso(s), ms_to_iso(e)] for s, e in merge_ranges(result.exchange_gaps)],
             "transform": _tick(lake, [CANDLES.name], [symbol]), **client_stats(client)}
-
-

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Iterable, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from binance_lake import layout
+from binance_lake.errors import BadInputError
 from binance_lake.lake import Lake
 from binance_lake.schema import CANDLES
-from binance_lake.times import MS_PER_DAY, date_to_ms, ms_to_iso
+from binance_lake.times import MS_PER_DAY, date_to_ms, ms_to_iso, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,109 @@ def max_or_none(*values: Optional[int]) -> Optional[int]:
 def record_exchange_gap(lake: Lake, symbol: str, interval: str, gap: Tuple[int, int], source: str) -> None:
     body = {"start": ms_to_iso(gap[0]), "end": ms_to_iso(gap[1]), "source_key": source,
             "recorded_at": ms_to_iso(int(time.time() * 1000))}
-    lake.write_bytes(layout.gap_key(symbol, interval, *gap), json.dumps(body).encode(), if_absent=True)
+    if not lake.write_bytes(layout.gap_key(symbol, interval, *gap), json.dumps(body).encode(), if_absent=True):
+        return  # recorded before (a rerun): nothing new to say
     log.warning("%s %s: Binance has no candles for %s .. %s (exchange gap recorded)", symbol, interval,
                 ms_to_iso(gap[0]), ms_to_iso(gap[1]))
+
+
+# -- late data: exchange gaps are not final ------------------------------------------------------
+# Minutes can be missing and appear later: github.com/binance/binance-public-data issue 181 (data
+# of 2022-09-14 published on 2022-09-28; "usually updated with a delay of 1 to 7 days") and 262
+# (missed klines, later fixed), while maintenance windows stay empty for good (issue 169: "when
+# trading is suspended, the kline will not be generated"). So `gaps --repair` re-asks a recorded
+# exchange gap while its record is younger than this horizon, counted from when the lake first
+# saw the minutes empty: a month is twice the longest delay reported, and past it a gap is treated
+# as final, so a symbol with years of maintenance windows does not cost a request per gap on every
+# repair. ``--recheck-gaps all`` re-asks every one. An explicit-range `sync candles` fetches every
+# page of its range anyway, so it takes late candles in any recorded gap of the range, whatever
+# its age.
+RECHECK_HORIZON_MS = 30 * MS_PER_DAY
+RECHECK_POLICIES = ("recent", "all", "none")
+
+
+@dataclass
+class GapRecord:
+    """One exchange-gap record: the minutes [start, end) Binance answered empty, and its key."""
+
+    start: int
+    end: int
+    key: str
+
+
+def gap_records(lake: Lake, symbol: str, interval: str) -> List[GapRecord]:
+    """Every exchange-gap record of (symbol, interval), unmerged, from the listing alone."""
+    prefix = layout.gaps_prefix(symbol, interval)
+    out = []
+    for name in lake.list_children(prefix):
+        window = layout.parse_window_name(name)
+        if window:
+            out.append(GapRecord(window[0], window[1], layout.child(prefix, name)))
+    return sorted(out, key=lambda r: (r.start, r.end))
+
+
+def _read_record(lake: Lake, key: str) -> Dict[str, Any]:
+    try:
+        body = json.loads(lake.read_bytes(key))
+    except (KeyError, ValueError, UnicodeDecodeError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def gaps_to_recheck(lake: Lake, symbol: str, interval: str, policy: str = "recent",
+                    now_ms: Optional[int] = None) -> List[Tuple[int, int]]:
+    """The recorded exchange gaps `gaps --repair` asks Binance about again (merged ranges).
+
+    ``recent``: records younger than :data:`RECHECK_HORIZON_MS` (a record without a readable
+    ``recorded_at`` counts as young: asking once more is cheap, missing data is not);
+    ``all``: every record; ``none``: no record.
+    """
+    if policy not in RECHECK_POLICIES:
+        raise ValueError(f"unknown recheck policy {policy!r}; known: {RECHECK_POLICIES}")
+    if policy == "none":
+        return []
+    records = gap_records(lake, symbol, interval)
+    if policy == "recent":
+        # recorded_at is wall-clock time (record_exchange_gap), so the horizon is measured on it too.
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        records = [r for r in records if now - _recorded_at(lake, r.key, now) < RECHECK_HORIZON_MS]
+    return merge_ranges((r.start, r.end) for r in records)
+
+
+def _recorded_at(lake: Lake, key: str, default: int) -> int:
+    text = _read_record(lake, key).get("recorded_at")
+    try:
+        return parse_time(str(text), "recorded_at") if text else default
+    except BadInputError:  # a damaged record: treat as young (re-asking it is one request)
+        return default
+
+
+def narrow_exchange_gaps(lake: Lake, records: Sequence[GapRecord], present: Sequence[int], step: int,
+                         source: str) -> Tuple[List[GapRecord], int]:
+    """Minutes Binance now answered with candles are no longer an exchange gap.
+
+    Each record holding some of ``present`` (open times of a reply stored under ``source``) is
+    replaced by the pieces still missing, written first, then the record is deleted: a crash in
+    between leaves an overlapping record (merged when listed), never a lost one. A piece keeps
+    the record's fields (``recorded_at``: the horizon counts from the first sighting,
+    ``source_key``: the archive file that produced it) and names the reply that narrowed it.
+    Returns (the records left, candles that filled a recorded gap).
+    """
+    kept: List[GapRecord] = []
+    filled = 0
+    for rec in records:
+        inside = [t for t in present if rec.start <= t < rec.end]
+        if not inside:
+            kept.append(rec)
+            continue
+        filled += len(inside)
+        body = _read_record(lake, rec.key)
+        for s, e in missing_ranges(rec.start, rec.end, inside, step):
+            piece = {**body, "start": ms_to_iso(s), "end": ms_to_iso(e), "narrowed_by": source}
+            key = layout.gap_key(layout.symbol_of(rec.key), layout.values_of(rec.key)["interval"], s, e)
+            lake.write_bytes(key, json.dumps(piece).encode(), if_absent=True)
+            kept.append(GapRecord(s, e, key))
+        lake.delete(rec.key)
+        log.warning("%s: %d candle(s) Binance had answered empty now exist (late data, stored in %s)",
+                    rec.key, len(inside), source)
+    return sorted(kept, key=lambda r: (r.start, r.end)), filled

@@ -63,6 +63,9 @@ class Services:
 def services() -> Iterator[Services]:
     emu = Emulator(now_ms=NOW_MS, seed=7)
     emu.add_api_key(API_KEY, API_SECRET)
+    # An account with orders and their fills, so the orders extractor stores orders and trades pages
+    # (and the transform folds them) under the rehearsed roles.
+    emu.generate_orders("BTCUSDT", 20, NOW_MS - 86_400_000, NOW_MS - 60_000, seed=7)
     with tempfile.TemporaryDirectory() as tmp, emu.serve() as api_url:
         root = Path(tmp)
         archive_emu = Emulator(now_ms=ARCHIVE_NOW, seed=3)
@@ -168,10 +171,11 @@ def _run_glue(r: Rehearsal, stack: StackAssembly, comp: Component, svc: Services
 
 def _backfill(args: Dict[str, str], svc: Services) -> str:
     """The backfill's executor path without Spark: the driver's plan, then process_batches."""
+    from binance_lake.aws.settings import BackfillSettings
     from binance_lake.aws.spark import TASK_SCHEMA, plan, process_batches
     from binance_lake.sources.archive import ArchiveConfig
 
-    symbols = [s for s in args["--symbols"].split(",") if s]
+    symbols = BackfillSettings.parse(args).symbols  # the deployed contract, as the job parses it
     cfg = ArchiveConfig(base_url=svc.archive_url, workers=2, backoff_s=0)
     planned = plan(symbols[:1], ARCHIVE_START, ARCHIVE_END, cfg, now_ms=ARCHIVE_NOW)
     assert planned, "the archive emulator published nothing to backfill"
@@ -187,11 +191,12 @@ def _verify(args: Dict[str, str]) -> str:
     """The verify job's per-partition path without Spark (verify + its metrics)."""
     from binance_lake import verify
     from binance_lake.aws import metrics
+    from binance_lake.aws.settings import VerifySettings
     from binance_lake.lake import open_lake
 
-    symbols = [s for s in args["--symbols"].split(",") if s]
+    settings = VerifySettings.parse(args)  # the deployed contract, as the job parses it
     dates = verify.date_range(NOW_MS + 86_400_000, 2)  # the days the extractors wrote
-    report = verify.verify(open_lake(args["--lake_uri"]), symbols, args.get("--interval", "1m"), dates,
+    report = verify.verify(open_lake(settings.lake_uri), settings.symbols, settings.intervals[0], dates,
                            verify.VerifyOptions())
     metrics.publish_verify(report.summary())
     return "unrepaired partitions" if verify.exit_code(report) else ""

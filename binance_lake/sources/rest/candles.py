@@ -4,7 +4,9 @@ runs in a small Lambda); the fold turns raw into curated Parquet.
 Raw layout: :mod:`binance_lake.layout` (the only module that builds or parses a key).
 
 A candle window only ever covers closed candles, so its key is deterministic and a
-rerun finds the file already there (``if_absent``). The pending marker is written
+rerun finds the file already there (``if_absent``), unless the rerun's reply holds candles
+in minutes the lake recorded as an exchange gap: then the reply lands under a revision key
+(late data, issue 17). The pending marker is written
 *before* the raw file: a crash in between leaves a marker for nothing (harmless),
 never a raw file the transform would not see.
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, List, Optional, Tuple
 
 from binance_lake import layout
@@ -27,11 +29,14 @@ from binance_lake.errors import BadInputError
 from binance_lake.lake import Lake
 from binance_lake.schema import CANDLES
 from binance_lake.sources.coverage import (
+    GapRecord,
     archive_watermark,
     candles_watermark,
+    gap_records,
     max_or_none,
     merge_ranges,
     missing_ranges,
+    narrow_exchange_gaps,
     record_exchange_gap,
 )
 from binance_lake.sources.rest.client import BinanceClient
@@ -89,6 +94,7 @@ def resolve_candle_range(client: BinanceClient, lake: Lake, symbol: str, interva
     stops at that candle, and an empty lake takes the 24 hours before it.
     """
     step = interval_ms(interval)
+    asked_start = start is not None
     if start is not None and end is not None and start >= end:
         raise BadInputError(f"--start {ms_to_iso(start)} is not before --end {ms_to_iso(end)}; "
                             "--start is inclusive and --end exclusive")
@@ -123,7 +129,7 @@ def resolve_candle_range(client: BinanceClient, lake: Lake, symbol: str, interva
             start = listed
     stop = last_closed_end if end is None else min(end, last_closed_end)
     stop = min(stop, max(tail_end, 0))
-    if end is not None and start >= last_closed_end:
+    if asked_start and start >= last_closed_end:  # a range wholly in the future: nothing to do is an error
         raise BadInputError(f"--start {ms_to_iso(start)} is in the future or its candle is still open "
                             f"(Binance server time {ms_to_iso(now_ms)})")
     return CandleRange(start, max(stop, start), note)
@@ -159,14 +165,21 @@ def last_candle_ms(client: BinanceClient, symbol: str, interval: str) -> Optiona
 def sync_candles(client: BinanceClient, lake: Lake, symbol: str, interval: str = "1m",
                  start: Optional[int] = None, end: Optional[int] = None, workers: int = 4,
                  progress: Optional[Progress] = None) -> ExtractResult:
-    """Fetch every closed candle in [start, end) into raw files; idempotent and resumable."""
+    """Fetch every closed candle in [start, end) into raw files; idempotent and resumable.
+
+    An explicit range (``start`` given) is fetched whole even where raw already holds it, so a
+    rerun also asks again for the minutes Binance answered empty: candles that now fill a
+    recorded exchange gap land under a new raw key (see :func:`commit_candle_page`). A run from
+    the watermark only ever fetches new windows, and does not look at the gap records.
+    """
     info = client.symbol_info(symbol)  # unknown symbol -> clear error before anything is written
     status = str(info.get("status") or TRADING)
     now_ms = client.server_time()
     rng = resolve_candle_range(client, lake, symbol, interval, start, end, now_ms, status)
     result = ExtractResult(CANDLES.name, symbol, start=rng.start, end=rng.end, note=rng.note,
-                           symbol_status=status)
+                           symbol_status=status, rows_fetched=0)
     pages = candle_pages(rng.start, rng.end, interval_ms(interval))
+    book = GapBook(lake, symbol, interval) if start is not None else None
 
     def fetch(page: Tuple[int, int]) -> List[PreparedRaw]:
         crash_point("fetch")
@@ -179,15 +192,27 @@ def sync_candles(client: BinanceClient, lake: Lake, symbol: str, interval: str =
     # stored. (Markers may run ahead: a marker without its raw file is the in-flight case
     # the transform already waits for.)
     for done, prepared in enumerate(_ordered(fetch, pages, max(1, workers)), 1):
-        for key, n, gaps in commit_candle_page(lake, symbol, interval, prepared):
-            result.raw_keys.append(key)
-            result.rows += n
-            result.dates.append(layout.date_of(key))
-            result.exchange_gaps.extend(gaps)
+        for c in commit_candle_page(lake, symbol, interval, prepared, book):
+            count_committed(result, c)
         if progress:
             progress(done, len(pages))
     result.exchange_gaps = merge_ranges(result.exchange_gaps)
     return result
+
+
+def count_committed(result: ExtractResult, c: Committed) -> None:
+    """Count a window as written only if a raw file was created for it (issue 17: a skipped
+    create-if-absent used to be counted as rows fetched *into* raw)."""
+    result.rows_fetched = (result.rows_fetched or 0) + c.rows
+    result.exchange_gaps.extend(c.gaps)
+    if c.written:
+        result.raw_keys.append(c.key)
+        result.rows += c.rows
+        result.dates.append(layout.date_of(c.key))
+        result.late_candles += c.late
+    else:
+        result.rows_already_stored += c.rows
+        result.raw_files_already_stored += 1
 
 
 def _ordered(fn: Callable[[Tuple[int, int]], Any], pages: List[Tuple[int, int]], workers: int
@@ -204,54 +229,116 @@ def _ordered(fn: Callable[[Tuple[int, int]], Any], pages: List[Tuple[int, int]],
 
 
 def fetch_candle_page(client: BinanceClient, lake: Lake, symbol: str, interval: str, start: int, end: int,
-                      now_ms: int) -> List[Tuple[str, int, List[Tuple[int, int]]]]:
-    """One klines request covering [start, end) -> one raw file per UTC day touched."""
+                      now_ms: int, book: Optional[GapBook] = None, recheck: bool = False) -> List[Committed]:
+    """One klines request covering [start, end) -> one raw file per UTC day touched.
+
+    ``recheck``: the window is a recorded exchange gap asked about again; a reply that still
+    holds no candles writes nothing (not even a pending marker).
+    """
     rows = client.klines(symbol, interval, start, end - 1, limit=PAGE_LIMIT)
-    return store_candle_page(client, lake, symbol, interval, start, end, now_ms, rows)
-
-
-def store_candle_page(client: BinanceClient, lake: Lake, symbol: str, interval: str, start: int, end: int,
-                      now_ms: int, rows: List[list]) -> List[Tuple[str, int, List[Tuple[int, int]]]]:
-    """The rows of one klines request -> one raw file per UTC day touched (+ exchange gaps)."""
-    prepared = prepare_candle_page(client, lake, symbol, interval, start, end, now_ms, rows)
-    return commit_candle_page(lake, symbol, interval, prepared)
+    prepared = prepare_candle_page(client, lake, symbol, interval, start, end, now_ms, rows, mark=not recheck)
+    if recheck:
+        prepared = [p for p in prepared if p.rows]
+    return commit_candle_page(lake, symbol, interval, prepared, book)
 
 
 @dataclass
 class PreparedRaw:
-    """One day's raw file of a page, encoded and marked pending, not yet stored."""
+    """One day's raw file of a page, encoded (and marked pending, unless ``marked`` is False)."""
 
     key: str
     body: bytes
     rows: int
     gaps: List[Tuple[int, int]]
+    window: Tuple[int, int] = (0, 0)  # [start, end) of the day's share of the page
+    opens: List[int] = field(default_factory=list)  # open times of the rows, ascending
+    fetched_at: int = 0
+    marked: bool = True
+
+
+@dataclass
+class Committed:
+    """What one day's reply did to the lake."""
+
+    key: str  # the raw file written, or the window's existing file when nothing was written
+    rows: int  # candles Binance answered for the window
+    gaps: List[Tuple[int, int]]  # minutes it answered empty
+    written: bool  # a new raw file holds this reply
+    late: int = 0  # candles that filled a recorded exchange gap
+
+
+class GapBook:
+    """The recorded exchange gaps of one (symbol, interval), listed once, on first use."""
+
+    def __init__(self, lake: Lake, symbol: str, interval: str) -> None:
+        self.lake, self.symbol, self.interval = lake, symbol, interval
+        self._records: Optional[List[GapRecord]] = None
+
+    def records(self) -> List[GapRecord]:
+        if self._records is None:
+            self._records = gap_records(self.lake, self.symbol, self.interval)
+        return self._records
+
+    def filled_by(self, opens: List[int]) -> List[GapRecord]:
+        """Records holding a minute of ``opens``: Binance now has candles the lake recorded missing."""
+        if not opens:
+            return []
+        lo, hi = opens[0], opens[-1]
+        return [r for r in self.records() if r.start <= hi and r.end > lo
+                and any(r.start <= t < r.end for t in opens)]
+
+    def narrow(self, records: List[GapRecord], opens: List[int], source: str) -> int:
+        kept, filled = narrow_exchange_gaps(self.lake, records, opens, interval_ms(self.interval), source)
+        gone = {r.key for r in records}
+        self._records = sorted([r for r in self.records() if r.key not in gone] + kept,
+                               key=lambda r: (r.start, r.end))
+        return filled
 
 
 def prepare_candle_page(client: BinanceClient, lake: Lake, symbol: str, interval: str, start: int, end: int,
-                        now_ms: int, rows: List[list]) -> List[PreparedRaw]:
-    """Split a page by UTC day, encode each day's envelope and write its pending marker."""
+                        now_ms: int, rows: List[list], mark: bool = True) -> List[PreparedRaw]:
+    """Split a page by UTC day, encode each day's envelope and (``mark``) write its pending marker."""
     step = interval_ms(interval)
     by_open = {to_ms(r[0]): r for r in rows if isinstance(r, list) and r}
     params = {"symbol": symbol, "interval": interval, "startTime": start, "endTime": end - 1, "limit": PAGE_LIMIT}
     out = []
     for day_s, day_e in split_by_day(start, end):
         day_rows = [r for t, r in sorted(by_open.items()) if day_s <= t < day_e]
-        gaps = missing_ranges(day_s, day_e, [to_ms(r[0]) for r in day_rows], step)
+        opens = [to_ms(r[0]) for r in day_rows]
+        gaps = missing_ranges(day_s, day_e, opens, step)
         key = layout.candle_raw_key(symbol, interval, day_s, day_e)
         env = envelope(client, "klines", symbol, "/api/v3/klines", params, day_rows, interval=interval,
                        covered=[day_s, day_e], server_time=now_ms, exchange_gaps=[list(g) for g in gaps])
-        mark_pending(lake, key)  # marker first, as in write_raw
-        out.append(PreparedRaw(key, raw_body(env), len(day_rows), gaps))
+        if mark:
+            mark_pending(lake, key)  # marker first, as in write_raw
+        out.append(PreparedRaw(key, raw_body(env), len(day_rows), gaps, (day_s, day_e), opens,
+                               int(env["fetched_at"]), mark))
     return out
 
 
-def commit_candle_page(lake: Lake, symbol: str, interval: str, prepared: List[PreparedRaw]
-                       ) -> List[Tuple[str, int, List[Tuple[int, int]]]]:
-    """Store a prepared page's raw files (the ordered step) and record its exchange gaps."""
+def commit_candle_page(lake: Lake, symbol: str, interval: str, prepared: List[PreparedRaw],
+                       book: Optional[GapBook] = None) -> List[Committed]:
+    """Store a prepared page's raw files (the ordered step) and record its exchange gaps.
+
+    With a ``book`` (an explicit range, `gaps --repair`), minutes the reply holds that a gap
+    record says Binance answered empty are late data: if the window's file already exists the
+    reply is stored under a revision key (raw stays immutable; the fold's newest fetch wins a
+    minute both hold), and the records are narrowed to what is still missing. A window whose
+    file exists and whose reply fills no recorded gap writes nothing new.
+    """
     out = []
     for p in prepared:
-        store_raw(lake, p.key, p.body)
+        filled = book.filled_by(p.opens) if book is not None else []
+        key = p.key
+        if not p.marked:
+            mark_pending(lake, key)
+        written = store_raw(lake, key, p.body)
+        if not written and filled:
+            key = layout.candle_raw_key(symbol, interval, *p.window, revision=p.fetched_at)
+            mark_pending(lake, key)  # marker first, as in write_raw
+            written = store_raw(lake, key, p.body)
+        late = book.narrow(filled, p.opens, key) if book is not None and filled and written else 0
         for g in p.gaps:
-            record_exchange_gap(lake, symbol, interval, g, p.key)
-        out.append((p.key, p.rows, p.gaps))
+            record_exchange_gap(lake, symbol, interval, g, key)
+        out.append(Committed(key, p.rows, p.gaps, written, late))
     return out

@@ -45,11 +45,20 @@ class ExtractResult:
     note: str = ""
     symbol_status: Optional[str] = None  # exchangeInfo's status (TRADING, BREAK, HALT, END_OF_DAY, ...)
     orders_resolved: Dict[str, List[int]] = field(default_factory=dict)  # reason -> order ids
+    # Candles: ``rows``/``raw_keys`` count only raw files this run created; a window whose file
+    # already held the same reply is counted here instead (issue 17: summaries tell the truth).
+    rows_fetched: Optional[int] = None
+    rows_already_stored: int = 0
+    raw_files_already_stored: int = 0
+    late_candles: int = 0  # candles that filled a recorded exchange gap (late data)
 
     def summary(self) -> Dict[str, Any]:
         out = {"table": self.table, "symbol": self.symbol, "rows": self.rows, "raw_files": len(self.raw_keys),
                "dates": sorted(set(self.dates)), "exchange_gaps": [list(g) for g in self.exchange_gaps],
                "start": self.start, "end": self.end, "note": self.note, "symbol_status": self.symbol_status}
+        if self.rows_fetched is not None:
+            out.update(rows_fetched=self.rows_fetched, rows_already_stored=self.rows_already_stored,
+                       raw_files_already_stored=self.raw_files_already_stored, late_candles=self.late_candles)
         if self.orders_resolved:
             out["orders_resolved"] = {k: sorted(v) for k, v in self.orders_resolved.items()}
         return out
