@@ -95,6 +95,8 @@ TRANSFORM = TaskBudget(660, (LAMBDA_RETRY, RetryPolicy(tuple(TASK_FAILED), inter
 NOTIFY = TaskBudget(30, (RetryPolicy(tuple(TASK_FAILED), interval_s=2, max_attempts=3),))
 # The lease's DynamoDB and DescribeExecution calls: a lost condition is an answer, not a failure
 # (MaxAttempts 0: never retried; Amazon States Language, Retry), anything else is retried.
+# Error names: "ServiceName.ErrorName", both PascalCase, with the Exception suffix (Step Functions
+# Developer Guide, "Learning to use AWS service SDK integrations"); DynamoDB's integration likewise.
 CONDITION_FAILED = "DynamoDB.ConditionalCheckFailedException"
 NO_SUCH_EXECUTION = "Sfn.ExecutionDoesNotExistException"
 LEASE = TaskBudget(30, (RetryPolicy((CONDITION_FAILED, NO_SUCH_EXECUTION), interval_s=1, max_attempts=0),
