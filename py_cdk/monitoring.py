@@ -57,8 +57,8 @@ class AlertTopic(Construct):
     ``enforce_ssl`` makes CDK write a topic policy, and a topic policy replaces SNS's default
     one: without an explicit Allow, CloudWatch alarms fail with "not authorized to perform:
     SNS:Publish" (AWS Knowledge Center, "cloudwatch-receive-sns-for-alarm-trigger", which
-    also gives the ``ArnLike aws:SourceArn`` condition used here). EventBridge rules (the Glue
-    failure rule) get the same, limited to rules of this account. The state machine publishes
+    also gives the ``ArnLike aws:SourceArn`` condition used here). The Glue failure rule gets the
+    same, limited to that one rule (Monitoring). The state machine publishes
     with its IAM role (same account), so it needs no topic statement.
     """
 
