@@ -13,7 +13,7 @@ from binance_lake.aws.transform_lambda import transform_increment
 from binance_lake.lake import LocalLake
 from binance_lake.reconcile import check_symbols
 from binance_lake.schema import TABLES
-from tests.cloud.accounts import fast_retries, trading_account
+from tests.cloud.accounts import fast_retries, orders_settings, trading_account
 from tests.conftest import API_KEY, API_SECRET
 from tests.helpers import curated
 
@@ -40,11 +40,12 @@ def test_orders_tick_lands_every_trade_once_and_a_quiet_tick_asks_nothing(tmp_pa
                 emulator.update_order(s, o["orderId"], status="FILLED", executedQty=o["origQty"])
     lake = LocalLake(str(tmp_path / "lake"))
     with emulator.serve() as url:
-        config = settings.ExtractSettings(lake.root, SYMBOLS, "1m", url, ARN)
+        config = orders_settings(lake.root, SYMBOLS, url, ARN)
         first = extract_lambda.extract_orders(config, lake, FilledSecret())
         assert not first["errors"] and not first["trades"]["errors"]
         tables = [t for t in TABLES if t != "candles"]  # candles would publish the freshness metric
-        transform_increment(settings.TransformSettings(lake.root, SYMBOLS, tables, ["1m"]), lake)
+        transform_increment(settings.TransformSettings(service="binance-lake", log_level="INFO", lake_uri=lake.root,
+                                                      symbols=SYMBOLS, tables=tables, intervals=["1m"]), lake)
         stored = sorted((r["symbol"], r["trade_id"]) for r in curated(lake, "trades").to_pylist())
         truth = sorted((s, t["id"]) for s in SYMBOLS for t in emulator.trades(s))
         assert truth and stored == truth  # every trade exactly once
