@@ -38,6 +38,16 @@ class StorageError(LakeError):
     exit_code = EXIT_STORAGE
 
 
+class WriteConflict(StorageError):
+    """A conditional write lost the race: the key changed since this writer read it (another
+    writer replaced it, or created it). Nothing was overwritten; re-read, merge again, retry."""
+
+
+class LeaseLost(StorageError):
+    """This run's lease on a (table, symbol) was taken over while it worked (it stalled longer
+    than the lease); it stops writing. Its inputs stay pending in raw; a rerun folds them."""
+
+
 class BinanceError(LakeError):
     """Binance answered with an error body ``{"code": ..., "msg": ...}``."""
 

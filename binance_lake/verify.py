@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 from binance_lake import layout
 from binance_lake.columns import arrow_schema, candles_table, dedupe, orders_table
 from binance_lake.errors import BadInputError, Rejected, StorageError
-from binance_lake.fold import read_partition, write_partition
+from binance_lake.fold import UnreadablePartition, read_stored, retry_on_conflict, write_partition
 from binance_lake.lake import Lake
 from binance_lake.lock import WAIT_S, lake_lock
 from binance_lake.query import subtract_ranges
@@ -278,19 +278,23 @@ def verify_partition(lake: Lake, ref: PartitionRef, opts: VerifyOptions,
         except StorageError as exc:
             report.status, report.reason = "locked", str(exc)
             return report
-        _check(lake, ref, rule, opts, report, context)
+        retry_on_conflict(ref.path, lambda: _check(lake, ref, rule, opts, report, context))
     return report
 
 
 def _check(lake: Lake, ref: PartitionRef, rule: TableRule, opts: VerifyOptions, report: PartitionReport,
            context: Optional[Dict[str, Any]]) -> None:
+    # Curated (and its version) before raw: a writer folding a page this derivation misses writes
+    # after this read, so the repair's conditional write fails and the check runs again.
+    try:
+        stored = read_stored(lake, ref.path, rule.table)
+        curated, version = stored.rows, stored.version
+    except UnreadablePartition as exc:
+        curated, version = None, exc.version
+        report.curated_unreadable, report.reason = True, f"curated file unreadable: {exc}"
     derived = derive(lake, ref)
     report.rejected_rows, report.unusable_raw = derived.rejected_rows, derived.unusable_raw
     report.rows_derived = derived.rows.num_rows if derived.rows is not None else 0
-    try:
-        curated = read_partition(lake, ref.path, rule.table)
-    except Rejected as exc:
-        curated, report.curated_unreadable, report.reason = None, True, f"curated file unreadable: {exc}"
     report.rows_curated = curated.num_rows if curated is not None else 0
     diff = compare(curated, derived.rows, rule.key)
     report.missing, report.extra, report.changed = len(diff.missing), len(diff.extra), len(diff.changed)
@@ -301,7 +305,7 @@ def _check(lake: Lake, ref: PartitionRef, rule: TableRule, opts: VerifyOptions, 
     if ref.table == "candles":
         _gaps(ref, curated, derived.rows, context or {}, report)
     if opts.repair and (report.differs or (diff.extra and opts.quarantine_unexplained)):
-        _repair(lake, ref, rule, opts, curated, derived.rows, diff.extra, report)
+        _repair(lake, ref, rule, opts, curated, derived.rows, diff.extra, report, version)
     report.status = _status(report)
 
 
@@ -326,7 +330,7 @@ def _gaps(ref: PartitionRef, curated: Optional[pa.Table], derived: Optional[pa.T
 
 
 def _repair(lake: Lake, ref: PartitionRef, rule: TableRule, opts: VerifyOptions, curated: Optional[pa.Table],
-            derived: Optional[pa.Table], extra: List[Any], report: PartitionReport) -> None:
+            derived: Optional[pa.Table], extra: List[Any], report: PartitionReport, version: Any) -> None:
     schema = arrow_schema(rule.table)
     rows = derived if derived is not None else schema.empty_table()
     if report.curated_unreadable:
@@ -338,7 +342,7 @@ def _repair(lake: Lake, ref: PartitionRef, rule: TableRule, opts: VerifyOptions,
         else:
             # Kept as they are: raw cannot vouch for them, and curated may be their only copy.
             rows = dedupe(pa.concat_tables([rows, unexplained.cast(rows.schema)]), rule.table)
-    write_partition(lake, ref.path, rows.cast(schema))
+    write_partition(lake, ref.path, rows.cast(schema), version)  # only over the version compared
     report.repaired = True
 
 
