@@ -296,17 +296,19 @@ def _marker_time(lake: Lake, raw_key: str) -> int:
 
 def _candle_partition(lake: Lake, partition: str, raw_keys: List[str]) -> TransformResult:
     _, interval, symbol, date = layout.candle_partition_of_raw(raw_keys[0])
-    result = TransformResult(partitions=[partition])
-    pages = _page_tables(lake, partition, symbol, interval, date, raw_keys, result)
-
-    def attempt() -> Optional[pa.Table]:
-        stored = read_stored(lake, partition, CANDLES)  # again after a conflict: merge over the winner's rows
-        merged = _merge_candles(stored.rows, pages, raw_keys)
-        if merged is not None:
-            write_partition(lake, partition, merged, stored.version)
-        return merged
-
     try:
+        reads = [read_stored(lake, partition, CANDLES)]  # before the pages: an unreadable one is rebuilt instead
+        result = TransformResult(partitions=[partition])
+        pages = _page_tables(lake, partition, symbol, interval, date, raw_keys, result)
+
+        def attempt() -> Optional[pa.Table]:
+            # After a conflict, read again: these pages are merged over the winner's rows.
+            stored = reads.pop() if reads else read_stored(lake, partition, CANDLES)
+            merged = _merge_candles(stored.rows, pages, raw_keys)
+            if merged is not None:
+                write_partition(lake, partition, merged, stored.version)
+            return merged
+
         merged = retry_on_conflict(partition, attempt)
     except Rejected as exc:
         log.warning("%s: %s; rebuilding it from raw", partition, exc)
