@@ -327,9 +327,11 @@ class S3Lake:
 
     def write_if_version(self, key: str, data: bytes, expected: Optional[Version]) -> Version:
         """Conditional PutObject: ``If-Match: <ETag read>``, or ``If-None-Match: *`` for a key that
-        was absent. Needs botocore with PutObject ``IfMatch`` (the S3 model has it since the
-        November 2024 conditional-write release; 1.44.8 is installed) and, in tests, moto >= 5.0.x
-        (5.2.5 checks both headers on PutObject and answers 412 / 404 as S3 does)."""
+        was absent. S3 accepts ``If-Match`` on PutObject since 2024-11-25 (AWS What's New, "Amazon
+        S3 adds new functionality for conditional writes"); botocore must know the parameter:
+        checked in 1.44.8, which the Lambda bundles and the Glue wheels pin (Glue 5.0's own 1.34.131
+        lacks even ``IfNoneMatch``). moto checks ``If-Match`` on PutObject since getmoto/moto#8869
+        (May 2025); 5.2.5 answers 412 on a mismatch and 404 on a missing key, as S3 does."""
         kwargs = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
         try:
             reply = self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **kwargs)
