@@ -16,6 +16,7 @@ The same race through the CLI, in processes on a local lake: tests/test_lease_ex
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -232,4 +233,39 @@ def test_item1_a_frozen_writer_taken_over_loses_the_race_and_rewrites_every_cand
         rebuild = _paused_rebuild_and_a_transform(lake, monkeypatch, pause_s=3.0)
         rebuild.join(60)
     assert curated(lake, "candles").num_rows == 1080
+    assert any("another writer wrote it after this run read it" in r.getMessage() for r in caplog.records)
+
+
+def test_verify_repair_over_a_partition_another_writer_changed_checks_again_and_loses_nothing(tmp_path, monkeypatch,
+                                                                                             caplog):
+    """verify has compared a damaged partition (10 of 60 minutes gone) with raw and is about to
+    write its repair; meanwhile another writer (here one that got past the lease) folds 30 newer
+    minutes and deletes their marker. The repair's conditional write fails, verify checks the
+    partition again, now with the new page, and writes all 90; before, it wrote its 60 over them."""
+    from binance_lake.schema import CANDLES
+    from binance_lake.verify import VerifyOptions, verify
+
+    lake, emu = LocalLake(str(tmp_path / "lake")), S.new_emulator(11)
+    _raw_page(emu, lake, MAR1, 60)
+    fold.transform_pending(lake, ["candles"])
+    stored = fold.read_stored(lake, PARTITION, CANDLES)
+    fold.write_partition(lake, PARTITION, stored.rows.slice(10), stored.version)
+    real_pause, hooked = fold.pause_point, []
+
+    def other_writer_meanwhile(name: str, detail: str = "") -> None:
+        if hooked:
+            return
+        hooked.append(detail)
+        _raw_page(emu, lake, MAR1 + 60 * MS_PER_MINUTE, 30)
+        monkeypatch.setattr(fold, "lake_lock", lambda *a, **k: contextlib.nullcontext())
+        fold.transform_pending(lake, ["candles"])
+
+    monkeypatch.setattr(fold, "pause_point", other_writer_meanwhile)
+    with caplog.at_level("WARNING", logger="binance_lake.fold"):
+        report = verify(lake, ["BTCUSDT"], "1m", ["2024-03-01"], VerifyOptions(), tables=("candles",), write=False)
+    monkeypatch.setattr(fold, "pause_point", real_pause)
+    assert hooked == [PARTITION]  # the other writer really ran inside verify's read-to-write window
+    assert [p.status for p in report.partitions] == ["repaired"]
+    assert curated(lake, "candles").num_rows == 90
+    assert lake.list_keys(layout.pending_prefix(CANDLES)) == []
     assert any("another writer wrote it after this run read it" in r.getMessage() for r in caplog.records)
