@@ -4,7 +4,8 @@
     .venv/bin/python bench/cloud_lambda.py --only size
 
 * size: each asset exactly as the CDK bundles it (``py_cdk.bundling.LambdaLocalBundling``:
-  the bundle's pinned requirements for arm64/cp3.13 + its handlers + core), unzipped and
+  the bundle's lock file for arm64/cp3.13, stripped of what it never imports, + its handlers +
+  core; the whole cloud assembly per asset: ``python -m py_cdk.assembly_size``), unzipped and
   zipped (deflate, as the CDK zips assets): the extract bundle (candles, orders) and the
   transform bundle (pyarrow + boto3).
 * import: ``import candles`` / ``orders`` / ``transform`` in a fresh interpreter, N times,

@@ -1,9 +1,14 @@
 """The ``binance-lake`` command.
 
 Every command ends with a one-line summary on stdout (JSON with ``--json``); progress
-and logs go to stderr. Exit codes: 0 ok, 2 bad input or configuration, 3 Binance
-refused (key, signature, clock, ban), 4 Binance/network unavailable, 5 storage error,
-6 ``verify`` left a mismatch unrepaired (rows raw cannot explain, a dry run's mismatch, a lock).
+and logs go to stderr. Exit codes (the README's "Exit codes" table, kept equal to
+``EXIT_CODES`` by tests/test_cli_exits.py): 0 ok, 2 bad input or configuration (also a range
+with nothing in it, a lake directory that does not exist), 3 Binance refused (key, signature,
+clock, ban), 4 Binance/network unavailable, 5 storage error (read-only, full, unreadable; also:
+a stored archive zip fails its sha256 check; `backfill` again restores it), 6 needs attention:
+``verify`` left a mismatch unrepaired (rows raw cannot explain, a dry run's mismatch, a lock),
+or ``transform`` met a raw page that does not parse or kept curated rows no raw page explains,
+130 interrupted. "Nothing done" where something was asked is never 0.
 """
 
 from __future__ import annotations
@@ -11,18 +16,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import json
 import logging
 import os
 import sys
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
-from binance_lake.errors import LakeError
+from binance_lake.errors import EXIT_ATTENTION, EXIT_BAD_INPUT, EXIT_STORAGE, LakeError
 from binance_lake.sources.coverage import RECHECK_HORIZON_MS, RECHECK_POLICIES
 
 log = logging.getLogger("binance_lake")
 
 DEFAULT_LAKE = "./lake"
+# The one exit-code table (README "Exit codes"); errors.py holds the codes the errors carry.
+EXIT_CODES: Dict[int, str] = {
+    0: "done", 2: "bad input or configuration", 3: "Binance refused", 4: "Binance or the network unavailable",
+    5: "the lake could not be read or written", 6: "verify left a mismatch unrepaired", 130: "interrupted",
+}
+EMULATOR_KEY, EMULATOR_SECRET = "emulator-key", "emulator-secret"  # `binance-lake emulator`'s own pair
 
 
 def _symbol(text: str) -> str:
@@ -107,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--quarantine-unexplained", action="store_true",
                     help="move curated rows no raw file explains to quarantine/ (default: keep them)")
     vf.add_argument("--lock-wait", type=float, default=600.0, help="seconds to wait for a running transform")
+    vf.add_argument("--against-archive", action="store_true",
+                    help="also compare each day's REST candles with its published daily archive file, per "
+                         "minute; the archive wins (folded in unless --dry-run), REST pages stay in raw")
+    vf.add_argument("--archive-url", default=os.environ.get("BINANCE_ARCHIVE_URL", "https://data.binance.vision"),
+                    help="archive base URL for --against-archive (env BINANCE_ARCHIVE_URL)")
     _common(vf)
 
     st = sub.add_parser("status", help="per symbol: first/last candle, rows, gaps, last run")
@@ -140,8 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     em = sub.add_parser("emulator", help="serve the project's Binance emulator on 127.0.0.1")
     em.add_argument("--port", type=int, default=8765)
-    em.add_argument("--api-key", default=os.environ.get("BINANCE_API_KEY", "emulator-key"))
-    em.add_argument("--api-secret", default=os.environ.get("BINANCE_API_SECRET", "emulator-secret"))
+    # Not read from BINANCE_API_KEY/SECRET: those hold the user's real key, which a demo server
+    # must neither adopt nor print. Its own pair unless given explicitly.
+    em.add_argument("--api-key", default=None, help=f"key the emulator accepts (default {EMULATOR_KEY!r})")
+    em.add_argument("--api-secret", default=None, help="its secret (default: the emulator's own)")
     em.add_argument("--orders", type=int, default=1500, help="orders to generate for BTCUSDT")
     em.add_argument("-v", "--verbose", action="store_true")
     em.add_argument("--json", action="store_true")
@@ -218,6 +237,17 @@ def _open(args: argparse.Namespace) -> Any:
     from binance_lake.lake import open_lake
 
     return open_lake(args.lake)
+
+
+def _open_existing(args: argparse.Namespace) -> Any:
+    """The lake for a command that only reads (or curates what is there): a local lake directory
+    that does not exist is a typo, not an empty lake (an answer of "0 rows" would hide it)."""
+    lake = _open(args)
+    root = lake.local_path("")
+    if root is not None and not os.path.isdir(root):
+        raise LakeError(f"lake {args.lake!r} does not exist (no such directory); check --lake (or BINANCE_LAKE), "
+                        "or create the lake with `binance-lake sync candles --symbol BTCUSDT`")
+    return lake
 
 
 # -- commands -----------------------------------------------------------------------------
@@ -332,6 +362,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
                 print(f"warning: {f['file']} not used ({f['reason']})", file=sys.stderr)
             lines.append(f"backfill {symbol}: {s['rows']} archive rows from {s['files_curated']} files "
                          f"({s['files_downloaded']} downloaded, {s['files_up_to_date']} already verified, "
+                         f"{s['files_restored']} damaged and restored, "
                          f"{s['files_failed']} failed), archive to {s['archive_end']}, "
                          f"{s['rest_rows']} REST rows for {len(s['rest_ranges'])} ranges, "
                          f"exchange gaps {len(s['exchange_gaps'])}, {s['seconds']}s")
@@ -344,13 +375,23 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     rest_codes = [r_code for r_code in (s.get("rest_exit_code", 0) for s in summaries) if r_code]
     if rest_codes:
         return max(rest_codes)
-    return 4 if args.no_rest and any(s["files_failed"] for s in summaries) else 0
+    if args.no_rest and any(s["files_failed"] for s in summaries):
+        return 4
+    empty = [s["symbol"] for s in summaries if args.no_rest and s["archive_end"] is None]
+    if empty:  # archive only, and the archive has no file of the range: nothing was done
+        print(f"error: the archive has no file for {', '.join(empty)} in this range (not published yet, or "
+              "before the symbol's listing); check --symbol and --start/--end, or drop --no-rest to fetch "
+              "the range from the REST API", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
 
 
 def cmd_transform(args: argparse.Namespace) -> int:
     from binance_lake.jobs import sync
 
-    lake = _open(args)
+    # A plain transform is a tick: curating what raw holds, nothing included (it may start before
+    # the first sync created the lake). A rebuild asks for a symbol's partitions: they must exist.
+    lake = _open_existing(args) if args.rebuild else _open(args)
     if args.rebuild:
         if not args.symbol:
             raise LakeError("--rebuild needs --symbol (it rewrites every partition of the symbol)")
@@ -359,8 +400,13 @@ def cmd_transform(args: argparse.Namespace) -> int:
         result = sync.transform(lake, symbols=args.symbol)
     s = result.summary()
     _print_summary(args, s, f"transform: {s['rows_written']} rows in {s['partitions']} partitions, "
-                             f"{s['quarantined_rows']} rows and {s['quarantined_files']} files quarantined")
-    return 0
+                             f"{s['quarantined_rows']} rows and {s['quarantined_files']} files quarantined"
+                             + (f", {s['unexplained_rows']} curated rows no readable raw file explains kept"
+                                if s["unexplained_rows"] else ""))
+    for key in result.unusable_raw:
+        print(f"warning: raw file {key} does not parse; moved to quarantine/, the curated rows it explained "
+              "are kept. Rerun the sync of its range to fetch it again", file=sys.stderr)
+    return EXIT_ATTENTION if result.needs_attention else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -369,22 +415,62 @@ def cmd_verify(args: argparse.Namespace) -> int:
     dates = verify.date_range(verify.now_ms(), args.days_back, args.start, args.end)
     opts = verify.VerifyOptions(repair=not args.dry_run, quarantine_unexplained=args.quarantine_unexplained,
                                 lock_wait_s=args.lock_wait)
-    report = verify.verify(_open(args), args.symbol, args.interval, dates, opts)
-    _print_summary(args, report.as_dict(), report.line())
-    return verify.exit_code(report)
+    lake = _open_existing(args)
+    report = verify.verify(lake, args.symbol, args.interval, dates, opts)
+    if not args.against_archive:
+        _print_summary(args, report.as_dict(), report.line())
+        return verify.exit_code(report)
+    checks = _against_archive(args, lake, dates)
+    unsettled = [c for c in checks if c.status in ("mismatch", "failed")]
+    counts = {s: sum(1 for c in checks if c.status == s)
+              for s in ("match", "settled", "mismatch", "adopted", "not-published", "no-rest", "failed")}
+    line = (report.line() + "\nagainst the archive: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+            + f" ({len(checks)} days)")
+    _print_summary(args, {**report.as_dict(), "against_archive": [dataclasses.asdict(c) for c in checks]}, line)
+    return max(verify.exit_code(report), EXIT_ATTENTION if unsettled else 0)
+
+
+def _against_archive(args: argparse.Namespace, lake: Any, dates: Sequence[str]) -> List[Any]:
+    from binance_lake.jobs.backfill import verify_against_archive
+    from binance_lake.sources.archive import ArchiveConfig
+
+    cfg = ArchiveConfig(base_url=args.archive_url, workers=1)
+    checks = verify_against_archive(lake, args.symbol, args.interval, dates, cfg, adopt=not args.dry_run)
+    for c in checks:
+        if c.status == "failed":
+            print(f"warning: {c.symbol} {c.date}: archive file {c.file} not compared: {c.reason}", file=sys.stderr)
+        for d in c.differences[:10]:
+            print(f"{c.symbol} {d['minute']} {d['column']}: REST {d['rest']}, archive {d['archive']}"
+                  + (" (archive folded in)" if c.status == "adopted" else ""), file=sys.stderr)
+        for minute in c.only_archive_minutes[:10]:
+            print(f"{c.symbol} {minute}: only in the archive", file=sys.stderr)
+        for minute in c.only_rest_minutes[:10]:
+            print(f"{c.symbol} {minute}: only in REST", file=sys.stderr)
+    return checks
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from binance_lake import layout
     from binance_lake.query import connect, orders_status, status
+    from binance_lake.sources.archive import stored_damage
 
-    lake = _open(args)
+    lake = _open_existing(args)
     con = connect(lake)
     candles = [s.as_dict() for s in status(lake, con)]
     orders = orders_status(con)
-    summary = {"lake": args.lake, "candles": candles, "orders": orders}
+    damaged = stored_damage(lake, [(c["symbol"], c["interval"]) for c in candles])
+    unparsed = layout.quarantined_raw_keys(lake.list_keys(f"{layout.QUARANTINE}/{layout.RAW}"))
+    summary = {"lake": args.lake, "candles": candles, "orders": orders, "damaged": damaged,
+               "quarantined_raw": unparsed}
+    code = EXIT_STORAGE if damaged else 0
+    for message in damaged:
+        print(f"error: {message}", file=sys.stderr)
+    for key in unparsed[:10]:
+        print(f"warning: raw file {key} did not parse and is in quarantine/ (curated kept the rows it explained); "
+              "rerun the sync of its range to fetch it again", file=sys.stderr)
     if args.json:
         print(json.dumps(summary, default=str))
-        return 0
+        return code
     if not candles and not orders:
         print(f"lake {args.lake}: empty (run `binance-lake sync candles --symbol BTCUSDT`)")
         return 0
@@ -399,8 +485,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     for o in orders:
         print(f"{o['symbol']} orders: {o['orders']} (max id {o['max_order_id']}, {o['open_orders']} open), "
               f"last update {o['last_update']}")
-    print(f"lake {args.lake}: {sum(c['rows'] for c in candles)} candles, {sum(o['orders'] for o in orders)} orders")
-    return 0
+    print(f"lake {args.lake}: {sum(c['rows'] for c in candles)} candles, {sum(o['orders'] for o in orders)} orders"
+          + (f", {len(damaged)} damaged stored files (see above)" if damaged else ""))
+    return code
 
 
 def cmd_gaps(args: argparse.Namespace) -> int:
@@ -409,7 +496,7 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     from binance_lake.sources.coverage import exchange_gaps, gaps_to_recheck, raw_coverage
     from binance_lake.times import ms_to_iso
 
-    lake = _open(args)
+    lake = _open_existing(args)
     exch = exchange_gaps(lake, args.symbol, args.interval)
     bounds = raw_coverage(lake, args.symbol, args.interval)
     gaps, rows, _, _ = candle_gaps(connect(lake), args.symbol, args.interval, exch, bounds)
@@ -447,7 +534,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     from binance_lake.export import cell_text
     from binance_lake.query import connect
 
-    cur = connect(_open(args)).execute(args.sql)  # errors arrive as LakeError with a hint
+    if not args.sql.strip():  # DuckDB answers an empty statement with no result at all
+        raise LakeError("the SQL statement is empty; e.g. binance-lake query \"SELECT count(*) FROM candles\"")
+    cur = connect(_open_existing(args)).execute(args.sql)  # errors arrive as LakeError with a hint
     names = [d[0] for d in cur.description] if cur.description else []
     rows = cur.fetchall()
     if args.format == "csv":
@@ -476,7 +565,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from binance_lake.export import export_csv
     from binance_lake.times import optional_time
 
-    n = export_csv(_open(args), args.table, args.symbol, args.output,
+    n = export_csv(_open_existing(args), args.table, args.symbol, args.output,
                    optional_time(args.start, "--start"), optional_time(args.end, "--end"), args.interval)
     _print_summary(args, {"table": args.table, "rows": n, "output": args.output},
                    f"export {args.table} {args.symbol}: {n} rows to {args.output}")
@@ -488,12 +577,18 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
     from binance_lake.emulator import Emulator
 
+    if (args.api_key is None) != (args.api_secret is None):
+        raise LakeError("give both --api-key and --api-secret, or neither (the emulator then uses its own pair)")
+    own = args.api_key is None
+    key, secret = (EMULATOR_KEY, EMULATOR_SECRET) if own else (args.api_key, args.api_secret)
     emu = Emulator(now_ms=None)  # real time: the demo looks like a live run
-    emu.add_api_key(args.api_key, args.api_secret)
+    emu.add_api_key(key, secret)
     now = emu.now_ms()
     emu.generate_orders("BTCUSDT", args.orders, now - 7 * 86_400_000, now, seed=1)
     base_url = emu.start(port=args.port)
-    print(f"Binance emulator serving on {base_url} (api key {args.api_key!r}; Ctrl-C to stop)", flush=True)
+    # Only the emulator's own demo pair is shown; a key given by flag is the user's and stays unsaid.
+    creds = (f"api key {key!r}, secret {secret!r}" if own else "the api key and secret given by flag")
+    print(f"Binance emulator serving on {base_url} ({creds}; Ctrl-C to stop)", flush=True)
     try:
         while True:
             time.sleep(3600)

@@ -12,7 +12,8 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2  # the user's input or configuration is wrong (symbol, dates, missing key)
 EXIT_REJECTED = 3  # Binance refused the request (bad key, signature, clock skew, ban)
 EXIT_UNAVAILABLE = 4  # Binance or the network stayed unavailable after retries
-EXIT_STORAGE = 5  # the lake could not be read or written
+EXIT_STORAGE = 5  # the lake could not be read or written, or a stored file failed its check
+EXIT_ATTENTION = 6  # done, but something needs a human: rows raw cannot explain, an unusable raw page
 
 
 class Rejected(Exception):
@@ -46,6 +47,16 @@ class WriteConflict(StorageError):
 class LeaseLost(StorageError):
     """This run's lease on a (table, symbol) was taken over while it worked (it stalled longer
     than the lease); it stops writing. Its inputs stay pending in raw; a rerun folds them."""
+
+
+class DamagedFileError(StorageError):
+    """A stored file failed its check on read (sha256 differs from its sidecar, or it does not
+    open). Nothing was written from it; the message names the file and the command that
+    restores it."""
+
+
+class LockHeldError(StorageError):
+    """Another run holds the (table, symbol) writer lock for longer than this run may wait."""
 
 
 class BinanceError(LakeError):

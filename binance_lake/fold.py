@@ -53,7 +53,7 @@ from binance_lake.sources.archive import (
 from binance_lake.sources.coverage import record_exchange_gap
 from binance_lake.sources.rest.orders import history_page_last_id, read_orders_index
 from binance_lake.sources.rest.raw import read_raw
-from binance_lake.times import interval_ms, ms_to_date
+from binance_lake.times import MS_PER_DAY, date_to_ms, interval_ms, ms_to_date
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,18 @@ class TransformResult:
     rebuilt: List[str] = field(default_factory=list)
     last_candle_close: Dict[str, int] = field(default_factory=dict)
     missing_raw: List[str] = field(default_factory=list)  # markers' raw keys not (yet) there
+    unusable_raw: List[str] = field(default_factory=list)  # raw pages that do not parse (now in quarantine/)
+    unexplained_rows: int = 0  # curated rows no readable source explains, kept (never dropped by a rebuild)
+
+    @property
+    def needs_attention(self) -> bool:
+        """A source could not be read, or curated holds rows no source explains (exit 6, like verify)."""
+        return bool(self.unusable_raw or self.unexplained_rows)
 
     def add(self, other: TransformResult) -> None:
         self.missing_raw += other.missing_raw
+        self.unusable_raw += other.unusable_raw
+        self.unexplained_rows += other.unexplained_rows
         self.partitions += other.partitions
         self.rows_in += other.rows_in
         self.rows_written += other.rows_written
@@ -96,7 +105,8 @@ class TransformResult:
     def summary(self) -> Dict[str, Any]:
         return {"partitions": len(self.partitions), "rows_in": self.rows_in, "rows_written": self.rows_written,
                 "quarantined_rows": self.quarantined_rows, "quarantined_files": self.quarantined_files,
-                "rebuilt": self.rebuilt}
+                "rebuilt": self.rebuilt, "unusable_raw": self.unusable_raw,
+                "unexplained_rows": self.unexplained_rows}
 
 
 # -- raw files ---------------------------------------------------------------------------
@@ -127,6 +137,7 @@ def gather(lake: Lake, keys: Iterable[str], table: str, result: TransformResult)
         except Rejected as exc:
             quarantine_file(lake, key, str(exc))
             result.quarantined_files += 1
+            result.unusable_raw.append(key)
             continue
         batch.extend(key, fetched_at, rows)
     result.rows_in += len(batch.rows)
@@ -368,6 +379,7 @@ def rebuild_candles(lake: Lake, symbol: str, interval: str = "1m", dates: Option
         dates = sorted(set(rest_days) | set(archive.days()))
     result = TransformResult()
     with lake_lock(lake, CANDLES.name, symbol):
+        archive.check()  # a damaged stored zip stops the rebuild before it writes anything (DamagedFileError)
         for date in dates:  # in order, so each archive zip is parsed once (StoredArchive keeps it)
             result.add(_rebuild_candle_day(lake, symbol, interval, date, archive))
     return result
@@ -381,23 +393,185 @@ def _rebuild_candle_day(lake: Lake, symbol: str, interval: str, date: str, archi
     this listing missed writes after that, so this write then fails and the day is derived again.
     """
     partition = layout.partition(CANDLES, interval=interval, symbol=symbol, date=date)
-    raw_dir = layout.raw_partition(CANDLES.name, symbol, date, interval)
 
-    def attempt() -> Tuple[TransformResult, List[str]]:
+    def attempt() -> Tuple[TransformResult, Derivation]:
         version = lake.version_of(layout.part_key(partition))
-        raw_keys = sorted(set(known_keys) | set(lake.list_keys(raw_dir)))
         result = TransformResult(partitions=[partition], rebuilt=[partition])
-        pages = _page_tables(lake, partition, symbol, interval, date, raw_keys, result)
-        merged = _merge_candles(archive.rows(date), pages, raw_keys)
-        if merged is not None:
-            write_partition(lake, partition, merged, version)
-        _count_written(result, symbol, merged)
-        return result, raw_keys
+        derived = derive_candle_day(lake, symbol, interval, date, archive, known_keys)
+        write_derived(lake, partition, CANDLES, derived.days.get(date), derived, result, version)
+        return result, derived
 
-    result, raw_keys = retry_on_conflict(partition, attempt)
+    result, derived = retry_on_conflict(partition, attempt)
     crash_point("curated")
-    unmark(lake, raw_keys, result.missing_raw)
+    unmark(lake, derived.keys, result.missing_raw)
     return result
+
+
+# -- the one derivation of curated from raw: rebuild writes it, verify compares with it -----------
+
+
+@dataclass
+class Derivation:
+    """Curated partitions as their sources derive them, with what could not be used.
+
+    The one rule: ``transform --rebuild`` (and any partition found unreadable) writes it,
+    ``verify`` compares curated with it, so the two can never disagree on what raw says.
+    Side-effect free: writing, quarantining and unmarking are the caller's.
+    """
+
+    days: Dict[str, pa.Table] = field(default_factory=dict)  # date -> rows, deduplicated
+    keys: List[str] = field(default_factory=list)  # every raw page listed or named
+    unusable: Dict[str, str] = field(default_factory=dict)  # raw page -> why it cannot be read
+    missing: List[str] = field(default_factory=list)  # named pages that are not there (in flight)
+    rejected: List[Tuple[str, List[Tuple[Any, str]]]] = field(default_factory=list)  # (source, rows, reasons)
+    sources: List[str] = field(default_factory=list)  # pages that gave rows
+
+    @property
+    def rejected_rows(self) -> int:
+        return sum(len(rows) for _, rows in self.rejected)
+
+    def read(self, lake: Lake, table: str) -> Iterable[Tuple[str, int, List[Any]]]:
+        """(key, fetched_at, rows) of each readable page of ``self.keys``, in key order."""
+        for key in self.keys:
+            try:
+                fetched_at, rows = read_raw(lake, key, table)
+            except KeyError:
+                self.missing.append(key)
+                continue
+            except Rejected as exc:
+                self.unusable[key] = str(exc)
+                continue
+            if rows:
+                self.sources.append(key)
+            yield key, fetched_at, rows
+
+
+def derive_candle_day(lake: Lake, symbol: str, interval: str, date: str, archive: Optional[StoredArchive],
+                      known_keys: Sequence[str] = ()) -> Derivation:
+    """A day's candles from all of its sources: the stored archive share (checked against its
+    sha256; a damaged zip raises ``DamagedFileError``), then each REST page of the day in key
+    order, deduplicated on open time (a later fetch wins a minute both hold).
+    ``archive=None``: the REST pages alone (``verify --against-archive``)."""
+    raw_dir = layout.raw_partition(CANDLES.name, symbol, date, interval)
+    out = Derivation(keys=sorted(set(known_keys) | set(lake.list_keys(raw_dir))))
+    rows = archive.rows(date) if archive is not None else None
+    for key, fetched_at, page in out.read(lake, CANDLES.name):
+        new, rejected = candles_table(symbol, interval, page, [fetched_at] * len(page), [key] * len(page), date)
+        if rejected:
+            out.rejected.append((key, rejected))
+        rows = new if rows is None else pa.concat_tables([rows, new])
+    if rows is not None and (rows.num_rows or out.keys):  # an archive file's pre-listing day has no partition
+        out.days[date] = dedupe(rows, CANDLES)
+    return out
+
+
+def derive_orders(lake: Lake, symbol: str, dates: Optional[Sequence[str]] = None) -> Derivation:
+    """Orders by creation date from the symbol's raw pages (every date, or only ``dates``).
+
+    Raw order pages are filed by fetch date, and an order is fetched after it is created, so
+    an order created on day D is taken only from pages filed on D-1 or later (one day of slack
+    for a fetching clock behind Binance's). For ``dates`` only those pages are read; with all
+    dates the same rule is applied per row, so a rebuild and a verify of one day agree.
+    """
+    base = layout.raw_prefix(ORDERS, symbol=symbol)
+    first = ms_to_date(date_to_ms(min(dates)) - MS_PER_DAY) if dates else ""
+    out = Derivation(keys=sorted(k for d in lake.list_children(base) if "date" in layout.values_of(d)
+                                 and layout.value_of(d) >= first for k in lake.list_keys(layout.child(base, d))))
+    rows: List[Any] = []
+    fetched: List[int] = []
+    keys: List[str] = []
+    for key, fetched_at, page in out.read(lake, ORDERS.name):
+        rows += page
+        fetched += [fetched_at] * len(page)
+        keys += [key] * len(page)
+    new, rejected = orders_table(rows, fetched, keys)
+    rejected = list(rejected)
+    if new.num_rows:
+        wrong = pc.not_equal(new[ORDERS.symbol_column], symbol)
+        day = _dates(new, ORDERS)
+        page_day = pc.struct_field(pc.extract_regex(new["source_key"], r"date=(?P<d>\d{4}-\d{2}-\d{2})"), "d")
+        too_early = pc.less(page_day, pc.strftime(pc.subtract(new[ORDERS.time_column],
+                                                              pa.scalar(MS_PER_DAY, pa.duration("ms"))),
+                                                  format="%Y-%m-%d"))
+        rejected += [(r, f"symbol is not {symbol}") for r in new.filter(wrong).to_pylist()]
+        rejected += [(r, "order created more than a day after the page holding it was fetched")
+                     for r in new.filter(pc.and_(pc.invert(wrong), too_early)).to_pylist()]
+        keep = pc.invert(pc.or_(wrong, too_early))
+        new, day = new.filter(keep), day.filter(keep)
+        for date in sorted(set(day.to_pylist())):
+            if dates is None or date in dates:
+                out.days[date] = dedupe(new.filter(pc.equal(day, date)), ORDERS)
+    if rejected:
+        out.rejected.append((out.keys[0] if out.keys else "orders", rejected))
+    return out
+
+
+def keep_unexplained(existing: Optional[pa.Table], derived: Optional[pa.Table], table: Table
+                     ) -> Tuple[Optional[pa.Table], Optional[pa.Table]]:
+    """(derived plus the existing rows whose key no source derives, those rows).
+
+    A row curated holds but raw cannot explain (its page does not parse, or is gone) may have
+    no other copy: a rebuild keeps it, as verify's repair does, and reports it.
+    """
+    if existing is None or existing.num_rows == 0:
+        return derived, None
+    key = table.key_in_symbol
+    unexplained = existing if derived is None or derived.num_rows == 0 else existing.filter(
+        pc.invert(pc.is_in(existing[key], value_set=derived[key].cast(existing[key].type))))
+    if unexplained.num_rows == 0:
+        return derived, None
+    base = derived if derived is not None else arrow_schema(table).empty_table()
+    return dedupe(pa.concat_tables([base, unexplained.cast(base.schema)]), table), unexplained
+
+
+def write_derived(lake: Lake, partition: str, table: Table, rows: Optional[pa.Table], derived: Derivation,
+                  result: TransformResult, version: Version) -> Optional[pa.Table]:
+    """Write a derived partition, keeping the curated rows no source explains; quarantine what
+    the derivation could not use. Returns what was written (None: no source holds this day).
+    ``version``: the partition's, taken before the derivation listed raw (``WriteConflict`` if
+    another writer wrote it since: derive again)."""
+    account(lake, partition, derived, result)
+    result.rows_in += rows.num_rows if rows is not None else 0
+    merged, kept = keep_unexplained(_existing(lake, partition, table), rows, table)
+    if kept is not None:
+        result.unexplained_rows += kept.num_rows
+        log.warning("%s: kept %d curated row(s) that no readable raw file explains (%s)", partition,
+                    kept.num_rows, ", ".join(sorted(set(kept["source_key"].to_pylist()))[:3]))
+    if merged is None:
+        return None
+    merged = merged.cast(arrow_schema(table))
+    write_partition(lake, partition, merged, version)
+    result.rows_written += merged.num_rows
+    if table is CANDLES and merged.num_rows:
+        result.last_candle_close[layout.symbol_of(partition)] = pc.max(
+            merged["candle_close_time"]).cast(pa.int64()).as_py()
+    return merged
+
+
+def account(lake: Lake, partition: str, derived: Derivation, result: TransformResult) -> None:
+    """Quarantine the rows and raw pages a derivation could not use (once), and report them."""
+    for source, rejected in derived.rejected:
+        quarantine_rows(lake, partition, source, rejected)
+        result.quarantined_rows += len(rejected)
+    derived.rejected = []  # one derivation may feed many partitions (orders): quarantine once
+    for key, reason in derived.unusable.items():
+        quarantine_file(lake, key, reason)
+        result.quarantined_files += 1
+        result.unusable_raw.append(key)
+    derived.unusable = {}
+    result.missing_raw += [k for k in derived.missing if k not in result.missing_raw]
+
+
+def _existing(lake: Lake, partition: str, table: Table) -> Optional[pa.Table]:
+    """The partition's rows, for the keep rule; an unreadable file is copied to quarantine first
+    (it may hold rows raw lacks) and counts as absent."""
+    try:
+        return read_partition(lake, partition, table)
+    except Rejected as exc:
+        log.warning("%s: %s; a copy is kept in quarantine before it is rebuilt", partition, exc)
+        copy = layout.quarantine_rows_key(partition, f"rebuild-{int(time.time() * 1000)}-{layout.PART_NAME}")
+        lake.write_bytes(copy, lake.read_bytes(layout.part_key(partition)))
+        return None
 
 
 # -- backfill: one verified archive file ---------------------------------------------------------
@@ -492,25 +666,34 @@ def _orders_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool) 
     result.quarantined_rows += len(rejected)
     dates = _dates(new, ORDERS).to_pylist() if new.num_rows else []
     index = read_orders_index(lake, symbol)
-    open_ids = set(index.get("open_order_ids", []))
-    max_id = int(index.get("max_order_id", -1))
-    # Only history pages that were actually read (not quarantined) advance the cursor.
-    through = max([int(index.get("history_through", -1)),
-                   *(i for i in map(history_page_last_id, set(batch.source_keys)) if i is not None)])
+    merged_parts = []
     for date in sorted(set(dates)):
         partition = layout.partition(ORDERS, symbol=symbol, date=date)
         part_new = new.filter(pc.equal(pa.array(dates), date))
         merged = _merge_orders(lake, partition, part_new, rebuild, result)
         result.partitions.append(partition)
         result.rows_written += merged.num_rows
-        for oid, status in zip(merged[ORDERS.key_in_symbol].to_pylist(), merged["status"].to_pylist()):
+        merged_parts.append(merged)
+    if dates or not index:
+        _write_orders_index(lake, symbol, index, merged_parts, batch.source_keys)
+    return result
+
+
+def _write_orders_index(lake: Lake, symbol: str, index: Dict[str, Any], merged: Sequence[pa.Table],
+                        source_keys: Iterable[str]) -> None:
+    """The orders cursor after ``merged`` partitions were written from pages ``source_keys``."""
+    open_ids = set(index.get("open_order_ids", []))
+    max_id = int(index.get("max_order_id", -1))
+    # Only history pages that were actually read (not quarantined) advance the cursor.
+    through = max([int(index.get("history_through", -1)),
+                   *(i for i in map(history_page_last_id, set(source_keys)) if i is not None)])
+    for part in merged:
+        for oid, status in zip(part[ORDERS.key_in_symbol].to_pylist(), part["status"].to_pylist()):
             (open_ids.add if status in OPEN_ORDER_STATUSES else open_ids.discard)(oid)
             max_id = max(max_id, oid)
-    if dates or not index:
-        body = {"symbol": symbol, "history_through": through, "max_order_id": max_id,
-                "open_order_ids": sorted(open_ids), "updated_at": int(time.time() * 1000)}
-        lake.write_bytes(layout.orders_index_key(symbol), json.dumps(body).encode())
-    return result
+    body = {"symbol": symbol, "history_through": through, "max_order_id": max_id,
+            "open_order_ids": sorted(open_ids), "updated_at": int(time.time() * 1000)}
+    lake.write_bytes(layout.orders_index_key(symbol), json.dumps(body).encode())
 
 
 def _dates(t: pa.Table, table: Table) -> pa.Array:
@@ -545,17 +728,40 @@ def _merge_orders(lake: Lake, partition: str, new: pa.Table, rebuild: bool, resu
 
 def _orders_from_all_raw(lake: Lake, partition: str, result: TransformResult) -> pa.Table:
     symbol, date = layout.symbol_of(partition), layout.date_of(partition)
-    keys = lake.list_keys(layout.raw_prefix(ORDERS, symbol=symbol))
-    batch = gather(lake, keys, ORDERS.name, result)
-    t, _ = orders_table(batch.rows, batch.ingested_at, batch.source_keys)
-    if t.num_rows == 0:
-        return t
-    return t.filter(pc.equal(_dates(t, ORDERS), date))
+    derived = derive_orders(lake, symbol, [date])
+    account(lake, partition, derived, result)
+    return derived.days.get(date, arrow_schema(ORDERS).empty_table())
 
 
 def rebuild_orders(lake: Lake, symbol: str) -> TransformResult:
-    lake.delete(layout.orders_index_key(symbol))
-    return transform_orders(lake, lake.list_keys(layout.raw_prefix(ORDERS, symbol=symbol)), rebuild=True)
+    """Rewrite every orders partition of ``symbol`` from its raw pages (:func:`derive_orders`),
+    keeping curated rows no readable page explains, and the cursor from scratch."""
+    base = layout.partition_prefix(ORDERS, symbol=symbol)
+
+    def attempt() -> TransformResult:
+        # Versions before the raw listing (see _rebuild_candle_day); a conflict derives all again.
+        result = TransformResult()
+        lake.delete(layout.orders_index_key(symbol))
+        curated = {layout.value_of(d) for d in lake.list_children(base) if "date" in layout.values_of(d)}
+        versions = {d: lake.version_of(layout.part_key(layout.partition(ORDERS, symbol=symbol, date=d)))
+                    for d in curated}
+        derived = derive_orders(lake, symbol)
+        account(lake, base, derived, result)  # rejected rows of every date, as the tick files them
+        written = []
+        for date in sorted(set(derived.days) | curated):
+            partition = layout.partition(ORDERS, symbol=symbol, date=date)
+            part = write_derived(lake, partition, ORDERS, derived.days.get(date), derived, result, versions.get(date))
+            result.partitions.append(partition)
+            result.rebuilt.append(partition)
+            if part is not None:
+                written.append(part)
+        _write_orders_index(lake, symbol, {}, written, derived.sources)
+        crash_point("curated")
+        unmark(lake, derived.keys, result.missing_raw)
+        return result
+
+    with lake_lock(lake, ORDERS.name, symbol):
+        return retry_on_conflict(base, attempt)
 
 
 def last_closed_candle(lake: Lake, symbol: str, interval: str = "1m") -> Optional[int]:

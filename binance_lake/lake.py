@@ -30,7 +30,7 @@ import uuid
 from typing import Any, ContextManager, Iterator, List, Optional, Protocol, Tuple
 
 from binance_lake.crash import crash_point
-from binance_lake.errors import StorageError, WriteConflict
+from binance_lake.errors import BadInputError, StorageError, WriteConflict
 
 TMP_MARK = ".tmp-"
 CAS_MARK = ".cas"  # local compare-and-swap lock files: .<name>.cas, dot-named so listings skip them
@@ -144,7 +144,10 @@ class LocalLake:
                 _fsync_dir(directory)
             return True
         except OSError as exc:
-            _unlink_quietly(tmp)
+            # Best effort: on a read-only disk the cleanup fails too (EROFS), and that must not
+            # replace the error that says what happened (a dot-named temp file is never listed).
+            with contextlib.suppress(OSError):
+                _unlink_quietly(tmp)
             raise StorageError(_os_error_message(self.root, key, exc)) from None
 
     def write_if_version(self, key: str, data: bytes, expected: Optional[Version]) -> Version:
@@ -173,7 +176,8 @@ class LocalLake:
         except OSError as exc:
             raise StorageError(_os_error_message(self.root, key, exc)) from None
         finally:
-            _unlink_quietly(tmp)  # gone already after a successful rename
+            with contextlib.suppress(OSError):  # gone already after a successful rename; best effort else
+                _unlink_quietly(tmp)
 
     def version_of(self, key: str) -> Optional[Version]:
         """The version :meth:`write_if_version` compares with; None if the key is absent."""
@@ -407,6 +411,8 @@ class S3Lake:
 
 
 def open_lake(uri: str, s3_client: Optional[object] = None) -> Lake:
+    if not uri.strip():  # "" would silently mean the current directory
+        raise BadInputError("the lake path is empty (--lake or BINANCE_LAKE); give a directory or s3://bucket/prefix")
     if uri.startswith("s3://"):
         return S3Lake(uri, s3_client)
     if "://" in uri:

@@ -278,6 +278,11 @@ def quarantine_file_keys(raw_key: str) -> Tuple[str, str]:
     return f"{QUARANTINE}/{raw_key}", f"{QUARANTINE}/{raw_key}{REASON_SUFFIX}"
 
 
+def quarantined_raw_keys(keys: List[str]) -> List[str]:
+    """The raw keys of quarantined raw files, from a listing of ``quarantine/raw/``."""
+    return [k[len(QUARANTINE) + 1:-len(REASON_SUFFIX)] for k in keys if k.endswith(REASON_SUFFIX)]
+
+
 def quarantine_rows_key(partition_dir: str, name: str) -> str:
     """Rejected rows of a curated partition: ``quarantine/candles/.../<name>``."""
     return f"{QUARANTINE}/{partition_dir[len(CURATED) + 1:]}/{name}"

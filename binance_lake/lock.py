@@ -30,7 +30,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, Optional, Tuple
 
-from binance_lake.errors import LeaseLost, StorageError, WriteConflict
+from binance_lake.errors import LeaseLost, LockHeldError, StorageError, WriteConflict
 from binance_lake.lake import Lake, Version
 from binance_lake.layout import lock_key
 
@@ -116,7 +116,7 @@ def lake_lock(lake: Lake, table: str, symbol: str, lease_s: Optional[float] = No
     key = lock_key(table, symbol)
     local = _thread_lock(lake, key)
     if not local.acquire(timeout=wait_s):
-        raise StorageError(f"{key} is held by another run (a thread of this process) for over {wait_s:.1f}s")
+        raise LockHeldError(f"{key} is held by another run (a thread of this process) for over {wait_s:.1f}s")
     try:
         lease = Lease(lake, key, uuid.uuid4().hex, default_lease_s() if lease_s is None else lease_s)
         _acquire(lease, wait_s)
@@ -160,8 +160,8 @@ def _acquire(lease: Lease, wait_s: float) -> None:
             log.warning("waiting for %s, held by host %s pid %s; it expires in %.0fs if that run died", key,
                         held.get("host", "?"), held.get("pid", "?"), float(held.get("expires_at", 0)) - time.time())
         if time.time() > deadline:
-            raise StorageError(f"{key} is held by another run (host {held.get('host') if held else '?'}) "
-                               f"for over {wait_s:.0f}s; if no other run is active, delete that key")
+            raise LockHeldError(f"{key} is held by another run (host {held.get('host') if held else '?'}) "
+                                f"for over {wait_s:.0f}s; if no other run is active, delete that key")
         time.sleep(pause)
         pause = min(pause * 2, 0.5)
 
@@ -173,9 +173,27 @@ def _read(lake: Lake, key: str) -> Tuple[Optional[Dict[str, Any]], Version]:
     except KeyError:
         return None, None  # released meanwhile: try again
     try:
-        return json.loads(data), version
+        held = json.loads(data)
     except ValueError:
-        return {"expires_at": 0}, version  # unreadable lock: treat as expired
+        held = None
+    if not _well_formed(held):
+        # Not a lease this code wrote (``null``, a list, a text expiry): no live holder can be
+        # behind it, so it is treated as expired and taken over, with a word, instead of a
+        # traceback or a silent wait for WAIT_S.
+        log.warning("lock %s does not hold a valid lease (%s); taking it over", key, type(held).__name__)
+        return {"expires_at": 0}, version
+    return held, version
+
+
+def _well_formed(held: Any) -> bool:
+    if not isinstance(held, dict):
+        return False
+    try:
+        float(held.get("expires_at", 0))
+        int(held.get("pid", 0))
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _delete_stale(lake: Lake, key: str, version: Version) -> None:

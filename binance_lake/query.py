@@ -8,6 +8,7 @@ extension has to be downloaded.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -63,6 +64,17 @@ def connect(lake: Lake) -> LakeConnection:
     return con
 
 
+def glob_literal(path: str) -> str:
+    """``path`` as a DuckDB glob that matches only itself.
+
+    DuckDB expands ``*``, ``?`` and ``[...]`` in every path it reads (duckdb.org "Reading
+    Multiple Files", glob syntax: ``[abc]`` matches one character given in the brackets), so a
+    lake at ``lk?a`` would also read ``lkXa``. A one-character class is the escape: ``[?]``
+    matches only ``?``, ``[[]`` only ``[`` (what Python's ``glob.escape`` does too).
+    """
+    return re.sub(r"([*?\[])", r"[\1]", path)
+
+
 def _register(con: Any, lake: Lake, table: Table) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -72,7 +84,7 @@ def _register(con: Any, lake: Lake, table: Table) -> None:
     keys = [k for k in lake.list_keys(layout.partition_prefix(table)) if k.endswith(".parquet")]
     root = lake.local_path("")
     if keys and root is not None:
-        pattern = layout.child(root, _glob(table)).replace("'", "''")
+        pattern = layout.child(glob_literal(root), _glob(table)).replace("'", "''")
         hive_types = ", ".join(f"'{p.name}': 'VARCHAR'" for p in table.partition_keys)
         con.execute(f"CREATE VIEW {table.name} AS SELECT * FROM read_parquet('{pattern}', "
                     f"hive_partitioning=true, hive_types={{{hive_types}}})")

@@ -71,6 +71,9 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * _DURATION_MS[match.group(2)]
 
 
+MIN_YEAR, MAX_YEAR = 1970, 3000  # accepted years of a time given on the command line
+
+
 def parse_time(text: str, what: str = "time") -> int:
     """ISO-8601 UTC (``2024-03-01``, ``2024-03-01T00:00:00Z``) -> epoch ms.
 
@@ -88,6 +91,10 @@ def parse_time(text: str, what: str = "time") -> int:
     except ValueError:
         raise BadInputError(
             f"bad {what} {text!r}: use ISO-8601 UTC, e.g. 2024-03-01 or 2024-03-01T00:00:00Z") from None
+    if not MIN_YEAR <= dt.year < MAX_YEAR:
+        # Binance's data starts in 2017; a year like 9999 is a typo, and the arithmetic on it
+        # (a candle's close time, the next day) would leave what datetime can represent.
+        raise BadInputError(f"bad {what} {text!r}: the year must be between {MIN_YEAR} and {MAX_YEAR - 1}")
     return int((dt - datetime(1970, 1, 1, tzinfo=timezone.utc)) / timedelta(milliseconds=1))
 
 

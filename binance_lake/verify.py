@@ -16,6 +16,13 @@ dedupe key, every column exact (decimals as ``Decimal``, times as instants):
 * ``gaps``: minutes missing in both, inside the range raw claims, minus the
   exchange gaps Binance confirmed (those are not ours to fill).
 * ``locked``: the symbol's transform lock could not be had in time.
+* ``damaged``: a stored archive zip of the day fails its sha256 check (or does not open);
+  the partition is left as it is, the message names the file and the backfill that restores
+  it, and the run exits 5.
+
+The derivation is the fold's own (:func:`binance_lake.fold.derive_candle_day`,
+:func:`binance_lake.fold.derive_orders`), so verify and ``transform --rebuild`` agree on
+every partition, a damaged raw page included (``raw-missing``, exit 6, for both).
 
 Each partition is read, compared and rewritten under the same per-symbol lock as the
 transform (``binance_lake.lock``), so verify never interleaves with the 5-minute run.
@@ -43,22 +50,48 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from binance_lake import layout
-from binance_lake.columns import arrow_schema, candles_table, dedupe, orders_table
-from binance_lake.errors import BadInputError, Rejected, StorageError
-from binance_lake.fold import UnreadablePartition, read_stored, retry_on_conflict, write_partition
+from binance_lake.columns import arrow_schema, candles_from_arrow
+from binance_lake.errors import (
+    EXIT_ATTENTION,
+    EXIT_STORAGE,
+    BadInputError,
+    BinanceUnavailableError,
+    DamagedFileError,
+    LockHeldError,
+    Rejected,
+    StorageError,
+)
+from binance_lake.fold import (
+    UnreadablePartition,
+    derive_candle_day,
+    derive_orders,
+    keep_unexplained,
+    read_partition,
+    read_stored,
+    retry_on_conflict,
+    write_partition,
+)
 from binance_lake.lake import Lake
 from binance_lake.lock import WAIT_S, lake_lock
 from binance_lake.query import subtract_ranges
 from binance_lake.schema import CANDLES, ORDERS, Table
-from binance_lake.sources.archive import StoredArchive
+from binance_lake.sources.archive import (
+    ArchiveConfig,
+    ArchiveFile,
+    ChecksumMismatch,
+    NotInArchive,
+    StoredArchive,
+    published_checksum,
+    read_archive_csv,
+    verified_zip,
+)
 from binance_lake.sources.coverage import archive_coverage, exchange_gaps, missing_ranges, raw_coverage
-from binance_lake.sources.rest.raw import read_raw
 from binance_lake.times import MS_PER_DAY, date_to_ms, interval_ms, ms_to_date, ms_to_iso
 
 log = logging.getLogger(__name__)
 
 KEYS_SHOWN = 100  # per partition and kind; the counts are always complete
-EXIT_UNREPAIRED = 6  # the CLI's exit code when a mismatch was left (documented in the CLI docstring)
+EXIT_UNREPAIRED = EXIT_ATTENTION  # a mismatch was left (documented in the CLI docstring)
 
 
 @dataclass(frozen=True)
@@ -170,7 +203,7 @@ def symbol_context(lake: Lake, symbol: str, interval: str) -> Dict[str, Any]:
     return {"claim": claim, "exchange_gaps": [list(g) for g in exchange_gaps(lake, symbol, interval)]}
 
 
-# -- re-derivation (the rebuild path of binance_lake.fold, without its side effects) ----------
+# -- re-derivation: the fold's own rule (binance_lake.fold.derive_*), without its side effects --
 
 
 @dataclass
@@ -180,60 +213,15 @@ class Derived:
     unusable_raw: List[str] = field(default_factory=list)
 
 
-def _read_pages(lake: Lake, keys: Sequence[str], table: str, out: Derived) -> List[Tuple[str, int, List[Any]]]:
-    pages = []
-    for key in keys:
-        try:
-            fetched_at, rows = read_raw(lake, key, table)
-        except (KeyError, Rejected):
-            out.unusable_raw.append(key)  # the transform quarantines these; verify only reports them
-            continue
-        pages.append((key, fetched_at, rows))
-    return pages
-
-
-def derive_candles(lake: Lake, symbol: str, interval: str, date: str) -> Derived:
-    """The day's candles as ``transform --rebuild`` writes them: archive share, then each REST
-    page in key order, deduplicated on open time (latest fetch wins)."""
-    out = Derived(StoredArchive(lake, symbol, interval).rows(date))
-    raw_dir = layout.raw_partition(CANDLES.name, symbol, date, interval)
-    for key, fetched_at, rows in _read_pages(lake, sorted(lake.list_keys(raw_dir)), CANDLES.name, out):
-        new, rejected = candles_table(symbol, interval, rows, [fetched_at] * len(rows), [key] * len(rows), date)
-        out.rejected_rows += len(rejected)
-        out.rows = new if out.rows is None else pa.concat_tables([out.rows, new])
-    if out.rows is not None:
-        out.rows = dedupe(out.rows, CANDLES)
-    return out
-
-
-def derive_orders(lake: Lake, symbol: str, date: str) -> Derived:
-    """Orders created on ``date`` as ``transform --rebuild`` writes them.
-
-    Raw order pages are filed by fetch date, and an order is fetched after it is created,
-    so only pages from the day before ``date`` on can hold it (one day of slack for a
-    fetching clock behind Binance's).
-    """
-    out = Derived(None)
-    base = layout.raw_prefix(ORDERS, symbol=symbol)
-    first = ms_to_date(date_to_ms(date) - MS_PER_DAY)
-    keys = sorted(k for d in lake.list_children(base) if "date" in layout.values_of(d)
-                  and layout.value_of(d) >= first for k in lake.list_keys(layout.child(base, d)))
-    pages = _read_pages(lake, keys, ORDERS.name, out)
-    rows = [r for _, _, page in pages for r in page]
-    new, rejected = orders_table(rows, [f for _, f, page in pages for _ in page],
-                                 [k for k, _, page in pages for _ in page])
-    out.rejected_rows = len(rejected)
-    if new.num_rows:
-        new = new.filter(pc.equal(new["symbol"], symbol))  # the transform quarantined the others
-        new = new.filter(pc.equal(pc.strftime(new["order_time"], format="%Y-%m-%d"), date))
-    out.rows = dedupe(new, ORDERS) if new.num_rows else None
-    return out
-
-
 def derive(lake: Lake, ref: PartitionRef) -> Derived:
+    """The partition exactly as ``transform --rebuild`` derives it (the same function); raises
+    ``DamagedFileError`` for a stored archive zip that fails its sha256 check."""
     if ref.table == "candles":
-        return derive_candles(lake, ref.symbol, ref.interval, ref.date)
-    return derive_orders(lake, ref.symbol, ref.date)
+        d = derive_candle_day(lake, ref.symbol, ref.interval, ref.date,
+                              StoredArchive(lake, ref.symbol, ref.interval))
+    else:
+        d = derive_orders(lake, ref.symbol, [ref.date])
+    return Derived(d.days.get(ref.date), d.rejected_rows, sorted([*d.unusable, *d.missing]))
 
 
 # -- comparison ---------------------------------------------------------------------------------
@@ -275,9 +263,14 @@ def verify_partition(lake: Lake, ref: PartitionRef, opts: VerifyOptions,
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(lake_lock(lake, rule.table.name, ref.symbol, wait_s=opts.lock_wait_s))
-        except StorageError as exc:
+        except LockHeldError as exc:
             report.status, report.reason = "locked", str(exc)
             return report
+        except StorageError:
+            # The lock cannot be written (a read-only lake). A repair must stop (exit 5, the path
+            # named); a dry run changes nothing, so it compares without the lock.
+            if opts.repair:
+                raise
         retry_on_conflict(ref.path, lambda: _check(lake, ref, rule, opts, report, context))
     return report
 
@@ -292,7 +285,11 @@ def _check(lake: Lake, ref: PartitionRef, rule: TableRule, opts: VerifyOptions, 
     except UnreadablePartition as exc:
         curated, version = None, exc.version
         report.curated_unreadable, report.reason = True, f"curated file unreadable: {exc}"
-    derived = derive(lake, ref)
+    try:
+        derived = derive(lake, ref)
+    except DamagedFileError as exc:  # reported, and the partition left as it is: a source is missing
+        report.status, report.reason = "damaged", str(exc)
+        return
     report.rejected_rows, report.unusable_raw = derived.rejected_rows, derived.unusable_raw
     report.rows_derived = derived.rows.num_rows if derived.rows is not None else 0
     report.rows_curated = curated.num_rows if curated is not None else 0
@@ -340,8 +337,9 @@ def _repair(lake: Lake, ref: PartitionRef, rule: TableRule, opts: VerifyOptions,
         if opts.quarantine_unexplained:
             report.quarantined = _quarantine(lake, ref, opts, unexplained)
         else:
-            # Kept as they are: raw cannot vouch for them, and curated may be their only copy.
-            rows = dedupe(pa.concat_tables([rows, unexplained.cast(rows.schema)]), rule.table)
+            # Kept as they are: raw cannot vouch for them, and curated may be their only copy
+            # (the rebuild's rule, binance_lake.fold.keep_unexplained).
+            rows = keep_unexplained(curated, rows, rule.table)[0]
     write_partition(lake, ref.path, rows.cast(schema), version)  # only over the version compared
     report.repaired = True
 
@@ -364,7 +362,7 @@ def _keep_unreadable(lake: Lake, ref: PartitionRef, opts: VerifyOptions) -> None
 
 
 def _status(report: PartitionReport) -> str:
-    if report.extra:
+    if report.extra or report.unusable_raw:
         return "raw-missing"
     if report.differs:
         return "repaired" if report.repaired else "mismatch"
@@ -389,14 +387,14 @@ class VerifyReport:
 
     def summary(self) -> Dict[str, Any]:
         by = {s: sum(1 for p in self.partitions if p.status == s)
-              for s in ("ok", "repaired", "mismatch", "raw-missing", "gaps", "locked")}
+              for s in ("ok", "repaired", "mismatch", "raw-missing", "gaps", "locked", "damaged")}
         return {"partitions": len(self.partitions), **{k.replace("-", "_"): v for k, v in by.items()},
                 "with_gaps": sum(1 for p in self.partitions if p.gap_minutes),
                 "gap_minutes": sum(p.gap_minutes for p in self.partitions),
                 "rows_missing": sum(p.missing for p in self.partitions),
                 "rows_extra": sum(p.extra for p in self.partitions),
                 "rows_changed": sum(p.changed for p in self.partitions),
-                "unrepaired": by["mismatch"] + by["raw-missing"] + by["locked"]}
+                "unrepaired": by["mismatch"] + by["raw-missing"] + by["locked"] + by["damaged"]}
 
     def as_dict(self) -> Dict[str, Any]:
         return {"run_id": self.run_id, "lake": self.lake, "interval": self.interval, "symbols": self.symbols,
@@ -409,9 +407,11 @@ class VerifyReport:
         span = f"{self.dates[0]}..{self.dates[-1]}" if self.dates else "-"
         return (f"verify {span} ({self.mode}, {len(self.symbols)} symbols): {s['partitions']} partitions, "
                 f"{s['ok']} ok, {s['repaired']} repaired, {s['mismatch']} mismatched, {s['raw_missing']} raw-missing, "
-                f"{s['locked']} locked; rows {s['rows_missing']} missing, {s['rows_changed']} changed, "
+                f"{s['locked']} locked, {s['damaged']} damaged; "
+                f"rows {s['rows_missing']} missing, {s['rows_changed']} changed, "
                 f"{s['rows_extra']} unexplained; {s['with_gaps']} partitions with gaps ({s['gap_minutes']} minutes)"
-                + (f"; report {self.report_key}" if self.report_key else ""))
+                + (f"; report {self.report_key}" if self.report_key else "")
+                + "".join(f"\n{p.partition}: {p.reason}" for p in self.partitions if p.status == "damaged"))
 
 
 def new_run_id(given: Optional[str] = None) -> str:
@@ -456,7 +456,11 @@ def finish(lake: Lake, report: VerifyReport, write: bool = True) -> VerifyReport
 
 
 def exit_code(report: VerifyReport) -> int:
-    return EXIT_UNREPAIRED if report.summary()["unrepaired"] else 0
+    """5 if a stored file is damaged (rerun backfill), 6 if anything else was left unrepaired."""
+    s = report.summary()
+    if s["damaged"]:
+        return EXIT_STORAGE
+    return EXIT_UNREPAIRED if s["unrepaired"] else 0
 
 
 def _now_iso() -> str:
@@ -465,6 +469,118 @@ def _now_iso() -> str:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+# -- REST against the public archive (verify --against-archive) ---------------------------------
+#
+# Binance publishes each day's kline file the next day, built from the same /api/v3/klines
+# endpoint, with a sha256 .CHECKSUM (binance-public-data README,
+# https://github.com/binance/binance-public-data). Once out, it is Binance's settled word on that
+# day, so where it and the lake's REST candles differ the archive wins: the backfill folds the
+# verified daily zip as the newest fetch (the fold's "latest fetch wins" keeps it on a rebuild);
+# the REST pages stay in raw, untouched (binance_lake.jobs.backfill.verify_against_archive).
+
+ARCHIVE_VALUE_COLUMNS = [c.name for c in CANDLES.columns if isinstance(c.source, int)]  # Binance's fields
+
+
+@dataclass
+class ArchiveCheck:
+    """One day's REST candles compared with that day's archive file, minute by minute."""
+
+    symbol: str
+    interval: str
+    date: str
+    file: str
+    # match | settled (they differ, curated already holds the archive's values) | mismatch (curated
+    # does not) | adopted (mismatch, then the archive was folded in) | not-published | no-rest | failed
+    status: str = "match"
+    published: Optional[str] = None
+    minutes_compared: int = 0  # minutes inside the REST pages' windows
+    only_archive: int = 0  # the archive has them, REST answered without them
+    only_rest: int = 0
+    differing: int = 0
+    unsettled: int = 0  # differing or archive-only minutes where curated does not hold the archive's row
+    only_archive_minutes: List[str] = field(default_factory=list)
+    only_rest_minutes: List[str] = field(default_factory=list)
+    differences: List[Dict[str, str]] = field(default_factory=list)  # {minute, column, rest, archive}
+    reason: str = ""
+
+    @property
+    def mismatched(self) -> bool:
+        return bool(self.only_archive or self.only_rest or self.differing)
+
+
+def against_archive(lake: Lake, symbol: str, interval: str, date: str, cfg: ArchiveConfig) -> ArchiveCheck:
+    """Compare the lake's REST candles of ``date`` with the day's published archive file."""
+    f = ArchiveFile(symbol, interval, date)
+    check = ArchiveCheck(symbol, interval, date, f.name)
+    rest_day = derive_candle_day(lake, symbol, interval, date, None)
+    rest = rest_day.days.get(date)
+    try:
+        check.published = published_checksum(f, cfg)
+        if check.published is None:
+            check.status = "not-published"
+            return check
+        if rest is None or rest.num_rows == 0:
+            check.status = "no-rest"
+            return check
+        data, _, _ = verified_zip(lake, f, check.published, cfg)
+        raw, _ = read_archive_csv(data, f.name)
+    except (BinanceUnavailableError, ChecksumMismatch, NotInArchive, Rejected, ValueError) as exc:
+        check.status, check.reason = "failed", str(exc) or type(exc).__name__
+        return check
+    archived = _within(candles_from_arrow(symbol, interval, raw, 0, f.key, date)[0], rest_day.keys, rest)
+    diff = _compare_sources(rest, archived, check)
+    if check.mismatched:
+        path = layout.partition(CANDLES, interval=interval, symbol=symbol, date=date)
+        check.unsettled = _unsettled(lake, path, archived, [*diff.changed, *diff.missing])
+        check.status = "mismatch" if check.unsettled else "settled"
+    return check
+
+
+def _unsettled(lake: Lake, path: str, archived: pa.Table, keys: Sequence[Any]) -> int:
+    """How many of ``keys`` curated does not hold as the archive has them (the archive wins)."""
+    try:
+        curated = read_partition(lake, path, CANDLES)
+    except Rejected:
+        curated = None
+    key = "candle_open_time"
+    held = {} if curated is None else {r[key]: r for r in curated.select(ARCHIVE_VALUE_COLUMNS).to_pylist()}
+    wanted = {r[key]: r for r in archived.select(ARCHIVE_VALUE_COLUMNS).to_pylist()}
+    return sum(1 for k in keys if held.get(k) != wanted[k])
+
+
+def _within(archived: pa.Table, rest_keys: Sequence[str], rest: pa.Table) -> pa.Table:
+    """The archive's minutes inside the windows REST was asked for (elsewhere REST has no say)."""
+    opens = archived["candle_open_time"].cast(pa.int64())
+    windows = [w for w in (layout.parse_window_name(k.rsplit("/", 1)[-1]) for k in rest_keys) if w]
+    if not windows:
+        rest_opens = rest["candle_open_time"].cast(pa.int64())
+        windows = [(pc.min(rest_opens).as_py(), pc.max(rest_opens).as_py() + 1)]
+    inside = pc.or_(*[pc.and_(pc.greater_equal(opens, lo), pc.less(opens, hi)) for lo, hi in windows]) \
+        if len(windows) > 1 else pc.and_(pc.greater_equal(opens, windows[0][0]), pc.less(opens, windows[0][1]))
+    return archived.filter(inside)
+
+
+def _compare_sources(rest: pa.Table, archived: pa.Table, check: ArchiveCheck) -> Diff:
+    key = "candle_open_time"
+    r, a = rest.select(ARCHIVE_VALUE_COLUMNS), archived.select(ARCHIVE_VALUE_COLUMNS)
+    diff = compare(r, a, key)  # "missing" from REST = only in the archive; "extra" = only in REST
+    check.only_archive, check.only_rest, check.differing = len(diff.missing), len(diff.extra), len(diff.changed)
+    check.minutes_compared = len({*r[key].to_pylist(), *a[key].to_pylist()})
+    check.only_archive_minutes = [_show(k) for k in diff.missing[:KEYS_SHOWN]]
+    check.only_rest_minutes = [_show(k) for k in diff.extra[:KEYS_SHOWN]]
+    rows_r = {row[key]: row for row in r.to_pylist()}
+    rows_a = {row[key]: row for row in a.to_pylist()}
+    for k, columns in list(diff.changed.items())[:KEYS_SHOWN]:
+        check.differences += [{"minute": _show(k), "column": c, "rest": _text(rows_r[k][c]),
+                               "archive": _text(rows_a[k][c])} for c in columns]
+    return diff
+
+
+def _text(value: Any) -> str:
+    return ms_to_iso(int(value.timestamp() * 1000)) if isinstance(value, datetime) else (
+        f"{value:f}" if hasattr(value, "as_tuple") else str(value))
 
 
 __all__ = ["PartitionRef", "PartitionReport", "VerifyOptions", "VerifyReport", "date_range", "derive",

@@ -1,7 +1,8 @@
 """Glue Spark job: scheduled rebuild-and-verify of a range of curated partitions.
 
-Glue runs ``verify_spark.py --lake_uri s3://... --symbols BTCUSDT,ETHUSDT --interval 1m
-[--days_back 1] [--start YYYY-MM-DD --end YYYY-MM-DD]`` plus its own ``--JOB_RUN_ID`` etc.;
+Glue runs ``verify_spark.py --lake_uri s3://... --symbols BTCUSDT,ETHUSDT --intervals 1m,5m
+--tables candles,orders --days_back 1 [--start YYYY-MM-DD --end YYYY-MM-DD]`` (the deployed ones are
+``binance_lake.aws.settings.VerifySettings``, rendered by the CDK) plus its own ``--JOB_RUN_ID`` etc.;
 the core wheel arrives via ``--extra-py-files``. All logic is in
 ``binance_lake.verify`` (one partition) and ``binance_lake.aws.spark.verify_spark``
 (spread over the executors), both tested in local mode. Exits non-zero (the job run

@@ -19,6 +19,6 @@ logger = make_logger()
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: Dict[str, Any], context: Any) -> Dict[str, Any]:
     correlate(logger, event, context)
-    summary = extract_lambda.extract_orders(settings.ExtractSettings.from_env())
+    summary = extract_lambda.extract_orders(settings.OrdersSettings.from_env())
     logger.info("orders extracted", extra={"rows": summary["rows"], "skipped": summary.get("skipped")})
     return summary

@@ -17,7 +17,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
@@ -25,7 +25,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3_deployment as s3deploy
 
 import binance_lake
-from py_cdk.closure import core_closure
+from py_cdk.closure import boto3_services, core_closure
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LAMBDAS_DIR = PROJECT_ROOT / "lambdas"
@@ -47,6 +47,9 @@ LAMBDA_ARCHITECTURE = lambda_.Architecture.ARM_64
 # AL2023 (glibc 2.34) takes manylinux_2_28 wheels; recent pyarrow publishes no manylinux2014 ones.
 PIP_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux2014_aarch64")
 PIP_PLATFORM = ",".join(PIP_PLATFORMS)  # part of the asset hash
+# The same wheels for x86_64: what the runtime-contract tests can run on this kind of machine
+# (tests/runtimes builds a stripped bundle for it). The lock files carry hashes for both.
+HOST_PIP_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64")
 
 CORE_DIST_NAME = "binance_lake"
 CORE_VERSION = binance_lake.__version__  # the one definition (pyproject.toml reads it too)
@@ -79,12 +82,21 @@ class LambdaBundle:
     def requirements_path(self) -> Path:
         return LAMBDAS_DIR / self.requirements
 
+    @property
+    def lock_path(self) -> Path:
+        """The pins with their hashes, the whole dependency closure (``python -m py_cdk.lock``)."""
+        return lock_file(self.requirements_path)
+
     def handler_files(self) -> List[Path]:
         return [LAMBDAS_DIR / h for h in self.handlers]
 
     def core_files(self) -> List[Path]:
         """Only the core modules the handlers import (never the emulator, the CLI or Spark)."""
         return core_closure(self.handler_files())
+
+    def aws_services(self) -> List[str]:
+        """The services whose botocore models the package keeps: those its code creates clients for."""
+        return sorted(boto3_services([*self.handler_files(), *self.core_files()]))
 
 
 EXTRACT_BUNDLE = LambdaBundle("extract", "requirements.txt", ("candles.py", "orders.py", "lambda_logging.py"))
@@ -106,42 +118,124 @@ def _hash_files(files: Iterable[Path], *extra: str) -> str:
     return digest.hexdigest()
 
 
+def lock_file(requirements: Path) -> Path:
+    """``lambdas/requirements.txt`` -> ``lambdas/requirements.lock``."""
+    return requirements.with_suffix(".lock")
+
+
 def lambda_asset_hash(bundle: LambdaBundle = EXTRACT_BUNDLE) -> str:
-    """Handlers + the core files they import + pinned requirements + target platform."""
-    files = [*bundle.handler_files(), bundle.requirements_path]
+    """Handlers + the core files they import + the lock file + target platform + how we bundle.
+
+    Over the inputs, not the built directory, and sound because the inputs fix the output: pip
+    installs the lock with ``--require-hashes --no-deps --only-binary=:all:``, so every third-party
+    byte is one of the wheels whose sha256 the lock names (a re-published or substituted file fails
+    the install instead of changing the bundle), the strip rules are in this file, and our own
+    files are hashed directly. A hash over the unpacked output would add nothing but churn on
+    pip's own bookkeeping files (``RECORD``, ``INSTALLER``) when the build tool's pip changes.
+    """
+    files = [*bundle.handler_files(), bundle.lock_path]
     return _hash_files(files + bundle.core_files() + [_THIS_FILE, _CLOSURE_FILE], PIP_PLATFORM,
                        LAMBDA_PYTHON_VERSION, bundle.name)
 
 
-def pip_install_for_lambda(requirements: Path, target: Path) -> None:
-    """pip-install pinned wheels for the Lambda platform (arm64, cp3.13) into ``target``."""
+def pip_install_locked(lock: Path, target: Path, platforms: Sequence[str] = PIP_PLATFORMS,
+                       python_version: str = LAMBDA_PYTHON_VERSION) -> None:
+    """pip-install exactly the locked wheels (sha256-checked) for one platform into ``target``."""
     pip = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "--no-compile", "-r", str(requirements), "--target", str(target),
-         *(a for p in PIP_PLATFORMS for a in ("--platform", p)), "--implementation", "cp",
-         "--python-version", LAMBDA_PYTHON_VERSION, "--only-binary=:all:"],
+         "--no-compile", "--require-hashes", "--no-deps", "-r", str(lock), "--target", str(target),
+         *(a for p in platforms for a in ("--platform", p)), "--implementation", "cp",
+         "--python-version", python_version, "--only-binary=:all:"],
         capture_output=True, text=True, check=False,
     )
     if pip.returncode:  # pip's stderr is noisy on success (index warnings): show it only on failure
-        raise RuntimeError(f"pip install of {requirements.name} for the Lambda bundle failed:\n"
-                           f"{pip.stdout}\n{pip.stderr}")
+        raise RuntimeError(f"pip install of {lock.name} for the Lambda bundle failed (a hash mismatch means "
+                           f"the lock is stale: `python -m py_cdk.lock`):\n{pip.stdout}\n{pip.stderr}")
     shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: useless in Lambda
+
+
+# ---------------------------------------------------------------- what the packages never import
+# Removed after pip install, so the cloud assembly stays far below CodePipeline's 256 MB input
+# artifact limit for CloudFormation actions ("Quotas in AWS CodePipeline"; sizes in docs/cloud.md).
+# Proven by running the handlers from a bundle stripped by these rules (tests/runtimes
+# test_lambda_runtimes.py::test_transform_lambda_from_the_stripped_bundle).
+STRIP_GLOBS: Tuple[str, ...] = (
+    "pyarrow/tests", "pyarrow/include", "pyarrow/src", "pyarrow/_pyarrow_cpp_tests.*",  # tests, C++ sources
+    # Arrow Flight (RPC): libarrow_flight alone is 28 MB; nothing links it but _flight and
+    # libarrow_python_flight (readelf -d NEEDED). Not imported by ``import pyarrow``.
+    "pyarrow/*flight*",
+    # pyarrow's own S3 filesystem (libarrow_s3, 16 MB, needed only by _s3fs): the lake uses boto3.
+    "pyarrow/_s3fs.*", "pyarrow/libarrow_s3.so*",
+    "Crypto/SelfTest",  # pycryptodome's test suite
+    # Cython sources, C headers and type stubs: never imported.
+    "**/*.pyx", "**/*.pxd", "**/*.pxi", "**/*.pyi", "**/*.h",
+)
+# Kept on purpose: libarrow_substrait and libarrow_dataset (pyarrow.lib itself NEEDS them),
+# libparquet/acero/compute (pyarrow.parquet and pyarrow.compute). Gandiva is not in the wheel.
+
+
+def _drop(path: Path) -> int:
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return size
+
+
+def _shared_library_copies(root: Path) -> List[Path]:
+    """``libX.so`` and ``libX.so.N.M.K`` next to ``libX.so.N``: wheels cannot hold symlinks, so pip
+    writes three full copies of one library; the loader opens only the SONAME (``libX.so.N``)."""
+    copies = []
+    for lib in root.rglob("lib*.so.*"):
+        name, _, version = lib.name.partition(".so.")
+        if "." in version:  # libX.so.N.M.K
+            continue
+        for twin in (lib.with_name(f"{name}.so"), *lib.parent.glob(f"{name}.so.{version}.*")):
+            if twin.is_file():
+                copies.append(twin)
+    return sorted(set(copies))
+
+
+def strip_bundle(root: Path, aws_services: Iterable[str]) -> int:
+    """Remove what the package never imports; the number of bytes removed.
+
+    botocore keeps only the models of ``aws_services`` (its top-level endpoint/partition/retry
+    files stay): 400+ service models are ~28 MB of each package.
+    """
+    removed = 0
+    for pattern in STRIP_GLOBS:
+        for path in sorted(root.glob(pattern), reverse=True):
+            if path.exists():
+                removed += _drop(path)
+    for copy in _shared_library_copies(root):
+        removed += _drop(copy)
+    models = root / "botocore" / "data"
+    keep = set(aws_services)
+    if models.is_dir():
+        for service in models.iterdir():
+            if service.is_dir() and service.name not in keep:
+                removed += _drop(service)
+    return removed
+
+
+def build_lambda_bundle(bundle: LambdaBundle, out: Path, platforms: Sequence[str] = PIP_PLATFORMS) -> Path:
+    """The package of ``bundle`` in ``out``: locked wheels, stripped, then handlers and their core files."""
+    pip_install_locked(bundle.lock_path, out, platforms)
+    strip_bundle(out, bundle.aws_services())
+    for handler in bundle.handler_files():
+        shutil.copy2(handler, out / handler.name)
+    copy_core_files(bundle.core_files(), out)
+    return out
 
 
 @jsii.implements(ILocalBundling)
 class LambdaLocalBundling:
-    """pip-installs the bundle's pinned requirements for arm64, then copies its handlers and the core
-    modules they import (their import closure)."""
+    """pip-installs the bundle's locked wheels for arm64, strips what it never imports, then copies
+    its handlers and the core modules they import (their import closure)."""
 
     def __init__(self, bundle: LambdaBundle = EXTRACT_BUNDLE) -> None:
         self.bundle = bundle
 
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_: object) -> bool:
-        out = Path(output_dir)
-        pip_install_for_lambda(self.bundle.requirements_path, out)
-        for handler in self.bundle.handler_files():
-            shutil.copy2(handler, out / handler.name)
-        copy_core_files(self.bundle.core_files(), out)
+        build_lambda_bundle(self.bundle, Path(output_dir))
         return True
 
 
@@ -245,15 +339,19 @@ def _wheel_cache_root() -> Path:
     return Path(os.environ.get("BINANCE_LAKE_WHEEL_CACHE") or Path.home() / ".cache" / "binance-lake" / "wheels")
 
 
+GLUE_LOCK = lock_file(GLUE_REQUIREMENTS)
+
+
 def glue_wheels_hash() -> str:
-    return _hash_files([GLUE_REQUIREMENTS], *GLUE_PLATFORMS, GLUE_PYTHON_VERSION)
+    """Over the lock (sha256 of every wheel): the uploaded files are exactly the ones it names."""
+    return _hash_files([GLUE_LOCK], *GLUE_PLATFORMS, GLUE_PYTHON_VERSION)
 
 
 def glue_wheels_dir() -> Path:
     """The pinned third-party wheels for the Glue Spark jobs, downloaded at synth time.
 
-    ``pip download --only-binary=:all:`` for Glue 5.0's platform from
-    ``glue_scripts/requirements-glue.txt`` (direct pins + their dependencies). The jobs then
+    ``pip download --only-binary=:all: --require-hashes`` for Glue 5.0's platform from
+    ``glue_scripts/requirements-glue.lock`` (the pins of ``requirements-glue.txt`` with hashes). The jobs then
     install exactly these files from S3 (``--additional-python-modules``) and never reach
     PyPI at run time.
     """
@@ -266,12 +364,12 @@ def glue_wheels_dir() -> Path:
     partial.mkdir(parents=True)
     pip = subprocess.run(
         [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--only-binary=:all:",
-         *(a for p in GLUE_PLATFORMS for a in ("--platform", p)), "--implementation", "cp",
-         "--python-version", GLUE_PYTHON_VERSION, "-r", str(GLUE_REQUIREMENTS), "-d", str(partial)],
+         "--require-hashes", "--no-deps", *(a for p in GLUE_PLATFORMS for a in ("--platform", p)),
+         "--implementation", "cp", "--python-version", GLUE_PYTHON_VERSION, "-r", str(GLUE_LOCK), "-d", str(partial)],
         capture_output=True, text=True, check=False)
     if pip.returncode:
         shutil.rmtree(partial, ignore_errors=True)
-        raise RuntimeError(f"pip download of {GLUE_REQUIREMENTS.name} for Glue failed:\n{pip.stdout}\n{pip.stderr}")
+        raise RuntimeError(f"pip download of {GLUE_LOCK.name} for Glue failed:\n{pip.stdout}\n{pip.stderr}")
     (partial / ".complete").write_text("")
     if target.exists():  # another process finished first: theirs is identical
         shutil.rmtree(partial, ignore_errors=True)

@@ -15,7 +15,7 @@ artifacts bucket, with pip's index disabled: nothing is fetched from PyPI at run
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_athena as athena
@@ -27,8 +27,10 @@ from constructs import Construct
 
 from binance_lake import layout
 from binance_lake.aws.metrics import METRIC_NAMESPACE
+from binance_lake.aws.settings import BackfillSettings, GlueSettings, VerifySettings
 from binance_lake.schema import TABLES, Table
-from py_cdk import bundling
+from binance_lake.sources.archive import ArchiveConfig
+from py_cdk import bundling, nag
 from py_cdk.config import LakeSettings
 from py_cdk.storage import CURATED, LOCKS, QUARANTINE, RAW, LakeStorage
 
@@ -91,6 +93,7 @@ class Catalog(Construct):
             retain_on_delete=False, memory_limit=512,
             log_group=logs.LogGroup(self, "CoreWheelLogs", retention=logs.RetentionDays.ONE_MONTH,
                                     encryption_key=storage.key, removal_policy=RemovalPolicy.DESTROY))
+        self._acknowledge_bucket_deployment()
         self.security = glue.SecurityConfiguration(
             self, "Security",
             cloud_watch_encryption=glue.CloudWatchEncryption.kms(storage.key),
@@ -168,17 +171,56 @@ class Catalog(Construct):
                                      "logs:AssociateKmsKey"],
             resources=[stack.format_arn(service="logs", resource="log-group", resource_name="/aws-glue/*",
                                         arn_format=ArnFormat.COLON_RESOURCE_NAME)]))
+        self._acknowledge_role(role, s3, metric)
         return role
 
+    def _acknowledge_role(self, role: iam.Role, s3: Sequence[Tuple[str, List[str], List[str]]],
+                          metric: bool) -> None:
+        storage, stack = self._storage, Stack.of(self)
+        glue_policy = nag.policy(role)
+        zones = list(dict.fromkeys(p for _sid, _actions, prefixes in s3 for p in prefixes))
+        nag.acknowledge(glue_policy, nag.IAM5, nag.ZONE_REASON, nag.zone_findings(storage.lake, zones))
+        nag.acknowledge(glue_policy, nag.IAM5,
+                        "Glue job libraries: the job script (CDK assets bucket, granted read-only by aws-cdk-lib "
+                        "glue.Code) and the core + pinned wheels under glue/ in the artifacts bucket.",
+                        [*nag.CDK_S3_READ, nag.assets_bucket(stack),
+                         f"Resource::{nag.ref(storage.artifacts, 'Arn')}/{CORE_WHEEL_PREFIX}*"])
+        log_group = f"Resource::arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws-glue/*"
+        nag.acknowledge(glue_policy, nag.IAM5,
+                        "Glue creates its log groups under /aws-glue/ with names derived from the security "
+                        "configuration and the run; cloudwatch:PutMetricData has no resource-level permissions and "
+                        "is restricted to the BinanceLake namespace by condition.",
+                        [log_group, "Resource::*"] if metric else [log_group])
+
+    def _acknowledge_bucket_deployment(self) -> None:
+        """The stack-wide singleton handler that every BucketDeployment shares (ours publishes the wheels)."""
+        stack = Stack.of(self)
+        handler = next(c for c in stack.node.children if c.node.id.startswith("Custom::CDKBucketDeployment"))
+        reason = ("aws-cdk-lib BucketDeployment handler that publishes the Glue wheels: it reads the CDK "
+                  "assets bucket and writes the dedicated artifacts bucket (never the lake); its grants, managed "
+                  "policy and runtime are chosen by aws-cdk-lib.")
+        nag.acknowledge(handler, nag.L1, reason)
+        nag.acknowledge(handler, nag.IAM4, reason,
+                        ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"])
+        nag.acknowledge(handler, nag.IAM5, reason, [
+            *nag.CDK_S3_READ, *nag.CDK_S3_WRITE, *nag.CDK_KMS, nag.assets_bucket(stack),
+            f"Resource::{nag.ref(self._storage.artifacts, 'Arn')}/*"])
+
+    def backfill_settings(self) -> BackfillSettings:
+        """What the backfill job parses (binance_lake/aws/settings.py): every configured interval."""
+        return BackfillSettings(lake_uri=self._storage.lake_uri, symbols=list(self._settings.symbols),
+                                intervals=list(self._settings.intervals), archive_url=ArchiveConfig.base_url)
+
+    def verify_settings(self) -> VerifySettings:
+        """What the verify job parses: every configured interval and table, yesterday (days_back 1)."""
+        return VerifySettings(lake_uri=self._storage.lake_uri, symbols=list(self._settings.symbols),
+                              intervals=list(self._settings.intervals), tables=list(TABLES), days_back=1)
+
     def _job_arguments(self) -> Dict[str, str]:
+        """Glue's own arguments, the same for both jobs (each job adds its settings)."""
         bucket = self._storage.artifacts.bucket_name
         wheels = [bundling.CORE_WHEEL_NAME, *self.glue_wheels]
         return {
-            "--lake_uri": self._storage.lake_uri,
-            "--symbols": ",".join(self._settings.symbols),
-            "--tables": ",".join(TABLES),
-            "--interval": self._settings.intervals[0],
-            "--intervals": ",".join(self._settings.intervals),
             # Exactly our wheels from S3, pip's index disabled: never PyPI at run time ("Using
             # Python libraries with AWS Glue": S3 wheel paths in --additional-python-modules;
             # --python-modules-installer-option passes options to pip3).
@@ -187,13 +229,13 @@ class Catalog(Construct):
         }
 
     def _spark_job(self, cid: str, *, role: iam.Role, script: Path, description: str, timeout: Duration,
-                   extra: Optional[Dict[str, str]] = None) -> glue.PySparkEtlJob:
+                   settings: GlueSettings) -> glue.PySparkEtlJob:
         job = glue.PySparkEtlJob(
             self, cid, role=role, security_configuration=self.security, description=description,
             script=glue.Code.from_asset(str(script)), glue_version=glue.GlueVersion.V5_0,
             max_concurrent_runs=1, max_retries=0,
             worker_configuration=glue.WorkerConfiguration(worker_type=glue.WorkerType.G_1X, number_of_workers=2),
-            timeout=timeout, default_arguments={**self._job_arguments(), **(extra or {})}, enable_metrics=True,
+            timeout=timeout, default_arguments={**self._job_arguments(), **settings.render()}, enable_metrics=True,
         )
         job.node.add_dependency(self.core_wheel)  # a run must find the wheels it installs
         return job
@@ -202,14 +244,14 @@ class Catalog(Construct):
         return self._spark_job(
             "Backfill", role=self.backfill_role, script=bundling.GLUE_SCRIPTS_DIR / "backfill_spark.py",
             description="binance-lake: archive backfill from data.binance.vision (Spark, started by hand)",
-            timeout=Duration.hours(2))
+            timeout=Duration.hours(2), settings=self.backfill_settings())
 
     def _verify_job(self) -> glue.PySparkEtlJob:
         return self._spark_job(
             "Verify", role=self.verify_role, script=bundling.GLUE_SCRIPTS_DIR / VERIFY_SCRIPT,
             description="binance-lake: daily rebuild-and-verify of yesterday (re-derive curated from raw, "
                         "compare, repair, report)",
-            timeout=Duration.hours(1), extra={"--days_back": "1"})
+            timeout=Duration.hours(1), settings=self.verify_settings())
 
     def _verify_schedule(self) -> glue.CfnTrigger:
         """A Glue SCHEDULED trigger rather than an EventBridge Scheduler schedule: it needs no

@@ -65,3 +65,25 @@ def core_closure(entry_files: Iterable[Path]) -> List[Path]:
                     found.add(path)
                     todo.append(path)
     return sorted(found)
+
+
+def boto3_services(files: Iterable[Path]) -> Set[str]:
+    """The AWS services the files create clients for: ``boto3.client("s3")`` gives ``s3``.
+
+    The Lambda bundles keep only these services' botocore models (py_cdk/bundling.py), so a
+    client whose service is not a string literal is an error here, not a model missing at run time.
+    """
+    services: Set[str] = set()
+    for path in files:
+        for node in ast.walk(ast.parse(Path(path).read_text(), str(path))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "client" and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id in ("boto3", "session")):
+                continue
+            first = node.args[0] if node.args else next((k.value for k in node.keywords
+                                                         if k.arg == "service_name"), None)
+            if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+                raise ValueError(f"{path}:{node.lineno}: boto3 client for a non-literal service; the "
+                                 "bundles keep only the botocore models of services named literally")
+            services.add(first.value)
+    return services

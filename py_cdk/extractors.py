@@ -24,9 +24,12 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
-from py_cdk import bundling
+from binance_lake.aws.settings import ExtractSettings, OrdersSettings
+from py_cdk import bundling, nag
 from py_cdk.config import LakeSettings
 from py_cdk.storage import CURATED, RAW, LakeStorage
+
+SERVICE_NAME, LOG_LEVEL = "binance-lake", "INFO"  # Powertools' service name and level (every Lambda)
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,10 @@ class Extractors(Construct):
                  secret: sm.ISecret) -> None:
         super().__init__(scope, construct_id)
         code = bundling.lambda_code()  # one asset, bundled once, two handlers
-        env = self._environment(storage, settings)
-        self.candles = self._function(CANDLES, code, env, storage)
-        self.orders = self._function(ORDERS, code, {**env, "BINANCE_SECRET_ARN": secret.secret_arn}, storage)
+        candles = self.candles_settings(storage, settings)
+        self.candles = self._function(CANDLES, code, candles.render(), storage)
+        orders = OrdersSettings(**vars(candles), secret_arn=secret.secret_arn)
+        self.orders = self._function(ORDERS, code, orders.render(), storage)
         self.orders.role.add_to_principal_policy(iam.PolicyStatement(  # type: ignore[union-attr]
             sid="ReadBinanceApiKey", actions=["secretsmanager:GetSecretValue"], resources=[secret.secret_arn]))
 
@@ -64,15 +68,11 @@ class Extractors(Construct):
         return {"candles": self.candles, "orders": self.orders}
 
     @staticmethod
-    def _environment(storage: LakeStorage, settings: LakeSettings) -> Dict[str, str]:
-        return {
-            "LAKE_URI": storage.lake_uri,
-            "SYMBOLS": ",".join(settings.symbols),
-            "INTERVALS": ",".join(settings.intervals),
-            "BINANCE_BASE_URL": settings.binance_base_url,
-            "POWERTOOLS_SERVICE_NAME": "binance-lake",
-            "LOG_LEVEL": "INFO",
-        }
+    def candles_settings(storage: LakeStorage, settings: LakeSettings) -> ExtractSettings:
+        """The candles extractor's settings (binance_lake/aws/settings.py renders its environment)."""
+        return ExtractSettings(service=SERVICE_NAME, log_level=LOG_LEVEL, lake_uri=storage.lake_uri,
+                               symbols=list(settings.symbols), intervals=list(settings.intervals),
+                               base_url=settings.binance_base_url)
 
     def _function(self, spec: ExtractorSpec, code: lambda_.Code, env: Dict[str, str],
                   storage: LakeStorage) -> lambda_.Function:
@@ -88,6 +88,8 @@ class Extractors(Construct):
         # Own role + explicit log grant instead of the AWSLambdaBasicExecutionRole managed policy.
         log_group.grant_write(role)
         self._grant_lake(role, storage)
+        nag.acknowledge(nag.policy(role), nag.IAM5, nag.ZONE_REASON, nag.zone_findings(storage.lake, (RAW, CURATED)))
+        nag.acknowledge(fn, nag.L1, nag.RUNTIME_REASON)
         return fn
 
     @staticmethod

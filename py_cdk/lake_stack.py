@@ -13,7 +13,6 @@ from typing import Any
 from aws_cdk import Stack
 from constructs import Construct
 
-from py_cdk import nag
 from py_cdk.catalog import Catalog
 from py_cdk.config import LakeSettings, StageSettings
 from py_cdk.extractors import Extractors
@@ -50,4 +49,3 @@ class LakeStack(Stack):
             transform_logs=self.transform.log_group,
             freshness_threshold_minutes=lake.freshness_threshold_minutes,
             dashboard_name=f"binance-lake-{stage.name.lower()}")
-        nag.acknowledge_lake_stack(self)

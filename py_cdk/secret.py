@@ -16,6 +16,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
+from py_cdk import nag
+
 API_KEY_FIELD, API_SECRET_FIELD = "api_key", "api_secret"
 PLACEHOLDER = json.dumps({API_KEY_FIELD: "", API_SECRET_FIELD: ""})
 
@@ -33,3 +35,6 @@ class BinanceApiSecret(Construct):
             secret_string_value=SecretValue.unsafe_plain_text(PLACEHOLDER),
             removal_policy=removal_policy,
         )
+        nag.acknowledge(self.secret, nag.SMG4, "Binance API keys are issued in the Binance UI and cannot be rotated "
+                        "by a Lambda; rotation is manual (new key in Binance, then put-secret-value, see "
+                        "docs/deploy.md).")

@@ -21,17 +21,19 @@ and ``IfMatch`` (renewal) + GetObject + DeleteObject ``IfMatch`` on ``curated/_l
 
 from __future__ import annotations
 
-from typing import Dict
-
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from binance_lake import layout
 from binance_lake.aws.metrics import METRIC_NAMESPACE
-from py_cdk import bundling
+from binance_lake.aws.settings import TransformSettings
+from binance_lake.schema import CANDLES, ORDERS, TABLES
+from py_cdk import bundling, nag
 from py_cdk.config import LakeSettings
+from py_cdk.extractors import LOG_LEVEL, SERVICE_NAME
 from py_cdk.storage import CURATED, LOCKS, PENDING, QUARANTINE, RAW, LakeStorage
 
 # 512 MB: ~175 MB peak measured for a 24 h catch-up and for a tick (bench/cloud_lambda.py,
@@ -54,17 +56,23 @@ class TransformFunction(Construct):
             handler="transform.handler", code=bundling.lambda_code(bundling.TRANSFORM_BUNDLE),
             memory_size=MEMORY_MB, timeout=TIMEOUT, role=self.role, log_group=self.log_group,
             description="Pending raw -> curated Parquet, then the freshness metric (binance-lake)",
-            environment=self.environment(storage, settings),
+            environment=self.settings(storage, settings).render(),
         )
         self.log_group.grant_write(self.role)
         for statement in statements(storage):
             self.role.add_to_principal_policy(statement)
+        transform_policy = nag.policy(self.role)
+        nag.acknowledge(transform_policy, nag.IAM5, nag.ZONE_REASON, nag.zone_findings(storage.lake, (
+            RAW, PENDING, layout.zone(CANDLES.raw_prefix), layout.zone(ORDERS.raw_prefix), CURATED, LOCKS, QUARANTINE)))
+        nag.acknowledge(transform_policy, nag.IAM5, nag.METRIC_REASON, ["Resource::*"])
+        nag.acknowledge(self.function, nag.L1, nag.RUNTIME_REASON)
 
     @staticmethod
-    def environment(storage: LakeStorage, settings: LakeSettings) -> Dict[str, str]:
-        return {"LAKE_URI": storage.lake_uri, "SYMBOLS": ",".join(settings.symbols),
-                "TABLES": "candles,orders", "INTERVALS": ",".join(settings.intervals),
-                "POWERTOOLS_SERVICE_NAME": "binance-lake", "LOG_LEVEL": "INFO"}
+    def settings(storage: LakeStorage, settings: LakeSettings) -> TransformSettings:
+        """The transform Lambda's settings (binance_lake/aws/settings.py renders its environment)."""
+        return TransformSettings(service=SERVICE_NAME, log_level=LOG_LEVEL, lake_uri=storage.lake_uri,
+                                 symbols=list(settings.symbols), tables=list(TABLES),
+                                 intervals=list(settings.intervals))
 
 
 def statements(storage: LakeStorage) -> list:

@@ -93,7 +93,8 @@ def test_glue_entry_publishes_metrics_and_fails_on_unrepaired(spark, corrupted, 
 
     root = tmp_path / "lake"
     shutil.copytree(corrupted, root)
-    argv = ["--lake_uri", str(root), "--symbols", "BTCUSDT,ETHUSDT", "--interval", "1m", "--start", "2024-03-01",
+    argv = ["--lake_uri", str(root), "--symbols", "BTCUSDT,ETHUSDT", "--intervals", "1m", "--tables",
+            "candles,orders", "--days_back", "1", "--start", "2024-03-01",
             "--end", "2024-03-03", "--JOB_RUN_ID", "jr_0123abc", "--job-bookmark-option", "job-bookmark-disable"]
     with mock_aws():
         cw = boto3.client("cloudwatch", region_name="us-east-1")
@@ -108,7 +109,8 @@ def test_glue_entry_publishes_metrics_and_fails_on_unrepaired(spark, corrupted, 
     # --days_back relative to a fixed clock: yesterday of 2024-03-03 is 2024-03-02, already repaired.
     with mock_aws():
         cw = boto3.client("cloudwatch", region_name="us-east-1")
-        assert verify_glue_main(["--lake_uri", str(root), "--symbols", "BTCUSDT", "--days_back", "1"],
+        assert verify_glue_main(["--lake_uri", str(root), "--symbols", "BTCUSDT", "--intervals", "1m", "--tables",
+                                 "candles,orders", "--days_back", "1"],
                                 cloudwatch=cw, spark=spark, now_ms=parse_time("2024-03-03T01:00:00Z")) == 0
     assert '"partitions": 2, "ok": 2' in capsys.readouterr().out
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from binance_lake import layout
-from binance_lake.aws.settings import ExtractSettings
+from binance_lake.aws.settings import ExtractSettings, OrdersSettings
 from binance_lake.errors import BadInputError, BinanceError, LakeError
 from binance_lake.jobs.extract import extract_candles as extract_candle_pages
 from binance_lake.jobs.extract import extract_orders as extract_order_pages
@@ -187,10 +187,8 @@ def extract_candles(settings: ExtractSettings, lake: Optional[Lake] = None) -> D
     return run.summary()
 
 
-def extract_orders(settings: ExtractSettings, lake: Optional[Lake] = None, secrets_client: Any = None
+def extract_orders(settings: OrdersSettings, lake: Optional[Lake] = None, secrets_client: Any = None
                    ) -> Dict[str, Any]:
-    if not settings.secret_arn:
-        raise BadInputError("environment variable BINANCE_SECRET_ARN is not set (the CDK stack sets it)")
     credentials = read_api_key(settings.secret_arn, secrets_client)
     if credentials is None:
         log.warning("orders skipped: the Binance API key secret is not filled in yet; put "

@@ -1,6 +1,6 @@
 """Glue support: job arguments and JSON logging for the scripts in ``glue_scripts/``.
 
-No pyarrow and no pyspark at import time (the Lambda support imports ``csv_list``).
+No pyarrow and no pyspark at import time (``settings.GlueSettings.from_args`` uses ``parse_glue_args``).
 """
 
 from __future__ import annotations

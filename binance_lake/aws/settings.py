@@ -1,57 +1,196 @@
-"""Settings of the Lambdas, from the environment the CDK sets, and the log correlation id.
+"""The deployment contract: one typed settings object per deployed component.
 
-Pure Python (no pyarrow, no boto3): every handler imports it.
+The CDK builds each object and ``render()``s it into the component's environment (Lambdas) or
+default arguments (Glue jobs); the component ``parse()``s the same names at run time. Every
+name is declared once, on its field (``setting("NAME")``), so what is written and what is read
+cannot drift apart (tests/cdk/test_settings_contract.py compares them on the synthesized
+templates), and a new setting is one line. A missing or empty value is an error naming it,
+never a default.
+
+Pure Python (no pyarrow, no boto3): every handler and Glue job imports it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-from dataclasses import dataclass
-from typing import Any, List, Mapping, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
 from binance_lake.errors import BadInputError
 from binance_lake.schema import TABLES
 
 log = logging.getLogger(__name__)
 
+S = TypeVar("S", bound="ComponentSettings")
+
+
+def csv_list(value: str) -> List[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
 
 @dataclass(frozen=True)
-class ExtractSettings:
-    """What the CDK puts in the extractors' environment."""
+class Codec:
+    """How one setting travels as a string."""
 
-    lake_uri: str
-    symbols: List[str]
-    interval: str
-    base_url: str
-    secret_arn: Optional[str] = None
-    # Every configured candle interval (INTERVALS="1m,5m"); ``interval`` is the first one.
-    intervals: Optional[List[str]] = None
+    render: Callable[[Any], str]
+    parse: Callable[[str], Any]
 
-    def candle_intervals(self) -> List[str]:
-        return list(self.intervals) if self.intervals else [self.interval]
+
+TEXT = Codec(str, str.strip)
+LIST = Codec(lambda items: ",".join(items), csv_list)
+
+
+def _whole_number(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise BadInputError(f"not a whole number: {value!r}") from None
+
+
+NUMBER = Codec(str, _whole_number)
+
+
+def setting(name: str, codec: Codec = TEXT) -> Any:
+    """A field carried as ``name`` (an environment variable, or a Glue argument without ``--``)."""
+    return field(metadata={"setting": name, "codec": codec})
+
+
+@dataclass(frozen=True)
+class ComponentSettings:
+    """Base of the per-component settings: ``render`` (CDK side) and ``parse`` (run time)."""
+
+    PREFIX: ClassVar[str] = ""  # "--" for Glue job arguments
+    SOURCE: ClassVar[str] = "environment variable"
 
     @classmethod
-    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> ExtractSettings:
-        env = os.environ if env is None else env
+    def _fields(cls) -> List[dataclasses.Field]:
+        return [f for f in dataclasses.fields(cls) if "setting" in f.metadata]
 
-        def need(name: str) -> str:
-            value = env.get(name, "").strip()
-            if not value:
-                raise BadInputError(f"environment variable {name} is not set (the CDK stack sets it)")
-            return value
+    @classmethod
+    def names(cls) -> List[str]:
+        """Every name this component reads, as rendered (``LAKE_URI`` or ``--lake_uri``)."""
+        return [cls.PREFIX + f.metadata["setting"] for f in cls._fields()]
 
-        symbols = [s.strip() for s in need("SYMBOLS").split(",") if s.strip()]
-        intervals = env_intervals(env)
-        return cls(lake_uri=need("LAKE_URI"), symbols=symbols, interval=intervals[0],
-                   base_url=need("BINANCE_BASE_URL"), secret_arn=env.get("BINANCE_SECRET_ARN") or None,
-                   intervals=intervals)
+    def render(self) -> Dict[str, str]:
+        return {self.PREFIX + f.metadata["setting"]: f.metadata["codec"].render(getattr(self, f.name))
+                for f in self._fields()}
+
+    @classmethod
+    def parse(cls: Type[S], values: Mapping[str, str]) -> S:
+        """From names as rendered or, for Glue, as ``parse_glue_args`` returns them (no ``--``)."""
+        kwargs: Dict[str, Any] = {}
+        for f in cls._fields():
+            name = f.metadata["setting"]
+            raw = values.get(cls.PREFIX + name, values.get(name, "")).strip()
+            try:
+                value = f.metadata["codec"].parse(raw) if raw else None
+            except BadInputError as exc:
+                raise BadInputError(f"{cls.SOURCE} {cls.PREFIX}{name}: {exc}") from None
+            if value in (None, "", []):
+                raise BadInputError(f"{cls.SOURCE} {cls.PREFIX}{name} is not set (the CDK stack sets it; "
+                                    "a missing value is never defaulted)")
+            kwargs[f.name] = value
+        return cls(**kwargs)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(getattr(self, "tables", ())) - set(TABLES))
+        if unknown:
+            raise BadInputError(f"{self.PREFIX}{'tables' if self.PREFIX else 'TABLES'}: unknown table(s) "
+                                f"{unknown}; use {', '.join(TABLES)}")
 
 
-def env_intervals(env: Mapping[str, str]) -> List[str]:
-    """``INTERVALS`` (comma-separated) or the older single ``INTERVAL``; default ``1m``."""
-    raw = env.get("INTERVALS") or env.get("INTERVAL") or "1m"
-    return [i.strip() for i in raw.split(",") if i.strip()] or ["1m"]
+# ---------------------------------------------------------------------- Lambdas (environment)
+
+
+@dataclass(frozen=True)
+class LambdaSettings(ComponentSettings):
+    # Read by aws-lambda-powertools' Logger (lambdas/lambda_logging.py), parsed here so that a
+    # function deployed without them fails loudly instead of logging under a default name.
+    service: str = setting("POWERTOOLS_SERVICE_NAME")
+    log_level: str = setting("LOG_LEVEL")
+
+
+@dataclass(frozen=True)
+class ExtractSettings(LambdaSettings):
+    """The candles extractor."""
+
+    lake_uri: str = setting("LAKE_URI")
+    symbols: List[str] = setting("SYMBOLS", LIST)
+    # Every configured candle interval (INTERVALS="1m,5m"); the first is the primary one.
+    intervals: List[str] = setting("INTERVALS", LIST)
+    base_url: str = setting("BINANCE_BASE_URL")
+
+    @property
+    def interval(self) -> str:
+        return self.intervals[0]
+
+    def candle_intervals(self) -> List[str]:
+        return list(self.intervals)
+
+    @classmethod
+    def from_env(cls: Type[S], env: Optional[Mapping[str, str]] = None) -> S:
+        return cls.parse(os.environ if env is None else env)
+
+
+@dataclass(frozen=True)
+class OrdersSettings(ExtractSettings):
+    """The orders extractor: the candles extractor's settings and its API key secret."""
+
+    secret_arn: str = setting("BINANCE_SECRET_ARN")
+
+
+@dataclass(frozen=True)
+class TransformSettings(LambdaSettings):
+    """The transform Lambda."""
+
+    lake_uri: str = setting("LAKE_URI")
+    symbols: List[str] = setting("SYMBOLS", LIST)
+    tables: List[str] = setting("TABLES", LIST)
+    intervals: List[str] = setting("INTERVALS", LIST)
+
+    @classmethod
+    def from_env(cls: Type[S], env: Optional[Mapping[str, str]] = None) -> S:
+        return cls.parse(os.environ if env is None else env)
+
+
+# ---------------------------------------------------------------------- Glue jobs (default arguments)
+
+
+@dataclass(frozen=True)
+class GlueSettings(ComponentSettings):
+    PREFIX: ClassVar[str] = "--"
+    SOURCE: ClassVar[str] = "job argument"
+
+    @classmethod
+    def from_args(cls: Type[S], argv: Sequence[str]) -> Tuple[S, Dict[str, str]]:
+        """The deployed settings and every argument (for per-run options such as ``--start``)."""
+        from binance_lake.aws.glue import parse_glue_args
+
+        args = parse_glue_args(argv, [])
+        return cls.parse(args), args
+
+
+@dataclass(frozen=True)
+class BackfillSettings(GlueSettings):
+    """The Glue archive backfill (every configured interval is backfilled)."""
+
+    lake_uri: str = setting("lake_uri")
+    symbols: List[str] = setting("symbols", LIST)
+    intervals: List[str] = setting("intervals", LIST)
+    archive_url: str = setting("archive_url")
+
+
+@dataclass(frozen=True)
+class VerifySettings(GlueSettings):
+    """The Glue rebuild-and-verify (every configured interval and table)."""
+
+    lake_uri: str = setting("lake_uri")
+    symbols: List[str] = setting("symbols", LIST)
+    intervals: List[str] = setting("intervals", LIST)
+    tables: List[str] = setting("tables", LIST)
+    days_back: int = setting("days_back", NUMBER)
 
 
 def correlation_id(event: Any, fallback: str) -> str:
@@ -61,31 +200,3 @@ def correlation_id(event: Any, fallback: str) -> str:
             if isinstance(event.get(key), str) and event[key]:
                 return event[key]
     return fallback
-
-
-
-@dataclass(frozen=True)
-class TransformSettings:
-    """What the CDK puts in the transform Lambda's environment."""
-
-    lake_uri: str
-    symbols: List[str]
-    tables: List[str]
-    intervals: List[str]
-
-    @classmethod
-    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> TransformSettings:
-        env = os.environ if env is None else env
-        missing = [n for n in ("LAKE_URI", "SYMBOLS") if not env.get(n, "").strip()]
-        if missing:
-            raise BadInputError(f"environment variable {missing[0]} is not set (the CDK stack sets it)")
-        tables = csv_list(env.get("TABLES") or ",".join(TABLES))
-        unknown = sorted(set(tables) - set(TABLES))
-        if unknown:
-            raise BadInputError(f"TABLES: unknown table(s) {unknown}; use candles and/or orders")
-        return cls(lake_uri=env["LAKE_URI"].strip(), symbols=csv_list(env["SYMBOLS"]), tables=tables,
-                   intervals=env_intervals(env))
-
-
-def csv_list(value: str) -> List[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]

@@ -24,9 +24,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import pyarrow as pa
 
-from binance_lake.aws.glue import parse_glue_args
 from binance_lake.aws.metrics import publish_verify
-from binance_lake.aws.settings import csv_list
+from binance_lake.aws.settings import BackfillSettings, VerifySettings
 from binance_lake.jobs.backfill import EARLIEST_ARCHIVE_MS, backfill_file, utc_now_ms
 from binance_lake.lake import open_lake
 from binance_lake.sources.archive import ArchiveConfig, ArchiveFile, PlannedFile, plan_files
@@ -84,20 +83,23 @@ def _spark_schema(schema: pa.Schema) -> str:
     return ", ".join(f"{f.name} {names[f.type]}" for f in schema)
 
 
-def glue_main(argv: Sequence[str]) -> int:
-    """``--lake_uri s3://.. --symbols BTCUSDT,ETHUSDT [--start 2017-08] [--end 2026-11] [--archive_url URL]``."""
+def glue_main(argv: Sequence[str], spark: Any = None) -> int:
+    """The deployed :class:`BackfillSettings` (``--lake_uri --symbols --intervals --archive_url``)
+    plus the per-run ``[--start 2017-08] [--end 2026-11]``; every configured interval is backfilled."""
     import json
-
-    from pyspark.sql import SparkSession
 
     from binance_lake.times import optional_time
 
-    args = parse_glue_args(argv, ["lake_uri", "symbols"], {"archive_url": ArchiveConfig.base_url})
+    settings, args = BackfillSettings.from_args(argv)
     month = {k: (args[k] + "-01" if len(args.get(k) or "") == 7 else args.get(k)) for k in ("start", "end")}
-    spark = SparkSession.builder.appName("binance-lake-backfill").getOrCreate()
-    results = backfill_spark(spark, args["lake_uri"], csv_list(args["symbols"]),
-                             optional_time(month["start"], "--start"), optional_time(month["end"], "--end"),
-                             ArchiveConfig(base_url=args["archive_url"]))
+    start, end = optional_time(month["start"], "--start"), optional_time(month["end"], "--end")
+    if spark is None:
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.builder.appName("binance-lake-backfill").getOrCreate()
+    cfg = ArchiveConfig(base_url=settings.archive_url)
+    results = [r for interval in settings.intervals
+               for r in backfill_spark(spark, settings.lake_uri, settings.symbols, start, end, cfg, interval)]
     failed = [r for r in results if r["status"] == "failed"]
     print(json.dumps({"files": len(results), "rows": sum(r["rows"] for r in results), "failed": failed}))
     return 1 if failed else 0
@@ -159,29 +161,41 @@ def verify_spark(spark: Any, lake_uri: str, symbols: Sequence[str], interval: st
 
 def verify_glue_main(argv: Sequence[str], cloudwatch: Any = None, spark: Any = None,
                      now_ms: Optional[int] = None) -> int:
-    """``--lake_uri s3://.. --symbols A,B --interval 1m [--days_back 1] [--start D --end D]``
-    (dates UTC, ``--end`` exclusive); non-zero when a mismatch was left unrepaired."""
+    """The deployed :class:`VerifySettings` (``--lake_uri --symbols --intervals --tables --days_back``)
+    plus the per-run ``[--start D --end D]`` (dates UTC, ``--end`` exclusive); non-zero when a
+    mismatch was left unrepaired.
+
+    One report per configured interval: the first covers every configured table, the others
+    only candles (orders have no interval: verifying them once is enough). The published counts
+    are the sums over the reports, so the alarm sees a mismatch of any interval.
+    """
     import json
 
     from binance_lake.verify import VerifyOptions, date_range, exit_code
     from binance_lake.verify import now_ms as clock
 
-    args = parse_glue_args(argv, ["lake_uri", "symbols"], {"interval": "1m", "days_back": "1"})
-    try:
-        days_back = int(args["days_back"])
-    except ValueError:
-        from binance_lake.errors import BadInputError
-
-        raise BadInputError(f"--days_back must be a whole number of days, got {args['days_back']!r}") from None
-    dates = date_range(clock() if now_ms is None else now_ms, days_back, args.get("start") or None,
+    settings, args = VerifySettings.from_args(argv)
+    dates = date_range(clock() if now_ms is None else now_ms, settings.days_back, args.get("start") or None,
                        args.get("end") or None)
     if spark is None:
         from pyspark.sql import SparkSession
 
         spark = SparkSession.builder.appName("binance-lake-verify").getOrCreate()
-    opts = VerifyOptions(run_id=args.get("JOB_RUN_ID", ""))
-    report = verify_spark(spark, args["lake_uri"], csv_list(args["symbols"]), args["interval"], dates, opts)
-    publish_verify(report.summary(), cloudwatch)
-    print(json.dumps({"report_key": report.report_key, **report.summary()}))
-    print(report.line())
-    return 1 if exit_code(report) else 0
+    run_id = args.get("JOB_RUN_ID", "")
+    failed, totals = False, {k: 0 for k in _VERIFY_COUNTS}
+    for n, interval in enumerate(settings.intervals):
+        tables = settings.tables if n == 0 else [t for t in settings.tables if t == "candles"]
+        if not tables:
+            continue
+        opts = VerifyOptions(run_id=f"{run_id}-{interval}" if run_id and len(settings.intervals) > 1 else run_id)
+        report = verify_spark(spark, settings.lake_uri, settings.symbols, interval, dates, opts, tables)
+        summary = report.summary()
+        totals = {k: totals[k] + summary[k] for k in _VERIFY_COUNTS}
+        failed = failed or bool(exit_code(report))
+        print(json.dumps({"interval": interval, "report_key": report.report_key, **summary}))
+        print(report.line())
+    publish_verify(totals, cloudwatch)
+    return 1 if failed else 0
+
+
+_VERIFY_COUNTS = ("repaired", "mismatch", "raw_missing", "unrepaired", "with_gaps")

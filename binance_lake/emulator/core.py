@@ -68,6 +68,9 @@ class RequestRecord:
     used_weight_after: int
     time_s: float
     fault: Optional[str] = None
+    # Whether the request carried X-MBX-APIKEY (never the key itself): tests check that the key
+    # travels only on signed endpoints.
+    api_key_sent: bool = False
 
 
 @dataclass
@@ -441,7 +444,8 @@ class Emulator:
             shown = {k: v for k, v in params.items()}
             self.requests.append(RequestRecord(method, path, shown,
                                                0 if reply.action == "reset" else reply.status,
-                                               weight, self._used, real, fault_kind))
+                                               weight, self._used, real, fault_kind,
+                                               api_key_sent="x-mbx-apikey" in headers))
         return reply
 
     def _gate(self, real: float, weight: int) -> tuple[Optional[Reply], Optional[str]]:

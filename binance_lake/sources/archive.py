@@ -34,9 +34,10 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -44,10 +45,11 @@ import pyarrow.csv as pacsv
 
 from binance_lake import layout
 from binance_lake.columns import candles_from_arrow, ms_array
-from binance_lake.errors import BinanceUnavailableError, Rejected
+from binance_lake.errors import BinanceUnavailableError, DamagedFileError, Rejected
 from binance_lake.lake import Lake
 from binance_lake.sources.coverage import archive_period_range, archive_periods, merge_ranges, missing_ranges
 from binance_lake.times import MS_PER_DAY, date_to_ms, day_start, ms_to_date
+from binance_lake.urls import check_no_credentials
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,10 @@ class ArchiveConfig:
     backoff_s: float = 1.0
     timeout_s: float = 60.0
     force: bool = False  # re-curate verified files from their stored zips (after a lost partition)
+
+    def __post_init__(self) -> None:
+        # The URL of every file is stored in its sidecar: no credentials in it (binance_lake.urls).
+        check_no_credentials(self.base_url, "--archive-url (or BINANCE_ARCHIVE_URL)")
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,7 @@ class ArchiveFile:
 class FileResult:
     file: str
     period: str
-    status: str  # curated | up-to-date | missing | failed
+    status: str  # curated | up-to-date | restored (damaged stored copy re-downloaded) | missing | failed
     rows: int = 0
     rejected: int = 0
     downloaded: bool = False
@@ -237,9 +243,10 @@ def plan_files(symbol: str, interval: str, start: int, end: int, now_ms: int, cf
 
 def read_sidecar(lake: Lake, f: ArchiveFile) -> Optional[Dict[str, Any]]:
     try:
-        return json.loads(lake.read_bytes(f.sidecar_key))
+        sidecar = json.loads(lake.read_bytes(f.sidecar_key))
     except (KeyError, ValueError):
         return None
+    return sidecar if isinstance(sidecar, dict) else None  # another JSON shape: as unreadable
 
 
 def verified_zip(lake: Lake, f: ArchiveFile, published: str, cfg: ArchiveConfig) -> Tuple[bytes, int, bool]:
@@ -274,23 +281,86 @@ def stored_files(lake: Lake, symbol: str, interval: str) -> List[ArchiveFile]:
     return sorted(files, key=lambda f: f.span)
 
 
+def restore_command(f: ArchiveFile) -> str:
+    """The backfill that re-downloads and re-verifies ``f`` (its period exactly)."""
+    hi = f.span[1]
+    end = month_of(hi) if len(f.period) == 7 else ms_to_date(hi)
+    return (f"binance-lake backfill --symbol {f.symbol} --interval {f.interval} --start {f.period} --end {end} "
+            "--no-rest")
+
+
+def _damaged(f: ArchiveFile, problem: str) -> DamagedFileError:
+    return DamagedFileError(f"stored archive file {f.key} is damaged ({problem}); nothing was read from it. "
+                            f"Run `{restore_command(f)}` to re-download and re-verify it")
+
+
+def checked_zip(lake: Lake, f: ArchiveFile) -> Tuple[Dict[str, Any], bytes]:
+    """(sidecar, zip bytes) of a stored file, the bytes hashing to the sha256 its sidecar recorded.
+
+    Checked on every read, not only at download: a zip damaged in the lake (bit rot, a
+    truncated copy, an edited file that is still a valid zip) must never feed curated.
+    Hashing is cheap next to parsing (a monthly 1m zip is a few MB).
+    """
+    try:
+        sidecar = json.loads(lake.read_bytes(f.sidecar_key))
+        recorded = str(sidecar["sha256"])
+    except KeyError:
+        raise _damaged(f, "its sidecar is missing or names no sha256") from None
+    except ValueError:
+        raise _damaged(f, "its sidecar is not JSON") from None
+    try:
+        data = lake.read_bytes(f.key)
+    except KeyError:
+        raise _damaged(f, "the zip is missing") from None
+    got = hashlib.sha256(data).hexdigest()
+    if got != recorded:
+        raise _damaged(f, f"sha256 {got[:16]}... differs from {recorded[:16]}... recorded when it was verified")
+    return sidecar, data
+
+
+def damaged_files(lake: Lake, symbol: str, interval: str) -> List[str]:
+    """One message per stored archive file of the symbol that fails its check (for status)."""
+    out = []
+    for f in stored_files(lake, symbol, interval):
+        try:
+            checked_zip(lake, f)
+        except DamagedFileError as exc:
+            out.append(str(exc))
+    return out
+
+
+def stored_damage(lake: Lake, symbols: Sequence[Tuple[str, str]]) -> List[str]:
+    """:func:`damaged_files` of each (symbol, interval)."""
+    return [m for symbol, interval in symbols for m in damaged_files(lake, symbol, interval)]
+
+
 class StoredArchive:
     """The verified archive zips already in the lake, read day by day (no network).
 
     A curated partition rebuilt "from raw" must include the archive's share of the day,
     not only the REST windows, or a rebuild would drop the rows the archive brought. Only
-    files with a sidecar count (verified and folded: the lake's claim). The last files
-    parsed are kept, so a rebuild walking a month's days in order parses its zip once.
+    files with a sidecar count (verified and folded: the lake's claim). Each file is checked
+    against its sidecar's sha256 when read (:func:`checked_zip`); a damaged one raises
+    :class:`DamagedFileError` instead of feeding a partition. The last files parsed are
+    kept, so a rebuild walking a month's days in order parses its zip once.
     """
 
     def __init__(self, lake: Lake, symbol: str, interval: str):
         self.lake, self.symbol, self.interval = lake, symbol, interval
         self._parsed: Dict[str, Optional[Tuple[Dict[str, Any], pa.Table, pa.Array]]] = {}
+        self._claimed: Optional[set] = None
+
+    def files(self) -> List[ArchiveFile]:
+        return stored_files(self.lake, self.symbol, self.interval)
 
     def days(self) -> List[str]:
         """Every UTC day a stored file covers."""
-        return sorted({ms_to_date(d) for f in stored_files(self.lake, self.symbol, self.interval)
-                       for d in range(*f.span, MS_PER_DAY)})
+        return sorted({ms_to_date(d) for f in self.files() for d in range(*f.span, MS_PER_DAY)})
+
+    def check(self) -> None:
+        """Raise for the first damaged stored file: a rebuild checks them all before it writes."""
+        for f in self.files():
+            checked_zip(self.lake, f)
 
     def _file(self, f: ArchiveFile) -> Optional[Tuple[Dict[str, Any], pa.Table, pa.Array]]:
         if f.key not in self._parsed:
@@ -299,15 +369,19 @@ class StoredArchive:
             self._parsed[f.key] = self._parse(f)
         return self._parsed[f.key]
 
+    def _is_claimed(self, f: ArchiveFile) -> bool:
+        if self._claimed is None:
+            self._claimed = {g.key for g in self.files()}
+        return f.key in self._claimed
+
     def _parse(self, f: ArchiveFile) -> Optional[Tuple[Dict[str, Any], pa.Table, pa.Array]]:
-        sidecar = read_sidecar(self.lake, f)
-        if sidecar is None:
+        if not self._is_claimed(f):
             return None  # not verified and folded: not part of the lake's claim
+        sidecar, data = checked_zip(self.lake, f)
         try:
-            raw, _ = read_archive_csv(self.lake.read_bytes(f.key), f.name)
-        except (KeyError, Rejected) as exc:
-            log.warning("%s: stored archive file unusable for a rebuild (%s); run backfill again", f.name, exc)
-            return None
+            raw, _ = read_archive_csv(data, f.name)
+        except Rejected as exc:  # hashes as verified, yet does not parse: Binance published it so
+            raise _damaged(f, str(exc)) from None
         return sidecar, raw, ms_array(raw.column(0).combine_chunks().cast(pa.int64()))
 
     def rows(self, date: str) -> Optional[pa.Table]:
@@ -325,14 +399,16 @@ class StoredArchive:
             tables.append(table)
         return pa.concat_tables(tables) if tables else None
 
-
 def read_archive_csv(zip_bytes: bytes, name: str) -> Tuple[pa.Table, bool]:
     """The zip's single CSV as Arrow columns (kline order); (table, had a header row)."""
-    with zipfile.ZipFile(io.BytesIO(zip_bytes)) as zf:
-        members = [m for m in zf.namelist() if m.endswith(".csv")]
-        if len(members) != 1:
-            raise Rejected(f"{name} holds {len(members)} CSV files, expected 1")
-        data = zf.read(members[0])
+    try:
+        with zipfile.ZipFile(io.BytesIO(zip_bytes)) as zf:
+            members = [m for m in zf.namelist() if m.endswith(".csv")]
+            if len(members) != 1:
+                raise Rejected(f"{name} holds {len(members)} CSV files, expected 1")
+            data = zf.read(members[0])
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise Rejected(f"{name} is not a readable zip ({type(exc).__name__}: {str(exc)[:120]})") from None
     first = data[: data.find(b"\n")] if b"\n" in data else data
     header = not first.split(b",", 1)[0].strip().isdigit()  # spot files have none; futures do
     opts = pacsv.ReadOptions(column_names=CSV_COLUMNS, skip_rows=1 if header else 0, block_size=1 << 24)

@@ -64,3 +64,23 @@ def test_bundles_are_split(app_out: Path) -> None:
         pins = dict(line.split("==") for line in (ROOT / "lambdas" / req).read_text().splitlines()
                     if "==" in line and not line.startswith("#"))
         assert (bundle / f"botocore-{pins['botocore'].strip()}.dist-info").is_dir()
+
+
+def test_cloud_assembly_fits_codepipeline_with_room(app_out: Path) -> None:
+    """cdk.out is one input artifact of the CloudFormation actions (256 MB cap, issue 18 item 8):
+    the stripped packages keep it under our budget, and docs/cloud.md shows the current sizes."""
+    from py_cdk import assembly_size
+
+    sizes = assembly_size.measure(app_out)
+    total = sum(s.unzipped for s in sizes) / assembly_size.MB
+    assert total <= assembly_size.BUDGET_MB < assembly_size.LIMIT_MB, assembly_size.table(sizes)
+    documented = assembly_size.documented()
+    measured = {s.what: (s.unzipped / assembly_size.MB, s.zipped / assembly_size.MB) for s in sizes}
+    assert set(documented) - {"**whole cloud assembly**"} == set(measured), (
+        "docs/cloud.md's assembly table is stale: run `python -m py_cdk.assembly_size`")
+    stale = {k: (documented[k], v) for k, v in measured.items()
+             if any(abs(d - m) > 0.5 for d, m in zip(documented[k], v))}
+    assert stale == {}, f"docs/cloud.md's assembly table is stale (run `python -m py_cdk.assembly_size`): {stale}"
+    # No asset carries what the packages never import.
+    transform = next(p for p in app_out.glob("asset.*") if (p / "transform.py").exists())
+    assert not list((transform / "pyarrow").glob("libarrow_flight*")) and not (transform / "pyarrow" / "tests").exists()

@@ -110,3 +110,68 @@ def test_each_lambda_package_carries_exactly_what_its_handlers_import(bundle, tm
         assert not {"binance_lake/fold.py", "binance_lake/lock.py", "binance_lake/jobs/sync.py"} & carried
     else:
         assert {"binance_lake/fold.py", "binance_lake/aws/transform_lambda.py"} <= carried
+
+
+# -- reproducible bundles: lock files with hashes (issue 18 item 9) ----------------------------
+
+
+@pytest.mark.parametrize("target", __import__("py_cdk.lock", fromlist=["TARGETS"]).TARGETS,
+                         ids=lambda t: t.requirements.name)
+def test_each_bundle_has_a_hashed_lock_of_its_pins(target) -> None:
+    from py_cdk.lock import locked_versions, normalize
+
+    lock = target.lock_path.read_text()
+    pins = {normalize(line.split("==")[0]): line.split("==")[1].split("#")[0].strip()
+            for line in target.requirements.read_text().splitlines() if "==" in line and not line.startswith("#")}
+    locked = locked_versions(target.lock_path)
+    assert {n: locked.get(n) for n in pins} == pins  # every direct pin, at its version
+    assert len(locked) > len(pins) or target.requirements.name == "requirements-glue.txt"  # + the closure
+    assert "do not edit" in lock.splitlines()[1]
+    blocks = lock.split("==")[1:]  # one per package: its version and hashes
+    assert len(blocks) == len(locked) and all("--hash=sha256:" in b for b in blocks)
+
+
+def test_asset_hashes_cover_the_lock_not_the_loose_requirements(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list = []
+    real = bundling._hash_files
+    monkeypatch.setattr(bundling, "_hash_files", lambda files, *extra: seen.append(list(files)) or real(files, *extra))
+    for bundle in (bundling.EXTRACT_BUNDLE, bundling.TRANSFORM_BUNDLE):
+        bundling.lambda_asset_hash(bundle)
+        assert bundle.lock_path in seen[-1] and bundle.requirements_path not in seen[-1]
+    bundling.glue_wheels_hash()
+    assert seen[-1] == [bundling.GLUE_LOCK]
+
+
+# -- stripped packages (issue 18 item 8) ------------------------------------------------------
+
+
+def test_strip_removes_what_the_packages_never_import(tmp_path: Path) -> None:
+    files = ["pyarrow/tests/test_x.py", "pyarrow/include/arrow/api.h", "pyarrow/libarrow_flight.so.2600",
+             "pyarrow/_flight.cpython-313-aarch64-linux-gnu.so", "pyarrow/flight.py", "pyarrow/libarrow_s3.so.2600",
+             "pyarrow/_s3fs.cpython-313-aarch64-linux-gnu.so", "pyarrow/lib.pyx", "pyarrow/lib.pxd",
+             "pyarrow/libarrow_python.so", "pyarrow/libarrow_python.so.2600", "pyarrow/libarrow_python.so.2600.1.0",
+             "pyarrow/lib.cpython-313-aarch64-linux-gnu.so", "pyarrow/libarrow_substrait.so.2600",
+             "pyarrow/parquet/core.py", "Crypto/SelfTest/x.py", "Crypto/Cipher/AES.pyi", "Crypto/Cipher/AES.py",
+             "botocore/data/s3/2006-03-01/service-2.json.gz", "botocore/data/ec2/2016-11-15/service-2.json.gz",
+             "botocore/data/endpoints.json", "botocore/data/cloudwatch/2010-08-01/service-2.json.gz"]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x" * 10)
+    removed = bundling.strip_bundle(tmp_path, ["s3", "cloudwatch"])
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert left == sorted(["pyarrow/libarrow_python.so.2600", "pyarrow/lib.cpython-313-aarch64-linux-gnu.so",
+                           "pyarrow/libarrow_substrait.so.2600", "pyarrow/parquet/core.py", "Crypto/Cipher/AES.py",
+                           "botocore/data/s3/2006-03-01/service-2.json.gz", "botocore/data/endpoints.json",
+                           "botocore/data/cloudwatch/2010-08-01/service-2.json.gz"])
+    assert removed == 10 * (len(files) - len(left))
+
+
+def test_each_package_keeps_the_botocore_models_its_code_uses(tmp_path: Path) -> None:
+    from py_cdk.closure import boto3_services
+
+    assert bundling.EXTRACT_BUNDLE.aws_services() == ["s3", "secretsmanager"]
+    assert bundling.TRANSFORM_BUNDLE.aws_services() == ["cloudwatch", "s3"]
+    dynamic = tmp_path / "dynamic.py"
+    dynamic.write_text("import boto3\nname = 'sqs'\nboto3.client(name)\n")
+    with pytest.raises(ValueError, match="non-literal service"):
+        boto3_services([dynamic])

@@ -121,7 +121,8 @@ def test_spark_jobs_install_our_wheels_never_pypi(synth: Synth, name: str) -> No
     assert {"boto3", "botocore"} <= shipped  # S3 conditional writes need botocore >= 1.35.70
     assert args["--python-modules-installer-option"] == "--no-index"
     assert args["--lake_uri"] == f"s3://<{logical_id(stack, stack.storage.lake)}>"
-    assert args["--symbols"] == synth.context["binance-lake:symbols"] and args["--interval"] == "1m"
+    assert args["--symbols"] == synth.context["binance-lake:symbols"]
+    assert args["--intervals"] == synth.context["binance-lake:intervals"] and "--interval" not in args
     assert "SecurityConfiguration" in job
 
 

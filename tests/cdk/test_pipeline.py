@@ -24,6 +24,14 @@ def test_stages_in_order(synth: Synth) -> None:
     assert [s["Name"] for s in _stages(synth)] == ["Source", "Build", "UpdatePipeline", "Assets", "Beta", "Prod"]
 
 
+def test_assets_are_published_one_at_a_time(synth: Synth) -> None:
+    """One CodeBuild action publishes every file asset in turn (issue 18 item 8): parallel
+    publishing starts one build per asset, past a new account's concurrent-build quota."""
+    assets = next(s for s in _stages(synth) if s["Name"] == "Assets")
+    assert len(assets["Actions"]) == 1, [a["Name"] for a in assets["Actions"]]
+    assert assets["Actions"][0]["ActionTypeId"]["Provider"] == "CodeBuild"
+
+
 def test_prod_waits_for_manual_approval(synth: Synth) -> None:
     prod = next(s for s in _stages(synth) if s["Name"] == "Prod")
     actions = sorted(prod["Actions"], key=lambda a: a["RunOrder"])
@@ -73,12 +81,19 @@ def test_codecommit_source_is_selectable(synth: Synth, monkeypatch: pytest.Monke
     assert calls == [(synth.context["binance-lake:codecommit-repository"], "main")]
 
 
+def _buildspec(synth: Synth, project: Dict[str, Any]) -> Dict[str, Any]:
+    """Inline, or (the one asset-publishing project) a file of the cloud assembly that CDK Pipelines
+    writes when assets are published one at a time."""
+    spec = project["Properties"]["Source"]["BuildSpec"]
+    return json.loads((synth.outdir / spec).read_text() if spec.startswith("buildspec-") else spec)
+
+
 def test_every_codebuild_step_pins_node_python_and_java(synth: Synth) -> None:
     projects = resources(synth.pipeline, "AWS::CodeBuild::Project").values()
     assert projects
     for project in projects:
         assert project["Properties"]["Environment"]["Image"] == "aws/codebuild/standard:7.0"
-        spec = json.loads(project["Properties"]["Source"]["BuildSpec"])
+        spec = _buildspec(synth, project)
         # Node 24: CDK support to 2028-10-30; Node 20's ended 2026-10-30 (see pipeline_stack.py).
         assert spec["phases"]["install"]["runtime-versions"] == {
             "nodejs": "24", "python": "3.11", "java": "corretto17"}
@@ -87,7 +102,7 @@ def test_every_codebuild_step_pins_node_python_and_java(synth: Synth) -> None:
 def _synth_project(synth: Synth) -> Dict[str, Any]:
     """The CodeBuild project whose buildspec runs the test suite."""
     def commands(project: Dict[str, Any]) -> List[str]:
-        return json.loads(project["Properties"]["Source"]["BuildSpec"])["phases"]["build"]["commands"]
+        return _buildspec(synth, project)["phases"]["build"]["commands"]
 
     found = [p for p in resources(synth.pipeline, "AWS::CodeBuild::Project").values()
              if "python -m pytest -q" in commands(p)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import List, Sequence
 
 import pytest
 
@@ -30,3 +30,17 @@ def trading_account(symbols: Sequence[str], orders_each: int, days: int, keep_on
         if keep_one_open:
             emulator.add_order(symbol, status="NEW")
     return emulator
+
+
+def candles_settings(lake_uri: str, symbols: List[str], base_url: str, intervals: Sequence[str] = ("1m",)):
+    """The candles extractor's settings as the CDK renders them (binance_lake/aws/settings.py)."""
+    from binance_lake.aws.settings import ExtractSettings
+
+    return ExtractSettings(service="binance-lake", log_level="INFO", lake_uri=lake_uri, symbols=list(symbols),
+                           intervals=list(intervals), base_url=base_url)
+
+
+def orders_settings(lake_uri: str, symbols: List[str], base_url: str, secret_arn: str):
+    from binance_lake.aws.settings import OrdersSettings
+
+    return OrdersSettings(**vars(candles_settings(lake_uri, symbols, base_url)), secret_arn=secret_arn)

@@ -168,10 +168,11 @@ def _run_glue(r: Rehearsal, stack: StackAssembly, comp: Component, svc: Services
 
 def _backfill(args: Dict[str, str], svc: Services) -> str:
     """The backfill's executor path without Spark: the driver's plan, then process_batches."""
+    from binance_lake.aws.settings import BackfillSettings
     from binance_lake.aws.spark import TASK_SCHEMA, plan, process_batches
     from binance_lake.sources.archive import ArchiveConfig
 
-    symbols = [s for s in args["--symbols"].split(",") if s]
+    symbols = BackfillSettings.parse(args).symbols  # the deployed contract, as the job parses it
     cfg = ArchiveConfig(base_url=svc.archive_url, workers=2, backoff_s=0)
     planned = plan(symbols[:1], ARCHIVE_START, ARCHIVE_END, cfg, now_ms=ARCHIVE_NOW)
     assert planned, "the archive emulator published nothing to backfill"
@@ -187,11 +188,12 @@ def _verify(args: Dict[str, str]) -> str:
     """The verify job's per-partition path without Spark (verify + its metrics)."""
     from binance_lake import verify
     from binance_lake.aws import metrics
+    from binance_lake.aws.settings import VerifySettings
     from binance_lake.lake import open_lake
 
-    symbols = [s for s in args["--symbols"].split(",") if s]
+    settings = VerifySettings.parse(args)  # the deployed contract, as the job parses it
     dates = verify.date_range(NOW_MS + 86_400_000, 2)  # the days the extractors wrote
-    report = verify.verify(open_lake(args["--lake_uri"]), symbols, args.get("--interval", "1m"), dates,
+    report = verify.verify(open_lake(settings.lake_uri), settings.symbols, settings.intervals[0], dates,
                            verify.VerifyOptions())
     metrics.publish_verify(report.summary())
     return "unrepaired partitions" if verify.exit_code(report) else ""

@@ -17,6 +17,7 @@ from binance_lake.aws import extract_lambda, glue, metrics, settings, transform_
 from binance_lake.errors import BadInputError
 from binance_lake.fold import last_closed_candle
 from binance_lake.lake import LocalLake, open_lake
+from tests.cloud.accounts import orders_settings
 from tests.conftest import API_KEY, API_SECRET, NOW_MS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,13 +57,19 @@ def test_handlers_import_without_pyarrow_in_a_fresh_process() -> None:
 # -- configuration ------------------------------------------------------------------------
 
 
+LAMBDA_ENV = {"POWERTOOLS_SERVICE_NAME": "binance-lake", "LOG_LEVEL": "INFO"}
+
+
 def test_settings_name_the_missing_variable() -> None:
-    env = {"LAKE_URI": "s3://b", "SYMBOLS": "BTCUSDT, ETHUSDT", "INTERVAL": "1m",
+    env = {**LAMBDA_ENV, "LAKE_URI": "s3://b", "SYMBOLS": "BTCUSDT, ETHUSDT", "INTERVALS": "1m",
            "BINANCE_BASE_URL": "https://api.binance.com"}
     s = settings.ExtractSettings.from_env(env)
-    assert s.symbols == ["BTCUSDT", "ETHUSDT"] and s.secret_arn is None
+    assert s.symbols == ["BTCUSDT", "ETHUSDT"] and not hasattr(s, "secret_arn")
     with pytest.raises(BadInputError, match="LAKE_URI"):
         settings.ExtractSettings.from_env({k: v for k, v in env.items() if k != "LAKE_URI"})
+    with pytest.raises(BadInputError, match="BINANCE_SECRET_ARN"):  # the orders extractor needs its secret
+        settings.OrdersSettings.from_env(env)
+    assert settings.OrdersSettings.from_env({**env, "BINANCE_SECRET_ARN": ARN}).secret_arn == ARN
 
 
 def test_correlation_id_prefers_the_execution() -> None:
@@ -104,13 +111,59 @@ def test_filled_secret_is_cached_but_an_empty_one_is_not() -> None:
 
 
 def test_orders_skip_with_an_empty_secret_and_touch_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    config = settings.ExtractSettings(str(tmp_path / "lake"), ["BTCUSDT"], "1m", "http://127.0.0.1:9", ARN)
+    config = orders_settings(str(tmp_path / "lake"), ["BTCUSDT"], "http://127.0.0.1:9", ARN)
     summary = extract_lambda.extract_orders(config, LocalLake(config.lake_uri), FakeSecrets(""))
     assert summary["skipped"] == "secret not filled in"
     assert "not filled in yet" in caplog.text and not (tmp_path / "lake").exists()
 
 
 # -- Glue arguments, transform and freshness ----------------------------------------------
+
+
+def test_every_configured_interval_is_verified(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Issue 18 item 10: with "1m,5m" deployed, the verify job verified 1m only (``--intervals``
+    and ``--tables`` were passed and never read). Orders have no interval: verified once."""
+    from binance_lake.aws import spark
+
+    calls: list = []
+
+    class Report:
+        report_key = "curated/_verify/x.json"
+
+        def __init__(self, interval: str) -> None:
+            self.interval = interval
+
+        def summary(self) -> Dict[str, int]:
+            return {"repaired": 0, "mismatch": 0, "raw_missing": 0, "with_gaps": 0,
+                    "unrepaired": 1 if self.interval == "5m" else 0}
+
+        def line(self) -> str:
+            return self.interval
+
+    monkeypatch.setattr(spark, "verify_spark", lambda _s, lake_uri, symbols, interval, dates, opts, tables:
+                        calls.append((interval, list(tables), opts.run_id)) or Report(interval))
+    monkeypatch.setattr("binance_lake.verify.exit_code", lambda report: int(report.interval == "5m"))
+    published: list = []
+    monkeypatch.setattr(spark, "publish_verify", lambda totals, cw: published.append(totals))
+    argv = ["--lake_uri", "s3://b", "--symbols", "BTCUSDT", "--intervals", "1m,5m", "--tables", "candles,orders",
+            "--days_back", "1", "--JOB_RUN_ID", "jr_1"]
+    assert spark.verify_glue_main(argv, cloudwatch=object(), spark=object(), now_ms=1_709_424_000_000) == 1
+    assert calls == [("1m", ["candles", "orders"], "jr_1-1m"), ("5m", ["candles"], "jr_1-5m")]
+    assert published == [{"repaired": 0, "mismatch": 0, "raw_missing": 0, "unrepaired": 1, "with_gaps": 0}]
+
+
+def test_every_configured_interval_is_backfilled(monkeypatch: pytest.MonkeyPatch) -> None:
+    from binance_lake.aws import spark
+
+    calls: list = []
+    monkeypatch.setattr(spark, "backfill_spark", lambda _s, lake_uri, symbols, start, end, cfg, interval:
+                        calls.append((symbols, interval, cfg.base_url, start)) or [])
+    argv = ["--lake_uri", "s3://b", "--symbols", "BTCUSDT,ETHUSDT", "--intervals", "1m,5m", "--archive_url",
+            "http://127.0.0.1:9", "--start", "2024-01"]
+    assert spark.glue_main(argv, spark=object()) == 0
+    assert [c[1] for c in calls] == ["1m", "5m"]
+    assert all(c[0] == ["BTCUSDT", "ETHUSDT"] and c[2] == "http://127.0.0.1:9" and c[3] == 1_704_067_200_000
+               for c in calls)
 
 
 def test_parse_glue_args_like_glue_passes_them() -> None:
@@ -138,7 +191,7 @@ def test_transform_job_curates_pending_raw_and_publishes_freshness(tmp_path: Pat
     sync.sync_candles(client, lake, "BTCUSDT", transform=False)  # what the Lambda does
     assert last_closed_candle(lake, "BTCUSDT") is None and lake.list_keys("raw/_pending")
     cw = FakeCloudWatch()
-    config = settings.TransformSettings.from_env({"LAKE_URI": lake.uri, "SYMBOLS": "BTCUSDT",
+    config = settings.TransformSettings.from_env({**LAMBDA_ENV, "LAKE_URI": lake.uri, "SYMBOLS": "BTCUSDT",
                                                   "TABLES": "candles,orders", "INTERVALS": "1m"})
     summary = transform_lambda.transform_increment(config, lake, cw, now_ms=NOW_MS)
     assert summary["transform"]["rows_written"] == 1440 and lake.list_keys("raw/_pending") == []
@@ -176,23 +229,47 @@ def test_no_candles_no_metric(tmp_path: Path) -> None:
 
 
 def test_transform_settings_from_the_cdk_environment() -> None:
-    env = {"LAKE_URI": "s3://b", "SYMBOLS": "BTCUSDT,ETHUSDT", "TABLES": "candles,orders", "INTERVALS": "1m,5m"}
+    env = {**LAMBDA_ENV, "LAKE_URI": "s3://b", "SYMBOLS": "BTCUSDT,ETHUSDT", "TABLES": "candles,orders",
+           "INTERVALS": "1m,5m"}
     s = settings.TransformSettings.from_env(env)
     assert (s.symbols, s.tables, s.intervals) == (["BTCUSDT", "ETHUSDT"], ["candles", "orders"], ["1m", "5m"])
-    assert settings.TransformSettings.from_env({**env, "INTERVALS": ""}).intervals == ["1m"]
+    assert settings.TransformSettings.parse(s.render()) == s  # what the CDK renders is what the Lambda reads
     with pytest.raises(BadInputError, match="SYMBOLS"):
         settings.TransformSettings.from_env({k: v for k, v in env.items() if k != "SYMBOLS"})
-    with pytest.raises(BadInputError, match="trades"):
-        settings.TransformSettings.from_env({**env, "TABLES": "candles,trades"})
+    with pytest.raises(BadInputError, match="fills"):
+        settings.TransformSettings.from_env({**env, "TABLES": "candles,fills"})
+
+
+@pytest.mark.parametrize("missing", ["INTERVALS", "TABLES", "LOG_LEVEL"])
+def test_a_missing_setting_is_an_error_never_a_default(missing: str) -> None:
+    """Before issue 18, a missing INTERVALS silently meant 1m and a missing TABLES every table."""
+    env = {**LAMBDA_ENV, "LAKE_URI": "s3://b", "SYMBOLS": "BTCUSDT", "TABLES": "candles", "INTERVALS": "1m,5m"}
+    for value in (None, ""):
+        broken = {k: v for k, v in env.items() if k != missing} | ({missing: value} if value is not None else {})
+        with pytest.raises(BadInputError, match=f"{missing} is not set"):
+            settings.TransformSettings.from_env(broken)
 
 
 def test_extract_settings_take_every_interval() -> None:
-    env = {"LAKE_URI": "s3://b", "SYMBOLS": "BTCUSDT", "INTERVALS": "1m,5m", "BINANCE_BASE_URL": "https://x"}
+    env = {**LAMBDA_ENV, "LAKE_URI": "s3://b", "SYMBOLS": "BTCUSDT", "INTERVALS": "1m,5m",
+           "BINANCE_BASE_URL": "https://x"}
     s = settings.ExtractSettings.from_env(env)
     assert s.interval == "1m" and s.candle_intervals() == ["1m", "5m"]
-    legacy = settings.ExtractSettings.from_env(
-        {k: v for k, v in env.items() if k != "INTERVALS"} | {"INTERVAL": "5m"})
-    assert legacy.candle_intervals() == ["5m"]
+    with pytest.raises(BadInputError, match="INTERVALS is not set"):  # the old INTERVAL is not read any more
+        settings.ExtractSettings.from_env({k: v for k, v in env.items() if k != "INTERVALS"} | {"INTERVAL": "5m"})
+
+
+def test_glue_settings_from_the_job_arguments() -> None:
+    argv = ["--JOB_ID", "j", "--lake_uri", "s3://b", "--symbols", "BTCUSDT,ETHUSDT", "--intervals", "1m,5m",
+            "--tables", "candles,orders", "--days_back", "2", "--start", "2026-01-01"]
+    verify, args = settings.VerifySettings.from_args(argv)
+    assert (verify.intervals, verify.tables, verify.days_back) == (["1m", "5m"], ["candles", "orders"], 2)
+    assert args["start"] == "2026-01-01"  # per-run options stay available
+    assert settings.VerifySettings.parse(verify.render()) == verify
+    with pytest.raises(BadInputError, match="--archive_url is not set"):
+        settings.BackfillSettings.from_args(argv)
+    with pytest.raises(BadInputError, match="--days_back: not a whole number"):
+        settings.VerifySettings.from_args([*argv, "--days_back", "one"])
 
 
 def test_transform_handler_imports_only_what_its_bundle_has() -> None:

@@ -11,11 +11,11 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from binance_lake.aws import extract_lambda, settings
+from binance_lake.aws import extract_lambda
 from binance_lake.emulator import Emulator
 from binance_lake.fold import transform_pending
 from binance_lake.lake import LocalLake
-from tests.cloud.accounts import fast_retries, trading_account
+from tests.cloud.accounts import fast_retries, orders_settings, trading_account
 from tests.conftest import API_KEY, API_SECRET
 from tests.helpers import curated, dec
 
@@ -58,7 +58,7 @@ def test_orders_extractor_asks_the_book_once_for_many_symbols(
     lake = LocalLake(str(tmp_path / "lake"))
 
     with emulator.serve() as url:
-        config = settings.ExtractSettings(str(tmp_path / "lake"), symbols, "1m", url, ARN)
+        config = orders_settings(str(tmp_path / "lake"), symbols, url, ARN)
         first = extract_lambda.extract_orders(config, lake, FilledSecret())
         # Nothing stored open yet: no symbol needs the book, so no call at all (not even the 80).
         assert _open_orders_calls(emulator, 0) == (0, [])
@@ -96,7 +96,7 @@ def test_extractors_ask_exchange_info_once_for_all_symbols(tmp_path, monkeypatch
     emulator = trading_account(symbols, 3, 1, keep_one_open=False)
     lake = LocalLake(str(tmp_path / "lake"))
     with emulator.serve() as url:
-        config = settings.ExtractSettings(str(tmp_path / "lake"), symbols, "1m", url, ARN)
+        config = orders_settings(str(tmp_path / "lake"), symbols, url, ARN)
         candles = extract_lambda.extract_candles(config, lake)
         calls = _exchange_info_calls(emulator, 0)
         assert len(calls) == 1 and json.loads(calls[0]["symbols"]) == sorted(symbols)

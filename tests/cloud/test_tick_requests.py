@@ -8,7 +8,7 @@ from typing import Any, Dict, List
 import pytest
 
 from binance_lake import layout
-from binance_lake.aws import extract_lambda, settings
+from binance_lake.aws import extract_lambda
 from binance_lake.emulator import Emulator
 from binance_lake.fold import transform_pending
 from binance_lake.jobs.extract import record_tick
@@ -17,7 +17,7 @@ from binance_lake.query import status
 from binance_lake.runs import read_last_run, write_last_run
 from binance_lake.schema import CANDLES, ORDERS
 from binance_lake.times import MS_PER_DAY, MS_PER_MINUTE, ms_to_date
-from tests.cloud.accounts import fast_retries, trading_account
+from tests.cloud.accounts import candles_settings, fast_retries, orders_settings, trading_account
 from tests.conftest import API_KEY, API_SECRET, NOW_MS
 from tests.helpers import curated
 
@@ -58,7 +58,7 @@ def _candles_tick(tmp_path, symbols: List[str], monkeypatch: pytest.MonkeyPatch)
         emulator.add_symbol(s)
     lake = WritesLake(str(tmp_path / "lake"))
     with emulator.serve() as url:
-        extract_lambda.extract_candles(settings.ExtractSettings(lake.root, symbols, "1m", url, None), lake)
+        extract_lambda.extract_candles(candles_settings(lake.root, symbols, url), lake)
     return lake
 
 
@@ -106,7 +106,7 @@ def test_orders_extractor_lists_pending_and_resolved_once_a_tick(tmp_path, monke
     emulator = trading_account(symbols, 6, 2, keep_one_open=True)  # the open one: the next tick refreshes it
     lake = WritesLake(str(tmp_path / "lake"))
     with emulator.serve() as url:
-        config = settings.ExtractSettings(lake.root, symbols, "1m", url, "arn:aws:secretsmanager:x")
+        config = orders_settings(lake.root, symbols, url, "arn:aws:secretsmanager:x")
         extract_lambda.extract_orders(config, lake, FilledSecret())
         transform_pending(lake, ["orders"], symbols)
         for s in symbols:
@@ -131,7 +131,7 @@ def test_steady_candles_tick_does_not_list_the_archive(tmp_path, monkeypatch: py
     for s in symbols:
         emulator.add_symbol(s)
     with emulator.serve() as url:
-        summary = extract_lambda.extract_candles(settings.ExtractSettings(lake.root, symbols, "1m", url, None), lake)
+        summary = extract_lambda.extract_candles(candles_settings(lake.root, symbols, url), lake)
     assert all(summary["symbols"][s]["rows"] == 5 for s in symbols), summary  # continued from the watermark
     assert not [p for p in lake.listed if p.startswith("raw/archive")]
     assert len(lake.listed) == 2 * len(symbols)

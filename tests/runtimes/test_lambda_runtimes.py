@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
@@ -24,9 +25,19 @@ from binance_lake.jobs import sync
 from binance_lake.lake import LocalLake, S3Lake, open_lake
 from binance_lake.layout import lock_key
 from binance_lake.sources.rest.client import BinanceClient, ClientConfig
+from py_cdk import bundling
 from tests.conftest import API_KEY, API_SECRET, NOW_MS
 from tests.runtimes.conftest import MotoS3
-from tests.runtimes.venvs import LAMBDA_EXTRACT, LAMBDA_TRANSFORM, RuntimeEnv, ensure_env, pins, python_env
+from tests.runtimes.venvs import (
+    LAMBDA_EXTRACT,
+    LAMBDA_PYTHON,
+    LAMBDA_TRANSFORM,
+    RuntimeEnv,
+    ensure_env,
+    pins,
+    python_env,
+    require_python,
+)
 
 pytestmark = pytest.mark.runtime
 
@@ -93,7 +104,7 @@ def test_transform_lambda_under_python313_and_its_pins(moto_s3: MotoS3, emulator
     # The transform Lambda's handler under python3.13 (Powertools, the bundle's boto3 -> moto).
     summary = run(env, lambda_bundle, "handler", {"module": "transform", "env": {
         "LAKE_URI": f"s3://{bucket}/lambda", "SYMBOLS": SYMBOL, "TABLES": "candles,orders", "INTERVALS": "1m",
-        "INTERVAL": "1m", "POWERTOOLS_SERVICE_NAME": "transform", "POWERTOOLS_METRICS_NAMESPACE": "BinanceLake"}},
+        "LOG_LEVEL": "INFO", "POWERTOOLS_SERVICE_NAME": "transform", "POWERTOOLS_METRICS_NAMESPACE": "BinanceLake"}},
         AWS_ENDPOINT_URL=moto_s3.endpoint)
     transform_pending(dev, ["candles", "orders"], [SYMBOL])  # the same transform in the dev venv
 
@@ -111,6 +122,51 @@ def test_transform_lambda_under_python313_and_its_pins(moto_s3: MotoS3, emulator
     assert ours.list_keys("curated/_locks") == [] and ours.list_keys("raw/_pending") == []
 
 
+@pytest.fixture(scope="module")
+def stripped_transform(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The transform package exactly as py_cdk/bundling.py builds it (locked wheels, stripped,
+    handlers + core closure), for x86_64 instead of arm64 so that this machine can run it."""
+    out = tmp_path_factory.mktemp("stripped-transform")
+    return bundling.build_lambda_bundle(bundling.TRANSFORM_BUNDLE, out, bundling.HOST_PIP_PLATFORMS)
+
+
+def run_bare(bundle: Path, command: str, args: Dict[str, Any], **extra: str) -> Any:
+    """runner.py under a bare python3.13 with ``-S`` (no site-packages at all): only the standard
+    library and the package itself are importable, as in the deployed function."""
+    exe, _ = require_python(LAMBDA_PYTHON)
+    proc = subprocess.run([exe, "-S", RUNNER, command, json.dumps(args)], env=python_env(bundle, **extra),
+                          cwd=bundle, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, f"{command} failed from the stripped bundle:\n{proc.stdout}\n{proc.stderr}"
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_transform_lambda_from_the_stripped_bundle(moto_s3: MotoS3, emulator: str, stripped_transform: Path) -> None:
+    """What py_cdk/bundling.py strips (pyarrow's Flight/S3 libraries, tests, headers, duplicate
+    library copies, unused botocore models) is never needed: the handler curates from it."""
+    pyarrow_dir = stripped_transform / "pyarrow"
+    assert not list(pyarrow_dir.glob("*flight*")) and not (pyarrow_dir / "tests").exists()  # stripped indeed
+    assert sorted(p.name for p in (stripped_transform / "botocore" / "data").iterdir() if p.is_dir()) == \
+        bundling.TRANSFORM_BUNDLE.aws_services()
+    found = run_bare(stripped_transform, "versions", {"distributions": ["pyarrow"], "modules": ["pyarrow.parquet"]})
+    assert found["python"].startswith("3.13.") and found["importable"] == {"pyarrow.parquet": True}
+
+    bucket = moto_s3.bucket("runtime-stripped")
+    ours, dev = (open_lake(f"s3://{bucket}/{name}", moto_s3.client) for name in ("lambda", "dev"))
+    sync.sync_candles(client(emulator), dev, SYMBOL, transform=False)
+    sync.sync_orders(client(emulator), dev, SYMBOL, transform=False)
+    for key in dev.list_keys(""):
+        ours.write_bytes(key, dev.read_bytes(key))
+    summary = run_bare(stripped_transform, "handler", {"module": "transform", "env": {
+        "LAKE_URI": f"s3://{bucket}/lambda", "SYMBOLS": SYMBOL, "TABLES": "candles,orders", "INTERVALS": "1m",
+        "POWERTOOLS_SERVICE_NAME": "binance-lake", "LOG_LEVEL": "INFO"}}, AWS_ENDPOINT_URL=moto_s3.endpoint)
+    transform_pending(dev, ["candles", "orders"], [SYMBOL])
+    assert summary["transform"]
+    mine, theirs = curated(ours), curated(dev)
+    assert sorted(mine) == sorted(theirs) and any("orders/" in k for k in mine)
+    for key, table in mine.items():
+        assert table.equals(theirs[key]), key
+
+
 def test_extract_lambda_under_python313_and_its_pins(moto_s3: MotoS3, emulator: str, lambda_bundle: Path,
                                                     tmp_path: Path) -> None:
     env = ensure_env(LAMBDA_EXTRACT)
@@ -125,7 +181,7 @@ def test_extract_lambda_under_python313_and_its_pins(moto_s3: MotoS3, emulator: 
 
     bucket = moto_s3.bucket("runtime-extract")
     summary = run(env, lambda_bundle, "handler", {"module": "candles", "env": {
-        "LAKE_URI": f"s3://{bucket}/lake", "SYMBOLS": SYMBOL, "INTERVAL": "1m", "INTERVALS": "1m",
+        "LAKE_URI": f"s3://{bucket}/lake", "SYMBOLS": SYMBOL, "INTERVALS": "1m", "LOG_LEVEL": "INFO",
         "BINANCE_BASE_URL": emulator, "POWERTOOLS_SERVICE_NAME": "candles"}}, AWS_ENDPOINT_URL=moto_s3.endpoint)
 
     lake = open_lake(f"s3://{bucket}/lake", moto_s3.client)
@@ -146,3 +202,33 @@ def test_extract_lambda_under_python313_and_its_pins(moto_s3: MotoS3, emulator: 
 
 def pending_raw(key: str) -> str:
     return "raw/" + key[len("raw/_pending/"):]
+
+
+@pytest.fixture(scope="module")
+def stripped_extract(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("stripped-extract")
+    return bundling.build_lambda_bundle(bundling.EXTRACT_BUNDLE, out, bundling.HOST_PIP_PLATFORMS)
+
+
+def test_extractors_from_the_stripped_bundle(moto_s3: MotoS3, emulator: str, stripped_extract: Path) -> None:
+    """Both extractor handlers run from the stripped package: candles (S3 model, python-binance) and
+    orders (the Secrets Manager model kept for it, the signed endpoints)."""
+    assert not (stripped_extract / "Crypto" / "SelfTest").exists()
+    assert sorted(p.name for p in (stripped_extract / "botocore" / "data").iterdir() if p.is_dir()) == \
+        ["s3", "secretsmanager"]
+    import boto3
+
+    secrets = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                            region_name="eu-west-1").client("secretsmanager", endpoint_url=moto_s3.endpoint)
+    arn = secrets.create_secret(Name="stripped-extract", SecretString=json.dumps(
+        {"api_key": API_KEY, "api_secret": API_SECRET}))["ARN"]
+    bucket = moto_s3.bucket("runtime-stripped-extract")
+    env = {"LAKE_URI": f"s3://{bucket}/lake", "SYMBOLS": SYMBOL, "INTERVALS": "1m", "LOG_LEVEL": "INFO",
+           "BINANCE_BASE_URL": emulator, "POWERTOOLS_SERVICE_NAME": "binance-lake"}
+    candles = run_bare(stripped_extract, "handler", {"module": "candles", "env": env},
+                       AWS_ENDPOINT_URL=moto_s3.endpoint)
+    orders = run_bare(stripped_extract, "handler", {"module": "orders", "env": {**env, "BINANCE_SECRET_ARN": arn}},
+                      AWS_ENDPOINT_URL=moto_s3.endpoint)
+    assert candles["rows"] >= 1440 and orders["rows"] == 40
+    lake = open_lake(f"s3://{bucket}/lake", moto_s3.client)
+    assert lake.list_keys("raw/klines") and lake.list_keys("raw/orders")

@@ -223,8 +223,10 @@ GLUE_PROVIDED = "tests/runtimes/glue5-provided.txt"
 GLUE_REQUIREMENTS = "glue_scripts/requirements-glue.txt"
 GLUE_SPARK = "pyspark==3.5.4"  # Glue 5.0 runs Spark 3.5.4 (AWS Glue release notes, "AWS Glue 5.0")
 
-LAMBDA_EXTRACT = RuntimeSpec("lambda-extract", LAMBDA_PYTHON, (Step("lambdas/requirements.txt"),))
-LAMBDA_TRANSFORM = RuntimeSpec("lambda-transform", LAMBDA_PYTHON, (Step("lambdas/requirements-transform.txt"),))
+# The Lambda venvs install the bundles' lock files (every wheel sha256-checked; the locks carry the
+# x86_64 hashes of the same versions), so the contract is tested on exactly the deployed closure.
+LAMBDA_EXTRACT = RuntimeSpec("lambda-extract", LAMBDA_PYTHON, (Step("lambdas/requirements.lock"),))
+LAMBDA_TRANSFORM = RuntimeSpec("lambda-transform", LAMBDA_PYTHON, (Step("lambdas/requirements-transform.lock"),))
 # Glue 5.0 with nothing of ours: what the job would run on without --additional-python-modules.
 GLUE5_STOCK = RuntimeSpec("glue5-stock", GLUE_PYTHON, (Step(GLUE_PROVIDED, no_deps=True),))
 # Glue 5.0 as deployed: the preinstalled set, Spark, then our pinned wheels over it (--no-deps:

@@ -94,6 +94,7 @@ def resolve_candle_range(client: BinanceClient, lake: Lake, symbol: str, interva
     stops at that candle, and an empty lake takes the 24 hours before it.
     """
     step = interval_ms(interval)
+    asked_start = start is not None
     if start is not None and end is not None and start >= end:
         raise BadInputError(f"--start {ms_to_iso(start)} is not before --end {ms_to_iso(end)}; "
                             "--start is inclusive and --end exclusive")
@@ -128,7 +129,7 @@ def resolve_candle_range(client: BinanceClient, lake: Lake, symbol: str, interva
             start = listed
     stop = last_closed_end if end is None else min(end, last_closed_end)
     stop = min(stop, max(tail_end, 0))
-    if end is not None and start >= last_closed_end:
+    if asked_start and start >= last_closed_end:  # a range wholly in the future: nothing to do is an error
         raise BadInputError(f"--start {ms_to_iso(start)} is in the future or its candle is still open "
                             f"(Binance server time {ms_to_iso(now_ms)})")
     return CandleRange(start, max(stop, start), note)

@@ -45,6 +45,7 @@ from binance_lake.errors import (
     UnknownSymbolError,
 )
 from binance_lake.times import to_ms
+from binance_lake.urls import check_no_credentials, shown
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,9 @@ class ClientConfig:
     # "MICROSECOND" asks Binance for µs timestamps (X-MBX-TIME-UNIT, rest-api.md "General API
     # Information"); the client converts every time it reads back to ms (times.to_ms).
     time_unit: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        check_base_url(self.base_url)
 
     @property
     def has_credentials(self) -> bool:
@@ -170,7 +174,7 @@ class BinanceClient:
     def __init__(self, config: ClientConfig, budget: Optional[WeightBudget] = None,
                  sleep: Callable[[float], None] = time.sleep):
         self.config = config
-        self.base_url = config.base_url.rstrip("/")
+        self.base_url = check_base_url(config.base_url).rstrip("/")
         self.budget = budget or WeightBudget(safety=config.weight_safety)
         self.stats = CallStats()
         self._sleep = sleep
@@ -184,19 +188,30 @@ class BinanceClient:
 
     # -- python-binance plumbing -------------------------------------------------
 
-    def _client(self) -> Any:
-        client = getattr(self._local, "client", None)
+    def _client(self, signed: bool = False) -> Any:
+        """This thread's python-binance client: the signing one carries the API key, the public
+        one none. python-binance puts ``X-MBX-APIKEY`` on its session, i.e. on every request
+        (base_client.py ``_get_headers``), but Binance needs the key only on endpoints whose
+        security type is not NONE (binance-api.md section 4, rest-api.md "Endpoint security
+        type"); a key sent with public klines travels for nothing, over plain http if the base
+        URL says so.
+        """
+        attr = "signed_client" if signed else "client"
+        client = getattr(self._local, attr, None)
         if client is None:
             from binance.client import Client  # deferred: python-binance imports aiohttp
 
-            client = Client(self.config.api_key, self.config.api_secret, ping=False,
-                            time_unit=self.config.time_unit)
+            key, secret = (self.config.api_key, self.config.api_secret) if signed else (None, None)
+            client = Client(key, secret, ping=False, time_unit=self.config.time_unit)
             client.API_URL = self.base_url + "/api"
             client.REQUEST_TIMEOUT = self.config.timeout_s
             client.REQUEST_RECVWINDOW = self.config.recv_window_ms
             client.timestamp_offset = self._offset_ms
-            self._local.client = client
+            setattr(self._local, attr, client)
         return client
+
+    def _drop_clients(self) -> None:
+        self._local.client = self._local.signed_client = None
 
     def _call(self, what: str, cost: int, fn: Callable[[Any], Any], signed: bool = False) -> Any:
         """Run one python-binance call with pacing, retries and error translation."""
@@ -205,7 +220,7 @@ class BinanceClient:
 
         resynced = False
         for attempt in range(1, self.config.max_attempts + 1):
-            client = self._client()
+            client = self._client(signed)
             if signed:
                 client.timestamp_offset = self._offset_ms
             self.budget.acquire(cost)
@@ -224,10 +239,17 @@ class BinanceClient:
                     self.sync_clock()
                     continue
                 delay = self._retry_delay(what, exc, attempt)
+            except (rex.InvalidHeader, UnicodeEncodeError):
+                # requests refuses a header value with a newline or a character HTTP cannot carry:
+                # a configuration error that no retry fixes (the value is not repeated: it is the key).
+                raise BadInputError(
+                    f"{what}: a request header is invalid; BINANCE_API_KEY (or BINANCE_TIME_UNIT) holds a "
+                    "space, newline or non-ASCII character: set it to the key exactly as Binance shows it"
+                ) from None
             except (BinanceRequestException, ValueError) as exc:
                 delay = self._backoff(attempt, f"{what}: malformed reply from Binance ({_short(exc)})")
             except (rex.Timeout, rex.ConnectionError, rex.ChunkedEncodingError) as exc:
-                self._local.client = None  # a broken connection poisons the session's pool
+                self._drop_clients()  # a broken connection poisons the session's pool
                 if not self._reached and attempt >= UNREACHABLE_ATTEMPTS:
                     raise BinanceUnavailableError(
                         f"cannot reach Binance at {self.base_url} ({type(exc).__name__}); check --base-url "
@@ -259,6 +281,14 @@ class BinanceClient:
 
     def _retry_delay(self, what: str, exc: Any, attempt: int) -> float:
         status, code = exc.status_code, exc.code
+        if status == 404:
+            # No Binance endpoint we call answers 404 (rest-api.md "HTTP Return Codes" lists 4XX for
+            # malformed requests, 403, 409, 418, 429): the base URL points at a wrong path or at
+            # something that is not Binance. Retrying cannot fix it.
+            raise BadInputError(
+                f"{what}: {self.base_url} answered HTTP 404 (no such endpoint): the base URL must be the API "
+                "root, e.g. https://api.binance.com or https://api.binance.us, without '/api' or another path; "
+                "fix --base-url (or BINANCE_BASE_URL)") from None
         if status == 418:
             raise IpBannedError(
                 f"{what}: Binance banned this IP (HTTP 418) for {_retry_after(exc) or 'an unknown number of'} "
@@ -423,6 +453,8 @@ class BinanceClient:
             raise MissingCredentialsError(
                 "sync orders needs a Binance API key: set BINANCE_API_KEY and BINANCE_API_SECRET "
                 "(a read-only key is enough)")
+        check_credential(self.config.api_key or "", "BINANCE_API_KEY")
+        check_credential(self.config.api_secret or "", "BINANCE_API_SECRET")
         if not self._clock_synced:
             self.sync_clock()
 
@@ -508,12 +540,31 @@ def config_from_env(base_url: Optional[str] = None, env: Optional[Dict[str, str]
     import os
 
     env = dict(os.environ) if env is None else env
-    url = base_url or env.get("BINANCE_BASE_URL") or DEFAULT_BASE_URL
-    if not url.startswith(("http://", "https://")):
-        raise BadInputError(f"--base-url {url!r} is not an http(s) URL, e.g. https://api.binance.us")
+    url = check_base_url(base_url or env.get("BINANCE_BASE_URL") or DEFAULT_BASE_URL)
     return ClientConfig(base_url=url, api_key=env.get("BINANCE_API_KEY") or None,
                         api_secret=env.get("BINANCE_API_SECRET") or None,
                         time_unit=parse_time_unit(env.get("BINANCE_TIME_UNIT")))
+
+
+def check_base_url(url: str, flag: str = "--base-url (or BINANCE_BASE_URL)") -> str:
+    """The URL itself if it is an http(s) URL safe to store and print (see binance_lake.urls)."""
+    parts = check_no_credentials(url, flag)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInputError(f"{flag}{shown(url)} is not an http(s) URL, e.g. https://api.binance.us")
+    return url
+
+
+_CREDENTIAL = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no space: Binance keys are alphanumeric
+
+
+def check_credential(value: str, name: str) -> None:
+    """Refuse a key or secret with whitespace or control characters (a newline pasted with it):
+    requests would refuse the header and each retry would fail the same way. The value is never
+    part of the message."""
+    if not _CREDENTIAL.fullmatch(value):
+        bad = next((i for i, ch in enumerate(value) if not _CREDENTIAL.fullmatch(ch)), 0)
+        raise BadInputError(f"{name} holds a space, newline or non-ASCII character (at position {bad + 1} of "
+                            f"{len(value)}); set it to the value exactly as Binance shows it")
 
 
 TIME_UNITS = ("MILLISECOND", "MICROSECOND")

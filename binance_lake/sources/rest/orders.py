@@ -56,10 +56,17 @@ class OrdersRequest:
 
 def read_orders_index(lake: Lake, symbol: str) -> Dict[str, Any]:
     """{history_through, max_order_id, open_order_ids} written by the transform; empty if absent."""
+    key = layout.orders_index_key(symbol)
     try:
-        return json.loads(lake.read_bytes(layout.orders_index_key(symbol)))
+        index = json.loads(lake.read_bytes(key))
     except (KeyError, ValueError):
         return {}
+    if not isinstance(index, dict):
+        # Valid JSON of another shape (null, a list): the index is a cache the transform rewrites,
+        # so it is ignored (as a missing one is) with a word rather than a traceback.
+        log.warning("orders index %s is not a JSON object (%s); ignoring it", key, type(index).__name__)
+        return {}
+    return index
 
 
 # Raw orders pages are named <fetched>-<run>-<page>-<kind>-<first id>-<last id>.json. Only
@@ -212,7 +219,11 @@ def sync_orders(client: BinanceClient, lake: Lake, symbol: str, request: Optiona
     if request.latest is not None:
         run.fetch_page({"limit": request.latest}, SAMPLE)
     elif request.start is not None:
-        end = request.end if request.end is not None else client.server_time()
+        now = client.server_time()
+        if request.start >= now:  # no order can have been created yet: "0 orders" would hide the typo
+            raise BadInputError(f"--start {ms_to_iso(request.start)} is in the future (Binance server time "
+                                f"{ms_to_iso(now)})")
+        end = request.end if request.end is not None else now
         run.fetch_window(request.start, end)
     else:
         run.incremental(*known_orders(lake, symbol, ledger))
