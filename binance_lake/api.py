@@ -28,7 +28,7 @@ from binance_lake import layout
 from binance_lake.errors import BadInputError, StorageError
 from binance_lake.lake import Lake
 from binance_lake.lake import open_lake as _open_storage
-from binance_lake.schema import CANDLES, ORDERS, Table
+from binance_lake.schema import CANDLES, ORDERS, TRADES, Table
 from binance_lake.times import interval_ms, ms_to_date, ms_to_iso, parse_time
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,9 +70,10 @@ class LakeReader:
         """Symbols with curated rows in ``table`` (``candles`` or ``orders``)."""
         if table == "candles":
             return sorted({s for _, s in self._candle_sets()})
-        if table == "orders":
-            return sorted(_value(d) for d in self.storage.list_children(layout.partition_prefix(ORDERS)))
-        raise BadInputError(f"unknown table {table!r}; use candles or orders")
+        if table in ("orders", "trades"):
+            prefix = layout.partition_prefix(ORDERS if table == "orders" else TRADES)
+            return sorted(_value(d) for d in self.storage.list_children(prefix))
+        raise BadInputError(f"unknown table {table!r}; use candles, orders or trades")
 
     def intervals(self, symbol: Optional[str] = None) -> List[str]:
         """Candle intervals in the lake (for one symbol if given)."""
@@ -81,11 +82,14 @@ class LakeReader:
 
     def status(self) -> Dict[str, List[Dict[str, Any]]]:
         """What ``binance-lake status --json`` prints: per symbol first/last candle, rows, gaps,
-        exchange gaps and last run; per symbol orders, open orders and last update."""
+        exchange gaps and last run; per symbol orders, open orders and last update; per symbol
+        trades and the final orders that disagree with them."""
         from binance_lake.query import connect, orders_status, status
+        from binance_lake.reconcile import trades_status
 
         con = connect(self.storage)
-        return {"candles": [s.as_dict() for s in status(self.storage, con)], "orders": orders_status(con)}
+        return {"candles": [s.as_dict() for s in status(self.storage, con)], "orders": orders_status(con),
+                "trades": trades_status(self.storage, con)}
 
     # -- typed reads ----------------------------------------------------------------------
 
@@ -124,6 +128,23 @@ class LakeReader:
 
         wanted = [status] if isinstance(status, str) else list(status)
         return tbl.filter(pc.is_in(tbl["status"], value_set=pa.array([s.upper() for s in wanted], pa.string())))
+
+    def trades(self, symbol: str, start: TimeLike = None, end: TimeLike = None,
+               order_id: Optional[int] = None) -> pa.Table:
+        """The account's fills of ``symbol`` with ``trade_time`` in ``[start, end)``, sorted by time
+        then trade id; ``order_id`` keeps the fills of one order. Columns: ``schema.TRADES``."""
+        sym = symbol.upper()
+        known = self.symbols("trades")
+        if sym not in known:
+            raise BadInputError(self._missing("trades", sym, known))
+        lo, hi = _range(start, end)
+        tbl = self._read(TRADES, _days_parent(TRADES, symbol=sym), TRADES.time_column, lo, hi,
+                         extra_sort=TRADES.key_in_symbol)
+        if order_id is None:
+            return tbl
+        import pyarrow.compute as pc
+
+        return tbl.filter(pc.equal(tbl["order_id"], int(order_id)))
 
     # -- SQL --------------------------------------------------------------------------------
 

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sync = sub.add_parser("sync", help="fetch from Binance into raw, then curate").add_subparsers(
-        dest="table", required=True, metavar="candles|orders")
+        dest="table", required=True, metavar="candles|orders|trades|account")
     sc = sync.add_parser("candles", help="closed 1m candles (default: continue from the lake's watermark)")
     sc.add_argument("--symbol", type=_symbol, required=True, help="e.g. BTCUSDT (binance.us: BTCUSD)")
     sc.add_argument("--interval", default="1m")
@@ -91,6 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common(so)
     _binance(so)
     so.add_argument("--no-transform", action="store_true", help="write raw only; curate later (`transform`)")
+    st_ = sync.add_parser("trades", help="the account's fills (default: every trade since the last sync)")
+    st_.add_argument("--symbol", type=_symbol, required=True)
+    st_.add_argument("--window", help="trades in the last DURATION, e.g. 15m, 3d (split into 24 h requests)")
+    st_.add_argument("--start", help="trades from this time (ISO-8601 UTC; over 24 h is split into 24 h requests)")
+    st_.add_argument("--end", help="trades before this time")
+    _common(st_)
+    _binance(st_)
+    st_.add_argument("--no-transform", action="store_true", help="write raw only; curate later (`transform`)")
+    sa = sync.add_parser("account", help="orders, then the fills of the orders that executed since the last run")
+    sa.add_argument("--symbol", type=_symbol, required=True)
+    _common(sa)
+    _binance(sa)
+    sa.add_argument("--no-transform", action="store_true", help="write raw only; curate later (`transform`)")
 
     bf = sub.add_parser("backfill", help="full history from data.binance.vision (checksummed zips), then REST")
     bf.add_argument("--symbol", type=_symbol, action="append", required=True, help="repeat for more symbols")
@@ -146,12 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(q)
 
     ex = sub.add_parser("export", help="CSV with the report headers")
-    ex.add_argument("table", choices=["candles", "orders"])
+    ex.add_argument("table", choices=["candles", "orders", "trades"])
     ex.add_argument("--symbol", type=_symbol, required=True)
     ex.add_argument("--interval", help="candles: the interval to export (default: the only one the lake holds)")
     ex.add_argument("--format", choices=["csv"], default="csv")
     ex.add_argument("--output", required=True, help="file to write, or - for stdout")
-    ex.add_argument("--start", help="candles: inclusive open time / orders: creation time")
+    ex.add_argument("--start", help="candles: inclusive open time / orders: creation time / trades: trade time")
     ex.add_argument("--end", help="exclusive")
     _common(ex)
 
@@ -222,8 +235,10 @@ def _maybe_emulator(args: argparse.Namespace) -> Iterator[Optional[Dict[str, str
     emu = Emulator(now_ms=None)  # real time: the demo looks like a live run
     key, secret = "emulator-demo-key", "emulator-demo-secret"
     emu.add_api_key(key, secret)
-    now = emu.now_ms()
-    emu.generate_orders("BTCUSDT", 1200, now - 3 * 86_400_000, now, seed=7)
+    # The account's window ends on the hour: every run within an hour sees the same emulated
+    # orders and fills, so a rerun shows what the lake already holds (nothing new).
+    end = emu.now_ms() // 3_600_000 * 3_600_000
+    emu.generate_orders("BTCUSDT", 1200, end - 3 * 86_400_000, end, seed=7)
     with emu.serve() as base_url:
         log.info("using the in-process Binance emulator at %s", base_url)
         yield {**os.environ, "BINANCE_BASE_URL": base_url, "BINANCE_API_KEY": key, "BINANCE_API_SECRET": secret}
@@ -260,12 +275,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     lake = _open(args)
     progress = ProgressReporter(f"sync {args.table} {args.symbol}")
-    start, end = optional_time(args.start, "--start"), optional_time(args.end, "--end")
+    start = optional_time(getattr(args, "start", None), "--start")  # `sync account` has no window
+    end = optional_time(getattr(args, "end", None), "--end")
     try:
         with binance_client(args) as client:
             if args.table == "candles":
                 s = sync.sync_candles(client, lake, args.symbol, args.interval, start, end, args.workers, progress,
                                       transform=not args.no_transform)
+            elif args.table in ("trades", "account"):
+                return _sync_account_side(args, client, lake, progress, start, end)
             else:
                 if args.window:
                     if start is not None or end is not None:
@@ -298,6 +316,41 @@ def _written(s: Dict[str, Any]) -> str:
             + (f", {s['raw_files_already_stored']} raw files already stored ({s['rows_already_stored']} rows)"
                if s.get("raw_files_already_stored") else "")
             + (f", {s['late_candles']} late candles landed" if s.get("late_candles") else ""))
+
+
+def _sync_account_side(args: argparse.Namespace, client: Any, lake: Any, progress: Any,
+                       start: Optional[int], end: Optional[int]) -> int:
+    """``sync trades`` and ``sync account``: one summary line per table, the same shape as orders'."""
+    from binance_lake.jobs import sync
+    from binance_lake.sources.rest.trades import TradesRequest
+    from binance_lake.times import parse_duration
+
+    if args.table == "account":
+        both = sync.sync_account(client, lake, args.symbol, progress, transform=not args.no_transform)
+        progress.close()
+        lines = [_trades_line(table, args.symbol, both[table]) for table in ("orders", "trades")]
+        _print_summary(args, both, "\n".join(lines))
+        return 0
+    if args.window:
+        if start is not None or end is not None:
+            raise LakeError("use --window or --start/--end, not both")
+        end = client.server_time()
+        start = end - parse_duration(args.window)
+    s = sync.sync_trades(client, lake, args.symbol, TradesRequest(start=start, end=end), progress,
+                         transform=not args.no_transform)
+    progress.close()
+    _print_summary(args, s, _trades_line("trades", args.symbol, s))
+    return 0
+
+
+def _trades_line(table: str, symbol: str, s: Dict[str, Any]) -> str:
+    t = s.get("transform", {})
+    return (f"sync {table} {symbol}: {s['rows']} rows fetched into {s['raw_files']} raw files"
+            + (f" ({s['start']} .. {s['end']})" if s.get("start") else "")
+            + (f", curated {t.get('rows_written', 0)} rows in {t.get('partitions', 0)} partitions" if t else "")
+            + (f", {t['quarantined_rows']} rows quarantined" if t.get("quarantined_rows") else "")
+            + f", weight used {s['weight_used']}, {s['requests']} requests, {s['seconds']}s"
+            + (f"; {s['note']}" if s.get("note") else ""))
 
 
 class FileProgress:
@@ -452,6 +505,7 @@ def _against_archive(args: argparse.Namespace, lake: Any, dates: Sequence[str]) 
 def cmd_status(args: argparse.Namespace) -> int:
     from binance_lake import layout
     from binance_lake.query import connect, orders_status, status
+    from binance_lake.reconcile import trades_status
     from binance_lake.sources.archive import stored_damage
 
     lake = _open_existing(args)
@@ -460,7 +514,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     orders = orders_status(con)
     damaged = stored_damage(lake, [(c["symbol"], c["interval"]) for c in candles])
     unparsed = layout.quarantined_raw_keys(lake.list_keys(f"{layout.QUARANTINE}/{layout.RAW}"))
-    summary = {"lake": args.lake, "candles": candles, "orders": orders, "damaged": damaged,
+    trades = trades_status(lake, con)
+    summary = {"lake": args.lake, "candles": candles, "orders": orders, "trades": trades, "damaged": damaged,
                "quarantined_raw": unparsed}
     code = EXIT_STORAGE if damaged else 0
     for message in damaged:
@@ -471,7 +526,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, default=str))
         return code
-    if not candles and not orders:
+    if not candles and not orders and not trades:
         print(f"lake {args.lake}: empty (run `binance-lake sync candles --symbol BTCUSDT`)")
         return 0
     for c in candles:
@@ -485,7 +540,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     for o in orders:
         print(f"{o['symbol']} orders: {o['orders']} (max id {o['max_order_id']}, {o['open_orders']} open), "
               f"last update {o['last_update']}")
+    for t in trades:
+        print(f"{t['symbol']} trades: {t['trades']} (max id {t['max_trade_id']}), last trade {t['last_trade']}, "
+              f"{t['orders_inconsistent']} final orders inconsistent with their trades (`verify` lists them)")
     print(f"lake {args.lake}: {sum(c['rows'] for c in candles)} candles, {sum(o['orders'] for o in orders)} orders"
+          + (f", {sum(t['trades'] for t in trades)} trades" if trades else "")
           + (f", {len(damaged)} damaged stored files (see above)" if damaged else ""))
     return code
 

@@ -27,6 +27,7 @@ from binance_lake.schema import (
     ORDERS,
     STRING,
     TIMESTAMP,
+    TRADES,
     Table,
 )
 from binance_lake.times import _MICROS_THRESHOLD, interval_ms, to_ms
@@ -352,3 +353,64 @@ def _unset_times_to_null(arr: pa.Array) -> pa.Array:
 def _extra_fields(order: Dict[str, Any]) -> Optional[str]:
     extra = {k: v for k, v in order.items() if k not in _ORDER_SOURCES}
     return json.dumps(extra, sort_keys=True, separators=(",", ":")) if extra else None
+
+
+# -- trades ----------------------------------------------------------------------------
+
+
+_REQUIRED_TRADE_FIELDS = [c.source for c in TRADES.columns if isinstance(c.source, str) and not c.nullable]
+
+
+def trades_table(trades: Sequence[Any], ingested_at: Sequence[int], source_keys: Sequence[str]
+                 ) -> Tuple[pa.Table, List[Tuple[Any, str]]]:
+    """myTrades objects -> (valid curated rows, [(rejected row, reason)]). Columns, kinds and
+    required fields all come from ``schema.TRADES``; unknown keys are ignored (Binance may add some)."""
+    reasons: List[Optional[str]] = []
+    for t in trades:
+        if not isinstance(t, dict):
+            reasons.append("not a trade object")
+            continue
+        missing = [f for f in _REQUIRED_TRADE_FIELDS if t.get(f) is None]
+        reasons.append(f"missing fields {missing}" if missing else None)
+    good = [t if isinstance(t, dict) else {} for t in trades]
+    arrays: Dict[str, pa.Array] = {}
+    for col in TRADES.columns:
+        if not isinstance(col.source, str):
+            continue
+        values = [t.get(col.source) for t in good]
+        problems: List[Optional[str]] = [None] * len(values)
+        if col.kind == DECIMAL:
+            arr, problems = decimal_array(values)
+        elif col.kind in (INT64, TIMESTAMP):
+            arr, problems = _int_column(values, timestamp=col.kind == TIMESTAMP)
+        elif col.kind == BOOL:
+            arr = pa.array([v if isinstance(v, bool) else None for v in values], pa.bool_())
+            if not col.nullable:
+                problems = [None if isinstance(v, bool) else f"not a boolean: {v!r}" for v in values]
+        else:
+            arr = pa.array([None if v is None else str(v) for v in values], pa.string())
+        arrays[col.name] = arr
+        reasons = _merge_reasons(reasons, col.name, problems)
+    arrays["ingested_at"] = timestamp_array(ingested_at)
+    arrays["source_key"] = pa.array(source_keys, pa.string())
+    t = pa.table([arrays[c] for c in TRADES.column_names], schema=_nullable(TRADES))
+    bad = _trade_invariants(t)
+    if any(bad):
+        reasons = [r or b for r, b in zip(reasons, bad)]
+    return _split(t, trades, reasons, TRADES)
+
+
+def _trade_invariants(t: pa.Table) -> List[Optional[str]]:
+    """A fill moves a positive quantity at a non-negative price and fee."""
+    zero = pa.scalar(0).cast(t["qty"].type)
+    checks = [
+        ("qty not positive", pc.greater(t["qty"], zero)),
+        ("negative price", pc.greater_equal(t["price"], zero)),
+        ("negative quote_qty", pc.greater_equal(t["quote_qty"], zero)),
+        ("negative commission", pc.greater_equal(t["commission"], zero)),
+    ]
+    reasons: List[Optional[str]] = [None] * t.num_rows
+    for reason, ok in checks:
+        for i in _false_indices(ok):
+            reasons[i] = reasons[i] or reason
+    return reasons

@@ -36,12 +36,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from binance_lake import layout
-from binance_lake.columns import arrow_schema, candles_from_arrow, candles_table, dedupe, orders_table
+from binance_lake.columns import arrow_schema, candles_from_arrow, candles_table, dedupe, orders_table, trades_table
 from binance_lake.crash import crash_point, pause_point
 from binance_lake.errors import Rejected, WriteConflict
 from binance_lake.lake import Lake, Version
 from binance_lake.lock import check_held, lake_lock
-from binance_lake.schema import CANDLES, OPEN_ORDER_STATUSES, ORDERS, Table
+from binance_lake.schema import CANDLES, OPEN_ORDER_STATUSES, ORDERS, TRADES, Table
 from binance_lake.sources.archive import (
     ArchiveFile,
     FileResult,
@@ -53,6 +53,8 @@ from binance_lake.sources.archive import (
 from binance_lake.sources.coverage import record_exchange_gap
 from binance_lake.sources.rest.orders import history_page_last_id, read_orders_index
 from binance_lake.sources.rest.raw import read_raw
+from binance_lake.sources.rest.trades import history_page_last_id as trades_history_last_id
+from binance_lake.sources.rest.trades import read_trades_index
 from binance_lake.times import MS_PER_DAY, date_to_ms, interval_ms, ms_to_date
 
 log = logging.getLogger(__name__)
@@ -244,7 +246,7 @@ def pending_markers(lake: Lake, table: Table, symbols: Optional[Sequence[str]] =
     return keys
 
 
-def transform_pending(lake: Lake, tables: Sequence[str] = ("candles", "orders"),
+def transform_pending(lake: Lake, tables: Sequence[str] = ("candles", "orders", "trades"),
                       symbols: Optional[Sequence[str]] = None) -> TransformResult:
     """Fold every raw file named by a pending marker into curated; delete those markers."""
     result = TransformResult()
@@ -252,6 +254,8 @@ def transform_pending(lake: Lake, tables: Sequence[str] = ("candles", "orders"),
         result.add(transform_candles(lake, pending_markers(lake, CANDLES, symbols)))
     if ORDERS.name in tables:
         result.add(transform_orders(lake, pending_markers(lake, ORDERS, symbols)))
+    if TRADES.name in tables:
+        result.add(transform_trades(lake, pending_markers(lake, TRADES, symbols)))
     return result
 
 
@@ -762,6 +766,93 @@ def rebuild_orders(lake: Lake, symbol: str) -> TransformResult:
 
     with lake_lock(lake, ORDERS.name, symbol):
         return retry_on_conflict(base, attempt)
+
+
+# -- trades ------------------------------------------------------------------------------------
+
+
+def transform_trades(lake: Lake, markers: Sequence[str], rebuild: bool = False) -> TransformResult:
+    """Raw myTrades pages -> curated trades, one row per (symbol, trade id): a trade fetched twice
+    (a rerun, an orderId page overlapping a fromId page) stays one row. Under the symbol's lock."""
+    result = TransformResult()
+    by_symbol: Dict[str, List[str]] = defaultdict(list)
+    for marker in markers:
+        raw_key = layout.raw_key_of_marker(marker)
+        by_symbol[layout.symbol_of(raw_key)].append(raw_key)
+    for symbol, raw_keys in sorted(by_symbol.items()):
+        with lake_lock(lake, TRADES.name, symbol):
+            part = _trades_symbol(lake, symbol, sorted(raw_keys), rebuild)
+            crash_point("curated")
+            unmark(lake, raw_keys, part.missing_raw)
+        result.add(part)
+    return result
+
+
+def _trades_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool) -> TransformResult:
+    result = TransformResult()
+    batch = gather(lake, raw_keys, TRADES.name, result)
+    new, rejected = trades_table(batch.rows, batch.ingested_at, batch.source_keys)
+    wrong_symbol = pc.not_equal(new[TRADES.symbol_column], symbol)
+    if new.num_rows and pc.any(wrong_symbol).as_py():
+        rejected += [(r, f"symbol is not {symbol}") for r in new.filter(wrong_symbol).to_pylist()]
+        new = new.filter(pc.invert(wrong_symbol))
+    quarantine_rows(lake, layout.partition_prefix(TRADES, symbol=symbol), raw_keys[0] if raw_keys else "x", rejected)
+    result.quarantined_rows += len(rejected)
+    dates = _dates(new, TRADES).to_pylist() if new.num_rows else []
+    index = {} if rebuild else read_trades_index(lake, symbol)
+    max_id = int(index.get("max_trade_id", -1))
+    through = max([int(index.get("history_through", -1)),
+                   *(i for i in map(trades_history_last_id, set(batch.source_keys)) if i is not None)])
+    for date in sorted(set(dates)):
+        partition = layout.partition(TRADES, symbol=symbol, date=date)
+        part_new = new.filter(pc.equal(pa.array(dates), date))
+        merged = _merge_trades(lake, partition, part_new, rebuild, result)
+        result.partitions.append(partition)
+        result.rows_written += merged.num_rows
+        max_id = max(max_id, pc.max(merged[TRADES.key_in_symbol]).as_py())
+    if dates or not index or through > int(index.get("history_through", -1)):
+        body = {"symbol": symbol, "history_through": through, "max_trade_id": max_id,
+                "updated_at": int(time.time() * 1000)}
+        lake.write_bytes(layout.trades_index_key(symbol), json.dumps(body).encode())
+    return result
+
+
+def _merge_trades(lake: Lake, partition: str, new: pa.Table, rebuild: bool, result: TransformResult) -> pa.Table:
+    """``new`` over the stored partition, written only over the version read (see _merge_orders)."""
+    tries = 0
+
+    def attempt() -> pa.Table:
+        nonlocal tries
+        tries += 1
+        if rebuild and tries == 1:
+            existing, version = None, lake.version_of(layout.part_key(partition))
+        else:  # after a conflict a rebuild too merges over what the other writer wrote: nothing dropped
+            existing, version = _readable_or_rebuilt(lake, partition, result)
+        merged = dedupe(new if existing is None else pa.concat_tables([existing, new]), TRADES)
+        write_partition(lake, partition, merged, version)
+        return merged
+
+    return retry_on_conflict(partition, attempt)
+
+
+def _readable_or_rebuilt(lake: Lake, partition: str, result: TransformResult) -> Tuple[Optional[pa.Table], Version]:
+    """The partition's rows and version; an unreadable one is re-derived from every raw trades
+    page of its day (the version is the unreadable file's, which the write replaces)."""
+    try:
+        stored = read_stored(lake, partition, TRADES)
+        return stored.rows, stored.version
+    except UnreadablePartition as exc:
+        log.warning("%s: %s; rebuilding trades of this day from raw", partition, exc)
+        result.rebuilt.append(partition)
+        symbol, date = layout.symbol_of(partition), layout.date_of(partition)
+        batch = gather(lake, lake.list_keys(layout.raw_prefix(TRADES, symbol=symbol)), TRADES.name, result)
+        t, _ = trades_table(batch.rows, batch.ingested_at, batch.source_keys)
+        return (t.filter(pc.equal(_dates(t, TRADES), date)) if t.num_rows else None), exc.version
+
+
+def rebuild_trades(lake: Lake, symbol: str) -> TransformResult:
+    """Every curated trades partition of ``symbol`` again from all of its raw pages."""
+    return transform_trades(lake, lake.list_keys(layout.raw_prefix(TRADES, symbol=symbol)), rebuild=True)
 
 
 def last_closed_candle(lake: Lake, symbol: str, interval: str = "1m") -> Optional[int]:

@@ -9,6 +9,7 @@ lake root; partition directories are Hive style (``name=value``)::
     raw/klines/.../date=2024-03-01/<start_ms>-<end_ms>.r<fetched_ms>.json    the same window re-fetched
                                                       with candles that were missing (late data)
     raw/orders/symbol=BTCUSDT/date=2024-03-01/<fetched>-<run>-<page>-<kind>-<first>-<last>.json
+    raw/trades/symbol=BTCUSDT/date=2024-03-01/<fetched>-<run>-<page>-<kind>-<first>-<last>.json
     raw/_pending/<raw key without raw/>               marker: raw file not yet in curated
     raw/_gaps/candles/interval=1m/symbol=X/<start_ms>-<end_ms>.json   exchange gap
     raw/_resolved/orders/symbol=X/<order id>.json     order Binance no longer knows
@@ -19,6 +20,7 @@ lake root; partition directories are Hive style (``name=value``)::
     curated/orders/symbol=X/date=D/part-0.parquet
     curated/_locks/<table>/symbol=X.lock              per-(table, symbol) writer lease
     curated/_index/orders/symbol=X.json               orders cursor
+    curated/_index/trades/symbol=X.json               trades cursor
     curated/_verify/<started>-<run>.json              verify reports
     quarantine/<raw key without raw/>(.reason.json)   unusable raw file
     quarantine/<partition without curated/>/<name>    rejected rows
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
-from binance_lake.schema import CANDLES, ORDERS, Table
+from binance_lake.schema import CANDLES, ORDERS, TABLES, TRADES, Table
 from binance_lake.times import ms_to_date
 
 RAW, CURATED, QUARANTINE = "raw", "curated", "quarantine"
@@ -112,7 +114,7 @@ def raw_prefix(table: Table, **values: str) -> str:
 def raw_partition(table_name: str, symbol: str, date: str, interval: Optional[str] = None) -> str:
     if table_name == CANDLES.name:
         return raw_prefix(CANDLES, interval=interval or "", symbol=symbol, date=date)
-    return raw_prefix(ORDERS, symbol=symbol, date=date)
+    return raw_prefix(TABLES[table_name], symbol=symbol, date=date)
 
 
 def window_name(start: int, end: int) -> str:
@@ -255,6 +257,11 @@ def run_table(table: Table, interval: Optional[str] = None) -> str:
 
 def orders_index_key(symbol: str) -> str:
     return f"{INDEX}/{ORDERS.name}/{hive('symbol', symbol)}.json"
+
+
+def trades_index_key(symbol: str) -> str:
+    """The trades cursor of a symbol (highest stored trade id), written by the fold."""
+    return f"{INDEX}/{TRADES.name}/{hive('symbol', symbol)}.json"
 
 
 def lock_key(table: str, symbol: str) -> str:

@@ -16,7 +16,7 @@ from binance_lake import layout
 from binance_lake.errors import BadInputError, LakeError, StorageError
 from binance_lake.lake import Lake
 from binance_lake.runs import read_last_run
-from binance_lake.schema import CANDLES, OPEN_ORDER_STATUSES, ORDERS, TABLES, Table, sql_in_list
+from binance_lake.schema import CANDLES, OPEN_ORDER_STATUSES, ORDERS, TABLES, TRADES, Table, sql_in_list
 from binance_lake.sources.coverage import exchange_gaps, merge_ranges, raw_coverage
 from binance_lake.times import interval_ms, ms_to_iso
 
@@ -61,6 +61,9 @@ def connect(lake: Lake) -> LakeConnection:
     con.execute("SET TimeZone='UTC'")
     for table in TABLES.values():
         _register(con, lake, table)
+    from binance_lake.positions import register_positions
+
+    register_positions(con)  # over the trades view: see binance_lake.positions
     return con
 
 
@@ -196,3 +199,13 @@ def orders_status(con: Any) -> List[Dict[str, Any]]:
     return [{"symbol": s, "orders": n, "max_order_id": m, "open_orders": int(o or 0),
              "last_update": u.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if u else None}
             for s, n, m, o, u in rows]
+
+
+def trades_status(con: Any) -> List[Dict[str, Any]]:
+    """Per symbol: trades, highest trade id, last trade time."""
+    sym, key = TRADES.symbol_column, TRADES.key_in_symbol
+    rows = con.execute(f"SELECT {sym}, count(*), max({key}), max({TRADES.time_column}) FROM {TRADES.name} "
+                       f"GROUP BY {sym} ORDER BY {sym}").fetchall()
+    return [{"symbol": s, "trades": n, "max_trade_id": m,
+             "last_trade": t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if t else None}
+            for s, n, m, t in rows]

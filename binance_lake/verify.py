@@ -74,7 +74,8 @@ from binance_lake.fold import (
 from binance_lake.lake import Lake
 from binance_lake.lock import WAIT_S, lake_lock
 from binance_lake.query import subtract_ranges
-from binance_lake.schema import CANDLES, ORDERS, Table
+from binance_lake.reconcile import check_symbols
+from binance_lake.schema import CANDLES, ORDERS, REDERIVED_TABLES, Table
 from binance_lake.sources.archive import (
     ArchiveConfig,
     ArchiveFile,
@@ -186,8 +187,12 @@ def date_range(now_ms: int, days_back: int = 1, start: Optional[str] = None, end
 
 
 def plan(symbols: Sequence[str], interval: str, dates: Sequence[str],
-         tables: Sequence[str] = ("candles", "orders")) -> List[PartitionRef]:
+         tables: Sequence[str] = REDERIVED_TABLES) -> List[PartitionRef]:
     interval_ms(interval)  # a clear error for an unsupported interval, before any work
+    unknown = sorted(set(tables) - set(REDERIVED_TABLES))
+    if unknown:  # e.g. trades: never hand its partitions to the orders rule
+        raise BadInputError(f"verify re-derives {', '.join(REDERIVED_TABLES)} only, not {', '.join(unknown)} "
+                            "(trades are checked against their orders)")
     refs = [PartitionRef(t, s, interval if t == "candles" else "", d)
             for t in tables for s in symbols for d in dates]
     return sorted(refs, key=lambda r: (r.table, r.symbol, r.interval, r.date))
@@ -384,6 +389,8 @@ class VerifyReport:
     finished_at: str = ""
     partitions: List[PartitionReport] = field(default_factory=list)
     report_key: Optional[str] = None
+    # Final orders whose trades do not add up (binance_lake.reconcile), each with both sides.
+    order_trade_mismatches: List[Dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> Dict[str, Any]:
         by = {s: sum(1 for p in self.partitions if p.status == s)
@@ -400,7 +407,8 @@ class VerifyReport:
         return {"run_id": self.run_id, "lake": self.lake, "interval": self.interval, "symbols": self.symbols,
                 "dates": [self.dates[0], self.dates[-1]] if self.dates else [], "mode": self.mode,
                 "started_at": self.started_at, "finished_at": self.finished_at, "report_key": self.report_key,
-                "summary": self.summary(), "partitions": [asdict(p) for p in self.partitions]}
+                "summary": self.summary(), "partitions": [asdict(p) for p in self.partitions],
+                "order_trade_mismatches": self.order_trade_mismatches}
 
     def line(self) -> str:
         s = self.summary()
@@ -410,8 +418,13 @@ class VerifyReport:
                 f"{s['locked']} locked, {s['damaged']} damaged; "
                 f"rows {s['rows_missing']} missing, {s['rows_changed']} changed, "
                 f"{s['rows_extra']} unexplained; {s['with_gaps']} partitions with gaps ({s['gap_minutes']} minutes)"
+                + f"; {len(self.order_trade_mismatches)} orders inconsistent with their trades"
                 + (f"; report {self.report_key}" if self.report_key else "")
-                + "".join(f"\n{p.partition}: {p.reason}" for p in self.partitions if p.status == "damaged"))
+                + "".join(f"\n{p.partition}: {p.reason}" for p in self.partitions if p.status == "damaged")
+                + "".join(f"\n  order {m['symbol']} {m['order_id']} {m['status']}: executedQty {m['executed_qty']} "
+                          f"vs trades {m['trades_qty']}, cummulativeQuoteQty {m['cummulative_quote_qty'] or 'n/a'} "
+                          f"vs trades {m['trades_quote_qty']} ({m['trades']} trades)"
+                          for m in self.order_trade_mismatches))
 
 
 def new_run_id(given: Optional[str] = None) -> str:
@@ -433,12 +446,13 @@ def contexts(lake: Lake, refs: Sequence[PartitionRef]) -> Dict[Tuple[str, str], 
 
 
 def verify(lake: Lake, symbols: Sequence[str], interval: str, dates: Sequence[str], opts: VerifyOptions,
-           tables: Sequence[str] = ("candles", "orders"), write: bool = True) -> VerifyReport:
+           tables: Sequence[str] = REDERIVED_TABLES, write: bool = True) -> VerifyReport:
     """Verify every partition of the range on this machine, then store the report."""
     report = start_report(lake, symbols, interval, dates, opts)
     refs = plan(symbols, interval, dates, tables)
     ctx = contexts(lake, refs)
     report.partitions = [verify_partition(lake, r, opts, ctx.get((r.symbol, r.interval))) for r in refs]
+    report.order_trade_mismatches = [m.as_dict() for m in check_symbols(lake, symbols)]
     return finish(lake, report, write)
 
 
@@ -460,7 +474,7 @@ def exit_code(report: VerifyReport) -> int:
     s = report.summary()
     if s["damaged"]:
         return EXIT_STORAGE
-    return EXIT_UNREPAIRED if s["unrepaired"] else 0
+    return EXIT_UNREPAIRED if s["unrepaired"] or report.order_trade_mismatches else 0
 
 
 def _now_iso() -> str:

@@ -28,7 +28,7 @@ from constructs import Construct
 from binance_lake import layout
 from binance_lake.aws.metrics import METRIC_NAMESPACE
 from binance_lake.aws.settings import BackfillSettings, GlueSettings, VerifySettings
-from binance_lake.schema import TABLES, Table
+from binance_lake.schema import REDERIVED_TABLES, TABLES, Table
 from binance_lake.sources.archive import ArchiveConfig
 from py_cdk import bundling, nag
 from py_cdk.config import LakeSettings
@@ -212,9 +212,11 @@ class Catalog(Construct):
                                 intervals=list(self._settings.intervals), archive_url=ArchiveConfig.base_url)
 
     def verify_settings(self) -> VerifySettings:
-        """What the verify job parses: every configured interval and table, yesterday (days_back 1)."""
+        """What the verify job parses: every configured interval, every re-derived table (trades are
+        checked against the orders by the same job), yesterday (days_back 1)."""
         return VerifySettings(lake_uri=self._storage.lake_uri, symbols=list(self._settings.symbols),
-                              intervals=list(self._settings.intervals), tables=list(TABLES), days_back=1)
+                              intervals=list(self._settings.intervals), tables=list(REDERIVED_TABLES),
+                              days_back=1)
 
     def _job_arguments(self) -> Dict[str, str]:
         """Glue's own arguments, the same for both jobs (each job adds its settings)."""

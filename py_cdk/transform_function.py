@@ -11,7 +11,7 @@ list_keys/list_children = ListObjectsV2; ``binance_lake.lock``: PutObject ``IfNo
 and ``IfMatch`` (renewal) + GetObject + DeleteObject ``IfMatch`` on ``curated/_locks/``):
 
 * read ``raw/*`` (pending markers, REST raw files, the day's archive share);
-* delete only ``raw/_pending/*`` (markers once curated) and ``raw/klines/*``/``raw/orders/*``
+* delete only ``raw/_pending/*`` (markers once curated) and ``raw/klines/*``/``raw/orders/*``/``raw/trades/*``
   (a raw file that fails validation, after its copy to quarantine; the bucket is
   versioned, so the bytes stay recoverable) - never archive zips or gap records;
 * read and write ``curated/*`` (partitions, the orders index, the lock), delete only
@@ -30,7 +30,7 @@ from constructs import Construct
 from binance_lake import layout
 from binance_lake.aws.metrics import METRIC_NAMESPACE
 from binance_lake.aws.settings import TransformSettings
-from binance_lake.schema import CANDLES, ORDERS, TABLES
+from binance_lake.schema import TABLES
 from py_cdk import bundling, nag
 from py_cdk.config import LakeSettings
 from py_cdk.extractors import LOG_LEVEL, SERVICE_NAME
@@ -63,7 +63,7 @@ class TransformFunction(Construct):
             self.role.add_to_principal_policy(statement)
         transform_policy = nag.policy(self.role)
         nag.acknowledge(transform_policy, nag.IAM5, nag.ZONE_REASON, nag.zone_findings(storage.lake, (
-            RAW, PENDING, layout.zone(CANDLES.raw_prefix), layout.zone(ORDERS.raw_prefix), CURATED, LOCKS, QUARANTINE)))
+            RAW, PENDING, *(layout.zone(t.raw_prefix) for t in TABLES.values()), CURATED, LOCKS, QUARANTINE)))
         nag.acknowledge(transform_policy, nag.IAM5, nag.METRIC_REASON, ["Resource::*"])
         nag.acknowledge(self.function, nag.L1, nag.RUNTIME_REASON)
 
@@ -81,7 +81,7 @@ def statements(storage: LakeStorage) -> list:
 
     return [
         allow("RawRead", ["s3:GetObject"], [RAW]),
-        allow("RawConsume", ["s3:DeleteObject"], [PENDING, f"{RAW}klines/", f"{RAW}orders/"]),
+        allow("RawConsume", ["s3:DeleteObject"], [PENDING, *(layout.zone(t.raw_prefix) for t in TABLES.values())]),
         allow("CuratedReadWrite", ["s3:GetObject", "s3:PutObject"], [CURATED]),
         allow("TransformLockRelease", ["s3:DeleteObject"], [LOCKS]),
         allow("QuarantineWrite", ["s3:PutObject"], [QUARANTINE]),

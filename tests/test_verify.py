@@ -231,3 +231,16 @@ def test_cli_verify_summary_json_and_exit_codes(lake, capsys):
 def test_partition_ref_paths_follow_the_layout():
     assert PartitionRef("candles", "BTCUSDT", "1m", "2024-03-01").path == DAY1
     assert PartitionRef("orders", "BTCUSDT", "", "2024-03-01").path == "curated/orders/symbol=BTCUSDT/date=2024-03-01"
+
+
+def test_verify_never_hands_a_trades_partition_to_the_orders_rule() -> None:
+    """Merging issue 19 put ``trades`` into the Glue verify's tables: each trades day would have been
+    re-derived with the orders rule. Verify re-derives candles and orders only; trades are checked
+    against their orders (binance_lake.reconcile)."""
+    from binance_lake.errors import BadInputError
+    from binance_lake.schema import REDERIVED_TABLES
+    from binance_lake.verify import plan
+
+    assert {r.table for r in plan(["BTCUSDT"], "1m", ["2024-03-01"])} == set(REDERIVED_TABLES)
+    with pytest.raises(BadInputError, match="trades"):
+        plan(["BTCUSDT"], "1m", ["2024-03-01"], ("candles", "trades"))

@@ -1,7 +1,7 @@
 """The extractor Lambdas' support: the API key from Secrets Manager (cached) and the
 per-symbol extract loops around :mod:`binance_lake.jobs.extract`.
 
-The handlers ``lambdas/candles.py`` and ``lambdas/orders.py`` stay a few lines long; this
+The handlers ``lambdas/candles.py`` and ``lambdas/orders.py`` (orders, then their trades) stay a few lines long; this
 is tested without AWS. No pyarrow anywhere in its imports (import-linter enforces it): the
 extractors' bundle has none.
 """
@@ -19,9 +19,10 @@ from binance_lake.aws.settings import ExtractSettings, OrdersSettings
 from binance_lake.errors import BadInputError, BinanceError, LakeError
 from binance_lake.jobs.extract import extract_candles as extract_candle_pages
 from binance_lake.jobs.extract import extract_orders as extract_order_pages
+from binance_lake.jobs.extract import extract_trades as extract_trade_pages
 from binance_lake.jobs.extract import record_tick
 from binance_lake.lake import Lake, open_lake
-from binance_lake.schema import CANDLES, ORDERS
+from binance_lake.schema import CANDLES, ORDERS, TRADES
 from binance_lake.sources.rest.client import BinanceClient, CallStats, ClientConfig
 from binance_lake.sources.rest.orders import OrdersLedger, known_orders, orders_ledger, prefetch_open_orders
 
@@ -202,8 +203,22 @@ def extract_orders(settings: OrdersSettings, lake: Optional[Lake] = None, secret
     run = _per_symbol(ExtractRun(ORDERS.name), settings.symbols, lambda symbol: extract_order_pages(
         _symbol_stats(client), lake, symbol, open_orders=on_book, record=False, ledger=ledger))
     record_tick(lake, layout.run_table(ORDERS), run.symbols, run.errors)  # one run record a tick (issue 14 lever 5)
+    trades = extract_trades(settings, client, lake, [s for s in settings.symbols if s not in run.errors])
     run.raise_if_failed()
-    return run.summary()
+    trades.raise_if_failed()
+    return {**run.summary(), "trades": trades.summary()}
+
+
+def extract_trades(settings: ExtractSettings, client: BinanceClient, lake: Lake, symbols: Sequence[str]
+                   ) -> ExtractRun:
+    """The fills of the orders this tick stored that executed something (same client, same weight
+    budget): no call for a symbol where nothing filled, weight 5 per filled order up to 3, else one
+    fromId page (binance_lake.sources.rest.trades). A symbol whose orders failed is left to the next
+    tick: its fills are found then from the orders that tick stores."""
+    run = _per_symbol(ExtractRun(TRADES.name), symbols, lambda symbol: extract_trade_pages(
+        _symbol_stats(client), lake, symbol, record=False, only_changed=True))
+    record_tick(lake, layout.run_table(TRADES), run.symbols, run.errors)
+    return run
 
 
 def _prefetch_open_orders(settings: ExtractSettings, client: BinanceClient, lake: Lake,

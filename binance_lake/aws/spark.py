@@ -140,6 +140,7 @@ def verify_spark(spark: Any, lake_uri: str, symbols: Sequence[str], interval: st
     """:func:`binance_lake.verify.verify` with the partitions spread over the executors."""
     import json
 
+    from binance_lake.reconcile import check_symbols
     from binance_lake.verify import PartitionReport, contexts, finish, plan, start_report
 
     lake = open_lake(lake_uri)
@@ -156,6 +157,8 @@ def verify_spark(spark: Any, lake_uri: str, symbols: Sequence[str], interval: st
         found = [PartitionReport(**json.loads(r["report"])) for r in rows]
         order = {(r.table, r.symbol, r.interval, r.date): i for i, r in enumerate(refs)}
         report.partitions = sorted(found, key=lambda p: order[(p.table, p.symbol, p.interval, p.date)])
+    # Final orders against their trades, on the driver (one symbol's orders and trades at a time).
+    report.order_trade_mismatches = [m.as_dict() for m in check_symbols(lake, symbols)]
     return finish(lake, report, write)
 
 

@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 from . import candles as C
 from .faults import ERROR_KINDS, HTTP_KINDS, Fault, FaultQueue
 from .orders import TIME_FIELDS, OrderBook, generated_fields, load_orders_json
+from .trades import TradeLedger
 
 MS_PER_MINUTE = C.MS_PER_MINUTE
 BTCUSDT_LISTED_MS = 1_502_942_400_000  # 2017-08-17 04:00 UTC, first BTCUSDT kline on binance.com
@@ -173,6 +174,8 @@ class Emulator:
         self._symbols: dict[str, C.Series] = {}
         self._books: dict[str, OrderBook] = {}
         self._keys: dict[str, str] = {}
+        self._no_read_keys: set[str] = set()  # keys without "Enable Reading": signed reads answer -2015
+        self._ledgers: dict[str, TradeLedger] = {}
         self._faults = FaultQueue()
         self.requests: list[RequestRecord] = []
         self.stats: dict[str, int] = {"requests": 0, "429": 0, "418": 0, "faults": 0, "bans": 0}
@@ -306,9 +309,11 @@ class Emulator:
         return emu
 
     # ------------------------------------------------------------------ orders
-    def add_api_key(self, api_key: str, api_secret: str) -> None:
+    def add_api_key(self, api_key: str, api_secret: str, can_read: bool = True) -> None:
+        """``can_read=False``: a key created without "Enable Reading" (USER_DATA reads answer -2015)."""
         with self._lock:
             self._keys[api_key] = api_secret
+            (self._no_read_keys.discard if can_read else self._no_read_keys.add)(api_key)
 
     def _book(self, symbol: str) -> OrderBook:
         self._series(symbol)
@@ -316,7 +321,25 @@ class Emulator:
 
     def add_order(self, symbol: str, **fields: Any) -> dict:
         with self._lock:
-            return self._book(symbol).add(self.now_ms(), fields)
+            order = self._book(symbol).add(self.now_ms(), fields)
+            self._fill(symbol, order)
+            return order
+
+    def _ledger(self, symbol: str) -> TradeLedger:
+        if symbol not in self._ledgers:
+            self._ledgers[symbol] = TradeLedger(symbol, self._series(symbol).spec.quote)
+        return self._ledgers[symbol]
+
+    def _fill(self, symbol: str, order: dict) -> None:
+        """The fills an order's executedQty growth implies (see emulator/trades.py)."""
+        spec = self._series(symbol).spec
+        self._ledger(symbol).catch_up(
+            [order], lambda t: C._price_ticks(spec, t // MS_PER_MINUTE) * spec.tick_units, spec.step_units)
+
+    def trades(self, symbol: str) -> list[dict]:
+        """Every trade of the symbol, as myTrades serves them (ascending id)."""
+        with self._lock:
+            return copy.deepcopy(self._ledger(symbol).trades)
 
     def load_orders_fixture(self, path: str | Path, symbol: Optional[str] = None) -> list[dict]:
         """Add orders from a JSON array such as the ccxt capture (string ints coerced)."""
@@ -346,7 +369,9 @@ class Emulator:
 
     def update_order(self, symbol: str, order_id: int, **changes: Any) -> dict:
         with self._lock:
-            return self._book(symbol).update(self.now_ms(), int(order_id), changes)
+            order = self._book(symbol).update(self.now_ms(), int(order_id), changes)
+            self._fill(symbol, order)
+            return order
 
     def forget_order(self, symbol: str, order_id: int) -> None:
         """Binance no longer knows the order: /order answers -2013 and allOrders omits it."""
@@ -419,6 +444,8 @@ class Emulator:
         weight = route[0] if route else 1
         if path == "/api/v3/openOrders" and "symbol" not in params:
             weight = 80  # rest-api.md "Current open orders": 80 when the symbol is omitted
+        if path == "/api/v3/myTrades" and "orderId" in params:
+            weight = 5  # rest-api.md "Account trade list": 20, or 5 with orderId
         with self._lock:
             real = time.time()
             self._roll(real)
@@ -615,7 +642,7 @@ class Emulator:
         if not _API_KEY_RE.match(key):
             raise ApiError(401, -2014, "API-key format invalid.")
         secret = self._keys.get(key)
-        if secret is None:
+        if secret is None or key in self._no_read_keys:
             raise ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
         p = ctx.params
         signature = _required(p, "signature")
@@ -667,6 +694,34 @@ class Emulator:
         # oldest first from orderId / startTime; else the most recent (up to endTime), ascending
         rows = rows[:limit] if order_id is not None or "startTime" in p else rows[-limit:]
         return _served_orders(rows, ctx)
+
+    def _ep_my_trades(self, ctx: _Ctx) -> Any:
+        """GET /api/v3/myTrades: the account's fills of one symbol (binance-spot-api-docs rest-api.md
+        "Account trade list (USER_DATA)"): only the documented parameter combinations, a window of
+        at most 24 h, ``fromId`` paging; archived orders (-2026) executed nothing, so have no trades."""
+        symbol = self._signed_symbol(ctx)
+        p = ctx.params
+        given = frozenset(k for k in ("orderId", "startTime", "endTime", "fromId") if k in p)
+        if given not in _MY_TRADES_COMBOS:
+            raise ApiError(400, -1128, "Combination of optional parameters invalid.")
+        order_id, from_id = _long(p, "orderId"), _long(p, "fromId")
+        start, end = _time_ms(p, "startTime", True), _time_ms(p, "endTime", False)
+        limit = _limit(p)
+        if start is not None and end is not None:
+            if end - start > DAY_MS:
+                raise ApiError(400, -1127, "More than 24 hours between startTime and endTime.")
+            if start > end:
+                raise ApiError(400, -1023, "Start time is greater than end time.")
+        # one-sided windows are capped at 24 h, as for allOrders (see docs/emulator.md)
+        if start is not None and end is None:
+            end = start + DAY_MS
+        elif end is not None and start is None:
+            start = end - DAY_MS
+        rows = self._ledger(symbol).select(order_id, from_id, start, end, limit)
+        if ctx.micros:
+            for t in rows:
+                t["time"] *= 1000
+        return rows
 
     def _signed_symbol(self, ctx: _Ctx) -> str:
         self._check_signed(ctx)
@@ -751,6 +806,9 @@ def _symbol_info(spec: C.SymbolSpec, status: str = "TRADING") -> dict:
 
 
 _SIGNED = frozenset({"timestamp", "recvWindow", "signature"})
+# myTrades' supported optional-parameter combinations (rest-api.md "Account trade list"); others: -1128.
+_MY_TRADES_COMBOS = frozenset(frozenset(c) for c in (
+    (), ("orderId",), ("startTime",), ("endTime",), ("fromId",), ("startTime", "endTime"), ("orderId", "fromId")))
 # (weight, handler, parameters read): anything else is answered -1104 as Binance does.
 _ROUTES: dict[str, tuple[int, Callable[[Emulator, _Ctx], Any], frozenset]] = {
     "/api/v3/ping": (1, Emulator._ep_ping, frozenset()),
@@ -763,4 +821,6 @@ _ROUTES: dict[str, tuple[int, Callable[[Emulator, _Ctx], Any], frozenset]] = {
                           _SIGNED | {"symbol", "orderId", "startTime", "endTime", "limit"}),
     "/api/v3/openOrders": (6, Emulator._ep_open_orders, _SIGNED | {"symbol"}),
     "/api/v3/order": (4, Emulator._ep_order, _SIGNED | {"symbol", "orderId", "origClientOrderId"}),
+    "/api/v3/myTrades": (20, Emulator._ep_my_trades,
+                         _SIGNED | {"symbol", "orderId", "startTime", "endTime", "fromId", "limit"}),
 }

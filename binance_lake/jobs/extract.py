@@ -10,9 +10,10 @@ from typing import Any, Callable, Dict, List, Optional
 from binance_lake import layout
 from binance_lake.lake import Lake
 from binance_lake.runs import write_last_run, write_tick_runs
-from binance_lake.schema import CANDLES, ORDERS
+from binance_lake.schema import CANDLES, ORDERS, TRADES
 from binance_lake.sources.rest import candles as rest_candles
 from binance_lake.sources.rest import orders as rest_orders
+from binance_lake.sources.rest import trades as rest_trades
 from binance_lake.sources.rest.client import BinanceClient
 from binance_lake.sources.rest.orders import OrdersLedger, OrdersRequest
 from binance_lake.sources.rest.raw import Progress
@@ -55,6 +56,21 @@ def extract_orders(client: BinanceClient, lake: Lake, symbol: str, request: Opti
     if then is not None:
         summary["transform"] = then(lake, [ORDERS.name], [symbol])
     return _record(lake, layout.run_table(ORDERS), symbol, summary, started, record)
+
+
+def extract_trades(client: BinanceClient, lake: Lake, symbol: str,
+                   request: Optional[rest_trades.TradesRequest] = None, progress: Optional[Progress] = None,
+                   then: Optional[Then] = None, record: bool = True, only_changed: bool = False) -> Dict[str, Any]:
+    """``only_changed``: ask only for orders that can have new fills (after an orders run, see
+    :mod:`binance_lake.sources.rest.trades`); ``record``: as for :func:`extract_candles`."""
+    started = time.time()
+    result = rest_trades.sync_trades(client, lake, symbol, request, progress, only_changed)
+    summary: Dict[str, Any] = {**result.summary(), **client_stats(client)}
+    summary["start"] = ms_to_iso(result.start) if result.start is not None else None
+    summary["end"] = ms_to_iso(result.end) if result.end is not None else None
+    if then is not None:
+        summary["transform"] = then(lake, [TRADES.name], [symbol])
+    return _record(lake, layout.run_table(TRADES), symbol, summary, started, record)
 
 
 def _record(lake: Lake, table: str, symbol: str, summary: Dict[str, Any], started: float, record: bool

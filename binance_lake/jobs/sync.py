@@ -14,15 +14,16 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from binance_lake import fold
 from binance_lake.fold import TransformResult
-from binance_lake.jobs.extract import client_stats, extract_candles, extract_orders
+from binance_lake.jobs.extract import client_stats, extract_candles, extract_orders, extract_trades
 from binance_lake.lake import Lake
 from binance_lake.query import candle_symbols
-from binance_lake.schema import CANDLES, ORDERS
+from binance_lake.schema import CANDLES, ORDERS, TRADES
 from binance_lake.sources.coverage import merge_ranges
 from binance_lake.sources.rest import candles as rest_candles
 from binance_lake.sources.rest.client import BinanceClient
 from binance_lake.sources.rest.orders import OrdersRequest
 from binance_lake.sources.rest.raw import ExtractResult, Progress
+from binance_lake.sources.rest.trades import TradesRequest
 from binance_lake.times import interval_ms, ms_to_iso
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,27 @@ def sync_orders(client: BinanceClient, lake: Lake, symbol: str, request: Optiona
     return extract_orders(client, lake, symbol, request, progress, open_orders, _tick if transform else None)
 
 
+def sync_trades(client: BinanceClient, lake: Lake, symbol: str, request: Optional[TradesRequest] = None,
+                progress: Optional[Progress] = None, transform: bool = True,
+                only_changed: bool = False) -> Dict[str, Any]:
+    """REST trades (the account's fills) into raw, then (``transform``) the tick for this symbol."""
+    return extract_trades(client, lake, symbol, request, progress, _tick if transform else None,
+                          only_changed=only_changed)
+
+
+def sync_account(client: BinanceClient, lake: Lake, symbol: str, progress: Optional[Progress] = None,
+                 transform: bool = True) -> Dict[str, Any]:
+    """Orders, then the fills of the orders that executed something since the last trades run."""
+    orders = sync_orders(client, lake, symbol, None, progress, transform)
+    trades = sync_trades(client, lake, symbol, None, progress, transform, only_changed=True)
+    return {"orders": orders, "trades": trades}
+
+
 def _tick(lake: Lake, tables: List[str], symbols: List[str]) -> Dict[str, Any]:
     return transform(lake, tables, symbols).summary()
 
 
-def transform(lake: Lake, tables: Sequence[str] = (CANDLES.name, ORDERS.name),
+def transform(lake: Lake, tables: Sequence[str] = (CANDLES.name, ORDERS.name, TRADES.name),
               symbols: Optional[Sequence[str]] = None) -> TransformResult:
     """The transform tick: every raw page a pending marker names, folded into curated."""
     return fold.transform_pending(lake, tables, symbols)
@@ -62,6 +79,7 @@ def rebuild(lake: Lake, symbols: Sequence[str]) -> TransformResult:
             if sym == symbol:
                 result.add(fold.rebuild_candles(lake, symbol, interval))
         result.add(fold.rebuild_orders(lake, symbol))
+        result.add(fold.rebuild_trades(lake, symbol))
     return result
 
 

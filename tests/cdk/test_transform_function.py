@@ -27,7 +27,7 @@ def test_environment_contract(synth: Synth) -> None:
     env = _props(synth)["Environment"]["Variables"]
     assert flatten(env["LAKE_URI"]) == f"s3://<{logical_id(stack, stack.storage.lake)}>"
     assert env["SYMBOLS"] == synth.context["binance-lake:symbols"]
-    assert env["TABLES"] == "candles,orders" and env["INTERVALS"] == "1m"
+    assert env["TABLES"] == "candles,orders,trades" and env["INTERVALS"] == "1m"
     assert "BINANCE_SECRET_ARN" not in env and "BINANCE_BASE_URL" not in env  # never talks to Binance
 
 
@@ -45,7 +45,7 @@ def test_role_action_by_action(synth: Synth) -> None:
     # Markers once curated, an invalid raw file after its quarantine copy, the lease: never an
     # archive zip, a gap record or a curated partition.
     assert g["s3:DeleteObject"] == {f"{lake}/raw/_pending/*", f"{lake}/raw/klines/*", f"{lake}/raw/orders/*",
-                                    f"{lake}/curated/_locks/*"}
+                                    f"{lake}/raw/trades/*", f"{lake}/curated/_locks/*"}
     assert g["s3:ListBucket"] == {lake}
     assert g["kms:Decrypt"] == g["kms:GenerateDataKey"] == {key}
     assert g["cloudwatch:PutMetricData"] == {"*"}

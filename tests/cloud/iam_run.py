@@ -63,6 +63,9 @@ class Services:
 def services() -> Iterator[Services]:
     emu = Emulator(now_ms=NOW_MS, seed=7)
     emu.add_api_key(API_KEY, API_SECRET)
+    # An account with orders and their fills, so the orders extractor stores orders and trades pages
+    # (and the transform folds them) under the rehearsed roles.
+    emu.generate_orders("BTCUSDT", 20, NOW_MS - 86_400_000, NOW_MS - 60_000, seed=7)
     with tempfile.TemporaryDirectory() as tmp, emu.serve() as api_url:
         root = Path(tmp)
         archive_emu = Emulator(now_ms=ARCHIVE_NOW, seed=3)

@@ -58,6 +58,10 @@ OPEN_ORDERS_WEIGHT = 6  # with a symbol
 # call is cheaper than per-symbol calls beyond 13 symbols (14 x 6 = 84).
 OPEN_ORDERS_ALL_WEIGHT = 80
 ORDER_WEIGHT = 4
+# GET /api/v3/myTrades: 20, or 5 with orderId (binance-spot-api-docs rest-api.md "Account trade list
+# (USER_DATA)"; CHANGELOG: "weight ... with orderId" lowered to 5).
+MY_TRADES_WEIGHT = 20
+MY_TRADES_ORDER_WEIGHT = 5
 EXCHANGE_INFO_WEIGHT = 20
 TIME_WEIGHT = 1
 # How long a server-time reading may be reused instead of a new /api/v3/time (see server_time).
@@ -483,6 +487,19 @@ class BinanceClient:
         self._require_credentials()
         return self._call(f"GET /api/v3/order {symbol} {order_id}", ORDER_WEIGHT,
                           lambda c: c.get_order(symbol=symbol, orderId=order_id), signed=True)
+
+    def my_trades(self, symbol: str, order_id: Optional[int] = None, from_id: Optional[int] = None,
+                  start: Optional[int] = None, end_inclusive: Optional[int] = None,
+                  limit: int = 1000) -> List[Dict[str, Any]]:
+        """The account's fills of one symbol (weight 20, or 5 with ``order_id``)."""
+        self._require_credentials()
+        params: Dict[str, Any] = {"symbol": symbol, "limit": limit}
+        for name, value in (("orderId", order_id), ("fromId", from_id), ("startTime", start),
+                            ("endTime", end_inclusive)):
+            if value is not None:
+                params[name] = value
+        cost = MY_TRADES_ORDER_WEIGHT if order_id is not None else MY_TRADES_WEIGHT
+        return self._call(f"GET /api/v3/myTrades {symbol}", cost, lambda c: c.get_my_trades(**params), signed=True)
 
 
 def _retry_after(exc: Any) -> Optional[float]:
