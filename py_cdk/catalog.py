@@ -39,6 +39,12 @@ CORE_WHEEL_PREFIX = "glue/"
 VERIFY_SCRIPT = "verify_spark.py"
 # Daily at 01:30 UTC: yesterday is complete (closed candles, archive daily files appear later).
 VERIFY_CRON = "cron(30 1 * * ? *)"
+GLUE_METRIC_NAMESPACE = "Glue"
+# Glue 5.0 writes each job's logs to "<prefix>/error" and "<prefix>/output" when the job has
+# --custom-logGroup-prefix ("Logging for AWS Glue jobs": without it the account-wide
+# /aws-glue/jobs/error and /output, which this stack must not own). The stack creates those
+# groups with a retention; the prefix stays under /aws-glue/ so the GlueLogs grant covers it.
+GLUE_LOG_RETENTION = logs.RetentionDays.ONE_MONTH  # like every other log group of the stack
 
 
 def _columns(items: Sequence[Dict[str, str]]) -> List[glue.Column]:
@@ -83,6 +89,9 @@ class Catalog(Construct):
         self._storage, self._settings = storage, settings
         self.database = glue.Database(self, "Database", database_name=f"binance_lake_{stage_name.lower()}",
                                       description="binance-lake curated tables (Parquet, partition projection)")
+        # Fixed names: retained like the data in Prod but never on a rolled-back create (a retry
+        # would fail with AlreadyExists), deleted with Beta (py_cdk/storage.py, removal_policy).
+        self.database.apply_removal_policy(storage.removal_policy)
         self.tables = {name: self._table(table) for name, table in TABLES.items()}
         self.workgroup = self._workgroup(stage_name)
         self.glue_wheels = bundling.glue_wheel_names()
@@ -99,6 +108,7 @@ class Catalog(Construct):
             cloud_watch_encryption=glue.CloudWatchEncryption.kms(storage.key),
             job_bookmarks_encryption=glue.JobBookmarksEncryption.client_side_kms(storage.key),
             s3_encryption=glue.S3Encryption.kms(storage.key))
+        self.security.apply_removal_policy(storage.removal_policy)
         self.backfill_role = self._job_role("Backfill", BACKFILL_S3, list_prefixes=(RAW, CURATED))
         self.verify_role = self._job_role("Verify", VERIFY_S3, list_prefixes=(RAW, CURATED), metric=True)
         self.backfill_job = self._backfill_job()
@@ -161,10 +171,16 @@ class Catalog(Construct):
             resources=[storage.artifacts.arn_for_objects(f"{CORE_WHEEL_PREFIX}*")]))
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="LakeKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[storage.key.key_arn]))
-        if metric:
-            role.add_to_principal_policy(iam.PolicyStatement(
-                sid="VerifyMetric", actions=["cloudwatch:PutMetricData"], resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}}))
+        # The job metrics the jobs enable (--enable-metrics, observability metrics) are put by the
+        # job in namespace "Glue" with the job's role ("Monitoring AWS Glue using Amazon CloudWatch
+        # metrics"); the verify also publishes its own figures.
+        namespaces = [GLUE_METRIC_NAMESPACE, METRIC_NAMESPACE] if metric else [GLUE_METRIC_NAMESPACE]
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="JobMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": namespaces}}))
+        nag.acknowledge(nag.policy(role), nag.IAM5,
+                        f"cloudwatch:PutMetricData has no resource-level permissions; restricted to {namespaces} "
+                        "by the cloudwatch:namespace condition.", ["Resource::*"])
         # Glue writes its own log groups (/aws-glue/...), encrypted with the key via the security configuration.
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="GlueLogs", actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
@@ -230,6 +246,15 @@ class Catalog(Construct):
             "--python-modules-installer-option": "--no-index",
         }
 
+    def _log_groups(self, cid: str) -> Dict[str, str]:
+        """The job's own /aws-glue/... error and output log groups (retention, the lake key)."""
+        prefix = f"/aws-glue/{Stack.of(self).stack_name.lower()}/{cid.lower()}"
+        for stream in ("error", "output"):
+            logs.LogGroup(self, f"{cid}{stream.capitalize()}Logs", log_group_name=f"{prefix}/{stream}",
+                          retention=GLUE_LOG_RETENTION, encryption_key=self._storage.key,
+                          removal_policy=RemovalPolicy.DESTROY)
+        return {"--custom-logGroup-prefix": prefix}
+
     def _spark_job(self, cid: str, *, role: iam.Role, script: Path, description: str, timeout: Duration,
                    settings: GlueSettings) -> glue.PySparkEtlJob:
         job = glue.PySparkEtlJob(
@@ -237,7 +262,11 @@ class Catalog(Construct):
             script=glue.Code.from_asset(str(script)), glue_version=glue.GlueVersion.V5_0,
             max_concurrent_runs=1, max_retries=0,
             worker_configuration=glue.WorkerConfiguration(worker_type=glue.WorkerType.G_1X, number_of_workers=2),
-            timeout=timeout, default_arguments={**self._job_arguments(), **settings.render()}, enable_metrics=True,
+            timeout=timeout, default_arguments={**self._job_arguments(), **settings.render(), **self._log_groups(cid)},
+            enable_metrics=True,
+            # Glue 5.0 logs in real time without it: "Enabling continuous logging for AWS Glue 4.0
+            # and earlier jobs" (AWS Glue Developer Guide) - the flag would only be noise.
+            continuous_logging=glue.ContinuousLoggingProps(enabled=False),
         )
         job.node.add_dependency(self.core_wheel)  # a run must find the wheels it installs
         return job

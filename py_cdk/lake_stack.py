@@ -44,8 +44,9 @@ class LakeStack(Stack):
         # fails half-way must not leave a running schedule behind a missing artifact).
         self.orchestration.schedule.node.add_dependency(self.catalog.core_wheel)
         self.monitoring = Monitoring(
-            self, "Monitoring", topic=self.alerts.topic, state_machine=self.orchestration.state_machine,
+            self, "Monitoring", alerts=self.alerts, state_machine=self.orchestration.state_machine,
             functions={**self.extractors.functions, "transform": self.transform.function},
             transform_logs=self.transform.log_group,
             freshness_threshold_minutes=lake.freshness_threshold_minutes,
-            dashboard_name=f"binance-lake-{stage.name.lower()}")
+            dashboard_name=f"binance-lake-{stage.name.lower()}",
+            glue_jobs=[self.catalog.backfill_job, self.catalog.verify_job])

@@ -13,11 +13,15 @@ Insights table (the transform's log line), FRESHNESS_QUERY below and in docs/clo
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
-from aws_cdk import Duration
+import jsii
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -42,19 +46,59 @@ FRESHNESS_QUERY = (
 )
 
 
+# Glue job run states that end a run abnormally ("AWS Glue job run statuses": FAILED, ERROR,
+# TIMEOUT; "Automating AWS Glue with EventBridge": "Glue Job State Change" events carry the state).
+GLUE_FAILED_STATES = ("FAILED", "TIMEOUT", "ERROR")
+
+
 class AlertTopic(Construct):
+    """The alerts topic, and who may publish to it.
+
+    ``enforce_ssl`` makes CDK write a topic policy, and a topic policy replaces SNS's default
+    one: without an explicit Allow, CloudWatch alarms fail with "not authorized to perform:
+    SNS:Publish" (AWS Knowledge Center, "cloudwatch-receive-sns-for-alarm-trigger", which
+    also gives the ``ArnLike aws:SourceArn`` condition used here). The Glue failure rule gets the
+    same, limited to that one rule (Monitoring). The state machine publishes
+    with its IAM role (same account), so it needs no topic statement.
+    """
+
     def __init__(self, scope: Construct, construct_id: str, *, key: kms.IKey, email: Optional[str]) -> None:
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(self, "Topic", display_name="binance-lake alerts", master_key=key, enforce_ssl=True)
+        stack = Stack.of(self)
+        self.allow_service("AlarmsPublish", "cloudwatch.amazonaws.com",
+                           f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:*")
         if email:
             self.topic.add_subscription(subs.EmailSubscription(email))
 
+    def allow_service(self, sid: str, service: str, source_arn: str) -> None:
+        """Let one AWS service publish, only on behalf of ``source_arn`` (a pattern) in this account."""
+        account = Stack.of(self).account
+        self.topic.add_to_resource_policy(iam.PolicyStatement(
+            sid=sid, principals=[iam.ServicePrincipal(service)], actions=["sns:Publish"],
+            resources=[self.topic.topic_arn],
+            conditions={"ArnLike": {"aws:SourceArn": source_arn}, "StringEquals": {"aws:SourceAccount": account}}))
+
+
+@jsii.implements(events.IRuleTarget)
+class _TopicTarget:
+    """An SNS target without aws_events_targets.SnsTopic's grant: that one adds an Allow for
+    events.amazonaws.com with no condition (any account's rule); AlertTopic.allow_service adds
+    the one for this rule only."""
+
+    def __init__(self, topic: sns.ITopic, message: events.RuleTargetInput) -> None:
+        self._topic, self._message = topic, message
+
+    def bind(self, _rule: events.IRule, _id: Optional[str] = None) -> events.RuleTargetConfig:
+        return events.RuleTargetConfig(arn=self._topic.topic_arn, input=self._message)
+
 
 class Monitoring(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, topic: sns.ITopic, state_machine: sfn.IStateMachine,
+    def __init__(self, scope: Construct, construct_id: str, *, alerts: AlertTopic, state_machine: sfn.IStateMachine,
                  functions: Dict[str, lambda_.IFunction], transform_logs: logs.ILogGroup,
-                 freshness_threshold_minutes: int, dashboard_name: str) -> None:
+                 freshness_threshold_minutes: int, dashboard_name: str, glue_jobs: Sequence[glue.IJob] = ()) -> None:
         super().__init__(scope, construct_id)
+        topic = alerts.topic
         self._action = cw_actions.SnsAction(topic)
         self.alarms: List[cw.Alarm] = []
         self._run_alarms(state_machine)
@@ -69,11 +113,16 @@ class Monitoring(Construct):
                                 f"also when a symbol has no curated candle at all). Which one: the dashboard's "
                                 f"'Minutes behind by symbol' table (docs/cloud.md, Freshness)",
                     missing=cw.TreatMissingData.BREACHING, operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD)
+        # Missing = breaching: a verify that dies before publishing (or never started) must not
+        # look like a clean day; its Glue failure also arrives through the rule below.
         self._alarm("VerifyUnrepaired", cw.Metric(namespace=METRIC_NAMESPACE, metric_name=VERIFY_UNREPAIRED_METRIC,
                                                   statistic="Maximum", period=Duration.days(1)),
                     threshold=0, operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                    missing=cw.TreatMissingData.BREACHING,
                     description="The daily verify left curated partitions unrepaired (mismatch, unexplained "
-                                "rows or lock timeout): see its report under curated/_verify/")
+                                "rows or lock timeout), or published nothing for a day (it failed or never ran): "
+                                "see its report under curated/_verify/ and docs/operations.md")
+        self.glue_failures = self._glue_failure_rule(alerts, glue_jobs) if glue_jobs else None
         self.dashboard = self._dashboard(dashboard_name, state_machine, functions, freshness, transform_logs)
 
     def _alarm(self, cid: str, metric: cw.IMetric, *, threshold: float, description: str,
@@ -86,6 +135,27 @@ class Monitoring(Construct):
         alarm.add_ok_action(self._action)
         self.alarms.append(alarm)
         return alarm
+
+    def _glue_failure_rule(self, alerts: AlertTopic, jobs: Sequence[glue.IJob]) -> events.Rule:
+        """Glue job runs that end FAILED/TIMEOUT/ERROR -> the alerts topic, with the run's message.
+
+        Event fields (detail.jobName, state, jobRunId, message): "Automating AWS Glue with
+        EventBridge" (AWS Glue Developer Guide). A failed backfill or verify publishes no
+        metric, so without this rule nobody would hear of it."""
+        rule = events.Rule(
+            self, "GlueJobFailed", description="binance-lake: a Glue job run failed, timed out or errored",
+            event_pattern=events.EventPattern(
+                source=["aws.glue"], detail_type=["Glue Job State Change"],
+                detail={"jobName": [job.job_name for job in jobs], "state": list(GLUE_FAILED_STATES)}))
+        rule.add_target(_TopicTarget(alerts.topic, events.RuleTargetInput.from_object({
+            "alert": "binance-lake Glue job run failed",
+            "job": events.EventField.from_path("$.detail.jobName"),
+            "state": events.EventField.from_path("$.detail.state"),
+            "run": events.EventField.from_path("$.detail.jobRunId"),
+            "message": events.EventField.from_path("$.detail.message"),
+        })))
+        alerts.allow_service("GlueFailureRulePublish", "events.amazonaws.com", rule.rule_arn)
+        return rule
 
     def _run_alarms(self, sm: sfn.IStateMachine) -> None:
         period = Duration.minutes(5)

@@ -16,6 +16,7 @@ from py_cdk.storage import LakeStorage
 
 from .support import (
     Synth,
+    as_list,
     cdk_json_context,
     flatten,
     grants_by_action,
@@ -163,7 +164,10 @@ def test_backfill_role_can_store_archive_zips_and_gaps(synth: Synth) -> None:
     assert g["kms:Decrypt"] == g["kms:GenerateDataKey"] == {f"<{logical_id(stack, stack.storage.key)}.Arn>"}
     artifacts = f"<{logical_id(stack, stack.storage.artifacts)}.Arn>/glue/*"
     assert artifacts in g["s3:GetObject"]
-    assert "cloudwatch:PutMetricData" not in g
+    metrics = [s for s in policy_statements(synth.beta, logical_id(stack, stack.catalog.backfill_role))
+               if "cloudwatch:PutMetricData" in as_list(s["Action"])]
+    # Glue's own job metrics only (--enable-metrics); the backfill publishes no BinanceLake figure.
+    assert [m["Condition"] for m in metrics] == [{"StringEquals": {"cloudwatch:namespace": ["Glue"]}}]
 
 
 def test_verify_role_repairs_curated_and_never_touches_raw(synth: Synth) -> None:
@@ -174,8 +178,8 @@ def test_verify_role_repairs_curated_and_never_touches_raw(synth: Synth) -> None
     assert g["s3:DeleteObject"] == {f"{lake}/curated/_locks/*"}  # the lease it takes, nothing else
     assert f"{lake}/raw/*" in g["s3:GetObject"]
     verify = [s for s in policy_statements(synth.beta, logical_id(stack, stack.catalog.verify_role))
-              if s.get("Sid") == "VerifyMetric"]
-    assert verify[0]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "BinanceLake"}}
+              if s.get("Sid") == "JobMetrics"]
+    assert verify[0]["Condition"] == {"StringEquals": {"cloudwatch:namespace": ["Glue", "BinanceLake"]}}
     lists = [s for s in policy_statements(synth.beta, logical_id(stack, stack.catalog.verify_role))
              if s.get("Sid") == "ListZones"]
     assert lists[0]["Condition"] == {"StringLike": {"s3:prefix": ["raw/*", "curated/*"]}}
@@ -200,3 +204,28 @@ def test_athena_workgroup_enforces_encrypted_results(synth: Synth) -> None:
 def test_database_per_stage(synth: Synth) -> None:
     assert only(synth.beta, "AWS::Glue::Database")["Properties"]["DatabaseInput"]["Name"] == "binance_lake_beta"
     assert only(synth.prod, "AWS::Glue::Database")["Properties"]["DatabaseInput"]["Name"] == "binance_lake_prod"
+
+
+def test_glue_jobs_log_to_their_own_groups_with_retention_and_no_continuous_flag(synth: Synth) -> None:
+    """Glue 5.0 logs in real time (the --enable-continuous-cloudwatch-log flag is for 4.0 and earlier)
+    to <--custom-logGroup-prefix>/error and /output: the stack owns those groups, with a retention."""
+    groups = {flatten(g["Properties"]["LogGroupName"]): g["Properties"]
+              for g in resources(synth.beta, "AWS::Logs::LogGroup").values() if "LogGroupName" in g["Properties"]}
+    jobs = resources(synth.beta, "AWS::Glue::Job").values()
+    assert len(jobs) == 2
+    for job in jobs:
+        args = job["Properties"]["DefaultArguments"]
+        assert "--enable-continuous-cloudwatch-log" not in args
+        prefix = args["--custom-logGroup-prefix"]
+        assert prefix.startswith("/aws-glue/")  # inside the roles' GlueLogs grant
+        for stream in ("error", "output"):
+            assert groups[f"{prefix}/{stream}"]["RetentionInDays"] == 30
+            assert "KmsKeyId" in groups[f"{prefix}/{stream}"]
+
+
+def test_fixed_name_glue_resources_retry_safe_in_prod_deleted_in_beta(synth: Synth) -> None:
+    """A rolled-back first deploy must not leave the fixed-name database/security configuration
+    behind (the retry would fail with AlreadyExists): RetainExceptOnCreate in Prod, Delete in Beta."""
+    for type_ in ("AWS::Glue::Database", "AWS::Glue::SecurityConfiguration"):
+        assert only(synth.prod, type_)["DeletionPolicy"] == "RetainExceptOnCreate", type_
+        assert only(synth.beta, type_)["DeletionPolicy"] == "Delete", type_

@@ -84,7 +84,8 @@ def test_secret_is_created_empty(beta: Template) -> None:
 
 def test_log_groups_have_retention_and_encryption(beta: Template) -> None:
     groups = resources(beta, "AWS::Logs::LogGroup").values()
-    assert len(groups) == 5  # two extractors, the transform, the state machine, the wheel deployment
+    # two extractors, the transform, the state machine, the wheel deployment, 2 Glue jobs x (error, output)
+    assert len(groups) == 9
     for group in groups:
         assert group["Properties"]["RetentionInDays"] == 30
         assert "KmsKeyId" in group["Properties"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 from typing import Any, Dict, List
@@ -106,3 +107,48 @@ def test_verify_alarm_fires_on_any_unrepaired_partition(synth: Synth) -> None:
     assert alarm["Namespace"] == "BinanceLake" and alarm["Statistic"] == "Maximum"
     assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
     assert alarm["Period"] == 86400 and "Dimensions" not in alarm  # binance_lake.verify publishes no dimension
+    # A verify that dies before publishing must not read as a clean day.
+    assert alarm["TreatMissingData"] == "breaching"
+
+
+def _topic_statements(synth: Synth) -> List[Dict[str, Any]]:
+    return only(synth.beta, "AWS::SNS::TopicPolicy")["Properties"]["PolicyDocument"]["Statement"]
+
+
+def test_alarms_may_publish_to_the_topic(synth: Synth) -> None:
+    """A topic policy replaces SNS's default one: without this Allow every alarm action fails with
+    "not authorized to perform: SNS:Publish" (Knowledge Center cloudwatch-receive-sns-for-alarm-trigger)."""
+    topic = {"Ref": logical_id(synth.beta_stack, synth.beta_stack.alerts.topic)}
+    statements = _topic_statements(synth)
+    (allow,) = [s for s in statements if s["Effect"] == "Allow" and s["Principal"] == {"Service":
+                                                                                        "cloudwatch.amazonaws.com"}]
+    assert allow["Action"] == "sns:Publish" and allow["Resource"] == topic
+    pattern = allow["Condition"]["ArnLike"]["aws:SourceArn"]
+    assert pattern == "arn:aws:cloudwatch:eu-west-1:222222222222:alarm:*"
+    assert allow["Condition"]["StringEquals"] == {"aws:SourceAccount": "222222222222"}
+    # Every alarm of the stack is covered by the pattern (its ARN is arn:...:alarm:<name>).
+    for alarm in resources(synth.beta, "AWS::CloudWatch::Alarm"):
+        assert fnmatch.fnmatchcase(f"arn:aws:cloudwatch:eu-west-1:222222222222:alarm:{alarm}", pattern)
+    # ...and the TLS-only Deny stays.
+    assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+               for s in statements)
+    # Nobody else is allowed without a source condition (aws_events_targets.SnsTopic would add one).
+    assert all("aws:SourceArn" in s.get("Condition", {}).get("ArnLike", {}) for s in statements
+               if s["Effect"] == "Allow")
+
+
+def test_glue_failures_reach_the_topic(synth: Synth) -> None:
+    stack = synth.beta_stack
+    (rule_id, rule), = resources(synth.beta, "AWS::Events::Rule").items()
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.glue"] and pattern["detail-type"] == ["Glue Job State Change"]
+    assert sorted(pattern["detail"]["state"]) == ["ERROR", "FAILED", "TIMEOUT"]
+    jobs = [{"Ref": logical_id(stack, j)} for j in (stack.catalog.backfill_job, stack.catalog.verify_job)]
+    assert pattern["detail"]["jobName"] == jobs
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Ref": logical_id(stack, stack.alerts.topic)}
+    template = target["InputTransformer"]["InputTemplate"]
+    for name in ("jobName", "state", "jobRunId", "message"):
+        assert f"<detail-{name}>" in template
+    (allow,) = [s for s in _topic_statements(synth) if s["Principal"] == {"Service": "events.amazonaws.com"}]
+    assert allow["Condition"]["ArnLike"]["aws:SourceArn"] == {"Fn::GetAtt": [rule_id, "Arn"]}

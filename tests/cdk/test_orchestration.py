@@ -7,7 +7,7 @@ from typing import Any, Dict
 
 import pytest
 
-from py_cdk.orchestration import LAMBDA_TRANSIENT
+from py_cdk.orchestration import LAMBDA_TRANSIENT, WORST_CASE_S
 
 from .support import Synth, as_list, flatten, logical_id, only, policy_statements
 
@@ -18,34 +18,66 @@ def definition(synth: Synth) -> Dict[str, Any]:
     return json.loads(flatten(sm["Properties"]["DefinitionString"]))
 
 
-def test_starts_with_the_overlap_guard(definition: Dict[str, Any]) -> None:
-    assert definition["StartAt"] == "CheckNotRunning"
-    guard = definition["States"]["CheckNotRunning"]
-    assert guard["Resource"].endswith(":states:::aws-sdk:sfn:listExecutions")
-    assert guard["Parameters"] == {"StateMachineArn.$": "$$.StateMachine.Id", "StatusFilter": "RUNNING",
-                                   "MaxResults": 10}
-    assert guard["ResultSelector"] == {"running.$": "States.ArrayLength($.Executions)"}
-    choice = definition["States"]["AlreadyRunning?"]
-    assert choice["Choices"] == [{"Variable": "$.running", "NumericGreaterThan": 1, "Next": "SkipOverlap"}]
-    assert choice["Default"] == "Extract"
+def _choose(choice: Dict[str, Any], data: Dict[str, Any]) -> str:
+    """The Next of a Choice state for ``data`` (And/Or/BooleanEquals/NumericGreaterThan[Equals]/StringEquals)."""
+    def value(path: str) -> Any:
+        out: Any = data
+        for part in path.removeprefix("$.").split("."):
+            out = out[part]
+        return out
+
+    def holds(rule: Dict[str, Any]) -> bool:
+        if "And" in rule:
+            return all(holds(r) for r in rule["And"])
+        if "Or" in rule:
+            return any(holds(r) for r in rule["Or"])
+        v = value(rule["Variable"])
+        ops = {"BooleanEquals": lambda a, b: a is b, "NumericGreaterThan": lambda a, b: a > b,
+               "NumericGreaterThanEquals": lambda a, b: a >= b, "StringEquals": lambda a, b: a == b}
+        (op,) = [k for k in rule if k in ops]
+        return ops[op](v, rule[op])
+
+    return next((c["Next"] for c in choice["Choices"] if holds(c)), choice["Default"])
+
+
+def test_starts_with_the_lease(definition: Dict[str, Any]) -> None:
+    assert definition["StartAt"] == "TakeLease"
     assert definition["States"]["SkipOverlap"]["Type"] == "Succeed"
+    # No eventually consistent ListExecutions guard any more: the lease decides alone.
+    assert not [s for s in definition["States"].values() if "listExecutions" in str(s.get("Resource", ""))]
 
 
-def test_parallel_extractors_with_retries_and_catch(definition: Dict[str, Any], synth: Synth) -> None:
+def test_candles_and_orders_catch_their_own_failure(definition: Dict[str, Any], synth: Synth) -> None:
     stack = synth.beta_stack
     extract = definition["States"]["Extract"]
-    assert extract["Type"] == "Parallel"
+    assert extract["Type"] == "Parallel" and extract["Next"] == "Transform"
     assert sorted(b["StartAt"] for b in extract["Branches"]) == ["Candles", "Orders"]
+    assert extract["ResultSelector"] == {"candles.$": "$[0]", "orders.$": "$[1]"}
+    assert [b["StartAt"] for b in extract["Branches"]] == ["Candles", "Orders"]  # the selector's order
     for branch in extract["Branches"]:
-        task = branch["States"][branch["StartAt"]]
-        fn = getattr(stack.extractors, branch["StartAt"].lower())
+        side = branch["StartAt"]
+        task = branch["States"][side]
+        fn = getattr(stack.extractors, side.lower())
         assert task["Resource"] == f"<{logical_id(stack, fn)}.Arn>"  # direct invoke: payload only
         throttling, transient = task["Retry"]
-        assert throttling["ErrorEquals"] == LAMBDA_TRANSIENT and throttling["BackoffRate"] == 2
-        assert throttling["MaxAttempts"] == 4 and throttling["JitterStrategy"] == "FULL"
-        assert transient["ErrorEquals"] == ["States.TaskFailed"] and transient["BackoffRate"] == 2
-    assert extract["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotifyFailure"}]
-    assert extract["Next"] == "Transform"
+        assert throttling["ErrorEquals"] == LAMBDA_TRANSIENT and throttling["JitterStrategy"] == "FULL"
+        assert transient["ErrorEquals"] == ["States.TaskFailed"] and transient["MaxAttempts"] == 2
+        # The branch ends in a record either way, so the other branch and the transform still run.
+        assert task["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": f"{side}Failed"}]
+        assert branch["States"][f"{side}Failed"] == {
+            "Type": "Pass", "End": True,
+            "Parameters": {"failed": True, "error.$": "$.error.Error", "cause.$": "$.error.Cause"}}
+        assert task["End"] is True and task["ResultSelector"] == {"failed": False} and "ResultPath" not in task
+
+
+@pytest.mark.parametrize("candles, orders, expected", [
+    (False, False, "ReleaseLease"), (True, False, "NotifyFailure"), (False, True, "NotifyFailure"),
+    (True, True, "NotifyFailure")])
+def test_a_failed_side_still_fails_the_run_after_the_transform(
+        definition: Dict[str, Any], candles: bool, orders: bool, expected: str) -> None:
+    choice = definition["States"]["ExtractOk?"]
+    assert _choose(choice, {"extract": {"candles": {"failed": candles}, "orders": {"failed": orders}}}) == expected
+    assert definition["States"]["Transform"]["Next"] == "ExtractOk?"
 
 
 def test_transform_is_the_lambda_after_the_extractors(definition: Dict[str, Any], synth: Synth) -> None:
@@ -57,13 +89,53 @@ def test_transform_is_the_lambda_after_the_extractors(definition: Dict[str, Any]
     assert transform["TimeoutSeconds"] == 660  # longer than the function's own 10 minutes
     throttling, failed = transform["Retry"]
     assert throttling["ErrorEquals"] == LAMBDA_TRANSIENT and failed["ErrorEquals"] == ["States.TaskFailed"]
-    assert transform["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotifyFailure"}]
-    assert transform["Next"] == "Done"
+    assert transform["ResultSelector"] == {"failed": False} and transform["ResultPath"] == "$.transform"
+    assert transform["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.transform",
+                                   "Next": "NotifyFailure"}]
     # No Glue anywhere in the tick: no .sync integration, no Glue job to wait for.
     assert not [s for s in definition["States"].values() if "glue" in str(s.get("Resource", ""))]
 
 
-def test_standard_workflow_because_the_guard_lists_executions(synth: Synth) -> None:
+def _task_worst_case(state: Dict[str, Any]) -> float:
+    """Every retrier exhausted, each attempt up to TimeoutSeconds, backoff without jitter (capped
+    by MaxDelaySeconds). Step Functions' defaults: MaxAttempts 3, IntervalSeconds 1, BackoffRate 2;
+    a Task without TimeoutSeconds may run 99999999 s (Amazon States Language, Task state)."""
+    timeout = state.get("TimeoutSeconds", 99999999)
+    attempts, waits = 1, 0.0
+    for r in state.get("Retry", []):
+        n = r.get("MaxAttempts", 3)
+        attempts += n
+        for i in range(n):
+            wait = r.get("IntervalSeconds", 1) * r.get("BackoffRate", 2.0) ** i
+            waits += min(wait, r.get("MaxDelaySeconds", wait))
+    return attempts * timeout + waits
+
+
+def _longest(states: Dict[str, Any], name: str) -> float:
+    """The longest time from entering ``name`` to the end of its (sub-)machine, over every Next,
+    Choice branch, Default and Catch edge."""
+    state = states[name]
+    own = 0.0
+    if state["Type"] == "Task":
+        own = _task_worst_case(state)
+    elif state["Type"] == "Parallel":
+        own = max(_longest(b["States"], b["StartAt"]) for b in state["Branches"])
+    nexts = [state.get("Next"), state.get("Default"), *[c["Next"] for c in state.get("Choices", [])],
+             *[c["Next"] for c in state.get("Catch", [])]]
+    return own + max((_longest(states, n) for n in nexts if n), default=0.0)
+
+
+def test_time_budget_covers_the_worst_case(definition: Dict[str, Any]) -> None:
+    """An execution timeout cannot be caught, so NotifyFailure would never run: the state machine's
+    timeout must cover the longest path of its tasks' timeouts x attempts + backoff."""
+    worst = _longest(definition["States"], definition["StartAt"])
+    assert worst < 99999999, "a task without TimeoutSeconds makes the budget unbounded"
+    assert definition["TimeoutSeconds"] >= worst
+    assert definition["TimeoutSeconds"] <= worst + 300  # and not padded into meaninglessness
+    assert definition["TimeoutSeconds"] == int(WORST_CASE_S) + 60  # the construct's own arithmetic agrees
+
+
+def test_standard_workflow(synth: Synth) -> None:
     props = only(synth.beta, "AWS::StepFunctions::StateMachine")["Properties"]
     assert props.get("StateMachineType", "STANDARD") == "STANDARD"
 
@@ -87,8 +159,11 @@ def test_state_machine_may_publish_to_the_encrypted_topic(synth: Synth) -> None:
 def test_failure_publishes_to_sns_then_fails(definition: Dict[str, Any], synth: Synth) -> None:
     notify = definition["States"]["NotifyFailure"]
     assert notify["Resource"].endswith(":states:::sns:publish")
+    # The whole run state: which step failed and which did (docs/operations.md reads it).
+    assert notify["Parameters"]["Message"] == {"execution.$": "$$.Execution.Id", "run.$": "$"}
     assert notify["Parameters"]["TopicArn"] == f"<{logical_id(synth.beta_stack, synth.beta_stack.alerts.topic)}>"
-    assert notify["Next"] == "Failed"
+    assert notify["Next"] == "ReleaseLeaseAfterFailure"
+    assert definition["States"]["ReleaseLeaseAfterFailure"]["Next"] == "Failed"
     assert definition["States"]["Failed"]["Type"] == "Fail"
 
 
@@ -97,16 +172,6 @@ def test_state_machine_logs_traces_and_times_out(synth: Synth) -> None:
     assert props["StateMachineName"] == "Beta-BinanceLake-run"
     assert props["TracingConfiguration"] == {"Enabled": True}
     assert props["LoggingConfiguration"]["Level"] == "ALL"
-    assert json.loads(flatten(props["DefinitionString"]))["TimeoutSeconds"] == 1800
-
-
-def test_guard_may_list_only_its_own_executions(synth: Synth) -> None:
-    stack = synth.beta_stack
-    statements = policy_statements(synth.beta, logical_id(stack, stack.orchestration.state_machine.role))
-    listing = [s for s in statements if "states:ListExecutions" in as_list(s["Action"])]
-    assert len(listing) == 1
-    assert flatten(listing[0]["Resource"]) == \
-        "arn:aws:states:eu-west-1:222222222222:stateMachine:Beta-BinanceLake-run"
 
 
 def test_schedule_every_five_minutes_targets_the_state_machine(synth: Synth) -> None:
@@ -123,3 +188,43 @@ def test_first_schedule_waits_for_the_glue_libraries(synth: Synth) -> None:
     (schedule,) = [r for r in synth.beta.find_resources("AWS::Scheduler::Schedule").values()]
     (deployment,) = synth.beta.find_resources("Custom::CDKBucketDeployment")  # the core + pinned wheels
     assert deployment in schedule["DependsOn"]
+
+
+def test_the_lease_is_a_conditional_write_taken_over_only_from_an_ended_run(
+        definition: Dict[str, Any], synth: Synth) -> None:
+    """ListExecutions is eventually consistent; a DynamoDB conditional write is not: the lease is
+    what makes the guard exact (rehearsed in tests/cloud/test_alert_rehearsals.py)."""
+    stack = synth.beta_stack
+    states = definition["States"]
+    table = f"<{logical_id(stack, stack.orchestration.lease_table)}>"
+    take, steal = states["TakeLease"], states["StealLease"]
+    assert take["Resource"].endswith(":states:::dynamodb:putItem") and take["Parameters"]["TableName"] == table
+    assert take["Parameters"]["ConditionExpression"] == "attribute_not_exists(lease)"
+    assert take["Parameters"]["Item"]["holder"] == {"S.$": "$$.Execution.Id"}
+    assert take["Next"] == "Extract" and definition["StartAt"] == "TakeLease"
+    lost = {"ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"], "ResultPath": None, "Next": "ReadLease"}
+    assert take["Catch"][0] == lost
+    assert take["Retry"][0]["ErrorEquals"][0] == "DynamoDB.ConditionalCheckFailedException"
+    assert take["Retry"][0]["MaxAttempts"] == 0  # a lost condition is an answer, never retried
+    assert states["ReadLease"]["Parameters"]["ConsistentRead"] is True
+    # Only a holder that is not RUNNING (or no longer exists) is taken over, and only if it still holds.
+    assert _choose(states["HolderRunning?"], {"holder": {"status": "RUNNING"}}) == "SkipOverlap"
+    for status in ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"):
+        assert _choose(states["HolderRunning?"], {"holder": {"status": status}}) == "StealLease"
+    assert steal["Parameters"]["ConditionExpression"] == "holder = :old"
+    assert steal["Parameters"]["ExpressionAttributeValues"] == {":old": {"S.$": "$.lease.Item.holder.S"}}
+    assert steal["Catch"][0]["Next"] == "SkipOverlap" and steal["Next"] == "Extract"
+    for release in ("ReleaseLease", "ReleaseLeaseAfterFailure"):
+        assert states[release]["Parameters"]["ConditionExpression"] == "holder = :me"
+        assert states[release]["Catch"][0]["ErrorEquals"] == ["States.ALL"]  # never fails the run
+    statements = policy_statements(synth.beta, logical_id(stack, stack.orchestration.state_machine.role))
+    granted: Dict[str, set] = {}
+    for st in statements:
+        for action in as_list(st["Action"]):
+            granted.setdefault(action, set()).update(flatten(r) for r in as_list(st["Resource"]))
+    # The tasks grant on the table's ARN as they render it (arn:...:table/<name>).
+    table_arn = f"arn:aws:dynamodb:eu-west-1:222222222222:table/{table}"
+    for action in ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DeleteItem"):
+        assert granted[action] == {table_arn}, action
+    assert granted["states:DescribeExecution"] == {
+        "arn:aws:states:eu-west-1:222222222222:execution:Beta-BinanceLake-run:*"}

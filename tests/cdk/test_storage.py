@@ -63,35 +63,61 @@ def test_lake_is_versioned_and_logs_access(synth: Synth) -> None:
         "Ref": logical_id(stack, stack.storage.access_logs)}
 
 
-def test_lifecycle_raw_to_ia_and_athena_results_expire(synth: Synth) -> None:
+def _lake_rules(synth: Synth) -> list:
     stack = synth.beta_stack
+    bucket = resources(synth.beta, "AWS::S3::Bucket")[logical_id(stack, stack.storage.lake)]
+    return bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+
+
+def test_lifecycle_ia_only_for_objects_worth_it_and_athena_results_expire(synth: Synth) -> None:
+    stack = synth.beta_stack
+    (ia,) = [r for r in _lake_rules(synth) if r.get("Transitions")]
+    assert ia["Prefix"] == "raw/"
+    assert ia["Transitions"] == [{"StorageClass": "STANDARD_IA", "TransitionInDays": 30}]
+    # S3 skips objects under 128 KB by default and IA bills 128 KB minimum: the rule says so.
+    assert ia["ObjectSizeGreaterThan"] == str(128 * 1024)  # CloudFormation's type is a string
     buckets = resources(synth.beta, "AWS::S3::Bucket")
-    lake_rules = buckets[logical_id(stack, stack.storage.lake)]["Properties"]["LifecycleConfiguration"]["Rules"]
-    raw = next(r for r in lake_rules if r["Id"] == "raw-to-infrequent-access")
-    assert raw["Prefix"] == "raw/"
-    assert raw["Transitions"] == [{"StorageClass": "STANDARD_IA", "TransitionInDays": 30}]
     athena = buckets[logical_id(stack, stack.storage.athena_results)]["Properties"]["LifecycleConfiguration"]
     assert athena["Rules"][0]["ExpirationInDays"] == 30
 
 
-def test_prod_retains_data_beta_may_delete_it(synth: Synth) -> None:
-    for bucket in resources(synth.prod, "AWS::S3::Bucket").values():
-        assert bucket["DeletionPolicy"] == "Retain"
-    synth.prod.has_resource("AWS::KMS::Key", {"DeletionPolicy": "Retain"})
-    synth.prod.has_resource("AWS::SecretsManager::Secret", {"DeletionPolicy": "Retain"})
+def test_delete_markers_and_old_versions_expire_in_every_rewritten_prefix(synth: Synth) -> None:
+    """Every prefix a tick deletes or overwrites in (pending markers, leases, run records, index,
+    state) and the zones themselves expire delete markers and noncurrent versions."""
+    rules = _lake_rules(synth)
+    covered = {r["Prefix"]: r for r in rules
+               if r.get("ExpiredObjectDeleteMarker") is True and "NoncurrentVersionExpiration" in r}
+    for prefix in ("raw/_pending/", "curated/_locks/", "raw/_runs/", "curated/_index/", "curated/_state/",
+                   "raw/_gaps/", "raw/_resolved/"):
+        assert covered[prefix]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}, prefix
+    assert covered["raw/"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    assert covered["curated/"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 7}
+    for rule in rules:  # S3 rejects ExpiredObjectDeleteMarker next to an expiration in days
+        assert not (rule.get("ExpiredObjectDeleteMarker") and "ExpirationInDays" in rule), rule["Id"]
+
+
+def test_prod_retains_data_except_on_a_rolled_back_create_beta_may_delete_it(synth: Synth) -> None:
+    for type_ in ("AWS::S3::Bucket", "AWS::KMS::Key", "AWS::SecretsManager::Secret"):
+        for res in resources(synth.prod, type_).values():
+            assert res["DeletionPolicy"] == "RetainExceptOnCreate", type_
+            assert res["UpdateReplacePolicy"] == "Retain", type_
+        for res in resources(synth.beta, type_).values():
+            assert res["DeletionPolicy"] == "Delete", type_
     synth.prod.resource_count_is("Custom::S3AutoDeleteObjects", 0)
-    for bucket in resources(synth.beta, "AWS::S3::Bucket").values():
-        assert bucket["DeletionPolicy"] == "Delete"
     synth.beta.resource_count_is("Custom::S3AutoDeleteObjects", 4)
 
 
-def test_key_rotates_and_admits_logs_and_alarms(beta: Template) -> None:
+def test_key_rotates_and_admits_logs_alarms_and_the_glue_failure_rule(beta: Template) -> None:
     beta.has_resource_properties("AWS::KMS::Key", {
         "EnableKeyRotation": True,
         "KeyPolicy": {"Statement": Match.array_with([
             Match.object_like({"Sid": "CloudWatchLogs",
                                "Principal": {"Service": "logs.eu-west-1.amazonaws.com"}}),
-            Match.object_like({"Sid": "CloudWatchAlarmsToSns", "Principal": {"Service": "cloudwatch.amazonaws.com"}}),
+            Match.object_like({"Sid": "CloudWatchAlarmsToSns", "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                               "Action": ["kms:Decrypt", "kms:GenerateDataKey*"]}),
+            # EventBridge encrypts what it publishes to the CMK topic: same two actions.
+            Match.object_like({"Sid": "EventRulesToSns", "Principal": {"Service": "events.amazonaws.com"},
+                               "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Condition": Match.absent()}),
         ])},
     })
 

@@ -17,7 +17,12 @@ Adapters, because moto cannot run code without Docker:
   SDK's shapes. moto ships the mapping helpers (``_to_boto_request``,
   ``_from_boto_response``) but leaves ``_normalise_parameters``/``_normalise_response``
   as no-ops for this integration; the box fills them in with those helpers
-  (``CheckNotRunning`` = ``sfn:listExecutions`` needs it).
+  (the lease's ``DescribeHolder`` = ``sfn:describeExecution`` needs it).
+* EventBridge rules (the Glue failure rule) are created from the template; moto delivers a
+  rule's events to SQS and log groups but not to SNS targets, so the box publishes for SNS
+  targets itself, rendering the target's InputTransformer as EventBridge does (a variable outside
+  quotes in a JSON template takes the value as JSON, a string quoted: "Amazon EventBridge input
+  transformation"; moto's own renderer leaves strings unquoted).
 Retry waits of the state machine are recorded instead of slept (emulated time).
 """
 
@@ -42,6 +47,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import boto3
 from moto.awslambda.models import LambdaFunction
+from moto.events.models import Rule as EventRule
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
     StateTaskServiceAwsSdk,
@@ -173,6 +179,7 @@ class CloudBox:
     queue_url: str = ""
     state_machine_arn: str = ""
     database: str = ""
+    lease_table: str = ""
     logs: io.StringIO = field(default_factory=io.StringIO)
     invocations: List[Invocation] = field(default_factory=list)
     retry_waits: List[float] = field(default_factory=list)
@@ -194,8 +201,23 @@ class CloudBox:
         self._topic()
         self._glue()
         self._functions()
+        self._tables()
         self._state_machine()
+        self._rules()
         return self
+
+    def _tables(self) -> None:
+        """DynamoDB tables (the run lease) with the template's key schema."""
+        ddb = self.client("dynamodb")
+        for logical, res in self.stack.resources("AWS::DynamoDB::Table").items():
+            props = res["Properties"]
+            table = ddb.create_table(TableName=logical, KeySchema=props["KeySchema"],
+                                     AttributeDefinitions=props["AttributeDefinitions"],
+                                     BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"))["TableDescription"]
+            arn = table["TableArn"]
+            self.resolve.refs[logical] = logical
+            self.resolve.attrs[(logical, "Arn")] = arn
+            self.lease_table = logical
 
     def _role(self, logical: str) -> str:
         arn = self.client("iam").create_role(
@@ -262,6 +284,25 @@ class CloudBox:
             code_dir = self.stack.asset_path(props["Code"]["S3Key"])
             self.lambdas[logical] = LambdaSpec(logical, props["Handler"], code_dir, env)
 
+    def _rules(self) -> None:
+        """EventBridge rules and their targets, as the template writes them (Glue jobs are named
+        after their logical id: the box runs no Glue job, it only needs their names)."""
+        for logical in self.stack.resources("AWS::Glue::Job"):
+            self.resolve.refs[logical] = f"box-{logical}"
+        events = self.client("events")
+        for logical, res in self.stack.resources("AWS::Events::Rule").items():
+            props = self.resolve(res["Properties"])
+            arn = events.put_rule(Name=logical, EventPattern=json.dumps(props["EventPattern"]),
+                                  State=props.get("State", "ENABLED"))["RuleArn"]
+            self.resolve.attrs[(logical, "Arn")] = arn
+            events.put_targets(Rule=logical, Targets=props["Targets"])
+
+    def glue_job(self, prefix: str) -> str:
+        """The name the box gave the one Glue job whose logical id starts with ``prefix``."""
+        names = [v for k, v in self.resolve.refs.items() if k.startswith(prefix) and v.startswith("box-")]
+        assert len(names) == 1, f"expected one Glue job {prefix}*, found {names}"
+        return names[0]
+
     def _state_machine(self) -> None:
         logical, res = self.stack.one("AWS::StepFunctions::StateMachine")
         props = res["Properties"]
@@ -294,8 +335,24 @@ class CloudBox:
             def sleep(seconds: float) -> None:
                 box.retry_waits.append(seconds)
 
+        moto_send = EventRule.send_to_targets
+
+        def send_to_targets(rule: EventRule, event: Any, transform_input: bool = True) -> None:
+            sns_targets = [t for t in rule.targets if t["Arn"].startswith("arn:aws:sns:")]
+            if sns_targets and rule.event_pattern.matches_event(event):
+                for target in sns_targets:
+                    box.client("sns").publish(TopicArn=target["Arn"], Message=_render(target, event))
+            others = [t for t in rule.targets if t not in sns_targets]
+            if others:
+                saved_targets, rule.targets = rule.targets, others
+                try:
+                    moto_send(rule, event, transform_input)
+                finally:
+                    rule.targets = saved_targets
+
         saved = (LambdaFunction.invoke, retrier_decl.time,
                  StateTaskServiceAwsSdk._normalise_parameters, StateTaskServiceAwsSdk._normalise_response)
+        EventRule.send_to_targets = send_to_targets  # type: ignore[method-assign]
         LambdaFunction.invoke = invoke  # type: ignore[method-assign]
         retrier_decl.time = _Clock  # type: ignore[assignment]
         StateTaskServiceAwsSdk._normalise_parameters = _sdk_parameters  # type: ignore[method-assign]
@@ -305,6 +362,7 @@ class CloudBox:
         finally:
             (LambdaFunction.invoke, retrier_decl.time,  # type: ignore[method-assign]
              StateTaskServiceAwsSdk._normalise_parameters, StateTaskServiceAwsSdk._normalise_response) = saved
+            EventRule.send_to_targets = moto_send  # type: ignore[method-assign]
 
     def _handler(self, spec: LambdaSpec) -> Any:
         module_name, func = spec.handler.rsplit(".", 1)
@@ -411,6 +469,21 @@ def _sdk_response(task: StateTaskServiceAwsSdk, response: Any, *_: Any, **__: An
     shape = _sdk_operation(task).output_shape
     if shape is not None:
         task._from_boto_response(response, shape)
+
+
+def _render(target: Dict[str, Any], event: Dict[str, Any]) -> str:
+    """A target's input as EventBridge sends it: the InputTransformer's template with each
+    ``<name>`` replaced by the JSON value at its path (only ``$.a.b`` paths), or the event."""
+    transformer = target.get("InputTransformer")
+    if transformer is None:
+        return json.dumps(event)
+    text = transformer["InputTemplate"]
+    for name, path in transformer.get("InputPathsMap", {}).items():
+        value: Any = event
+        for part in path.removeprefix("$.").split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        text = text.replace(f"<{name}>", json.dumps(value))
+    return text
 
 
 def _context(spec: LambdaSpec) -> Any:

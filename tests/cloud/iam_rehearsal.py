@@ -162,6 +162,10 @@ def needs(call: Call, enc: Encryption) -> List[Need]:
         return [Need(f"glue:{op}", p["JobArn"], (), op)]
     if svc == "stepfunctions" and op == "ListExecutions":
         return [Need("states:ListExecutions", p["StateMachineArn"], (), op)]
+    if svc == "stepfunctions" and op == "DescribeExecution":
+        return [Need("states:DescribeExecution", p["ExecutionArn"], (), op)]
+    if svc == "dynamodb" and op in ("PutItem", "GetItem", "DeleteItem"):
+        return [Need(f"dynamodb:{op}", p["TableArn"], (), op)]
     if svc == "logs" and op in ("CreateLogStream", "PutLogEvents"):
         return [Need(f"logs:{op}", p["Resource"], (), op)]
     raise AssertionError(f"no IAM mapping for {svc}:{op} ({call.source}); add it to tests/cloud/iam_rehearsal.needs")

@@ -236,6 +236,14 @@ def _run_states(r: Rehearsal, stack: StackAssembly, comp: Component, svc: Servic
             ops = ["StartJobRun", "GetJobRun", "GetJobRuns", "BatchStopJobRun"] if integration.endswith(".sync") \
                 else ["StartJobRun"]
             out.calls += [Call("glue", op, {"JobArn": job}, source="definition") for op in ops]
+        elif integration.startswith("dynamodb:"):  # the run lease (optimized integration, request-response)
+            op = {"putItem": "PutItem", "getItem": "GetItem", "deleteItem": "DeleteItem"}[integration.split(":")[1]]
+            table = f"arn:aws:dynamodb:{r.region}:{r.account}:table/{params['TableName']}"
+            out.calls.append(Call("dynamodb", op, {"TableArn": table}, source="definition"))
+        elif integration == "aws-sdk:sfn:describeExecution":  # the lease holder's status
+            execution = own_arn.replace(":stateMachine:", ":execution:") + ":rehearsal"
+            out.calls.append(Call("stepfunctions", "DescribeExecution", {"ExecutionArn": execution},
+                                  source="definition"))
         elif integration == "aws-sdk:sfn:listExecutions":
             arn = own_arn if params.get("StateMachineArn.$") == "$$.StateMachine.Id" else params["StateMachineArn"]
             out.calls.append(Call("stepfunctions", "ListExecutions", {"StateMachineArn": arn}, source="definition"))

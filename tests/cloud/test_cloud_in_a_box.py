@@ -67,6 +67,9 @@ def test_scheduled_ticks_end_to_end(box: CloudBox, box_emulator: Emulator) -> No
     assert _result(t1, "Candles")["rows"] == 1440
     assert _result(t1, "Transform")["transform"]["rows_written"] == 1440  # Extract -> Transform Lambda
     _assert_runs_in_order(t1)
+    # Standard workflows bill per state transition (docs/cost.md): a normal tick enters 8 states
+    # (TakeLease, Extract, Candles, Orders, Transform, ExtractOk?, ReleaseLease, Done).
+    assert sum(1 for e in t1.history if e["type"].endswith("StateEntered")) == 8
     assert_candles_exact(box, emu)
     assert order_rows(lake_of(box)) == {}  # type: ignore[arg-type]
 
@@ -85,8 +88,9 @@ def test_scheduled_ticks_end_to_end(box: CloudBox, box_emulator: Emulator) -> No
     assert_candles_exact(box, emu)
     assert_orders_exact(box, emu)
 
-    # Tick 3: klines keep failing -> the candles task fails for good after the state
-    # machine's retries -> NotifyFailure publishes to SNS -> the run fails; no transform.
+    # Tick 3: klines keep failing -> the candles branch fails for good after the state machine's
+    # retries, but the orders branch and the transform still run (issue 18 item 3): the order
+    # changed since tick 2 is curated now; then NotifyFailure publishes and the run fails.
     emu.advance(TICK_MS)
     changed = open_order_ids(emu)[0]
     emu.update_order(SYMBOL, changed, status="CANCELED")
@@ -94,10 +98,14 @@ def test_scheduled_ticks_end_to_end(box: CloudBox, box_emulator: Emulator) -> No
     t3 = box.tick()
     assert t3.status == "FAILED"
     assert t3.task_attempts(_fn(box, "Candles")) == 3  # 1 + MaxAttempts 2 on States.TaskFailed
-    assert t3.task_attempts(box.function("Transform")) == 0  # a failed extract never reaches the transform
+    assert t3.task_attempts(box.function("Transform")) == 1  # curates what the orders side extracted
+    assert order_rows(lake_of(box))[changed]["status"] == "CANCELED"  # type: ignore[arg-type]
     alerts = box.alerts()
     assert len(alerts) == 1 and alerts[0]["execution"] == t3.arn
-    assert alerts[0]["error"] == "ExtractFailed" and "still failing" in alerts[0]["cause"]
+    run = alerts[0]["run"]
+    assert run["extract"]["orders"] == {"failed": False} and run["transform"] == {"failed": False}
+    candles = run["extract"]["candles"]
+    assert candles["failed"] is True and candles["error"] == "ExtractFailed" and "still failing" in candles["cause"]
     # The template's Retry (States.TaskFailed: 30 s, x2, backoff 2, full jitter) was what retried, emulated.
     assert len(t3.retry_waits) == 2 and 0 <= t3.retry_waits[0] <= 30 and 0 <= t3.retry_waits[1] <= 60
 
