@@ -56,6 +56,22 @@ class CountingLake:
         finally:
             self._rec("write", key, t0, len(data))
 
+    def read_with_version(self, key: str) -> Any:
+        t0 = time.perf_counter()  # the curated partitions' reads (a GetObject with its ETag)
+        try:
+            data, version = self.inner.read_with_version(key)
+        finally:
+            self._rec("read", key, t0)
+        self.ops[-1] = (*self.ops[-1][:3], len(data))
+        return data, version
+
+    def write_if_version(self, key: str, data: bytes, expected: Any) -> Any:
+        t0 = time.perf_counter()  # a conditional PutObject: the curated partitions' writes
+        try:
+            return self.inner.write_if_version(key, data, expected)
+        finally:
+            self._rec("write", key, t0, len(data))
+
     def exists(self, key: str) -> bool:
         t0 = time.perf_counter()
         try:

@@ -56,7 +56,7 @@ def main() -> None:
         for d in dates:
             part = f"curated/candles/interval=1m/symbol=BTCUSDT/date={d}"
             t = pq.read_table(io.BytesIO(lake.read_bytes(f"{part}/part-0.parquet")))
-            fold.write_partition(lake, part, t.slice(1))
+            fold.write_partition(lake, part, t.slice(1), lake.version_of(f"{part}/part-0.parquet"))
         t0 = time.perf_counter()
         broken = verify(lake, ["BTCUSDT"], "1m", dates, VerifyOptions())
         runs["one row dropped per candle day"] = (time.perf_counter() - t0, broken.summary())

@@ -40,6 +40,16 @@ class StorageError(LakeError):
     exit_code = EXIT_STORAGE
 
 
+class WriteConflict(StorageError):
+    """A conditional write lost the race: the key changed since this writer read it (another
+    writer replaced it, or created it). Nothing was overwritten; re-read, merge again, retry."""
+
+
+class LeaseLost(StorageError):
+    """This run's lease on a (table, symbol) was taken over while it worked (it stalled longer
+    than the lease); it stops writing. Its inputs stay pending in raw; a rerun folds them."""
+
+
 class DamagedFileError(StorageError):
     """A stored file failed its check on read (sha256 differs from its sidecar, or it does not
     open). Nothing was written from it; the message names the file and the command that

@@ -6,10 +6,13 @@ per-(table, symbol) lease of :mod:`binance_lake.lock`, so the sync's transform t
 backfill's archive files, ``transform --rebuild`` and verify's repair can run at the same
 time without one overwriting the rows another merged.
 
-* A partition is rewritten whole and atomically (``Lake.write_bytes``): a reader never sees
-  half a partition. The merge keeps one row per ``Table.primary_key``, the greatest
-  ``Table.version_columns`` winning (candles: the most recent fetch; orders: the latest
-  update, then the latest fetch).
+* A partition is rewritten whole and atomically: a reader never sees half a partition. The
+  write is a compare-and-swap (``Lake.write_if_version``): it replaces only the version this
+  writer read, so a writer that read before another one wrote loses loudly (``WriteConflict``),
+  re-reads, merges again and retries (:func:`retry_on_conflict`), instead of dropping the other's
+  rows. That holds even if the lease was lost (a stalled holder taken over). The merge keeps one
+  row per ``Table.primary_key``, the greatest ``Table.version_columns`` winning (candles: the
+  most recent fetch; orders: the latest update, then the latest fetch).
 * Inputs: REST raw pages named by pending markers (the tick; markers are deleted once the
   rows are in), all raw pages plus the stored archive share of a day (rebuild, and any
   partition found unreadable), one archive file's rows split by day (backfill).
@@ -26,7 +29,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,9 +38,9 @@ import pyarrow.parquet as pq
 from binance_lake import layout
 from binance_lake.columns import arrow_schema, candles_from_arrow, candles_table, dedupe, orders_table, trades_table
 from binance_lake.crash import crash_point, pause_point
-from binance_lake.errors import Rejected
-from binance_lake.lake import Lake
-from binance_lake.lock import lake_lock
+from binance_lake.errors import Rejected, WriteConflict
+from binance_lake.lake import Lake, Version
+from binance_lake.lock import check_held, lake_lock
 from binance_lake.schema import CANDLES, OPEN_ORDER_STATUSES, ORDERS, TRADES, Table
 from binance_lake.sources.archive import (
     ArchiveFile,
@@ -63,6 +66,11 @@ TRANSFORM_WORKERS = 2
 # A marker whose raw file is missing is left alone this long: another run may be between
 # writing the marker and the raw file (a Lambda runs at most 15 minutes).
 MARKER_GRACE_MS = 15 * 60 * 1000
+# Conditional writes of one partition tried before giving up: a conflict means another writer
+# wrote it between this one's read and write, which the lease makes rare; five in a row means
+# something keeps rewriting it, and the run stops with an error rather than loop.
+CAS_ATTEMPTS = 5
+T = TypeVar("T")
 
 
 @dataclass
@@ -164,27 +172,67 @@ def quarantine_rows(lake: Lake, partition: str, source: str, rejected: List[Tupl
 # -- curated partitions -----------------------------------------------------------------------
 
 
-def read_partition(lake: Lake, partition: str, table: Table) -> Optional[pa.Table]:
-    """The partition's rows; None if absent. Raises ``Rejected`` if unreadable or of another schema."""
+@dataclass
+class StoredPartition:
+    """A partition as read: its rows (None: absent) and the version a conditional write must match."""
+
+    rows: Optional[pa.Table]
+    version: Version  # None: absent, so a write may only create it
+
+
+class UnreadablePartition(Rejected):
+    """The stored file is unreadable or of another schema; ``version`` is what a repair replaces."""
+
+    def __init__(self, reason: str, version: Version):
+        super().__init__(reason)
+        self.version = version
+
+
+def read_stored(lake: Lake, partition: str, table: Table) -> StoredPartition:
+    """The partition's rows and version. Raises ``UnreadablePartition`` (a ``Rejected``)."""
     try:
-        data = lake.read_bytes(layout.part_key(partition))
+        data, version = lake.read_with_version(layout.part_key(partition))
     except KeyError:
-        return None
+        return StoredPartition(None, None)
     try:
         t = pq.read_table(io.BytesIO(data))
     except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise Rejected(f"unreadable Parquet ({type(exc).__name__})") from None
+        raise UnreadablePartition(f"unreadable Parquet ({type(exc).__name__})", version) from None
     if t.schema.remove_metadata() != arrow_schema(table).remove_metadata():
-        raise Rejected("schema differs from binance_lake.schema")
-    return t
+        raise UnreadablePartition("schema differs from binance_lake.schema", version)
+    return StoredPartition(t, version)
 
 
-def write_partition(lake: Lake, partition: str, t: pa.Table) -> None:
-    """Replace a partition whole. The caller holds the partition's (table, symbol) lock."""
+def read_partition(lake: Lake, partition: str, table: Table) -> Optional[pa.Table]:
+    """The partition's rows, for readers; None if absent. Raises ``Rejected`` if unreadable or of
+    another schema. A writer reads with :func:`read_stored` (it needs the version)."""
+    return read_stored(lake, partition, table).rows
+
+
+def write_partition(lake: Lake, partition: str, t: pa.Table, version: Version) -> None:
+    """Replace a partition whole, only if it still is ``version`` (what the caller read; None:
+    create only). Raises ``WriteConflict`` if another writer got in between (run the caller's
+    read-merge-write again: :func:`retry_on_conflict`), ``LeaseLost`` if this process's lease on
+    the partition's (table, symbol) was taken over."""
     pause_point("curated-merge", partition)  # test hook: every caller has read and merged by now
+    check_held(lake, partition.split("/")[1], layout.symbol_of(partition))  # curated/<table>/...
     buf = io.BytesIO()
     pq.write_table(t, buf, compression="zstd")
-    lake.write_bytes(layout.part_key(partition), buf.getvalue())
+    lake.write_if_version(layout.part_key(partition), buf.getvalue(), version)
+
+
+def retry_on_conflict(partition: str, attempt: Callable[[], T]) -> T:
+    """``attempt()`` (a read-merge-write of ``partition``) again after each ``WriteConflict``: the
+    loser re-reads what the winner wrote and merges over it. Bounded by ``CAS_ATTEMPTS``."""
+    for n in range(1, CAS_ATTEMPTS + 1):
+        try:
+            return attempt()
+        except WriteConflict as exc:
+            if n == CAS_ATTEMPTS:
+                raise WriteConflict(f"{partition} was rewritten by another writer {n} times while this run "
+                                    "merged it; nothing was overwritten and its input stays pending: rerun") from exc
+            log.warning("%s: another writer wrote it after this run read it; reading and merging again", partition)
+    raise AssertionError("unreachable")
 
 
 # -- the transform tick: REST pages named by pending markers -----------------------------------
@@ -264,28 +312,53 @@ def _marker_time(lake: Lake, raw_key: str) -> int:
 def _candle_partition(lake: Lake, partition: str, raw_keys: List[str]) -> TransformResult:
     _, interval, symbol, date = layout.candle_partition_of_raw(raw_keys[0])
     try:
-        existing = read_partition(lake, partition, CANDLES)
+        reads = [read_stored(lake, partition, CANDLES)]  # before the pages: an unreadable one is rebuilt instead
+        result = TransformResult(partitions=[partition])
+        pages = _page_tables(lake, partition, symbol, interval, date, raw_keys, result)
+
+        def attempt() -> Optional[pa.Table]:
+            # After a conflict, read again: these pages are merged over the winner's rows.
+            stored = reads.pop() if reads else read_stored(lake, partition, CANDLES)
+            merged = _merge_candles(stored.rows, pages, raw_keys)
+            if merged is not None:
+                write_partition(lake, partition, merged, stored.version)
+            return merged
+
+        merged = retry_on_conflict(partition, attempt)
     except Rejected as exc:
         log.warning("%s: %s; rebuilding it from raw", partition, exc)
         return _rebuild_candle_day(lake, symbol, interval, date, StoredArchive(lake, symbol, interval), raw_keys)
-    result = TransformResult(partitions=[partition])
-    _fold_pages(lake, partition, symbol, interval, date, raw_keys, existing, result)
+    _count_written(result, symbol, merged)
     return result
 
 
-def _fold_pages(lake: Lake, partition: str, symbol: str, interval: str, date: str, raw_keys: Sequence[str],
-                existing: Optional[pa.Table], result: TransformResult) -> None:
-    """``existing`` rows, then each REST page in key order, merged and written (if any)."""
+def _page_tables(lake: Lake, partition: str, symbol: str, interval: str, date: str, raw_keys: Sequence[str],
+                 result: TransformResult) -> List[pa.Table]:
+    """Each REST page's rows in key order (rejects quarantined once, whatever the retries)."""
+    tables = []
     for key in raw_keys:
         batch = gather(lake, [key], CANDLES.name, result)
         new, rejected = candles_table(symbol, interval, batch.rows, batch.ingested_at, batch.source_keys, date)
         quarantine_rows(lake, partition, key, rejected)
         result.quarantined_rows += len(rejected)
-        existing = new if existing is None else pa.concat_tables([existing, new])
-    if existing is None or (existing.num_rows == 0 and not raw_keys):
-        return  # no source holds this day (an archive file's pre-listing days)
-    merged = dedupe(existing, CANDLES)
-    write_partition(lake, partition, merged)
+        tables.append(new)
+    return tables
+
+
+def _merge_candles(base: Optional[pa.Table], pages: List[pa.Table], raw_keys: Sequence[str]) -> Optional[pa.Table]:
+    """``base`` rows, then the pages (a later one wins a minute), merged; None: nothing to write."""
+    tables = ([] if base is None else [base]) + pages
+    if not tables:
+        return None
+    combined = pa.concat_tables(tables)
+    if combined.num_rows == 0 and not raw_keys:
+        return None  # no source holds this day (an archive file's pre-listing days)
+    return dedupe(combined, CANDLES)
+
+
+def _count_written(result: TransformResult, symbol: str, merged: Optional[pa.Table]) -> None:
+    if merged is None:
+        return
     result.rows_written += merged.num_rows
     if merged.num_rows:
         last = pc.max(merged["candle_close_time"]).cast(pa.int64()).as_py()
@@ -318,11 +391,21 @@ def rebuild_candles(lake: Lake, symbol: str, interval: str = "1m", dates: Option
 
 def _rebuild_candle_day(lake: Lake, symbol: str, interval: str, date: str, archive: StoredArchive,
                         known_keys: Sequence[str] = ()) -> TransformResult:
-    """One day from its sources; the caller holds the symbol's lock."""
+    """One day from its sources; the caller holds the symbol's lock.
+
+    The partition's version is taken before the raw pages are listed: a writer that folds a page
+    this listing missed writes after that, so this write then fails and the day is derived again.
+    """
     partition = layout.partition(CANDLES, interval=interval, symbol=symbol, date=date)
-    result = TransformResult(partitions=[partition], rebuilt=[partition])
-    derived = derive_candle_day(lake, symbol, interval, date, archive, known_keys)
-    write_derived(lake, partition, CANDLES, derived.days.get(date), derived, result)
+
+    def attempt() -> Tuple[TransformResult, Derivation]:
+        version = lake.version_of(layout.part_key(partition))
+        result = TransformResult(partitions=[partition], rebuilt=[partition])
+        derived = derive_candle_day(lake, symbol, interval, date, archive, known_keys)
+        write_derived(lake, partition, CANDLES, derived.days.get(date), derived, result, version)
+        return result, derived
+
+    result, derived = retry_on_conflict(partition, attempt)
     crash_point("curated")
     unmark(lake, derived.keys, result.missing_raw)
     return result
@@ -446,9 +529,11 @@ def keep_unexplained(existing: Optional[pa.Table], derived: Optional[pa.Table], 
 
 
 def write_derived(lake: Lake, partition: str, table: Table, rows: Optional[pa.Table], derived: Derivation,
-                  result: TransformResult) -> Optional[pa.Table]:
+                  result: TransformResult, version: Version) -> Optional[pa.Table]:
     """Write a derived partition, keeping the curated rows no source explains; quarantine what
-    the derivation could not use. Returns what was written (None: no source holds this day)."""
+    the derivation could not use. Returns what was written (None: no source holds this day).
+    ``version``: the partition's, taken before the derivation listed raw (``WriteConflict`` if
+    another writer wrote it since: derive again)."""
     account(lake, partition, derived, result)
     result.rows_in += rows.num_rows if rows is not None else 0
     merged, kept = keep_unexplained(_existing(lake, partition, table), rows, table)
@@ -459,7 +544,7 @@ def write_derived(lake: Lake, partition: str, table: Table, rows: Optional[pa.Ta
     if merged is None:
         return None
     merged = merged.cast(arrow_schema(table))
-    write_partition(lake, partition, merged)
+    write_partition(lake, partition, merged, version)
     result.rows_written += merged.num_rows
     if table is CANDLES and merged.num_rows:
         result.last_candle_close[layout.symbol_of(partition)] = pc.max(
@@ -526,27 +611,33 @@ def fold_archive_file(lake: Lake, f: ArchiveFile, raw: pa.Table, downloaded_at: 
 
 def _merge_archive_day(lake: Lake, f: ArchiveFile, date: str, rows: pa.Table, ordered: bool) -> None:
     partition = layout.partition(CANDLES, interval=f.interval, symbol=f.symbol, date=date)
-    try:
-        existing = read_partition(lake, partition, CANDLES)
-    except Rejected as exc:
-        # Keep what the other sources hold for this day, then lay this file over it.
-        log.warning("%s: %s; rebuilding it from raw before merging the archive", partition, exc)
-        _rebuild_candle_day(lake, f.symbol, f.interval, date, StoredArchive(lake, f.symbol, f.interval))
-        existing = _readable(lake, partition)
-    if existing is None and ordered:
-        merged = rows  # strictly ascending: already what dedupe would return
-    elif existing is None and pc.count_distinct(rows["candle_open_time"]).as_py() == rows.num_rows:
-        merged = rows.sort_by("candle_open_time")  # what dedupe returns for unique keys, without its group_by
-    else:
-        merged = dedupe(rows if existing is None else pa.concat_tables([existing, rows]), CANDLES)
-    write_partition(lake, partition, merged)
+
+    def attempt() -> None:
+        try:
+            stored = read_stored(lake, partition, CANDLES)
+        except Rejected as exc:
+            # Keep what the other sources hold for this day, then lay this file over it.
+            log.warning("%s: %s; rebuilding it from raw before merging the archive", partition, exc)
+            _rebuild_candle_day(lake, f.symbol, f.interval, date, StoredArchive(lake, f.symbol, f.interval))
+            stored = _readable(lake, partition)
+        existing = stored.rows
+        if existing is None and ordered:
+            merged = rows  # strictly ascending: already what dedupe would return
+        elif existing is None and pc.count_distinct(rows["candle_open_time"]).as_py() == rows.num_rows:
+            merged = rows.sort_by("candle_open_time")  # what dedupe returns for unique keys, without its group_by
+        else:
+            merged = dedupe(rows if existing is None else pa.concat_tables([existing, rows]), CANDLES)
+        write_partition(lake, partition, merged, stored.version)
+
+    retry_on_conflict(partition, attempt)
 
 
-def _readable(lake: Lake, partition: str) -> Optional[pa.Table]:
+def _readable(lake: Lake, partition: str) -> StoredPartition:
+    """The partition as stored; no rows (but its version, to replace it) if still unreadable."""
     try:
-        return read_partition(lake, partition, CANDLES)
-    except Rejected:
-        return None
+        return read_stored(lake, partition, CANDLES)
+    except UnreadablePartition as exc:
+        return StoredPartition(None, exc.version)
 
 
 # -- orders ------------------------------------------------------------------------------------
@@ -615,19 +706,28 @@ def _dates(t: pa.Table, table: Table) -> pa.Array:
 
 
 def _merge_orders(lake: Lake, partition: str, new: pa.Table, rebuild: bool, result: TransformResult) -> pa.Table:
-    existing = None
-    if not rebuild:
-        try:
-            existing = read_partition(lake, partition, ORDERS)
-        except Rejected as exc:
-            # Orders of one creation date may come from many raw pages: rebuild from all of them.
-            log.warning("%s: %s; rebuilding orders of this symbol from raw", partition, exc)
-            result.rebuilt.append(partition)
-            existing = _orders_from_all_raw(lake, partition, result)
-    combined = new if existing is None else pa.concat_tables([existing, new])
-    merged = dedupe(combined, ORDERS)
-    write_partition(lake, partition, merged)
-    return merged
+    tries = 0
+
+    def attempt() -> pa.Table:
+        nonlocal tries
+        tries += 1
+        if rebuild and tries == 1:
+            existing, version = None, lake.version_of(layout.part_key(partition))
+        else:  # after a conflict a rebuild too merges over what the other writer wrote: nothing dropped
+            try:
+                stored = read_stored(lake, partition, ORDERS)
+                existing, version = stored.rows, stored.version
+            except UnreadablePartition as exc:
+                # Orders of one creation date may come from many raw pages: rebuild from all of them.
+                log.warning("%s: %s; rebuilding orders of this symbol from raw", partition, exc)
+                result.rebuilt.append(partition)
+                existing, version = _orders_from_all_raw(lake, partition, result), exc.version
+        combined = new if existing is None else pa.concat_tables([existing, new])
+        merged = dedupe(combined, ORDERS)
+        write_partition(lake, partition, merged, version)
+        return merged
+
+    return retry_on_conflict(partition, attempt)
 
 
 def _orders_from_all_raw(lake: Lake, partition: str, result: TransformResult) -> pa.Table:
@@ -640,17 +740,21 @@ def _orders_from_all_raw(lake: Lake, partition: str, result: TransformResult) ->
 def rebuild_orders(lake: Lake, symbol: str) -> TransformResult:
     """Rewrite every orders partition of ``symbol`` from its raw pages (:func:`derive_orders`),
     keeping curated rows no readable page explains, and the cursor from scratch."""
-    result = TransformResult()
-    with lake_lock(lake, ORDERS.name, symbol):
+    base = layout.partition_prefix(ORDERS, symbol=symbol)
+
+    def attempt() -> TransformResult:
+        # Versions before the raw listing (see _rebuild_candle_day); a conflict derives all again.
+        result = TransformResult()
         lake.delete(layout.orders_index_key(symbol))
-        derived = derive_orders(lake, symbol)
-        base = layout.partition_prefix(ORDERS, symbol=symbol)
-        account(lake, base, derived, result)  # rejected rows of every date, as the tick files them
         curated = {layout.value_of(d) for d in lake.list_children(base) if "date" in layout.values_of(d)}
+        versions = {d: lake.version_of(layout.part_key(layout.partition(ORDERS, symbol=symbol, date=d)))
+                    for d in curated}
+        derived = derive_orders(lake, symbol)
+        account(lake, base, derived, result)  # rejected rows of every date, as the tick files them
         written = []
         for date in sorted(set(derived.days) | curated):
             partition = layout.partition(ORDERS, symbol=symbol, date=date)
-            part = write_derived(lake, partition, ORDERS, derived.days.get(date), derived, result)
+            part = write_derived(lake, partition, ORDERS, derived.days.get(date), derived, result, versions.get(date))
             result.partitions.append(partition)
             result.rebuilt.append(partition)
             if part is not None:
@@ -658,7 +762,10 @@ def rebuild_orders(lake: Lake, symbol: str) -> TransformResult:
         _write_orders_index(lake, symbol, {}, written, derived.sources)
         crash_point("curated")
         unmark(lake, derived.keys, result.missing_raw)
-    return result
+        return result
+
+    with lake_lock(lake, ORDERS.name, symbol):
+        return retry_on_conflict(base, attempt)
 
 
 # -- trades ------------------------------------------------------------------------------------
@@ -699,9 +806,7 @@ def _trades_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool) 
     for date in sorted(set(dates)):
         partition = layout.partition(TRADES, symbol=symbol, date=date)
         part_new = new.filter(pc.equal(pa.array(dates), date))
-        existing = None if rebuild else _readable_or_rebuilt(lake, partition, result)
-        merged = dedupe(part_new if existing is None else pa.concat_tables([existing, part_new]), TRADES)
-        write_partition(lake, partition, merged)
+        merged = _merge_trades(lake, partition, part_new, rebuild, result)
         result.partitions.append(partition)
         result.rows_written += merged.num_rows
         max_id = max(max_id, pc.max(merged[TRADES.key_in_symbol]).as_py())
@@ -712,17 +817,37 @@ def _trades_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool) 
     return result
 
 
-def _readable_or_rebuilt(lake: Lake, partition: str, result: TransformResult) -> Optional[pa.Table]:
-    """The partition's rows; an unreadable one is re-derived from every raw trades page of its day."""
+def _merge_trades(lake: Lake, partition: str, new: pa.Table, rebuild: bool, result: TransformResult) -> pa.Table:
+    """``new`` over the stored partition, written only over the version read (see _merge_orders)."""
+    tries = 0
+
+    def attempt() -> pa.Table:
+        nonlocal tries
+        tries += 1
+        if rebuild and tries == 1:
+            existing, version = None, lake.version_of(layout.part_key(partition))
+        else:  # after a conflict a rebuild too merges over what the other writer wrote: nothing dropped
+            existing, version = _readable_or_rebuilt(lake, partition, result)
+        merged = dedupe(new if existing is None else pa.concat_tables([existing, new]), TRADES)
+        write_partition(lake, partition, merged, version)
+        return merged
+
+    return retry_on_conflict(partition, attempt)
+
+
+def _readable_or_rebuilt(lake: Lake, partition: str, result: TransformResult) -> Tuple[Optional[pa.Table], Version]:
+    """The partition's rows and version; an unreadable one is re-derived from every raw trades
+    page of its day (the version is the unreadable file's, which the write replaces)."""
     try:
-        return read_partition(lake, partition, TRADES)
-    except Rejected as exc:
+        stored = read_stored(lake, partition, TRADES)
+        return stored.rows, stored.version
+    except UnreadablePartition as exc:
         log.warning("%s: %s; rebuilding trades of this day from raw", partition, exc)
         result.rebuilt.append(partition)
         symbol, date = layout.symbol_of(partition), layout.date_of(partition)
         batch = gather(lake, lake.list_keys(layout.raw_prefix(TRADES, symbol=symbol)), TRADES.name, result)
         t, _ = trades_table(batch.rows, batch.ingested_at, batch.source_keys)
-        return t.filter(pc.equal(_dates(t, TRADES), date)) if t.num_rows else None
+        return (t.filter(pc.equal(_dates(t, TRADES), date)) if t.num_rows else None), exc.version
 
 
 def rebuild_trades(lake: Lake, symbol: str) -> TransformResult:

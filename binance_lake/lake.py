@@ -7,26 +7,45 @@ every listing and reader ignores); on S3 a single PUT is atomic by construction.
 ``write_bytes(..., if_absent=True)`` creates a key only if it does not exist (hard link
 locally, ``If-None-Match: *`` on S3), which makes immutable raw files safe under
 concurrent runs.
+
+``write_if_version(key, data, version)`` is a compare-and-swap: it replaces the key only if it
+still holds the version this writer read (``None``: only if it is still absent), else raises
+``WriteConflict`` and writes nothing. On S3 that is a conditional PutObject (``If-Match: <ETag>``
+or ``If-None-Match: *``; "How to prevent object overwrites with conditional writes", Amazon S3
+User Guide, docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html). Locally the
+version is the sha256 of the bytes, re-checked and the file renamed into place inside a short
+critical section under an OS file lock (``fcntl.flock`` on a dot-named ``.<name>.cas`` next to the
+key, which listings ignore), so the check and the replace are one step for every process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import hashlib
 import os
 import threading
 import uuid
 from typing import Any, ContextManager, Iterator, List, Optional, Protocol, Tuple
 
 from binance_lake.crash import crash_point
-from binance_lake.errors import BadInputError, LakeError, StorageError
+from binance_lake.errors import BadInputError, LakeError, StorageError, WriteConflict
 
 TMP_MARK = ".tmp-"
+CAS_MARK = ".cas"  # local compare-and-swap lock files: .<name>.cas, dot-named so listings skip them
 
 
-# What identifies the version of a key that was read, for a later conditional delete: the S3
-# ETag, or (local) the bytes themselves (a lock body is unique per holder: it carries a uuid).
+# What identifies the version of a key that was read, for a later conditional write or delete:
+# the S3 ETag, or (local) the sha256 of the bytes. Equal bytes are the same version on purpose: a
+# merge over identical content is still a merge over what is stored.
 Version = Any
+# S3 answers a lost conditional write with 412 PreconditionFailed (the ETag no longer matches, or
+# the key now exists), 409 ConditionalRequestConflict (a concurrent conditional write or delete of
+# the key was in progress: "On a 409 failure you should fetch the object's ETag and retry", S3 API
+# Reference, PutObject, If-Match / If-None-Match), or 404 NoSuchKey for If-Match on a key deleted
+# meanwhile. All of them mean "lost the race", never a storage failure.
+LOST_RACE = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409", "NoSuchKey", "404")
 
 
 class Lake(Protocol):
@@ -36,7 +55,9 @@ class Lake(Protocol):
 
     def read_bytes(self, key: str) -> bytes: ...
     def read_with_version(self, key: str) -> Tuple[bytes, Version]: ...
+    def version_of(self, key: str) -> Optional[Version]: ...
     def write_bytes(self, key: str, data: bytes, if_absent: bool = False) -> bool: ...
+    def write_if_version(self, key: str, data: bytes, expected: Optional[Version]) -> Version: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
     def delete_if_match(self, key: str, version: Version) -> bool: ...
@@ -89,18 +110,25 @@ class LocalLake:
     def exists(self, key: str) -> bool:
         return os.path.exists(self._path(key))
 
+    def _temp_copy(self, key: str, path: str, data: bytes) -> str:
+        """``data`` in a new dot-named temporary file next to ``path`` (fsynced unless deferred)."""
+        directory, name = os.path.split(path)
+        tmp = os.path.join(directory, f".{name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        os.makedirs(directory, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            if not self.defer_sync:
+                os.fsync(fh.fileno())
+        crash_point(f"tmp:{key.split('/', 1)[0]}")  # test hook: die with only the temp file written
+        return tmp
+
     def write_bytes(self, key: str, data: bytes, if_absent: bool = False) -> bool:
         path = self._path(key)
         directory, name = os.path.split(path)
-        tmp = os.path.join(directory, f".{name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        tmp = os.path.join(directory, f".{name}{TMP_MARK}-none")  # replaced below; for the cleanup on error
         try:
-            os.makedirs(directory, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                if not self.defer_sync:
-                    os.fsync(fh.fileno())
-            crash_point(f"tmp:{key.split('/', 1)[0]}")  # test hook: die with only the temp file written
+            tmp = self._temp_copy(key, path, data)
             if if_absent:
                 try:
                     os.link(tmp, path)  # atomic create-if-absent
@@ -122,6 +150,39 @@ class LocalLake:
                 _unlink_quietly(tmp)
             raise StorageError(_os_error_message(self.root, key, exc)) from None
 
+    def write_if_version(self, key: str, data: bytes, expected: Optional[Version]) -> Version:
+        """Replace ``key`` only if it still holds ``expected`` (``None``: only if absent).
+
+        The version check and the rename happen under an exclusive ``flock`` of ``.<name>.cas``,
+        which every conditional write and delete of the key takes: no other process can replace
+        the file between the check and the rename. The data is written to its temporary file
+        before the lock is taken, so the critical section is a hash and a rename.
+        """
+        path = self._path(key)
+        directory, name = os.path.split(path)
+        tmp = os.path.join(directory, f".{name}{TMP_MARK}-none")
+        try:
+            tmp = self._temp_copy(key, path, data)
+            with _flocked(os.path.join(directory, f".{name}{CAS_MARK}")):
+                if _file_version(path) != expected:
+                    raise WriteConflict(f"{key} changed since this run read it (another writer replaced or "
+                                        "created it); nothing was overwritten")
+                os.replace(tmp, path)
+            if self.defer_sync:
+                self._pending().append(path)
+            else:
+                _fsync_dir(directory)
+            return _digest(data)
+        except OSError as exc:
+            raise StorageError(_os_error_message(self.root, key, exc)) from None
+        finally:
+            with contextlib.suppress(OSError):  # gone already after a successful rename; best effort else
+                _unlink_quietly(tmp)
+
+    def version_of(self, key: str) -> Optional[Version]:
+        """The version :meth:`write_if_version` compares with; None if the key is absent."""
+        return _file_version(self._path(key))
+
     def _pending(self) -> List[str]:
         if not hasattr(self._unsynced, "paths"):
             self._unsynced.paths = []
@@ -140,7 +201,7 @@ class LocalLake:
 
     def read_with_version(self, key: str) -> Tuple[bytes, Version]:
         data = self.read_bytes(key)
-        return data, data
+        return data, _digest(data)
 
     @contextlib.contextmanager
     def deferred_sync(self) -> Iterator[None]:
@@ -152,27 +213,17 @@ class LocalLake:
             self.defer_sync = before
 
     def delete_if_match(self, key: str, expected: Version) -> bool:
-        """Delete ``key`` only if it still holds ``expected`` (compare-and-delete for lock takeover).
-
-        The file is first renamed aside (atomic), compared, then removed; if it changed, it is
-        linked back unless a new one was created meanwhile.
-        """
+        """Delete ``key`` only if it still holds ``expected`` (compare-and-delete for lock takeover
+        and release), under the same ``flock`` as :meth:`write_if_version`."""
         path = self._path(key)
         directory, name = os.path.split(path)
-        aside = os.path.join(directory, f".{name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        try:
-            os.rename(path, aside)
-        except FileNotFoundError:
+        if not os.path.isdir(directory):
             return False
-        try:
-            with open(aside, "rb") as fh:
-                if fh.read() == expected:
-                    return True
-            with contextlib.suppress(FileExistsError):
-                os.link(aside, path)  # not ours to delete: put it back
-            return False
-        finally:
-            _unlink_quietly(aside)
+        with _flocked(os.path.join(directory, f".{name}{CAS_MARK}")):
+            if _file_version(path) != expected:
+                return False
+            _unlink_quietly(path)
+            return True
 
     def list_keys(self, prefix: str) -> List[str]:
         base = self._path(prefix.rstrip("/")) if prefix else self.root
@@ -265,14 +316,42 @@ class S3Lake:
         yield
 
     def delete_if_match(self, key: str, etag: Version) -> bool:
-        """Delete only the version that was read (S3 conditional delete); False if it changed."""
+        """Delete only the version that was read (S3 conditional delete); False if it changed
+        (412), is gone (404) or a concurrent conditional request on it won (409)."""
         try:
             self.s3.delete_object(Bucket=self.bucket, Key=self._key(key), IfMatch=etag)
             return True
         except Exception as exc:
-            if _s3_code(exc) in ("PreconditionFailed", "412", "NoSuchKey", "404"):
+            if _s3_code(exc) in LOST_RACE:
                 return False
             raise self._fail(key, exc) from None
+
+    def version_of(self, key: str) -> Optional[Version]:
+        """The ETag :meth:`write_if_version` compares with; None if the key is absent."""
+        try:
+            return self.s3.head_object(Bucket=self.bucket, Key=self._key(key))["ETag"]
+        except Exception as exc:
+            if _s3_code(exc) in ("NoSuchKey", "404", "NotFound") or self._absent_behind_403(key, exc):
+                return None
+            raise self._fail(key, exc) from None
+
+    def write_if_version(self, key: str, data: bytes, expected: Optional[Version]) -> Version:
+        """Conditional PutObject: ``If-Match: <ETag read>``, or ``If-None-Match: *`` for a key that
+        was absent. S3 accepts ``If-Match`` on PutObject since 2024-11-25 (AWS What's New, "Amazon
+        S3 adds new functionality for conditional writes"); botocore must know the parameter:
+        checked in 1.44.8, which the Lambda bundles and the Glue wheels pin (Glue 5.0's own 1.34.131
+        lacks even ``IfNoneMatch``). moto checks ``If-Match`` on PutObject since getmoto/moto#8869
+        (May 2025); 5.2.5 answers 412 on a mismatch and 404 on a missing key, as S3 does."""
+        kwargs = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
+        try:
+            reply = self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **kwargs)
+        except Exception as exc:
+            if _s3_code(exc) in LOST_RACE:
+                raise WriteConflict(f"s3://{self.bucket}/{self._key(key)} changed since this run read it "
+                                    f"(S3 {_s3_code(exc)}: another writer replaced or created it); "
+                                    "nothing was overwritten") from None
+            raise self._fail(key, exc) from None
+        return reply["ETag"]
 
     def exists(self, key: str) -> bool:
         try:
@@ -301,7 +380,7 @@ class S3Lake:
             self.s3.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **kwargs)
             return True
         except Exception as exc:
-            if if_absent and _s3_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            if if_absent and _s3_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
                 return False
             raise self._fail(key, exc) from None
 
@@ -349,6 +428,30 @@ def open_lake(uri: str, s3_client: Optional[object] = None) -> Lake:
 
 def _s3_code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_version(path: str) -> Optional[str]:
+    try:
+        with open(path, "rb") as fh:
+            return _digest(fh.read())
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+@contextlib.contextmanager
+def _flocked(lock_path: str) -> Iterator[None]:
+    """An exclusive OS lock on ``lock_path`` for the block (released by close, even if the process
+    dies). flock locks belong to the open file, so threads of one process exclude each other too."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(directory: str) -> None:

@@ -5,11 +5,16 @@ files). Two transforms of the same symbol at once would each merge their own vie
 the last writer would drop the other's rows, then both delete their markers: rows lost.
 Holding this lock across read-merge-write-unmark makes those steps serial per symbol.
 
-The lock is a key created only if absent (hard link locally, ``If-None-Match: *`` on
-S3) holding ``{owner, host, pid, expires_at}``. A holder that died is taken over when
-its lease expires or, on a local lake, at once when its pid no longer exists on this
-host (a SIGKILLed run must not block the rerun). Extraction never takes it: raw files
-are immutable with deterministic or unique keys.
+The lock is a key created only if absent (``Lake.write_if_version(..., None)``: an OS-locked
+check locally, ``If-None-Match: *`` on S3) holding ``{owner, host, pid, pid_start, expires_at}``.
+While the holder works, a heartbeat thread renews the lease (a conditional write on the version it
+last wrote), so a long rebuild or a paused merge never outlives it. A holder is taken over when
+it is gone: on a local lake when its pid no longer runs on this host (at once: a SIGKILLed run
+must not block the rerun; a live pid is never taken over, expired or not), elsewhere when its
+lease expired without renewal. A holder whose renewal finds the lock replaced has lost it and
+stops writing (``LeaseLost``). The lease is an optimisation: what guarantees that no writer
+drops another's rows is the compare-and-swap of every curated write (``binance_lake.fold``).
+Extraction never takes it: raw files are immutable with deterministic or unique keys.
 """
 
 from __future__ import annotations
@@ -22,13 +27,15 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, Optional, Tuple
 
-from binance_lake.errors import LockHeldError, StorageError
+from binance_lake.errors import LeaseLost, LockHeldError, StorageError, WriteConflict
 from binance_lake.lake import Lake, Version
 from binance_lake.layout import lock_key
 
 LEASE_S = 300.0  # far longer than one symbol's transform; only a dead holder's lock gets this old
+RENEWALS_PER_LEASE = 3  # renew every third of the lease: two renewals may fail before it lapses
 WAIT_S = 600.0
 # On S3 a killed holder cannot be detected (no pid to check), so its lock blocks transforms of
 # that symbol until the lease ends: the next 5-minute tick. Operators (and tests) may shorten it.
@@ -55,31 +62,95 @@ def _thread_lock(lake: Lake, key: str) -> threading.Lock:
         return _THREAD_LOCKS.setdefault((lake.uri, key), threading.Lock())
 
 
+@dataclass
+class Lease:
+    """This process's hold on one lock key: what it last wrote there, and whether it lost it."""
+
+    lake: Lake
+    key: str
+    owner: str
+    lease_s: float
+    version: Version = None
+    lost: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def body(self) -> bytes:
+        return json.dumps({"owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(),
+                           "pid_start": _pid_start(os.getpid()), "expires_at": time.time() + self.lease_s}).encode()
+
+    def renew(self) -> None:
+        """Push ``expires_at`` forward, only over the lock this holder last wrote."""
+        try:
+            self.version = self.lake.write_if_version(self.key, self.body(), self.version)
+        except WriteConflict:
+            self.lost.set()
+            log.error("lease %s was taken over while this run worked (it stalled longer than the %.0fs lease); "
+                      "it stops writing", self.key, self.lease_s)
+        except StorageError as exc:  # S3 unreachable for a moment: try again at the next beat
+            log.warning("could not renew lease %s: %s", self.key, exc)
+
+    def check(self) -> None:
+        """Raise ``LeaseLost`` if another run took this lease over: stop before writing."""
+        if self.lost.is_set():
+            raise LeaseLost(f"{self.key} was taken over by another run while this one worked (it stalled longer "
+                            f"than the {self.lease_s:.0f}s lease, {LEASE_ENV}); nothing of the other run was "
+                            "overwritten and this run's input stays pending in raw: rerun it")
+
+
+# The lease each (lake, lock key) is held under by this process; at most one (threads queue first).
+_HELD: Dict[Tuple[str, str], Lease] = {}
+
+
+def check_held(lake: Lake, table: str, symbol: str) -> None:
+    """Before a curated write: raise ``LeaseLost`` if this process's lease on (table, symbol) was
+    taken over. Writing without holding a lease is allowed (the conditional write still guards)."""
+    lease = _HELD.get((lake.uri, lock_key(table, symbol)))
+    if lease is not None:
+        lease.check()
+
+
 @contextlib.contextmanager
 def lake_lock(lake: Lake, table: str, symbol: str, lease_s: Optional[float] = None, wait_s: float = WAIT_S
-              ) -> Iterator[None]:
+              ) -> Iterator[Lease]:
     """The (table, symbol) writer lock: held by every write of that symbol's curated partitions."""
-    key, owner = lock_key(table, symbol), uuid.uuid4().hex
+    key = lock_key(table, symbol)
     local = _thread_lock(lake, key)
     if not local.acquire(timeout=wait_s):
         raise LockHeldError(f"{key} is held by another run (a thread of this process) for over {wait_s:.1f}s")
     try:
-        _acquire(lake, key, owner, default_lease_s() if lease_s is None else lease_s, wait_s)
+        lease = Lease(lake, key, uuid.uuid4().hex, default_lease_s() if lease_s is None else lease_s)
+        _acquire(lease, wait_s)
+        beat = threading.Thread(target=_heartbeat, args=(lease,), name=f"lease {key}", daemon=True)
+        _HELD[(lake.uri, key)] = lease
+        beat.start()
         try:
-            yield
+            yield lease
         finally:
-            _release(lake, key, owner)
+            lease.done.set()
+            beat.join()
+            _HELD.pop((lake.uri, key), None)
+            _release(lease)
     finally:
         local.release()
 
 
-def _acquire(lake: Lake, key: str, owner: str, lease_s: float, wait_s: float) -> None:
+def _heartbeat(lease: Lease) -> None:
+    # A daemon thread: a SIGKILLed or crashed holder stops renewing, and its lease then runs out.
+    while not lease.done.wait(lease.lease_s / RENEWALS_PER_LEASE):
+        lease.renew()
+        if lease.lost.is_set():
+            return
+
+
+def _acquire(lease: Lease, wait_s: float) -> None:
+    lake, key = lease.lake, lease.key
     deadline, pause, told = time.time() + wait_s, 0.02, False
     while True:
-        body = {"owner": owner, "host": socket.gethostname(), "pid": os.getpid(),
-                "expires_at": time.time() + lease_s}
-        if lake.write_bytes(key, json.dumps(body).encode(), if_absent=True):
+        try:
+            lease.version = lake.write_if_version(key, lease.body(), None)
             return
+        except WriteConflict:
+            pass  # held (or being taken over): look at who holds it
         held, etag = _read(lake, key)
         if held is not None and _stale(lake, held):
             _delete_stale(lake, key, etag)  # the holder is gone; the next create decides who takes over
@@ -132,13 +203,15 @@ def _delete_stale(lake: Lake, key: str, version: Version) -> None:
 
 
 def _stale(lake: Lake, held: Dict[str, Any]) -> bool:
-    if float(held.get("expires_at", 0)) < time.time():
-        return True
-    local = lake.local_path("") is not None and held.get("host") == socket.gethostname()
-    return local and not _pid_alive(int(held.get("pid", 0)))
+    # Liveness first: a holder on this host whose process still runs is working (its heartbeat
+    # renews the lease; if it is stopped or paused it still means to write), so it is never
+    # taken over, however old its lease. Only where no pid can be checked does expiry decide.
+    if lake.local_path("") is not None and held.get("host") == socket.gethostname():
+        return not _pid_alive(int(held.get("pid", 0)), held.get("pid_start"))
+    return float(held.get("expires_at", 0)) < time.time()
 
 
-def _pid_alive(pid: int) -> bool:
+def _pid_alive(pid: int, started: Any = None) -> bool:
     if pid <= 0:
         return False
     try:
@@ -146,11 +219,21 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    # The pid may have been reused by a new process since the holder died: compare start times.
+    return started is None or _pid_start(pid) in (None, started)
 
 
-def _release(lake: Lake, key: str, owner: str) -> None:
-    held, _ = _read(lake, key)
-    if held is not None and held.get("owner") == owner:
-        lake.delete(key)
+def _pid_start(pid: int) -> Optional[int]:
+    """The process's start time in clock ticks since boot (Linux /proc/<pid>/stat field 22), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _release(lease: Lease) -> None:
+    # Only the lock this holder last wrote: a lock taken over meanwhile belongs to its new holder.
+    if not lease.lost.is_set():
+        lease.lake.delete_if_match(lease.key, lease.version)

@@ -61,7 +61,16 @@ from binance_lake.errors import (
     Rejected,
     StorageError,
 )
-from binance_lake.fold import derive_candle_day, derive_orders, keep_unexplained, read_partition, write_partition
+from binance_lake.fold import (
+    UnreadablePartition,
+    derive_candle_day,
+    derive_orders,
+    keep_unexplained,
+    read_partition,
+    read_stored,
+    retry_on_conflict,
+    write_partition,
+)
 from binance_lake.lake import Lake
 from binance_lake.lock import WAIT_S, lake_lock
 from binance_lake.query import subtract_ranges
@@ -267,12 +276,20 @@ def verify_partition(lake: Lake, ref: PartitionRef, opts: VerifyOptions,
             # named); a dry run changes nothing, so it compares without the lock.
             if opts.repair:
                 raise
-        _check(lake, ref, rule, opts, report, context)
+        retry_on_conflict(ref.path, lambda: _check(lake, ref, rule, opts, report, context))
     return report
 
 
 def _check(lake: Lake, ref: PartitionRef, rule: TableRule, opts: VerifyOptions, report: PartitionReport,
            context: Optional[Dict[str, Any]]) -> None:
+    # Curated (and its version) before raw: a writer folding a page this derivation misses writes
+    # after this read, so the repair's conditional write fails and the check runs again.
+    try:
+        stored = read_stored(lake, ref.path, rule.table)
+        curated, version = stored.rows, stored.version
+    except UnreadablePartition as exc:
+        curated, version = None, exc.version
+        report.curated_unreadable, report.reason = True, f"curated file unreadable: {exc}"
     try:
         derived = derive(lake, ref)
     except DamagedFileError as exc:  # reported, and the partition left as it is: a source is missing
@@ -280,10 +297,6 @@ def _check(lake: Lake, ref: PartitionRef, rule: TableRule, opts: VerifyOptions, 
         return
     report.rejected_rows, report.unusable_raw = derived.rejected_rows, derived.unusable_raw
     report.rows_derived = derived.rows.num_rows if derived.rows is not None else 0
-    try:
-        curated = read_partition(lake, ref.path, rule.table)
-    except Rejected as exc:
-        curated, report.curated_unreadable, report.reason = None, True, f"curated file unreadable: {exc}"
     report.rows_curated = curated.num_rows if curated is not None else 0
     diff = compare(curated, derived.rows, rule.key)
     report.missing, report.extra, report.changed = len(diff.missing), len(diff.extra), len(diff.changed)
@@ -294,7 +307,7 @@ def _check(lake: Lake, ref: PartitionRef, rule: TableRule, opts: VerifyOptions, 
     if ref.table == "candles":
         _gaps(ref, curated, derived.rows, context or {}, report)
     if opts.repair and (report.differs or (diff.extra and opts.quarantine_unexplained)):
-        _repair(lake, ref, rule, opts, curated, derived.rows, diff.extra, report)
+        _repair(lake, ref, rule, opts, curated, derived.rows, diff.extra, report, version)
     report.status = _status(report)
 
 
@@ -319,7 +332,7 @@ def _gaps(ref: PartitionRef, curated: Optional[pa.Table], derived: Optional[pa.T
 
 
 def _repair(lake: Lake, ref: PartitionRef, rule: TableRule, opts: VerifyOptions, curated: Optional[pa.Table],
-            derived: Optional[pa.Table], extra: List[Any], report: PartitionReport) -> None:
+            derived: Optional[pa.Table], extra: List[Any], report: PartitionReport, version: Any) -> None:
     schema = arrow_schema(rule.table)
     rows = derived if derived is not None else schema.empty_table()
     if report.curated_unreadable:
@@ -332,7 +345,7 @@ def _repair(lake: Lake, ref: PartitionRef, rule: TableRule, opts: VerifyOptions,
             # Kept as they are: raw cannot vouch for them, and curated may be their only copy
             # (the rebuild's rule, binance_lake.fold.keep_unexplained).
             rows = keep_unexplained(curated, rows, rule.table)[0]
-    write_partition(lake, ref.path, rows.cast(schema))
+    write_partition(lake, ref.path, rows.cast(schema), version)  # only over the version compared
     report.repaired = True
 
 

@@ -299,7 +299,8 @@ class Catalog(Construct):
 
 
 # S3 actions per job, from the code paths (binance_lake.lake.S3Lake: read_bytes/exists ->
-# GetObject/HeadObject, write_bytes -> PutObject, delete/delete_if_match -> DeleteObject,
+# GetObject/HeadObject, version_of -> HeadObject, write_bytes/write_if_version (If-Match, the
+# curated compare-and-swap) -> PutObject, delete/delete_if_match -> DeleteObject,
 # list_* -> ListObjectsV2).
 # Backfill (binance_lake.aws.spark -> jobs.backfill_file -> fold.fold_archive_file): reads and writes the
 # archive zips and their .sidecar.json under raw/archive/; records exchange gaps under

@@ -5,10 +5,10 @@ which the core's pyarrow casts and S3 conditional writes fail). Same runtime and
 architecture as the extractors, but its own bundle with pinned pyarrow and boto3.
 
 Its role, derived from the S3 calls of the code path (``transform_pending`` ->
-``binance_lake.lake.S3Lake``: read_bytes/exists = GetObject/HeadObject, write_bytes =
-PutObject, delete/delete_if_match = DeleteObject, list_keys/list_children = ListObjectsV2;
-``binance_lake.lock``: PutObject ``IfNoneMatch`` + GetObject + DeleteObject ``IfMatch`` on
-``curated/_locks/``):
+``binance_lake.lake.S3Lake``: read_bytes/exists/version_of = GetObject/HeadObject,
+write_bytes/write_if_version = PutObject, delete/delete_if_match = DeleteObject,
+list_keys/list_children = ListObjectsV2; ``binance_lake.lock``: PutObject ``IfNoneMatch`` (create)
+and ``IfMatch`` (renewal) + GetObject + DeleteObject ``IfMatch`` on ``curated/_locks/``):
 
 * read ``raw/*`` (pending markers, REST raw files, the day's archive share);
 * delete only ``raw/_pending/*`` (markers once curated) and ``raw/klines/*``/``raw/orders/*``/``raw/trades/*``

@@ -70,7 +70,7 @@ def read(lake: LocalLake, partition: str) -> pa.Table:
 
 
 def write(lake: LocalLake, partition: str, t: pa.Table) -> None:
-    fold.write_partition(lake, partition, t)
+    fold.write_partition(lake, partition, t, lake.version_of(layout.part_key(partition)))
 
 
 def snapshot(root: Path) -> Dict[str, bytes]:

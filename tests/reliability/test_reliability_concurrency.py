@@ -57,10 +57,10 @@ def _lost_update_race(lake, emu, monkeypatch) -> int:
     _raw_day(emu, lake, MAR1, 60, "a")
     real_write, started = fold.write_partition, threading.Event()
 
-    def slow_write(lk, partition, t):
+    def slow_write(lk, partition, t, version):
         started.set()
         time.sleep(0.5)
-        real_write(lk, partition, t)
+        real_write(lk, partition, t, version)
 
     monkeypatch.setattr(fold, "write_partition", slow_write)
     a = threading.Thread(target=fold.transform_pending, args=(lake, ["candles"]))
