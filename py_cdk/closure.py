@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Iterable, List, Optional, Set
+from typing import Iterable, Iterator, List, Optional, Set
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CORE_PACKAGE = "binance_lake"
@@ -35,10 +35,28 @@ def _package_of(path: Path) -> str:
     return ".".join(rel.parts[:-1])  # a module's package; an __init__'s package is its directory
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node but the bodies of ``if TYPE_CHECKING:``: those imports never run (annotations
+    only), like import-linter's ``exclude_type_checking_imports`` in pyproject.toml."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+
+
 def imported_names(path: Path) -> Set[str]:
     """Every module name ``path`` may import (``from a import b`` gives ``a`` and ``a.b``)."""
     names: Set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
