@@ -644,30 +644,45 @@ def _readable(lake: Lake, partition: str) -> StoredPartition:
 
 
 def transform_orders(lake: Lake, markers: Sequence[str], rebuild: bool = False) -> TransformResult:
+    return _transform_per_symbol(lake, ORDERS, markers, lambda sym, keys: _orders_symbol(lake, sym, keys, rebuild))
+
+
+def _transform_per_symbol(lake: Lake, table: Table, markers: Sequence[str],
+                          fold_symbol: Callable[[str, List[str]], TransformResult]) -> TransformResult:
+    """The account tables' tick: each symbol's marked raw pages folded under that symbol's lock
+    (see transform_candles), then their markers deleted."""
     result = TransformResult()
     by_symbol: Dict[str, List[str]] = defaultdict(list)
     for marker in markers:
         raw_key = layout.raw_key_of_marker(marker)
         by_symbol[layout.symbol_of(raw_key)].append(raw_key)
     for symbol, raw_keys in sorted(by_symbol.items()):
-        with lake_lock(lake, ORDERS.name, symbol):  # see transform_candles
-            part = _orders_symbol(lake, symbol, sorted(raw_keys), rebuild)
+        with lake_lock(lake, table.name, symbol):
+            part = fold_symbol(symbol, sorted(raw_keys))
             crash_point("curated")
             unmark(lake, raw_keys, part.missing_raw)
         result.add(part)
     return result
 
 
-def _orders_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool) -> TransformResult:
-    result = TransformResult()
-    batch = gather(lake, raw_keys, ORDERS.name, result)
-    new, rejected = orders_table(batch.rows, batch.ingested_at, batch.source_keys)
-    wrong_symbol = pc.not_equal(new[ORDERS.symbol_column], symbol)
+def _symbol_rows(lake: Lake, table: Table, symbol: str, raw_keys: List[str], convert: Callable[..., Any],
+                 result: TransformResult) -> Tuple[pa.Table, RawBatch]:
+    """One symbol's raw pages as typed rows; rows that break a type, or name another symbol, are
+    quarantined (a page is filed under the symbol it was asked for)."""
+    batch = gather(lake, raw_keys, table.name, result)
+    new, rejected = convert(batch.rows, batch.ingested_at, batch.source_keys)
+    wrong_symbol = pc.not_equal(new[table.symbol_column], symbol)
     if new.num_rows and pc.any(wrong_symbol).as_py():
         rejected += [(r, f"symbol is not {symbol}") for r in new.filter(wrong_symbol).to_pylist()]
         new = new.filter(pc.invert(wrong_symbol))
-    quarantine_rows(lake, layout.partition_prefix(ORDERS, symbol=symbol), raw_keys[0] if raw_keys else "x", rejected)
+    quarantine_rows(lake, layout.partition_prefix(table, symbol=symbol), raw_keys[0] if raw_keys else "x", rejected)
     result.quarantined_rows += len(rejected)
+    return new, batch
+
+
+def _orders_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool) -> TransformResult:
+    result = TransformResult()
+    new, batch = _symbol_rows(lake, ORDERS, symbol, raw_keys, orders_table, result)
     dates = _dates(new, ORDERS).to_pylist() if new.num_rows else []
     index = read_orders_index(lake, symbol)
     merged_parts = []
@@ -774,30 +789,12 @@ def rebuild_orders(lake: Lake, symbol: str) -> TransformResult:
 def transform_trades(lake: Lake, markers: Sequence[str], rebuild: bool = False) -> TransformResult:
     """Raw myTrades pages -> curated trades, one row per (symbol, trade id): a trade fetched twice
     (a rerun, an orderId page overlapping a fromId page) stays one row. Under the symbol's lock."""
-    result = TransformResult()
-    by_symbol: Dict[str, List[str]] = defaultdict(list)
-    for marker in markers:
-        raw_key = layout.raw_key_of_marker(marker)
-        by_symbol[layout.symbol_of(raw_key)].append(raw_key)
-    for symbol, raw_keys in sorted(by_symbol.items()):
-        with lake_lock(lake, TRADES.name, symbol):
-            part = _trades_symbol(lake, symbol, sorted(raw_keys), rebuild)
-            crash_point("curated")
-            unmark(lake, raw_keys, part.missing_raw)
-        result.add(part)
-    return result
+    return _transform_per_symbol(lake, TRADES, markers, lambda sym, keys: _trades_symbol(lake, sym, keys, rebuild))
 
 
 def _trades_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool) -> TransformResult:
     result = TransformResult()
-    batch = gather(lake, raw_keys, TRADES.name, result)
-    new, rejected = trades_table(batch.rows, batch.ingested_at, batch.source_keys)
-    wrong_symbol = pc.not_equal(new[TRADES.symbol_column], symbol)
-    if new.num_rows and pc.any(wrong_symbol).as_py():
-        rejected += [(r, f"symbol is not {symbol}") for r in new.filter(wrong_symbol).to_pylist()]
-        new = new.filter(pc.invert(wrong_symbol))
-    quarantine_rows(lake, layout.partition_prefix(TRADES, symbol=symbol), raw_keys[0] if raw_keys else "x", rejected)
-    result.quarantined_rows += len(rejected)
+    new, batch = _symbol_rows(lake, TRADES, symbol, raw_keys, trades_table, result)
     dates = _dates(new, TRADES).to_pylist() if new.num_rows else []
     index = {} if rebuild else read_trades_index(lake, symbol)
     max_id = int(index.get("max_trade_id", -1))
