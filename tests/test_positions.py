@@ -1,14 +1,17 @@
-"""The positions view (average cost) against hand-computed books."""
+"""The positions view (average cost) against hand-computed books, in both renderings: the DuckDB
+view, and the Athena (Trino) view run through sqlglot into DuckDB (tests/trino_sql.py)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 import duckdb
+import pytest
 
 from binance_lake.columns import trades_table
-from binance_lake.positions import register_positions
+from binance_lake.positions import ATHENA, positions_view, register_positions
 from tests.conftest import NOW_MS
+from tests.trino_sql import trino_to_duckdb
 
 D = Decimal
 
@@ -19,18 +22,35 @@ def _trade(tid, symbol, buyer, qty, quote, fee, asset, order_id=1):
             "commissionAsset": asset, "time": NOW_MS + tid, "isBuyer": buyer, "isMaker": False, "isBestMatch": True}
 
 
-def positions(trades):
+def _athena(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(trino_to_duckdb(positions_view(ATHENA)))
+
+
+RENDERINGS = {"duckdb": register_positions, "athena": _athena}
+
+
+@pytest.fixture(params=sorted(RENDERINGS))
+def rendering(request):
+    return request.param
+
+
+def positions_by(register, trades):
     t, rejected = trades_table(trades, [1] * len(trades), ["k"] * len(trades))
     assert rejected == []
     con = duckdb.connect()
     con.register("trades_rows", t.sort_by("trade_id").take(list(reversed(range(t.num_rows)))))  # order from SQL
     con.execute("CREATE VIEW trades AS SELECT * FROM trades_rows")
-    register_positions(con)
+    register(con)
     cols = [d[0] for d in con.execute("SELECT * FROM positions").description]
     return {r[0]: dict(zip(cols, r)) for r in con.execute("SELECT * FROM positions").fetchall()}
 
 
-def test_partial_fills_bnb_fees_and_a_full_round_trip():
+@pytest.fixture
+def positions(rendering):
+    return lambda trades: positions_by(RENDERINGS[rendering], trades)
+
+
+def test_partial_fills_bnb_fees_and_a_full_round_trip(positions):
     p = positions([
         _trade(1, "BTCUSDT", True, "1.0", "100", "0.001", "BNB", order_id=7),    # order 7, first fill
         _trade(2, "BTCUSDT", True, "0.5", "65", "0.065", "USDT", order_id=7),    # order 7, second fill @130
@@ -44,7 +64,7 @@ def test_partial_fills_bnb_fees_and_a_full_round_trip():
     assert p["fees"] == {"BNB": D("0.0012"), "USDT": D("0.173")}
 
 
-def test_average_cost_changes_on_buys_only_and_rounds_down_to_1e8():
+def test_average_cost_changes_on_buys_only_and_rounds_down_to_1e8(positions):
     p = positions([
         _trade(1, "BTCUSDT", True, "3", "100", "0", "USDT"),    # average 33.333333333...
         _trade(2, "BTCUSDT", False, "1", "40", "0", "USDT"),    # basis 33.33333333, +6.66666667
@@ -54,7 +74,7 @@ def test_average_cost_changes_on_buys_only_and_rounds_down_to_1e8():
     assert p["avg_cost"] == D("39.16666666") and p["realized_pnl"] == D("6.66666667")
 
 
-def test_a_sell_beyond_the_known_history_is_unmatched_not_profit_and_symbols_are_separate():
+def test_a_sell_beyond_the_known_history_is_unmatched_not_profit_and_symbols_are_separate(positions):
     p = positions([
         _trade(1, "ETHUSDT", False, "1", "50", "0.05", "USDT"),  # sold before the lake's first trade
         _trade(2, "ETHUSDT", True, "2", "100", "0.1", "USDT"),
