@@ -28,6 +28,7 @@ from constructs import Construct
 from binance_lake import layout
 from binance_lake.aws.metrics import METRIC_NAMESPACE
 from binance_lake.aws.settings import BackfillSettings, GlueSettings, VerifySettings
+from binance_lake.positions import ATHENA, positions_view
 from binance_lake.schema import REDERIVED_TABLES, TABLES, Table
 from binance_lake.sources.archive import ArchiveConfig
 from py_cdk import bundling, nag
@@ -87,13 +88,15 @@ class Catalog(Construct):
                  stage_name: str) -> None:
         super().__init__(scope, construct_id)
         self._storage, self._settings = storage, settings
-        self.database = glue.Database(self, "Database", database_name=f"binance_lake_{stage_name.lower()}",
+        self.database_name = f"binance_lake_{stage_name.lower()}"
+        self.database = glue.Database(self, "Database", database_name=self.database_name,
                                       description="binance-lake curated tables (Parquet, partition projection)")
         # Fixed names: retained like the data in Prod but never on a rolled-back create (a retry
         # would fail with AlreadyExists), deleted with Beta (py_cdk/storage.py, removal_policy).
         self.database.apply_removal_policy(storage.removal_policy)
         self.tables = {name: self._table(table) for name, table in TABLES.items()}
         self.workgroup = self._workgroup(stage_name)
+        self.positions_query = self._positions_query(stage_name)
         self.glue_wheels = bundling.glue_wheel_names()
         # The core wheel and the pinned wheels, under their real file names (pip insists on them).
         self.core_wheel = s3deploy.BucketDeployment(
@@ -151,6 +154,23 @@ class Catalog(Construct):
                         encryption_option="SSE_KMS", kms_key=self._storage.key.key_arn)),
             ),
         )
+
+    def _positions_query(self, stage_name: str) -> athena.CfnNamedQuery:
+        """The ``positions`` view for Athena (binance_lake/positions.py, Trino rendering), as a saved
+        query in the stack's workgroup: running it once creates or replaces the view in the database
+        (docs/trades.md). A saved query rather than a Glue VIRTUAL_VIEW table: Athena builds the
+        view's catalog entry itself, so the stack never writes Athena's private view encoding.
+        CloudFormation: AWS::Athena::NamedQuery (Database, QueryString <= 262,144 chars, WorkGroup);
+        every property change replaces the resource, so a new view text simply redeploys it."""
+        query = athena.CfnNamedQuery(
+            self, "PositionsView", name=f"binance-lake-{stage_name.lower()} positions view",
+            description="Creates or replaces the positions view (average cost, realized P&L, fees per "
+                        "asset) over trades; run it once after a deploy that changes it",
+            # Refs: created after the database and the workgroup. The view's text names the table
+            # literally (a token would turn it into an Fn::Join).
+            database=self.database.database_name, work_group=self.workgroup.ref,
+            query_string=positions_view(ATHENA, trades=f'"{self.database_name}"."trades"'))
+        return query
 
     # ------------------------------------------------------------------ jobs
 

@@ -8,6 +8,7 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
 
+from binance_lake.positions import ATHENA, positions_view
 from binance_lake.schema import TABLES
 from py_cdk import bundling
 from py_cdk.catalog import VERIFY_CRON, Catalog
@@ -229,3 +230,20 @@ def test_fixed_name_glue_resources_retry_safe_in_prod_deleted_in_beta(synth: Syn
     for type_ in ("AWS::Glue::Database", "AWS::Glue::SecurityConfiguration"):
         assert only(synth.prod, type_)["DeletionPolicy"] == "RetainExceptOnCreate", type_
         assert only(synth.beta, type_)["DeletionPolicy"] == "Delete", type_
+
+
+def test_positions_view_is_a_saved_athena_query_in_the_stage_workgroup(synth: Synth) -> None:
+    """The Trino rendering of binance_lake/positions.py, over this stage's trades table, saved in
+    this stage's workgroup and database (running it creates the view: docs/trades.md)."""
+    for template, stack, stage in ((synth.beta, synth.beta_stack, "beta"), (synth.prod, synth.prod_stack, "prod")):
+        query = only(template, "AWS::Athena::NamedQuery")
+        props = query["Properties"]
+        database = f"binance_lake_{stage}"
+        assert props["Database"] == {"Ref": logical_id(stack, stack.catalog.database)}
+        assert props["QueryString"] == positions_view(ATHENA, trades=f'"{database}"."trades"')
+        assert props["QueryString"].startswith("CREATE OR REPLACE VIEW positions AS")
+        workgroup = logical_id(stack, stack.catalog.workgroup)
+        assert props["WorkGroup"] == {"Ref": workgroup}
+        assert only(template, "AWS::Athena::WorkGroup")["Properties"]["Name"] == f"binance-lake-{stage}"
+        assert only(template, "AWS::Glue::Database")["Properties"]["DatabaseInput"]["Name"] == database
+        assert len(props["QueryString"]) <= 262_144  # the NamedQuery limit (CloudFormation reference)
