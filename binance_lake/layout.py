@@ -22,6 +22,7 @@ lake root; partition directories are Hive style (``name=value``)::
     curated/_index/orders/symbol=X.json               orders cursor
     curated/_index/trades/symbol=X.json               trades cursor
     curated/_verify/<started>-<run>.json              verify reports
+    curated/_verify/<started>-<run>-archive.json      the daily verify's REST-against-archive report
     quarantine/<raw key without raw/>(.reason.json)   unusable raw file
     quarantine/<partition without curated/>/<name>    rejected rows
 
@@ -270,6 +271,11 @@ def lock_key(table: str, symbol: str) -> str:
 
 def verify_report_key(started: str, run_id: str) -> str:
     return f"{VERIFY}/{started}-{run_id}.json"
+
+
+def archive_report_key(started: str, run_id: str) -> str:
+    """The daily verify's REST-against-archive report (per minute, both values): next to its verify report."""
+    return f"{VERIFY}/{started}-{run_id}-archive.json"
 
 
 # The transform Lambda's freshness state (binance_lake.aws.freshness): one small object, a hint

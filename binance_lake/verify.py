@@ -592,6 +592,70 @@ def _compare_sources(rest: pa.Table, archived: pa.Table, check: ArchiveCheck) ->
     return diff
 
 
+# Statuses that leave a day for a human: REST and the archive disagree and curated does not hold
+# the archive's values, or the day could not be compared (download, checksum or parse failed).
+ARCHIVE_UNSETTLED = ("mismatch", "failed")
+ARCHIVE_STATUSES = ("match", "settled", "mismatch", "adopted", "not-published", "no-rest", "failed")
+
+
+def archive_dates(now_ms: int, days_back: int, lag_days: int, start: Optional[str] = None,
+                  end: Optional[str] = None) -> List[str]:
+    """The days to compare with the archive: ``[start, end)`` when given (the operator's choice),
+    else the ``days_back`` days ending ``lag_days`` before yesterday, i.e. old enough for Binance
+    to have published their daily files (the horizon is documented in docs/reliability.md)."""
+    if start:
+        return date_range(now_ms, days_back, start, end)
+    return date_range(now_ms - lag_days * MS_PER_DAY, days_back)
+
+
+@dataclass
+class ArchiveRun:
+    """A report-only run of :func:`against_archive` over symbols x intervals x days (the daily Glue
+    verify): stored whole as ``curated/_verify/<started>-<run>-archive.json``."""
+
+    run_id: str
+    lake: str
+    dates: List[str]
+    started_at: str
+    checks: List[ArchiveCheck] = field(default_factory=list)
+    report_key: Optional[str] = None
+
+    def summary(self) -> Dict[str, int]:
+        by = {s: sum(1 for c in self.checks if c.status == s) for s in ARCHIVE_STATUSES}
+        return {"days": len(self.checks), **{k.replace("-", "_"): v for k, v in by.items()},
+                "unsettled": sum(by[s] for s in ARCHIVE_UNSETTLED),
+                "minutes_differing": sum(c.differing for c in self.checks),
+                "minutes_only_archive": sum(c.only_archive for c in self.checks),
+                "minutes_only_rest": sum(c.only_rest for c in self.checks)}
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"run_id": self.run_id, "lake": self.lake, "dates": self.dates, "started_at": self.started_at,
+                "mode": "report-only", "winner": "archive", "report_key": self.report_key,
+                "summary": self.summary(), "checks": [asdict(c) for c in self.checks]}
+
+    def line(self) -> str:
+        s = self.summary()
+        span = f"{self.dates[0]}..{self.dates[-1]}" if self.dates else "-"
+        counts = ", ".join(f"{s[k.replace('-', '_')]} {k}" for k in ARCHIVE_STATUSES)
+        return (f"against the archive {span}: {s['days']} days, {counts}; minutes {s['minutes_differing']} "
+                f"differing, {s['minutes_only_archive']} only in the archive, {s['minutes_only_rest']} only in REST"
+                + (f"; report {self.report_key}" if self.report_key else "")
+                + "".join(f"\n  {c.symbol} {c.interval} {c.date}: {c.status}" + (f" ({c.reason})" if c.reason else "")
+                          for c in self.checks if c.status in ARCHIVE_UNSETTLED))
+
+
+def start_archive_run(lake: Lake, dates: Sequence[str], run_id: str = "") -> ArchiveRun:
+    return ArchiveRun(new_run_id(run_id), lake.uri, list(dates), _now_iso())
+
+
+def finish_archive(lake: Lake, run: ArchiveRun) -> ArchiveRun:
+    """Store the run's report (every check, each differing minute with both values); never curated."""
+    stamp = run.started_at.replace("-", "").replace(":", "")
+    run.report_key = layout.archive_report_key(stamp, run.run_id)
+    lake.write_bytes(run.report_key, json.dumps(run.as_dict(), default=str, indent=1).encode())
+    return run
+
+
 def _text(value: Any) -> str:
     return ms_to_iso(int(value.timestamp() * 1000)) if isinstance(value, datetime) else (
         f"{value:f}" if hasattr(value, "as_tuple") else str(value))

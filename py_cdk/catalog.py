@@ -40,6 +40,13 @@ CORE_WHEEL_PREFIX = "glue/"
 VERIFY_SCRIPT = "verify_spark.py"
 # Daily at 01:30 UTC: yesterday is complete (closed candles, archive daily files appear later).
 VERIFY_CRON = "cron(30 1 * * ? *)"
+# The daily verify also compares REST with Binance's daily archive files (report only), for the
+# days ARCHIVE_LAG_DAYS before the one it verifies: at 01:30 UTC on day T it checks T-3, whose file
+# has had 49.5 hours to appear. Binance's maintainers: spot daily files are "usually uploaded in
+# about 4-6 hours" (binance/binance-public-data issue 181) and "we try our best to make it available
+# in 1-2 days, but it may delay" (issue 151). A day still unpublished is reported "not-published"
+# (no alarm); docs/reliability.md has the rule.
+ARCHIVE_LAG_DAYS = 2
 GLUE_METRIC_NAMESPACE = "Glue"
 # Glue 5.0 writes each job's logs to "<prefix>/error" and "<prefix>/output" when the job has
 # --custom-logGroup-prefix ("Logging for AWS Glue jobs": without it the account-wide
@@ -249,10 +256,19 @@ class Catalog(Construct):
 
     def verify_settings(self) -> VerifySettings:
         """What the verify job parses: every configured interval, every re-derived table (trades are
-        checked against the orders by the same job), yesterday (days_back 1)."""
+        checked against the orders by the same job), yesterday (days_back 1), and REST against the
+        public archive for the day ARCHIVE_LAG_DAYS before it (report only).
+
+        Egress (docs/reliability.md): the job has no Glue connection, so it runs in Glue's own
+        network, not in a subnet of ours; AWS Glue Developer Guide, "Setting up network access to
+        data stores": a job that does not need to run in a VPC subnet needs "no additional
+        configuration", while a connection puts its ENIs (private IPs only) in that subnet, which
+        then needs a NAT gateway for the public internet. The backfill reaches data.binance.vision
+        the same way. Should egress be lost, every day's check is "failed" and the alarm fires."""
         return VerifySettings(lake_uri=self._storage.lake_uri, symbols=list(self._settings.symbols),
                               intervals=list(self._settings.intervals), tables=list(REDERIVED_TABLES),
-                              days_back=1)
+                              days_back=1, against_archive=True, archive_url=ArchiveConfig.base_url,
+                              archive_lag_days=ARCHIVE_LAG_DAYS)
 
     def _job_arguments(self) -> Dict[str, str]:
         """Glue's own arguments, the same for both jobs (each job adds its settings)."""
@@ -341,6 +357,9 @@ BACKFILL_S3: List[Tuple[str, List[str], List[str]]] = [
 # curated partitions under the per-symbol transform lease (lock put/get/delete in
 # curated/_locks/), stores its report under curated/_verify/, keeps an unreadable curated file
 # in quarantine/ before replacing it, publishes counts to CloudWatch. Never writes or deletes raw.
+# Its REST-against-archive check (verify.against_archive) reads raw pages, stored archive zips
+# (raw/archive/) and curated, downloads from the public archive over HTTPS (no AWS call), and
+# stores its report under curated/_verify/: covered by RawRead and CuratedReadWrite, nothing more.
 VERIFY_S3: List[Tuple[str, List[str], List[str]]] = [
     ("RawRead", ["s3:GetObject"], [RAW]),
     ("CuratedReadWrite", ["s3:GetObject", "s3:PutObject"], [CURATED]),

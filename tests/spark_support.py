@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from typing import Iterator
+from typing import Iterator, Mapping, Optional
 
 import pytest
 
 NO_JAVA = "no Java runtime (java not on PATH, JAVA_HOME unset): Spark cannot start"
 
 
-def local_spark(app_name: str) -> Iterator[object]:
+def local_spark(app_name: str, executor_env: Optional[Mapping[str, str]] = None) -> Iterator[object]:
     """A ``local[2]`` session on 127.0.0.1, stopped afterwards.
+
+    ``executor_env`` reaches the Python workers (``spark.executorEnv.*``), e.g. the endpoint of a
+    moto_server S3: the py4j JVM outlives a session, so the workers may not see a later os.environ.
 
     Without Java the Spark tests cannot run: under CI (``CI=true``) that is a failure, since the
     Spark path is a deployed contract; on a developer machine it is a skip that says why.
@@ -26,9 +29,11 @@ def local_spark(app_name: str) -> Iterator[object]:
     from pyspark.sql import SparkSession
 
     os.environ["PYSPARK_PYTHON"] = sys.executable  # executors import this checkout's binance_lake
-    session = (SparkSession.builder.master("local[2]").appName(app_name)
+    builder = (SparkSession.builder.master("local[2]").appName(app_name)
                .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
-               .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
-               .getOrCreate())
+               .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1"))
+    for name, value in (executor_env or {}).items():
+        builder = builder.config(f"spark.executorEnv.{name}", value)
+    session = builder.getOrCreate()
     yield session
     session.stop()

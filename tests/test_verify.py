@@ -244,3 +244,14 @@ def test_verify_never_hands_a_trades_partition_to_the_orders_rule() -> None:
     assert {r.table for r in plan(["BTCUSDT"], "1m", ["2024-03-01"])} == set(REDERIVED_TABLES)
     with pytest.raises(BadInputError, match="trades"):
         plan(["BTCUSDT"], "1m", ["2024-03-01"], ("candles", "trades"))
+
+
+def test_archive_dates_lie_the_publication_horizon_behind_the_verified_days():
+    """The daily Glue verify compares with the archive only days whose files had time to appear."""
+    from binance_lake.verify import archive_dates, date_range
+
+    run = parse_time("2025-02-04T01:30:00Z")
+    assert date_range(run, 1) == ["2025-02-03"]
+    assert archive_dates(run, 1, 2) == ["2025-02-01"]  # the deployed horizon: 49.5 h after the day closed
+    assert archive_dates(run, 2, 1) == ["2025-02-01", "2025-02-02"]
+    assert archive_dates(run, 1, 2, "2024-05-01", "2024-05-03") == ["2024-05-01", "2024-05-02"]  # as asked

@@ -20,6 +20,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Seque
 
 from binance_lake.errors import BadInputError
 from binance_lake.schema import TABLES
+from binance_lake.urls import check_no_credentials
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,15 @@ def _whole_number(value: str) -> int:
 
 
 NUMBER = Codec(str, _whole_number)
+
+
+def _flag(value: str) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise BadInputError(f"not true or false: {value!r}")
+    return value.lower() == "true"
+
+
+FLAG = Codec(lambda on: "true" if on else "false", _flag)  # rendered explicitly: "false" is a value, not absence
 
 
 def setting(name: str, codec: Codec = TEXT) -> Any:
@@ -191,6 +201,18 @@ class VerifySettings(GlueSettings):
     intervals: List[str] = setting("intervals", LIST)
     tables: List[str] = setting("tables", LIST)
     days_back: int = setting("days_back", NUMBER)
+    # REST against the published daily archive files (binance_lake.verify.against_archive): on or off,
+    # where the archive lives, and how many days behind the verified range the checked days lie
+    # (the publication horizon: a day's file appears hours to days after it closes; docs/reliability.md).
+    against_archive: bool = setting("against_archive", FLAG)
+    archive_url: str = setting("archive_url")
+    archive_lag_days: int = setting("archive_lag_days", NUMBER)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.archive_lag_days < 0:
+            raise BadInputError(f"job argument --archive_lag_days must be 0 or more, got {self.archive_lag_days}")
+        check_no_credentials(self.archive_url, "job argument --archive_url")
 
 
 def correlation_id(event: Any, fallback: str) -> str:

@@ -162,15 +162,65 @@ def verify_spark(spark: Any, lake_uri: str, symbols: Sequence[str], interval: st
     return finish(lake, report, write)
 
 
+# -- REST against the published archive (report only) ------------------------------------------
+# One row per (symbol, interval, date); each task runs binance_lake.verify.against_archive -- the
+# very comparison of `verify --against-archive` -- which reads the day's REST raw pages and the
+# lake's curated partition and downloads the day's zip + .CHECKSUM from the archive (sha256
+# checked). Nothing is written by the tasks; the driver stores the one report.
+
+ARCHIVE_TASK_SCHEMA = pa.schema([("symbol", pa.string()), ("interval", pa.string()), ("date", pa.string())])
+ARCHIVE_RESULT_SCHEMA = pa.schema([("check", pa.string())])
+
+
+def archive_check_batches(batches: Iterator[pa.RecordBatch], lake_uri: str, cfg: ArchiveConfig
+                          ) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: one day's REST candles against its daily archive file per input row."""
+    import dataclasses
+    import json
+
+    from binance_lake.verify import against_archive
+
+    lake = open_lake(lake_uri)
+    for batch in batches:
+        out = [{"check": json.dumps(dataclasses.asdict(
+            against_archive(lake, t["symbol"], t["interval"], t["date"], cfg)))} for t in batch.to_pylist()]
+        yield pa.RecordBatch.from_pylist(out, schema=ARCHIVE_RESULT_SCHEMA)
+
+
+def archive_check_spark(spark: Any, lake_uri: str, symbols: Sequence[str], intervals: Sequence[str],
+                        dates: Sequence[str], cfg: ArchiveConfig, run_id: str = "",
+                        partitions: Optional[int] = None) -> Any:
+    """Every (symbol, interval, day) compared on the executors; the report stored by the driver
+    (:class:`binance_lake.verify.ArchiveRun`). Report only: curated and raw are left as they are."""
+    import json
+
+    from binance_lake.verify import ArchiveCheck, finish_archive, start_archive_run
+
+    lake = open_lake(lake_uri)
+    run = start_archive_run(lake, dates, run_id)
+    tasks = [(s, i, d) for s in symbols for i in intervals for d in dates]
+    if tasks:
+        n = partitions or min(len(tasks), max(1, spark.sparkContext.defaultParallelism))
+        df = spark.createDataFrame(tasks, _spark_schema(ARCHIVE_TASK_SCHEMA)).repartition(n)
+        body = functools.partial(archive_check_batches, lake_uri=lake_uri, cfg=cfg)
+        found = [ArchiveCheck(**json.loads(r["check"]))
+                 for r in df.mapInArrow(body, _spark_schema(ARCHIVE_RESULT_SCHEMA)).collect()]
+        run.checks = sorted(found, key=lambda c: (c.symbol, c.interval, c.date))
+    return finish_archive(lake, run)
+
+
 def verify_glue_main(argv: Sequence[str], cloudwatch: Any = None, spark: Any = None,
                      now_ms: Optional[int] = None) -> int:
-    """The deployed :class:`VerifySettings` (``--lake_uri --symbols --intervals --tables --days_back``)
-    plus the per-run ``[--start D --end D]`` (dates UTC, ``--end`` exclusive); non-zero when a
-    mismatch was left unrepaired.
+    """The deployed :class:`VerifySettings` (``--lake_uri --symbols --intervals --tables --days_back
+    --against_archive --archive_url --archive_lag_days``) plus the per-run ``[--start D --end D]``
+    (dates UTC, ``--end`` exclusive); non-zero when a mismatch was left unrepaired.
 
     One report per configured interval: the first covers every configured table, the others
     only candles (orders have no interval: verifying them once is enough). The published counts
-    are the sums over the reports, so the alarm sees a mismatch of any interval.
+    are the sums over the reports, so the alarm sees a mismatch of any interval. With
+    ``--against_archive true`` the days ``--archive_lag_days`` before the verified ones (with
+    ``--start``: the same days) are compared with the archive, report only; days left unsettled
+    join the unrepaired count.
     """
     import json
 
@@ -197,8 +247,29 @@ def verify_glue_main(argv: Sequence[str], cloudwatch: Any = None, spark: Any = N
         failed = failed or bool(exit_code(report))
         print(json.dumps({"interval": interval, "report_key": report.report_key, **summary}))
         print(report.line())
+    if settings.against_archive:
+        unsettled = _against_archive(spark, settings, args, run_id, clock() if now_ms is None else now_ms)
+        # Counted as unrepaired partitions (one day of one symbol and interval is one candle
+        # partition), so the one VerifyUnrepaired alarm reaches a person (docs/operations.md #8).
+        totals["unrepaired"] += unsettled
+        failed = failed or bool(unsettled)
     publish_verify(totals, cloudwatch)
     return 1 if failed else 0
+
+
+def _against_archive(spark: Any, settings: VerifySettings, args: Dict[str, str], run_id: str, now_ms: int) -> int:
+    """The archive comparison of the run's days shifted back by ``archive_lag_days``; its unsettled count."""
+    import json
+
+    from binance_lake.verify import archive_dates
+
+    dates = archive_dates(now_ms, settings.days_back, settings.archive_lag_days, args.get("start") or None,
+                          args.get("end") or None)
+    run = archive_check_spark(spark, settings.lake_uri, settings.symbols, settings.intervals, dates,
+                              ArchiveConfig(base_url=settings.archive_url), run_id)
+    print(json.dumps({"against_archive": run.report_key, **run.summary()}))
+    print(run.line())
+    return int(run.summary()["unsettled"])
 
 
 _VERIFY_COUNTS = ("repaired", "mismatch", "raw_missing", "unrepaired", "with_gaps")

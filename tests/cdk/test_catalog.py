@@ -11,7 +11,7 @@ from aws_cdk.assertions import Template
 from binance_lake.positions import ATHENA, positions_view
 from binance_lake.schema import TABLES
 from py_cdk import bundling
-from py_cdk.catalog import VERIFY_CRON, Catalog
+from py_cdk.catalog import ARCHIVE_LAG_DAYS, VERIFY_CRON, Catalog
 from py_cdk.config import LakeSettings
 from py_cdk.storage import LakeStorage
 
@@ -140,6 +140,23 @@ def test_verify_runs_daily_from_a_glue_trigger(synth: Synth) -> None:
     assert trigger["Type"] == "SCHEDULED" and trigger["Schedule"] == VERIFY_CRON and trigger["StartOnCreation"]
     assert trigger["Actions"] == [{"JobName": {"Ref": logical_id(stack, stack.catalog.verify_job)}}]
     assert {k: flatten(v) for k, v in _job(synth, "verify")["DefaultArguments"].items()}["--days_back"] == "1"
+
+
+def test_verify_compares_rest_with_the_archive_report_only(synth: Synth) -> None:
+    """The daily verify's archive comparison: on, the public archive, the publication horizon; it
+    runs without a Glue connection (Glue's own network reaches the public archive, as the backfill
+    does) and needs no grant beyond the verify's: raw read, its report under curated/_verify/."""
+    stack = synth.beta_stack
+    job = _job(synth, "verify")
+    args = {k: flatten(v) for k, v in job["DefaultArguments"].items()}
+    assert (args["--against_archive"], args["--archive_url"], args["--archive_lag_days"]) == \
+        ("true", "https://data.binance.vision", str(ARCHIVE_LAG_DAYS))
+    assert "Connections" not in job  # no VPC subnet of ours: no NAT needed for data.binance.vision
+    lake = f"<{logical_id(stack, stack.storage.lake)}.Arn>"
+    g = _grants(synth, stack.catalog.verify_role)
+    assert f"{lake}/raw/*" in g["s3:GetObject"]  # REST pages and stored archive zips (raw/archive/)
+    assert f"{lake}/curated/*" in g["s3:PutObject"]  # the report: curated/_verify/<started>-<run>-archive.json
+    assert not any("raw" in r for r in g["s3:PutObject"] | g["s3:DeleteObject"])  # report only: raw untouched
 
 
 def _grants(synth: Synth, role: Any) -> Dict[str, set]:

@@ -163,7 +163,7 @@ def _run_glue(r: Rehearsal, stack: StackAssembly, comp: Component, svc: Services
             if "aws.spark import glue_main" in text:
                 return _backfill(args, svc)
             if "verify_glue_main" in text:
-                return _verify(args)
+                return _verify(args, svc)
             return f"no rehearsal for Glue job {comp.name} (script {script.name}); add one in tests/cloud/iam_run.py"
         finally:
             out.calls.extend(rec.calls)
@@ -187,17 +187,25 @@ def _backfill(args: Dict[str, str], svc: Services) -> str:
     return "; ".join(bad)
 
 
-def _verify(args: Dict[str, str]) -> str:
-    """The verify job's per-partition path without Spark (verify + its metrics)."""
+def _verify(args: Dict[str, str], svc: Services) -> str:
+    """The verify job's per-partition path without Spark (verify + its metrics), then its
+    REST-against-archive check (the executors' against_archive, the driver's report)."""
     from binance_lake import verify
     from binance_lake.aws import metrics
     from binance_lake.aws.settings import VerifySettings
     from binance_lake.lake import open_lake
+    from binance_lake.sources.archive import ArchiveConfig
 
     settings = VerifySettings.parse(args)  # the deployed contract, as the job parses it
     dates = verify.date_range(NOW_MS + 86_400_000, 2)  # the days the extractors wrote
-    report = verify.verify(open_lake(settings.lake_uri), settings.symbols, settings.intervals[0], dates,
-                           verify.VerifyOptions())
+    lake = open_lake(settings.lake_uri)
+    report = verify.verify(lake, settings.symbols, settings.intervals[0], dates, verify.VerifyOptions())
+    assert settings.against_archive, "the deployed verify compares with the archive"
+    cfg = ArchiveConfig(base_url=svc.archive_url, backoff_s=0)  # the emulator's archive, not the deployed URL
+    run = verify.start_archive_run(lake, dates, "rehearsal")
+    run.checks = [verify.against_archive(lake, s, settings.intervals[0], d, cfg) for s in settings.symbols[:1]
+                  for d in dates]
+    verify.finish_archive(lake, run)
     metrics.publish_verify(report.summary())
     return "unrepaired partitions" if verify.exit_code(report) else ""
 

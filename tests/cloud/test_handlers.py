@@ -146,7 +146,8 @@ def test_every_configured_interval_is_verified(monkeypatch: pytest.MonkeyPatch, 
     published: list = []
     monkeypatch.setattr(spark, "publish_verify", lambda totals, cw: published.append(totals))
     argv = ["--lake_uri", "s3://b", "--symbols", "BTCUSDT", "--intervals", "1m,5m", "--tables", "candles,orders",
-            "--days_back", "1", "--JOB_RUN_ID", "jr_1"]
+            "--days_back", "1", "--JOB_RUN_ID", "jr_1", "--against_archive", "false", "--archive_url", "https://x",
+            "--archive_lag_days", "2"]
     assert spark.verify_glue_main(argv, cloudwatch=object(), spark=object(), now_ms=1_709_424_000_000) == 1
     assert calls == [("1m", ["candles", "orders"], "jr_1-1m"), ("5m", ["candles"], "jr_1-5m")]
     assert published == [{"repaired": 0, "mismatch": 0, "raw_missing": 0, "unrepaired": 1, "with_gaps": 0}]
@@ -262,14 +263,27 @@ def test_extract_settings_take_every_interval() -> None:
 def test_glue_settings_from_the_job_arguments() -> None:
     argv = ["--JOB_ID", "j", "--lake_uri", "s3://b", "--symbols", "BTCUSDT,ETHUSDT", "--intervals", "1m,5m",
             "--tables", "candles,orders", "--days_back", "2", "--start", "2026-01-01"]
-    verify, args = settings.VerifySettings.from_args(argv)
-    assert (verify.intervals, verify.tables, verify.days_back) == (["1m", "5m"], ["candles", "orders"], 2)
-    assert args["start"] == "2026-01-01"  # per-run options stay available
-    assert settings.VerifySettings.parse(verify.render()) == verify
+    with pytest.raises(BadInputError, match="--against_archive is not set"):
+        settings.VerifySettings.from_args(argv)
     with pytest.raises(BadInputError, match="--archive_url is not set"):
         settings.BackfillSettings.from_args(argv)
+    argv += ["--against_archive", "true", "--archive_url", "https://data.binance.vision", "--archive_lag_days", "2"]
+    verify, args = settings.VerifySettings.from_args(argv)
+    assert (verify.intervals, verify.tables, verify.days_back) == (["1m", "5m"], ["candles", "orders"], 2)
+    assert (verify.against_archive, verify.archive_lag_days) == (True, 2)
+    assert args["start"] == "2026-01-01"  # per-run options stay available
+    assert settings.VerifySettings.parse(verify.render()) == verify
     with pytest.raises(BadInputError, match="--days_back: not a whole number"):
         settings.VerifySettings.from_args([*argv, "--days_back", "one"])
+    # The archive comparison's settings: "false" is a value (rendered, parsed), anything else an error.
+    off = settings.VerifySettings.from_args([*argv, "--against_archive", "false"])[0]
+    assert off.against_archive is False and off.render()["--against_archive"] == "false"
+    with pytest.raises(BadInputError, match="--against_archive: not true or false: 'yes'"):
+        settings.VerifySettings.from_args([*argv, "--against_archive", "yes"])
+    with pytest.raises(BadInputError, match="--archive_lag_days must be 0 or more"):
+        settings.VerifySettings.from_args([*argv, "--archive_lag_days", "-1"])
+    with pytest.raises(BadInputError, match="--archive_url must not contain credentials"):
+        settings.VerifySettings.from_args([*argv, "--archive_url", "https://u:pw@data.binance.vision"])
 
 
 def test_transform_handler_imports_only_what_its_bundle_has() -> None:
