@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
@@ -47,7 +47,7 @@ from binance_lake.cli import main
 from binance_lake.emulator import Emulator
 from binance_lake.emulator import archive as fake
 from binance_lake.lake import LocalLake
-from binance_lake.times import MS_PER_DAY, MS_PER_MINUTE, ms_to_iso, parse_time
+from binance_lake.times import MS_PER_MINUTE, ms_to_iso, parse_time
 from tests.helpers import candle_tuples, truth_tuples
 
 EXAMPLES = int(os.environ.get("BINANCE_LAKE_MODEL_EXAMPLES", "5"))
@@ -179,7 +179,7 @@ class LakeModel(RuleBasedStateMachine):
     @rule()
     def backfill_archive(self) -> None:
         """Archive only (``--no-rest``): both published daily files; a rerun restores a damaged zip."""
-        code, out, err = self.cli("backfill", "--symbol", SYMBOL, "--start", ARCHIVE_DAYS[0], "--end", "2024-03-01",
+        code, _out, err = self.cli("backfill", "--symbol", SYMBOL, "--start", ARCHIVE_DAYS[0], "--end", "2024-03-01",
                                   "--no-rest", "--archive-url", self.archive_url, "--json", binance=True)
         self.expect(code, {EXIT_OK, EXIT_ATTENTION} if self.damaged_raw else {EXIT_OK}, "backfill", err)
         for key, good in self.damaged_zips.items():
@@ -200,7 +200,7 @@ class LakeModel(RuleBasedStateMachine):
     @rule(dry=st.booleans())
     def verify(self, dry: bool) -> None:
         before = candle_tuples(self.lake)
-        code, out, err = self.cli("verify", "--symbol", SYMBOL, "--start", ARCHIVE_DAYS[0], "--end", "2024-03-03",
+        code, _out, err = self.cli("verify", "--symbol", SYMBOL, "--start", ARCHIVE_DAYS[0], "--end", "2024-03-03",
                                   "--lock-wait", "30", "--json", *(["--dry-run"] if dry else []))
         allowed = self.damage_codes(reads_archive=True)
         outstanding = self.outstanding_raw_damage()
@@ -295,7 +295,7 @@ class LakeModel(RuleBasedStateMachine):
         its liveness unseen, so the sync takes the lease over and only the compare-and-swap saves rows."""
         a, b = hour(start), hour(start + 1)
         # Raw the rebuild must fold, so that it has a partition to write (an unchanged one is skipped).
-        code, out, err = self.cli("sync", "candles", "--symbol", SYMBOL, "--start", ms_to_iso(a),
+        code, _out, err = self.cli("sync", "candles", "--symbol", SYMBOL, "--start", ms_to_iso(a),
                                   "--end", ms_to_iso(b), "--no-transform", "--json")
         self.expect(code, {EXIT_OK}, "sync --no-transform", err)
         self.covered |= minutes(a, b)
