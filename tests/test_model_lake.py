@@ -329,6 +329,7 @@ class LakeModel(RuleBasedStateMachine):
             mp.undo()
         [(code, _, err)] = results
         self.expect(code, allowed, "racing rebuild", err)
+        assert paused.is_set() or code != EXIT_OK, "the rebuild wrote nothing: no race happened"
         if code != EXIT_STORAGE:  # folded by the rebuild, or by the sync's transform after it
             self.must |= raw_only
 
@@ -339,7 +340,7 @@ class LakeModel(RuleBasedStateMachine):
         from binance_lake.jobs import sync
 
         try:
-            result = sync.rebuild(self.lake, SYMBOL)
+            result = sync.rebuild(self.lake, [SYMBOL])
         except LakeError as exc:
             return exc.exit_code, "", f"error: {exc}"
         return (EXIT_ATTENTION if result.needs_attention else EXIT_OK), "", ""
