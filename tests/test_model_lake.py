@@ -483,3 +483,31 @@ def test_item6_a_lake_path_with_glob_characters_reads_only_that_lake(machine):
     machine.sync_range(2, 1)
     check(machine)  # query answers 60, not 120
     assert len(candle_tuples(machine.lake)) == 60
+
+
+# -- defects the model test found ----------------------------------------------------------------
+
+
+def test_found_a_pending_newer_fetch_of_the_same_values_is_not_a_verify_mismatch(machine):
+    """Found by the long run: a sync killed after storing its raw pages (here: ``--no-transform``,
+    as the cloud extractor leaves them) re-fetched minutes curated already held, under other window
+    keys. Until the next transform folds them, every such row differs from raw only in its lineage
+    (``source_key``, ``ingested_at``), and ``verify --dry-run`` called that 60 changed rows, a
+    mismatch, exit 6, though every value was Binance's. Now it is ``newer_fetch``, not a mismatch."""
+    machine.sync_range(23, 6)  # 2024-03-01T23:00 .. 03-02T05:00
+    # The same minutes under another window key: 03-02T01:00 .. 03:00 (curated holds 00:00 .. 05:00).
+    code, _, err = machine.cli("sync", "candles", "--symbol", SYMBOL, "--start", ms_to_iso(hour(25)),
+                               "--end", ms_to_iso(hour(27)), "--no-transform")
+    assert code == 0, err
+    assert machine.lake.list_keys("raw/_pending")
+    code, out, err = machine.cli("verify", "--symbol", SYMBOL, "--start", "2024-03-01", "--end", "2024-03-03",
+                                 "--dry-run", "--json")
+    assert code == EXIT_OK, out
+    body = json.loads(out)
+    assert body["summary"]["mismatch"] == 0 and body["summary"]["rows_changed"] == 0
+    assert sum(p["newer_fetch"] for p in body["partitions"]) == 120  # 01:00 .. 03:00 fetched again
+    assert machine.cli("transform", "--json")[0] == EXIT_OK  # the tick folds them
+    body = json.loads(machine.cli("verify", "--symbol", SYMBOL, "--start", "2024-03-01", "--end", "2024-03-03",
+                                  "--dry-run", "--json")[1])
+    assert sum(p["newer_fetch"] for p in body["partitions"]) == 0
+    check(machine)
