@@ -107,6 +107,7 @@ class LakeModel(RuleBasedStateMachine):
         # The model.
         self.must: Set[int] = set()  # minute opens curated must hold
         self.covered: Set[int] = set()  # minutes a finished command asked Binance (or the archive) for
+        self.touched: Set[int] = set()  # minutes a killed sync may have stored in raw
         self.hidden: Dict[Tuple[int, int], None] = {}  # exchange gaps the emulator serves empty now
         self.damaged_raw: Dict[str, bytes] = {}  # raw key -> the garbage written over it
         self.damaged_zips: Dict[str, bytes] = {}  # zip key -> its good bytes
@@ -216,9 +217,9 @@ class LakeModel(RuleBasedStateMachine):
         self.expect(code, self.damage_codes(reads_archive=False), "gaps --repair", err)
         if code == EXIT_BAD_INPUT:
             return
-        rest = {m for m in self.covered if m >= MAR1}
-        if rest:  # the range raw covers: holes re-fetched, recorded gaps asked again
-            hull = minutes(min(rest), max(rest) + MS_PER_MINUTE)
+        asked = self.covered | self.touched
+        if asked:  # the range raw covers (archive files too): holes re-fetched, recorded gaps asked again
+            hull = minutes(min(asked), max(asked) + MS_PER_MINUTE)
             self.covered |= hull
             self.must |= hull - self.hidden_minutes()
         body = json.loads(out)
@@ -237,6 +238,7 @@ class LakeModel(RuleBasedStateMachine):
                 "--start", ms_to_iso(a), "--end", ms_to_iso(b), "--workers", "2", "--json",
                 "--lake", str(self.lake_dir), "--base-url", self.url]
         self.log.append(f"KILL at {point}:{n}: " + " ".join(argv[3:]))
+        self.touched |= minutes(a, b)
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, cwd=str(self.root))
         self.expect(done.returncode, {-9, EXIT_OK, EXIT_ATTENTION}, f"killed sync ({point}:{n})", done.stderr)
         if done.returncode == EXIT_OK:  # the point was not reached that often: a finished sync
@@ -273,7 +275,8 @@ class LakeModel(RuleBasedStateMachine):
         """Binance answers empty for minutes nobody fetched yet (maintenance, late publication)."""
         a = hour(h) + offset * MS_PER_MINUTE
         gap = (a, a + length * MS_PER_MINUTE)
-        if minutes(hour(h), hour(h + 1)) & (self.covered | self.hidden_minutes()):
+        held = {t[1] for t in candle_tuples(self.lake)}
+        if minutes(hour(h), hour(h + 1)) & (self.covered | self.touched | held | self.hidden_minutes()):
             return  # only minutes the lake never asked for: Binance does not unpublish candles
         self.emu.add_exchange_gap(SYMBOL, *gap)
         self.hidden[gap] = None
