@@ -109,6 +109,9 @@ _LINEAGE = (
     Column("ingested_at", TIMESTAMP, None, "When the raw file was fetched from Binance (UTC)"),
     Column("source_key", STRING, None, "Lake key of the raw file this row came from"),
 )
+# Which fetch a row came from, not what Binance said: verify does not count a row that differs
+# only here as changed (the same values from a newer fetch, not folded yet).
+LINEAGE_COLUMNS = frozenset(c.name for c in _LINEAGE)
 
 CANDLES = Table(
     name="candles",
