@@ -161,8 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     _interval_arg(bf)
     bf.add_argument("--start", help="inclusive, YYYY-MM or ISO-8601 UTC (default: the symbol's first candle)")
     bf.add_argument("--end", help="exclusive, YYYY-MM or ISO-8601 UTC (default: the last closed candle)")
-    bf.add_argument("--archive-url", default=os.environ.get("BINANCE_ARCHIVE_URL", "https://data.binance.vision"),
-                    help="archive base URL, http(s):// or file:// mirror (env BINANCE_ARCHIVE_URL)")
+    bf.add_argument("--archive-url", default=None,
+                    help="archive base URL, http(s):// or file:// mirror (env BINANCE_ARCHIVE_URL; default "
+                         "https://data.binance.vision, with --emulator the emulator's own archive)")
     bf.add_argument("--no-rest", action="store_true", help="archive only: do not fill the tail from the REST API")
     bf.add_argument("--recurate", action="store_true", help="re-curate verified files from their stored zips")
     _common(bf)
@@ -323,10 +324,12 @@ class ProgressReporter:
 
 
 @contextlib.contextmanager
-def binance_client(args: argparse.Namespace) -> Iterator[Any]:
+def binance_client(args: argparse.Namespace, emulator_env: Optional[Dict[str, str]] = None) -> Iterator[Any]:
+    """``emulator_env``: an emulator the command already started (backfill shares it with the archive)."""
     from binance_lake.sources.rest.client import BinanceClient, config_from_env, parse_time_unit
 
-    with _maybe_emulator(args) as env:
+    started = contextlib.nullcontext(emulator_env) if emulator_env is not None else _maybe_emulator(args)
+    with started as env:
         config = config_from_env(args.base_url, env)
         config.recv_window_ms = args.recv_window
         config.max_attempts = max(1, args.max_attempts)
@@ -342,7 +345,9 @@ def _maybe_emulator(args: argparse.Namespace) -> Iterator[Optional[Dict[str, str
         return
     from binance_lake.emulator import Emulator
 
-    emu = Emulator(now_ms=None)  # real time: the demo looks like a live run
+    # Real time: the demo looks like a live run. Any well-formed symbol (ETHUSDT, SOLBTC) is served
+    # from the generator, so the tour works for the symbols a user has in mind.
+    emu = Emulator(now_ms=None, any_symbol=True)
     key, secret = "emulator-demo-key", "emulator-demo-secret"
     emu.add_api_key(key, secret)
     # The account's window ends on the hour: every run within an hour sees the same emulated
@@ -596,12 +601,16 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from binance_lake.sources.archive import ArchiveConfig
 
     lake = _open(args)
-    cfg = ArchiveConfig(base_url=args.archive_url, workers=max(1, args.workers), force=args.recurate)
     start, end = _month_or_time(args.start, "--start"), _month_or_time(args.end, "--end")
     summaries, lines = [], []
     with contextlib.ExitStack() as stack:
+        # The emulator serves REST and the archive (data/spot/...) from one ground truth.
+        emu_env = stack.enter_context(_maybe_emulator(args)) if args.emulator else None
+        cfg = ArchiveConfig(base_url=_archive_url(args, emu_env), workers=max(1, args.workers),
+                            force=args.recurate)
         # --quote asks exchangeInfo even with --no-rest: the list of symbols comes from Binance.
-        client = None if args.no_rest and not args.quote else stack.enter_context(binance_client(args))
+        client = (None if args.no_rest and not args.quote
+                  else stack.enter_context(binance_client(args, emu_env)))
         symbols = _symbols_for(args, client)
         client = None if args.no_rest else client
         for symbol, interval in [(s, i) for s in symbols for i in args.interval]:
@@ -640,6 +649,17 @@ def cmd_backfill(args: argparse.Namespace) -> int:
               "the range from the REST API", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0
+
+
+def _archive_url(args: argparse.Namespace, emulator_env: Optional[Dict[str, str]]) -> str:
+    """--archive-url, else the emulator's own archive, else env BINANCE_ARCHIVE_URL, else Binance's."""
+    from binance_lake.sources.archive import DEFAULT_ARCHIVE_URL
+
+    if args.archive_url:
+        return str(args.archive_url)
+    if emulator_env is not None:
+        return emulator_env["BINANCE_BASE_URL"]
+    return os.environ.get("BINANCE_ARCHIVE_URL") or DEFAULT_ARCHIVE_URL
 
 
 def cmd_transform(args: argparse.Namespace) -> int:
@@ -921,14 +941,15 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         raise LakeError("give both --api-key and --api-secret, or neither (the emulator then uses its own pair)")
     own = args.api_key is None
     key, secret = (EMULATOR_KEY, EMULATOR_SECRET) if own else (args.api_key, args.api_secret)
-    emu = Emulator(now_ms=None)  # real time: the demo looks like a live run
+    emu = Emulator(now_ms=None, any_symbol=True)  # real time: the demo looks like a live run
     emu.add_api_key(key, secret)
     now = emu.now_ms()
     emu.generate_orders("BTCUSDT", args.orders, now - 7 * 86_400_000, now, seed=1)
     base_url = emu.start(port=args.port)
     # Only the emulator's own demo pair is shown; a key given by flag is the user's and stays unsaid.
     creds = (f"api key {key!r}, secret {secret!r}" if own else "the api key and secret given by flag")
-    print(f"Binance emulator serving on {base_url} ({creds}; Ctrl-C to stop)", flush=True)
+    print(f"Binance emulator serving on {base_url} ({creds}; any symbol such as ETHUSDT; the archive at "
+          f"--archive-url {base_url}; Ctrl-C to stop)", flush=True)
     try:
         while True:
             time.sleep(3600)
