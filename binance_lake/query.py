@@ -247,7 +247,8 @@ def resample_candles(con: LakeConnection, symbol: str, interval: str, start: Opt
     if interval not in RESAMPLE_MS:
         raise BadInputError(f"cannot resample 1m candles to {interval!r}; use one of {', '.join(RESAMPLE_MS)}")
     open_sql, close_sql = _bucket_sql(interval)
-    where, params = ["interval = '1m'", "symbol = ?"], [symbol]
+    where: List[str] = ["interval = '1m'", "symbol = ?"]
+    params: List[Any] = [symbol]
     for bound, op in ((start, ">="), (end, "<")):
         if bound is not None:
             where.append(f"epoch_ms(candle_open_time) {op} ?")
