@@ -216,12 +216,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
     _common(q)
 
-    ex = sub.add_parser("export", help="CSV with the report headers")
+    ex = sub.add_parser("export", help="CSV with the report headers, or candles for freqtrade (parquet)")
     ex.add_argument("table", choices=["candles", "orders", "trades"])
     _symbol_arg(ex, "the symbol to export (one CSV per symbol)")
-    _interval_arg(ex, "candles: the interval to export (default: the only one the lake holds)")
-    ex.add_argument("--format", choices=["csv"], default="csv")
-    ex.add_argument("--output", required=True, help="file to write, or - for stdout (the summary then goes to stderr)")
+    _interval_arg(ex, "candles: the interval to export (default: the only one the lake holds; parquet: "
+                      "an interval the lake lacks is resampled from its 1m candles)")
+    ex.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                    help="csv: the report headers; parquet: candles as freqtrade's parquet data handler reads "
+                         "them, <BASE>_<QUOTE>-<interval>.parquet in the --output directory (docs/cli.md)")
+    ex.add_argument("--output", required=True,
+                    help="file to write, or - for stdout (the summary then goes to stderr); parquet: a directory, "
+                         "e.g. user_data/data/binance")
+    ex.add_argument("--pair", metavar="BASE/QUOTE",
+                    help="parquet: freqtrade's pair name when the symbol's quote asset is not a common one")
     ex.add_argument("--start", help="candles: inclusive open time / orders: creation time / trades: trade time")
     ex.add_argument("--end", help="exclusive")
     _common(ex)
@@ -895,6 +902,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from binance_lake.times import optional_time
 
     symbols = _need_symbols(args)
+    if args.format == "parquet":
+        return _export_freqtrade(args, symbols)
     # Candles: the interval asked for (flag, env or file); by default the only one the lake holds.
     given = args.table == "candles" and args.settings["intervals"].source != "default"
     intervals: List[Optional[str]] = list(args.interval) if given else [None]
@@ -916,6 +925,41 @@ def cmd_export(args: argparse.Namespace) -> int:
     if out.items:
         out.finish()
     return 0
+
+
+def _export_freqtrade(args: argparse.Namespace, symbols: List[str]) -> int:
+    """Candles in freqtrade's layout: one ``<PAIR>-<tf>.parquet`` per symbol and interval."""
+    from binance_lake.export import _only_interval, export_freqtrade
+    from binance_lake.query import candle_symbols
+    from binance_lake.times import optional_time
+
+    if args.table != "candles":
+        raise BadInputError(f"--format parquet writes candles (freqtrade's OHLCV files), not {args.table}; "
+                            "use --format csv")
+    if args.output == "-":
+        raise BadInputError("--format parquet writes files into a directory: give --output DIR, "
+                            "e.g. --output user_data/data/binance")
+    if args.pair and len(symbols) > 1:
+        raise BadInputError("--pair names one symbol's pair; export one --symbol at a time with it")
+    start, end = optional_time(args.start, "--start"), optional_time(args.end, "--end")
+    lake = _open_existing(args)
+    given = args.settings["intervals"].source != "default"
+    out = Summaries(args)
+    for symbol in symbols:
+        intervals = list(args.interval) if given else [
+            _only_interval(sorted({i for i, s in candle_symbols(lake) if s == symbol}), symbol)]
+        for interval in intervals:
+            path, n = export_freqtrade(lake, symbol, interval, args.output, start, end, args.pair)
+            out.add({"table": "candles", "symbol": symbol, "interval": interval, "rows": n, "output": path},
+                    f"export candles {symbol} {interval}: {n} rows to {path} (freqtrade parquet)")
+    out.finish()
+    return 0 if any(s["rows"] for s in out.items) else _nothing_exported(args)
+
+
+def _nothing_exported(args: argparse.Namespace) -> int:
+    # "Nothing done where something was asked is never 0": an empty range wrote empty files.
+    print("error: no candles in the range; check --start/--end and `binance-lake status`", file=sys.stderr)
+    return EXIT_BAD_INPUT
 
 
 def _export_output(template: str, symbol: str, interval: Optional[str], runs: int) -> str:
