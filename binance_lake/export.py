@@ -159,7 +159,8 @@ def export_freqtrade(lake: Lake, symbol: str, interval: str, out_dir: str, start
 
 
 def _stored_candles(con: Any, symbol: str, interval: str, start: Optional[int], end: Optional[int]) -> Any:
-    where, params = ["symbol = ?", "interval = ?"], [symbol, interval]
+    where: List[str] = ["symbol = ?", "interval = ?"]
+    params: List[Any] = [symbol, interval]
     for bound, op in ((start, ">="), (end, "<")):
         if bound is not None:
             where.append(f"epoch_ms(candle_open_time) {op} ?")
