@@ -233,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--end", help="exclusive")
     _common(ex)
 
+    rp = sub.add_parser("report", help="one self-contained HTML page: coverage heatmap, candlesticks, orders/fills")
+    rp.add_argument("--html", required=True, metavar="FILE", help="the page to write (opens offline; docs/report.md)")
+    _symbol_arg(rp, "symbols in the heatmap (default: all); the first one is charted")
+    rp.add_argument("--start", help="chart range start, ISO-8601 UTC (default: --end minus 24 h)")
+    rp.add_argument("--end", help="chart range end, exclusive (default: after the symbol's last candle)")
+    _common(rp)
+
     cf = sub.add_parser("config", help=f"the effective settings ({CONFIG_FILE}, env, defaults) and their sources")
     _common(cf)
 
@@ -1042,6 +1049,23 @@ def cmd_symbols(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from binance_lake.report import write_report
+    from binance_lake.times import optional_time
+
+    start, end = optional_time(args.start, "--start"), optional_time(args.end, "--end")
+    lake = _open_existing(args)
+    data = write_report(lake, args.lake, args.html, list(args.symbol), start, end)
+    days = sum(len(c.days) for c in data.coverage)
+    summary = {"html": args.html, "series": len(data.coverage), "days": days, "symbol": data.symbol,
+               "chart_interval": data.chart_interval, "candles": len(data.candles), "orders": len(data.orders),
+               "fills": len(data.fills)}
+    _print_summary(args, summary, f"report: {args.html} ({len(data.coverage)} series over {days} days; "
+                                  f"{data.symbol} chart of {len(data.candles)} {data.chart_interval} candles, "
+                                  f"{len(data.orders)} orders, {len(data.fills)} fills)")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """The effective settings and where each came from (flag, env, file, default)."""
     from binance_lake.config import find_file
@@ -1061,7 +1085,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
     "sync": cmd_sync, "backfill": cmd_backfill, "transform": cmd_transform, "status": cmd_status, "gaps": cmd_gaps,
     "query": cmd_query, "export": cmd_export, "emulator": cmd_emulator, "verify": cmd_verify,
-    "symbols": cmd_symbols, "config": cmd_config,
+    "symbols": cmd_symbols, "config": cmd_config, "report": cmd_report,
 }
 
 
