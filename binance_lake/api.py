@@ -2,8 +2,9 @@
 
     import binance_lake
     lake = binance_lake.open_lake("./lake")
-    tbl = lake.candles("BTCUSDT", "1m", start="2024-03-01", end="2024-03-02")  # pyarrow.Table
-    df = tbl.to_pandas()                  # or polars.from_arrow(tbl)
+    tbl = lake.candles("BTCUSDT", "1m", start="2024-03-01", end="2024-03-02")  # pyarrow.Table, exact
+    df = lake.candles("BTCUSDT", floats=True).to_pandas()   # float64 columns (or polars.from_arrow)
+    hourly = lake.ohlcv("BTCUSDT", "1h", "2024-03-01", "2024-03-02")  # resampled from 1m in DuckDB
     lake.sql("SELECT date, max(high_price) FROM candles GROUP BY date")
 
 A thin facade over the core (``schema``, ``lake``, ``times``, ``query``): the names here are the
@@ -94,12 +95,13 @@ class LakeReader:
     # -- typed reads ----------------------------------------------------------------------
 
     def candles(self, symbol: str, interval: str = "1m", start: TimeLike = None,
-                end: TimeLike = None) -> pa.Table:
+                end: TimeLike = None, floats: bool = False) -> pa.Table:
         """Candles of ``symbol`` whose open time is in ``[start, end)``, sorted by open time.
 
         ``start``/``end``: ``datetime`` (naive means UTC), ``date`` (midnight UTC) or an ISO-8601
         string (``2024-03-01``, ``2024-03-01T12:00:00Z``); ``None`` leaves that side open.
-        Columns are those of ``binance_lake.schema.CANDLES`` (decimals exact, times ms UTC).
+        Columns are those of ``binance_lake.schema.CANDLES`` (decimals exact, times ms UTC;
+        ``floats=True``: float64 instead of decimals).
         """
         interval_ms(interval)  # an interval Binance does not have: the error lists the valid ones
         sym = symbol.upper()
@@ -108,10 +110,27 @@ class LakeReader:
                                               [f"{s} {i}" for i, s in self._candle_sets()]))
         lo, hi = _range(start, end)
         prefix = _days_parent(CANDLES, interval=interval, symbol=sym)
-        return self._read(CANDLES, prefix, CANDLES.time_column, lo, hi)
+        return _maybe_floats(self._read(CANDLES, prefix, CANDLES.time_column, lo, hi), floats)
+
+    def ohlcv(self, symbol: str, interval: str = "1h", start: TimeLike = None, end: TimeLike = None,
+              floats: bool = False) -> pa.Table:
+        """``symbol``'s 1m candles with open time in ``[start, end)`` resampled to ``interval``
+        (3m .. 1d, 3d, 1w from Monday, 1M by calendar month) in DuckDB, by Binance's rule: open of
+        the first minute, highest high, lowest low, close of the last minute, sums of the volumes
+        and trades. The columns of ``candles`` without lineage, plus ``candles_1m``: the minutes in
+        each bucket (fewer than the interval's where the lake or the exchange has a gap, or the
+        range cuts the bucket). Decimals stay exact unless ``floats=True``."""
+        from binance_lake.query import connect, resample_candles
+
+        sym = symbol.upper()
+        if ("1m", sym) not in self._candle_sets():
+            raise BadInputError(self._missing("candles", f"{sym} 1m",
+                                              [f"{s} {i}" for i, s in self._candle_sets()]))
+        lo, hi = _range(start, end)
+        return _maybe_floats(resample_candles(connect(self.storage), sym, interval, lo, hi), floats)
 
     def orders(self, symbol: str, start: TimeLike = None, end: TimeLike = None,
-               status: Union[str, Sequence[str], None] = None) -> pa.Table:
+               status: Union[str, Sequence[str], None] = None, floats: bool = False) -> pa.Table:
         """Orders of ``symbol`` created (``order_time``) in ``[start, end)``, sorted by creation
         time then order id; ``status`` keeps only orders in that status (a name or a list)."""
         sym = symbol.upper()
@@ -120,7 +139,8 @@ class LakeReader:
             raise BadInputError(self._missing("orders", sym, known))
         lo, hi = _range(start, end)
         prefix = _days_parent(ORDERS, symbol=sym)
-        tbl = self._read(ORDERS, prefix, ORDERS.time_column, lo, hi, extra_sort=ORDERS.key_in_symbol)
+        tbl = _maybe_floats(self._read(ORDERS, prefix, ORDERS.time_column, lo, hi,
+                                       extra_sort=ORDERS.key_in_symbol), floats)
         if status is None:
             return tbl
         import pyarrow as pa
@@ -130,7 +150,7 @@ class LakeReader:
         return tbl.filter(pc.is_in(tbl["status"], value_set=pa.array([s.upper() for s in wanted], pa.string())))
 
     def trades(self, symbol: str, start: TimeLike = None, end: TimeLike = None,
-               order_id: Optional[int] = None) -> pa.Table:
+               order_id: Optional[int] = None, floats: bool = False) -> pa.Table:
         """The account's fills of ``symbol`` with ``trade_time`` in ``[start, end)``, sorted by time
         then trade id; ``order_id`` keeps the fills of one order. Columns: ``schema.TRADES``."""
         sym = symbol.upper()
@@ -138,8 +158,8 @@ class LakeReader:
         if sym not in known:
             raise BadInputError(self._missing("trades", sym, known))
         lo, hi = _range(start, end)
-        tbl = self._read(TRADES, _days_parent(TRADES, symbol=sym), TRADES.time_column, lo, hi,
-                         extra_sort=TRADES.key_in_symbol)
+        tbl = _maybe_floats(self._read(TRADES, _days_parent(TRADES, symbol=sym), TRADES.time_column, lo, hi,
+                                       extra_sort=TRADES.key_in_symbol), floats)
         if order_id is None:
             return tbl
         import pyarrow.compute as pc
@@ -225,6 +245,23 @@ class LakeReader:
             raise StorageError(
                 f"a curated file cannot be read: {key} ({type(exc).__name__}); rebuild it from raw with "
                 f"`binance-lake transform --rebuild --symbol {symbol}`") from None
+
+
+def _maybe_floats(tbl: pa.Table, floats: bool) -> pa.Table:
+    """Decimal columns as float64 when asked: what pandas and polars compute with (a Decimal column
+    becomes Python objects in pandas). Exactness is the default; this is the analyst's choice."""
+    if not floats:
+        return tbl
+    import pyarrow as pa
+
+    for i, f in enumerate(tbl.schema):
+        if pa.types.is_decimal(f.type):
+            # Through the decimal text: Arrow's decimal -> double cast is not correctly rounded
+            # (25427.35 became 25427.350000000002); its text parser is, so each value is the
+            # float nearest the exact decimal, as float(Decimal) gives.
+            col = tbl.column(i).cast(pa.string()).cast(pa.float64())
+            tbl = tbl.set_column(i, pa.field(f.name, pa.float64(), f.nullable), col)
+    return tbl
 
 
 def _days_parent(table: Table, **values: str) -> str:

@@ -161,8 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     _interval_arg(bf)
     bf.add_argument("--start", help="inclusive, YYYY-MM or ISO-8601 UTC (default: the symbol's first candle)")
     bf.add_argument("--end", help="exclusive, YYYY-MM or ISO-8601 UTC (default: the last closed candle)")
-    bf.add_argument("--archive-url", default=os.environ.get("BINANCE_ARCHIVE_URL", "https://data.binance.vision"),
-                    help="archive base URL, http(s):// or file:// mirror (env BINANCE_ARCHIVE_URL)")
+    bf.add_argument("--archive-url", default=None,
+                    help="archive base URL, http(s):// or file:// mirror (env BINANCE_ARCHIVE_URL; default "
+                         "https://data.binance.vision, with --emulator the emulator's own archive)")
     bf.add_argument("--no-rest", action="store_true", help="archive only: do not fill the tail from the REST API")
     bf.add_argument("--recurate", action="store_true", help="re-curate verified files from their stored zips")
     _common(bf)
@@ -215,15 +216,29 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
     _common(q)
 
-    ex = sub.add_parser("export", help="CSV with the report headers")
+    ex = sub.add_parser("export", help="CSV with the report headers, or candles for freqtrade (parquet)")
     ex.add_argument("table", choices=["candles", "orders", "trades"])
     _symbol_arg(ex, "the symbol to export (one CSV per symbol)")
-    _interval_arg(ex, "candles: the interval to export (default: the only one the lake holds)")
-    ex.add_argument("--format", choices=["csv"], default="csv")
-    ex.add_argument("--output", required=True, help="file to write, or - for stdout (the summary then goes to stderr)")
+    _interval_arg(ex, "candles: the interval to export (default: the only one the lake holds; parquet: "
+                      "an interval the lake lacks is resampled from its 1m candles)")
+    ex.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                    help="csv: the report headers; parquet: candles as freqtrade's parquet data handler reads "
+                         "them, <BASE>_<QUOTE>-<interval>.parquet in the --output directory (docs/cli.md)")
+    ex.add_argument("--output", required=True,
+                    help="file to write, or - for stdout (the summary then goes to stderr); parquet: a directory, "
+                         "e.g. user_data/data/binance")
+    ex.add_argument("--pair", metavar="BASE/QUOTE",
+                    help="parquet: freqtrade's pair name when the symbol's quote asset is not a common one")
     ex.add_argument("--start", help="candles: inclusive open time / orders: creation time / trades: trade time")
     ex.add_argument("--end", help="exclusive")
     _common(ex)
+
+    rp = sub.add_parser("report", help="one self-contained HTML page: coverage heatmap, candlesticks, orders/fills")
+    rp.add_argument("--html", required=True, metavar="FILE", help="the page to write (opens offline; docs/report.md)")
+    _symbol_arg(rp, "symbols in the heatmap (default: all); the first one is charted")
+    rp.add_argument("--start", help="chart range start, ISO-8601 UTC (default: --end minus 24 h)")
+    rp.add_argument("--end", help="chart range end, exclusive (default: after the symbol's last candle)")
+    _common(rp)
 
     cf = sub.add_parser("config", help=f"the effective settings ({CONFIG_FILE}, env, defaults) and their sources")
     _common(cf)
@@ -323,10 +338,12 @@ class ProgressReporter:
 
 
 @contextlib.contextmanager
-def binance_client(args: argparse.Namespace) -> Iterator[Any]:
+def binance_client(args: argparse.Namespace, emulator_env: Optional[Dict[str, str]] = None) -> Iterator[Any]:
+    """``emulator_env``: an emulator the command already started (backfill shares it with the archive)."""
     from binance_lake.sources.rest.client import BinanceClient, config_from_env, parse_time_unit
 
-    with _maybe_emulator(args) as env:
+    started = contextlib.nullcontext(emulator_env) if emulator_env is not None else _maybe_emulator(args)
+    with started as env:
         config = config_from_env(args.base_url, env)
         config.recv_window_ms = args.recv_window
         config.max_attempts = max(1, args.max_attempts)
@@ -342,7 +359,9 @@ def _maybe_emulator(args: argparse.Namespace) -> Iterator[Optional[Dict[str, str
         return
     from binance_lake.emulator import Emulator
 
-    emu = Emulator(now_ms=None)  # real time: the demo looks like a live run
+    # Real time: the demo looks like a live run. Any well-formed symbol (ETHUSDT, SOLBTC) is served
+    # from the generator, so the tour works for the symbols a user has in mind.
+    emu = Emulator(now_ms=None, any_symbol=True)
     key, secret = "emulator-demo-key", "emulator-demo-secret"
     emu.add_api_key(key, secret)
     # The account's window ends on the hour: every run within an hour sees the same emulated
@@ -596,12 +615,16 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from binance_lake.sources.archive import ArchiveConfig
 
     lake = _open(args)
-    cfg = ArchiveConfig(base_url=args.archive_url, workers=max(1, args.workers), force=args.recurate)
     start, end = _month_or_time(args.start, "--start"), _month_or_time(args.end, "--end")
     summaries, lines = [], []
     with contextlib.ExitStack() as stack:
+        # The emulator serves REST and the archive (data/spot/...) from one ground truth.
+        emu_env = stack.enter_context(_maybe_emulator(args)) if args.emulator else None
+        cfg = ArchiveConfig(base_url=_archive_url(args, emu_env), workers=max(1, args.workers),
+                            force=args.recurate)
         # --quote asks exchangeInfo even with --no-rest: the list of symbols comes from Binance.
-        client = None if args.no_rest and not args.quote else stack.enter_context(binance_client(args))
+        client = (None if args.no_rest and not args.quote
+                  else stack.enter_context(binance_client(args, emu_env)))
         symbols = _symbols_for(args, client)
         client = None if args.no_rest else client
         for symbol, interval in [(s, i) for s in symbols for i in args.interval]:
@@ -640,6 +663,17 @@ def cmd_backfill(args: argparse.Namespace) -> int:
               "the range from the REST API", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0
+
+
+def _archive_url(args: argparse.Namespace, emulator_env: Optional[Dict[str, str]]) -> str:
+    """--archive-url, else the emulator's own archive, else env BINANCE_ARCHIVE_URL, else Binance's."""
+    from binance_lake.sources.archive import DEFAULT_ARCHIVE_URL
+
+    if args.archive_url:
+        return str(args.archive_url)
+    if emulator_env is not None:
+        return emulator_env["BINANCE_BASE_URL"]
+    return os.environ.get("BINANCE_ARCHIVE_URL") or DEFAULT_ARCHIVE_URL
 
 
 def cmd_transform(args: argparse.Namespace) -> int:
@@ -875,6 +909,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from binance_lake.times import optional_time
 
     symbols = _need_symbols(args)
+    if args.format == "parquet":
+        return _export_freqtrade(args, symbols)
     # Candles: the interval asked for (flag, env or file); by default the only one the lake holds.
     given = args.table == "candles" and args.settings["intervals"].source != "default"
     intervals: List[Optional[str]] = list(args.interval) if given else [None]
@@ -896,6 +932,41 @@ def cmd_export(args: argparse.Namespace) -> int:
     if out.items:
         out.finish()
     return 0
+
+
+def _export_freqtrade(args: argparse.Namespace, symbols: List[str]) -> int:
+    """Candles in freqtrade's layout: one ``<PAIR>-<tf>.parquet`` per symbol and interval."""
+    from binance_lake.export import _only_interval, export_freqtrade
+    from binance_lake.query import candle_symbols
+    from binance_lake.times import optional_time
+
+    if args.table != "candles":
+        raise BadInputError(f"--format parquet writes candles (freqtrade's OHLCV files), not {args.table}; "
+                            "use --format csv")
+    if args.output == "-":
+        raise BadInputError("--format parquet writes files into a directory: give --output DIR, "
+                            "e.g. --output user_data/data/binance")
+    if args.pair and len(symbols) > 1:
+        raise BadInputError("--pair names one symbol's pair; export one --symbol at a time with it")
+    start, end = optional_time(args.start, "--start"), optional_time(args.end, "--end")
+    lake = _open_existing(args)
+    given = args.settings["intervals"].source != "default"
+    out = Summaries(args)
+    for symbol in symbols:
+        intervals = list(args.interval) if given else [
+            _only_interval(sorted({i for i, s in candle_symbols(lake) if s == symbol}), symbol)]
+        for interval in intervals:
+            path, n = export_freqtrade(lake, symbol, interval, args.output, start, end, args.pair)
+            out.add({"table": "candles", "symbol": symbol, "interval": interval, "rows": n, "output": path},
+                    f"export candles {symbol} {interval}: {n} rows to {path} (freqtrade parquet)")
+    out.finish()
+    return 0 if any(s["rows"] for s in out.items) else _nothing_exported(args)
+
+
+def _nothing_exported(args: argparse.Namespace) -> int:
+    # "Nothing done where something was asked is never 0": an empty range wrote empty files.
+    print("error: no candles in the range; check --start/--end and `binance-lake status`", file=sys.stderr)
+    return EXIT_BAD_INPUT
 
 
 def _export_output(template: str, symbol: str, interval: Optional[str], runs: int) -> str:
@@ -921,14 +992,15 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         raise LakeError("give both --api-key and --api-secret, or neither (the emulator then uses its own pair)")
     own = args.api_key is None
     key, secret = (EMULATOR_KEY, EMULATOR_SECRET) if own else (args.api_key, args.api_secret)
-    emu = Emulator(now_ms=None)  # real time: the demo looks like a live run
+    emu = Emulator(now_ms=None, any_symbol=True)  # real time: the demo looks like a live run
     emu.add_api_key(key, secret)
     now = emu.now_ms()
     emu.generate_orders("BTCUSDT", args.orders, now - 7 * 86_400_000, now, seed=1)
     base_url = emu.start(port=args.port)
     # Only the emulator's own demo pair is shown; a key given by flag is the user's and stays unsaid.
     creds = (f"api key {key!r}, secret {secret!r}" if own else "the api key and secret given by flag")
-    print(f"Binance emulator serving on {base_url} ({creds}; Ctrl-C to stop)", flush=True)
+    print(f"Binance emulator serving on {base_url} ({creds}; any symbol such as ETHUSDT; the archive at "
+          f"--archive-url {base_url}; Ctrl-C to stop)", flush=True)
     try:
         while True:
             time.sleep(3600)
@@ -977,6 +1049,23 @@ def cmd_symbols(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from binance_lake.report import write_report
+    from binance_lake.times import optional_time
+
+    start, end = optional_time(args.start, "--start"), optional_time(args.end, "--end")
+    lake = _open_existing(args)
+    data = write_report(lake, args.lake, args.html, list(args.symbol), start, end)
+    days = sum(len(c.days) for c in data.coverage)
+    summary = {"html": args.html, "series": len(data.coverage), "days": days, "symbol": data.symbol,
+               "chart_interval": data.chart_interval, "candles": len(data.candles), "orders": len(data.orders),
+               "fills": len(data.fills)}
+    _print_summary(args, summary, f"report: {args.html} ({len(data.coverage)} series over {days} days; "
+                                  f"{data.symbol} chart of {len(data.candles)} {data.chart_interval} candles, "
+                                  f"{len(data.orders)} orders, {len(data.fills)} fills)")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """The effective settings and where each came from (flag, env, file, default)."""
     from binance_lake.config import find_file
@@ -996,7 +1085,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
     "sync": cmd_sync, "backfill": cmd_backfill, "transform": cmd_transform, "status": cmd_status, "gaps": cmd_gaps,
     "query": cmd_query, "export": cmd_export, "emulator": cmd_emulator, "verify": cmd_verify,
-    "symbols": cmd_symbols, "config": cmd_config,
+    "symbols": cmd_symbols, "config": cmd_config, "report": cmd_report,
 }
 
 

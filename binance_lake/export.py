@@ -1,4 +1,5 @@
-"""CSV export with the user's required report headers, derived from the schema.
+"""CSV export with the user's required report headers, derived from the schema; and candles
+in freqtrade's parquet layout (``export_freqtrade``).
 
 Prices and quantities print exactly as Binance sent them (decimal128 keeps the 8
 decimals); times print as ISO-8601 UTC.
@@ -8,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import os
 import sys
 from decimal import Decimal
-from typing import Any, Iterator, List, Optional, TextIO
+from typing import Any, Iterator, List, Optional, TextIO, Tuple
 
 from binance_lake.errors import BadInputError
 from binance_lake.lake import Lake
@@ -86,3 +88,96 @@ def _only_interval(intervals: List[str], symbol: str) -> str:
         raise BadInputError(f"the lake holds {symbol} candles of several intervals ({', '.join(intervals)}); "
                             "name one with --interval (one CSV per interval)")
     return intervals[0] if intervals else "1m"
+
+
+# -- freqtrade's parquet layout ----------------------------------------------------------------
+
+# freqtrade (github.com/freqtrade/freqtrade @ c9ae5e1e): constants.DEFAULT_DATAFRAME_COLUMNS;
+# data/history/datahandlers/parquetdatahandler.py reads ``<datadir>/<pair>-<tf>.parquet``, renames
+# the columns to these, casts the prices and volume to float and ``date`` with
+# ``to_datetime(..., unit="ms", utc=True)``; its own files hold ``date`` as a UTC timestamp.
+FREQTRADE_COLUMNS = ["date", "open", "high", "low", "close", "volume"]
+# Quote assets tried, longest first, to turn BTCUSDT into freqtrade's pair BTC/USDT.
+QUOTE_ASSETS = ("FDUSD", "USDT", "USDC", "TUSD", "BUSD", "USD", "BTC", "ETH", "BNB", "EUR", "TRY", "BRL",
+                "JPY", "GBP", "AUD", "DAI")
+
+
+def freqtrade_pair(symbol: str, pair: Optional[str] = None) -> str:
+    """``BTCUSDT`` -> ``BTC/USDT`` (``pair`` when given, checked as BASE/QUOTE)."""
+    if pair:
+        base, sep, quote = pair.upper().partition("/")
+        if not sep or not base or not quote or base + quote != symbol:
+            raise BadInputError(f"--pair {pair!r} is not {symbol} as BASE/QUOTE, e.g. BTC/USDT for BTCUSDT")
+        return f"{base}/{quote}"
+    for quote in sorted(QUOTE_ASSETS, key=len, reverse=True):
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return f"{symbol[: -len(quote)]}/{quote}"
+    raise BadInputError(f"cannot tell the base and quote assets of {symbol}; give them with --pair BASE/QUOTE")
+
+
+def freqtrade_file_name(pair: str, interval: str) -> str:
+    """freqtrade's file name: misc.pair_to_filename (``/`` and `` .@$+:`` become ``_``) and
+    IDataHandler.timeframe_to_file (``1M`` -> ``1Mo``)."""
+    for ch in "/ .@$+:":
+        pair = pair.replace(ch, "_")
+    return f"{pair}-{interval.replace('M', 'Mo')}.parquet"
+
+
+def export_freqtrade(lake: Lake, symbol: str, interval: str, out_dir: str, start: Optional[int] = None,
+                     end: Optional[int] = None, pair: Optional[str] = None) -> Tuple[str, int]:
+    """One symbol's candles of ``interval`` as freqtrade's parquet data handler reads them; the
+    interval's stored candles, else the 1m candles resampled (query.resample_candles). Returns
+    (path, rows)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from binance_lake.query import candle_symbols, connect, resample_candles
+
+    name = freqtrade_file_name(freqtrade_pair(symbol, pair), interval)
+    held = {i for i, s in candle_symbols(lake) if s == symbol}
+    if interval not in held and "1m" not in held:
+        raise BadInputError(f"the lake holds no {interval} or 1m candles of {symbol} (it has: "
+                            f"{', '.join(sorted(held)) or 'none'}); sync them first")
+    con = connect(lake)
+    if interval in held:
+        tbl = _stored_candles(con, symbol, interval, start, end)
+    else:
+        tbl = resample_candles(con, symbol, interval, start, end)
+    out = pa.table({"date": tbl["candle_open_time"].cast(pa.timestamp("ms", tz="UTC")),
+                    **{short: _float(tbl[col]) for short, col in (
+                        ("open", "open_price"), ("high", "high_price"), ("low", "low_price"),
+                        ("close", "close_price"), ("volume", "base_volume"))}})
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, name)
+        tmp = path + ".tmp"
+        pq.write_table(out, tmp)
+        os.replace(tmp, path)  # a reader (a running freqtrade) never sees half a file
+    except OSError as exc:
+        raise BadInputError(f"cannot write --output {out_dir}: {exc.strerror or exc}") from None
+    return path, out.num_rows
+
+
+def _stored_candles(con: Any, symbol: str, interval: str, start: Optional[int], end: Optional[int]) -> Any:
+    where: List[str] = ["symbol = ?", "interval = ?"]
+    params: List[Any] = [symbol, interval]
+    for bound, op in ((start, ">="), (end, "<")):
+        if bound is not None:
+            where.append(f"epoch_ms(candle_open_time) {op} ?")
+            params.append(bound)
+    sql = (f"SELECT candle_open_time, open_price, high_price, low_price, close_price, base_volume FROM candles "
+           f"WHERE {' AND '.join(where)} ORDER BY candle_open_time")
+    import duckdb
+
+    from binance_lake.query import lake_query_error
+
+    try:
+        return con.duckdb.sql(sql, params=params).to_arrow_table()
+    except duckdb.Error as exc:
+        raise lake_query_error(exc) from None
+
+
+def _float(col: Any) -> Any:
+    import pyarrow as pa
+
+    return col.cast(pa.string()).cast(pa.float64())  # the float nearest each decimal (see api._maybe_floats)

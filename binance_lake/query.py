@@ -18,7 +18,7 @@ from binance_lake.lake import Lake
 from binance_lake.runs import read_last_run
 from binance_lake.schema import CANDLES, OPEN_ORDER_STATUSES, ORDERS, TABLES, TRADES, Table, sql_in_list
 from binance_lake.sources.coverage import exchange_gaps, merge_ranges, raw_coverage
-from binance_lake.times import interval_ms, ms_to_iso
+from binance_lake.times import INTERVAL_MS, interval_ms, ms_to_iso
 
 
 def _glob(table: Table) -> str:
@@ -209,3 +209,67 @@ def trades_status(con: Any) -> List[Dict[str, Any]]:
     return [{"symbol": s, "trades": n, "max_trade_id": m,
              "last_trade": t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if t else None}
             for s, n, m, t in rows]
+
+
+# -- resampling 1m candles ---------------------------------------------------------------------
+
+# Buckets above those INTERVAL_MS holds. Binance's weekly klines open on Monday 00:00 UTC and its
+# monthly ones on the 1st (binance-api.md section 2: interval names; bucketing is in UTC unless
+# `timeZone` is sent); 3d buckets count from the epoch, as the emulator's (no document says more).
+_WEEK_ANCHOR_MS = 4 * 86_400_000  # 1970-01-05, the first Monday after the epoch (a Thursday)
+RESAMPLE_MS: Dict[str, int] = {**{k: v for k, v in INTERVAL_MS.items() if v >= 60_000},
+                               "3d": 3 * 86_400_000, "1w": 7 * 86_400_000, "1M": 0}
+# Binance's rule for an interval's candle from its 1m candles: open of the first minute, highest
+# high, lowest low, close of the last minute, sums of volumes and trades (the emulator's agg_row).
+_RESAMPLE_SELECT = """
+    arg_min(open_price, t) AS open_price, max(high_price) AS high_price, min(low_price) AS low_price,
+    arg_max(close_price, t) AS close_price, sum(base_volume) AS base_volume, sum(quote_volume) AS quote_volume,
+    sum(taker_buy_base_volume) AS taker_buy_base_volume, sum(taker_buy_quote_volume) AS taker_buy_quote_volume,
+    CAST(sum(number_of_trades) AS BIGINT) AS number_of_trades"""
+
+
+def _bucket_sql(interval: str) -> Tuple[str, str]:
+    """DuckDB expressions (open ms, close ms) of the bucket holding 1m open time ``t`` (ms)."""
+    if interval == "1M":
+        month = "date_trunc('month', candle_open_time)"
+        return f"epoch_ms({month})", f"epoch_ms({month} + INTERVAL 1 MONTH) - 1"
+    step = RESAMPLE_MS[interval]
+    anchor = _WEEK_ANCHOR_MS if interval == "1w" else 0
+    open_ms = f"((t - {anchor}) // {step}) * {step} + {anchor}"
+    return open_ms, f"{open_ms} + {step - 1}"
+
+
+def resample_candles(con: LakeConnection, symbol: str, interval: str, start: Optional[int] = None,
+                     end: Optional[int] = None) -> Any:
+    """``symbol``'s 1m candles with open time in ``[start, end)`` folded into ``interval`` candles
+    (a pyarrow.Table, decimals exact, sorted by open time). ``candles_1m`` counts the minutes each
+    holds: a bucket the range cuts, or with missing minutes, has fewer than the interval's."""
+    if interval not in RESAMPLE_MS:
+        raise BadInputError(f"cannot resample 1m candles to {interval!r}; use one of {', '.join(RESAMPLE_MS)}")
+    open_sql, close_sql = _bucket_sql(interval)
+    where: List[str] = ["interval = '1m'", "symbol = ?"]
+    params: List[Any] = [symbol]
+    for bound, op in ((start, ">="), (end, "<")):
+        if bound is not None:
+            where.append(f"epoch_ms(candle_open_time) {op} ?")
+            params.append(bound)
+    sql = f"""
+        WITH m AS (SELECT *, epoch_ms(candle_open_time) AS t FROM candles WHERE {' AND '.join(where)}),
+        b AS (SELECT *, {open_sql} AS bucket_open, {close_sql} AS bucket_close FROM m)
+        SELECT any_value(trading_pair) AS trading_pair, {_RESAMPLE_SELECT},
+               make_timestamp(bucket_open * 1000) AS candle_open_time,
+               make_timestamp(any_value(bucket_close) * 1000) AS candle_close_time,
+               count(*) AS candles_1m
+        FROM b GROUP BY bucket_open ORDER BY bucket_open"""
+    import duckdb
+    import pyarrow as pa
+
+    try:  # a relation streams into Arrow (duckdb.org/docs/2.0/guides/python/export_arrow)
+        tbl = con.duckdb.sql(sql, params=params).to_arrow_table()
+    except duckdb.Error as exc:
+        raise lake_query_error(exc) from None
+    ms = pa.timestamp("ms", tz="UTC")
+    for name in ("candle_open_time", "candle_close_time"):
+        i = tbl.schema.get_field_index(name)
+        tbl = tbl.set_column(i, pa.field(name, ms, nullable=False), tbl[name].cast(pa.timestamp("ms")).cast(ms))
+    return tbl

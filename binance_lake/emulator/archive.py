@@ -1,5 +1,7 @@
 """A local stand-in for data.binance.vision: archive zips built from the emulator's ground
-truth, and a threaded static HTTP server for them (tests and benchmarks; offline).
+truth, served by the emulator itself under ``/data/spot/...`` (``Emulator.archive_file``; what
+``--emulator`` backfills from) or written to a directory and served by :class:`ArchiveServer`
+(tests that corrupt or remove files).
 
 Layout and formats follow binance-public-data: ``data/spot/{monthly,daily}/klines/<SYM>/
 <interval>/<SYM>-<interval>-<period>.zip`` holding one headerless CSV, plus a sibling
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import re
 import threading
 import zipfile
 from collections import Counter
@@ -24,6 +27,72 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 MICROS_FROM_MS = 1735689600000  # 2025-01-01: spot archive files switch to microseconds
 HEADER = b"open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume," \
          b"taker_buy_quote_volume,ignore\n"
+
+
+ARCHIVE_PREFIX = "/data/spot/"
+# binance-public-data README: data/spot/{daily,monthly}/klines/<SYMBOL>/<interval>/<SYMBOL>-<interval>-<period>.zip
+_PATH_RE = re.compile(r"/data/spot/(?P<kind>daily|monthly)/klines/(?P<symbol>[A-Z0-9]{1,20})/(?P<interval>\w{2,3})/"
+                      r"(?P=symbol)-(?P=interval)-(?P<period>\d{4}-\d{2}(?:-\d{2})?)\.zip(?P<checksum>\.CHECKSUM)?")
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class ArchivePath:
+    symbol: str
+    interval: str
+    period: str
+    checksum: bool  # the ``.CHECKSUM`` sidecar rather than the zip
+
+    @property
+    def zip_name(self) -> str:
+        return f"{self.symbol}-{self.interval}-{self.period}.zip"
+
+
+def parse_path(path: str) -> Optional[ArchivePath]:
+    """An archive URL path, or None when it is not one (a daily name under monthly/ included)."""
+    m = _PATH_RE.fullmatch(path)
+    if m is None or (m["kind"] == "monthly") != (len(m["period"]) == 7):
+        return None
+    try:
+        period_range(m["period"])
+    except ValueError:  # 2024-13, 2024-02-30
+        return None
+    return ArchivePath(m["symbol"], m["interval"], m["period"], m["checksum"] is not None)
+
+
+def published_at_ms(period: str) -> int:
+    """When Binance publishes a period's file (binance-public-data README): a day's "the next day",
+    a month's "on the first Monday of the month" after it."""
+    end = period_range(period)[1]
+    if len(period) != 7:
+        return end
+    weekday = datetime.fromtimestamp(end / 1000, tz=timezone.utc).weekday()  # Monday is 0
+    return end + ((7 - weekday) % 7) * DAY_MS
+
+
+def build_file(emu: Any, symbol: str, interval: str, period: str) -> Optional[bytes]:
+    """The zip of ``emu``'s candles for ``period``; None when Binance would have no file: not
+    published by the emulator's clock, an interval it does not generate, no candle in the period
+    (before the listing, or a whole period of exchange gap)."""
+    try:
+        lo, hi = period_range(period)
+    except ValueError:
+        return None
+    if emu.now_ms() < published_at_ms(period):
+        return None
+    try:
+        rows = emu.klines(symbol, interval, lo, hi)
+    except (KeyError, ValueError):  # unknown symbol, an interval not generated (1s, 1M)
+        return None
+    if not rows:
+        return None
+    name = f"{symbol}-{interval}-{period}"
+    return zip_bytes(name + ".csv", kline_csv(rows, micros=lo >= MICROS_FROM_MS))
+
+
+def checksum_line(data: bytes, zip_name: str) -> str:
+    """The ``.CHECKSUM`` sidecar: sha256sum format, ``<hex>  <file.zip>``."""
+    return f"{hashlib.sha256(data).hexdigest()}  {zip_name}\n"
 
 
 def kline_csv(rows: Sequence[Sequence[Any]], micros: bool = False, header: bool = False) -> bytes:
@@ -66,7 +135,7 @@ def write_file(root: Path, symbol: str, interval: str, period: str, rows: Sequen
 
 
 def write_checksum(path: Path, data: bytes) -> None:
-    path.with_name(path.name + ".CHECKSUM").write_text(f"{hashlib.sha256(data).hexdigest()}  {path.name}\n")
+    path.with_name(path.name + ".CHECKSUM").write_text(checksum_line(data, path.name))
 
 
 def periods(start_ms: int, end_ms: int, today_ms: int) -> List[str]:

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qsl, urlsplit
 
+from . import archive as A
 from . import candles as C
+from .archive import ARCHIVE_PREFIX
 from .faults import ERROR_KINDS, HTTP_KINDS, Fault, FaultQueue
 from .orders import TIME_FIELDS, OrderBook, generated_fields, load_orders_json
 from .trades import TradeLedger
@@ -45,6 +47,9 @@ WAF_HTML = (b"<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01 Transitional//EN\"><
             b"The request could not be satisfied</TITLE></HEAD><BODY><H1>403 ERROR</H1><H2>The request could "
             b"not be satisfied.</H2>Request blocked.</BODY></HTML>")
 _LONG_RANGE = "'^[0-9]{1,20}$'"
+# exchangeInfo's own pattern for symbol names (its -1100 message for `symbols`), minus the
+# punctuation no spot symbol uses.
+_SYMBOL_RE = re.compile(r"[A-Z0-9]{2,20}")
 _API_KEY_RE = re.compile(r"^[\x21-\x7e]{1,256}$")
 
 
@@ -162,8 +167,12 @@ class Emulator:
 
     def __init__(self, now_ms: Optional[int] = 1709424030000, weight_limit: int = 6000,
                  weight_window_s: int = 60, latency_s: float = 0.0, seed: int = 0,
-                 ban_s: int = 120, row_cache: bool = False) -> None:
+                 ban_s: int = 120, row_cache: bool = False, any_symbol: bool = False) -> None:
         self._fixed_now = now_ms
+        # any_symbol: a well-formed symbol nobody added (``ETHUSDT``) is listed on first use, from the
+        # deterministic generator; off by default so that tests keep Binance's -1121 for unknown names.
+        self.any_symbol = any_symbol
+        self._archive_cache: dict[tuple[str, str, str], Optional[bytes]] = {}
         self.row_cache = row_cache  # memoise generated 1m rows (see candles.Series.cache)
         self.weight_limit = weight_limit
         self.weight_window_s = int(weight_window_s)
@@ -237,9 +246,23 @@ class Emulator:
         return self._status.get(symbol, "TRADING")
 
     def _series(self, symbol: str) -> C.Series:
-        if symbol not in self._symbols:
-            raise KeyError(f"unknown symbol {symbol!r}; add it with add_symbol()")
+        if not self.knows(symbol):
+            raise KeyError(f"unknown symbol {symbol!r}; add it with add_symbol() (the emulator has "
+                           f"{', '.join(self._symbols)})")
         return self._symbols[symbol]
+
+    def knows(self, symbol: str) -> bool:
+        """Whether ``symbol`` is listed; with ``any_symbol`` a well-formed name (upper-case letters and
+        digits ending in a quote asset, e.g. ``ETHUSDT``) is listed now, generated like the others."""
+        if symbol in self._symbols:
+            return True
+        if not self.any_symbol or not _SYMBOL_RE.fullmatch(symbol):
+            return False
+        try:
+            self.add_symbol(symbol)
+        except ValueError:  # no known quote asset at its end: Binance would not list it either
+            return False
+        return True
 
     def klines(self, symbol: str, interval: str, start_ms: int, end_ms: int) -> list[list]:
         """Ground truth: every row /klines would serve with open time in [start, end)."""
@@ -437,6 +460,8 @@ class Emulator:
         """Answer one HTTP request. Headers keys must be lower-case."""
         parts = urlsplit(target)
         path, query = parts.path, parts.query
+        if path.startswith(ARCHIVE_PREFIX) and method in ("GET", "HEAD"):
+            return self._archive_reply(path)
         body_s = body.decode("utf-8", "replace")
         pairs = parse_qsl(query, keep_blank_values=True) + parse_qsl(body_s, keep_blank_values=True)
         params = dict(pairs)
@@ -578,6 +603,37 @@ class Emulator:
         except ApiError as e:
             return Reply(e.status, _err_body(e.code, e.msg))
 
+    # ------------------------------------------------------------------ the public archive
+    def archive_file(self, symbol: str, interval: str, period: str) -> Optional[bytes]:
+        """The zip data.binance.vision would publish for ``period`` (``2024-01`` or ``2024-01-05``),
+        built from the same ground truth /klines serves; None if it is not published (yet)."""
+        key = (symbol, interval, period)
+        with self._lock:
+            if key not in self._archive_cache:
+                if len(self._archive_cache) >= 8:  # a month of 1m is ~1.5 MB: keep a few
+                    self._archive_cache.pop(next(iter(self._archive_cache)))
+                self._archive_cache[key] = A.build_file(self, symbol, interval, period)
+            return self._archive_cache[key]
+
+    def _archive_reply(self, path: str) -> Reply:
+        """GET data/spot/{monthly,daily}/klines/<SYM>/<interval>/<SYM>-<interval>-<period>.zip[.CHECKSUM].
+        Outside the API: no weight, no faults, as data.binance.vision is a separate host (S3)."""
+        parsed = A.parse_path(path)
+        body = None
+        if parsed is not None and self.knows(parsed.symbol):
+            body = self.archive_file(parsed.symbol, parsed.interval, parsed.period)
+        with self._lock:
+            self.requests.append(RequestRecord("GET", path, {}, 200 if body is not None else 404, 0,
+                                               self._used, time.time()))
+        if body is None:
+            # What S3 answers for a missing key of a public bucket (data.binance.vision is S3).
+            return Reply(404, b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>NoSuchKey</Code>"
+                         b"<Message>The specified key does not exist.</Message></Error>",
+                         [("Content-Type", "application/xml")])
+        if parsed is not None and parsed.checksum:
+            return Reply(200, A.checksum_line(body, parsed.zip_name).encode(), [("Content-Type", "text/plain")])
+        return Reply(200, body, [("Content-Type", "application/zip")])
+
     # ------------------------------------------------------------------ endpoints
     def _ep_ping(self, ctx: _Ctx) -> Any:
         return {}
@@ -600,7 +656,7 @@ class Emulator:
                 raise ApiError(400, -1100, "Illegal characters found in parameter 'symbols'; legal range is "
                                "'^\\[(\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}){0,1}\\]$'.") from None
         for n in names:
-            if n not in self._symbols:
+            if not self.knows(n):
                 raise ApiError(400, -1121, "Invalid symbol.")
         interval, num, _ = self.interval_letter
         return {
@@ -619,7 +675,7 @@ class Emulator:
     def _ep_klines(self, ctx: _Ctx) -> Any:
         p = ctx.params
         symbol, interval = _required(p, "symbol"), _required(p, "interval")
-        if symbol not in self._symbols:
+        if not self.knows(symbol):
             raise ApiError(400, -1121, "Invalid symbol.")
         if interval not in C.INTERVALS_MS:
             raise ApiError(400, -1120, "Invalid interval.")
@@ -673,7 +729,7 @@ class Emulator:
         self._check_signed(ctx)
         p = ctx.params
         symbol = _required(p, "symbol")
-        if symbol not in self._symbols:
+        if not self.knows(symbol):
             raise ApiError(400, -1121, "Invalid symbol.")
         order_id = _long(p, "orderId")
         start, end = _time_ms(p, "startTime", True), _time_ms(p, "endTime", False)
@@ -728,7 +784,7 @@ class Emulator:
     def _signed_symbol(self, ctx: _Ctx) -> str:
         self._check_signed(ctx)
         symbol = _required(ctx.params, "symbol")
-        if symbol not in self._symbols:
+        if not self.knows(symbol):
             raise ApiError(400, -1121, "Invalid symbol.")
         return symbol
 
