@@ -373,15 +373,16 @@ def select_klines(series: Series, interval: str, now_ms: int, start: Optional[in
 def _select_1s(series: Series, start: Optional[int], last: int, limit: int) -> list[Row]:
     memo: dict = {}
     first = series.spec.first_open_ms
+    out: list[Row] = []
     if start is not None:
-        t, out = max(-(-start // MS_PER_SECOND) * MS_PER_SECOND, first), []
+        t = max(-(-start // MS_PER_SECOND) * MS_PER_SECOND, first)
         while t <= last and len(out) < limit:
             row = series.second_row(t, memo)
             if row is not None:
                 out.append(row)
             t += MS_PER_SECOND
         return out
-    t, out = last // MS_PER_SECOND * MS_PER_SECOND, []
+    t = last // MS_PER_SECOND * MS_PER_SECOND
     while t >= first and len(out) < limit:
         row = series.second_row(t, memo)
         if row is not None:
