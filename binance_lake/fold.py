@@ -432,9 +432,10 @@ def _rebuild_candle_day(lake: Lake, symbol: str, interval: str, date: str, archi
 
 
 def curated_periods(lake: Lake, symbol: str, interval: str) -> List[str]:
-    """The ``date=`` values of the curated candle partitions of (symbol, interval)."""
-    base = layout.partition_prefix(CANDLES, interval=interval, symbol=symbol)
-    return [layout.value_of(d) for d in lake.list_children(base)]
+    """The ``date=`` values of the curated candle partitions of (symbol, interval) that hold a
+    file (a local lake keeps the directory of a partition whose file was moved out)."""
+    return layout.curated_candle_periods(lake.list_keys(layout.partition_prefix(CANDLES, interval=interval,
+                                                                                symbol=symbol)))
 
 
 def old_day_partitions(lake: Lake, symbol: str, interval: str, period: str) -> List[str]:

@@ -100,6 +100,11 @@ def is_old_layout(interval: str, value: str) -> bool:
     return grain(interval) == MONTH and not is_month(value)
 
 
+def curated_candle_periods(keys: List[str]) -> List[str]:
+    """The ``date=`` values of the partition files among ``keys`` (a listing of curated candles)."""
+    return sorted({values_of(k)["date"] for k in keys if k.endswith("/" + PART_NAME) and "date" in values_of(k)})
+
+
 def period_bounds(period: str) -> Tuple[int, int]:
     """[start, end) in epoch ms of a day (``2024-03-05``) or a month (``2024-03``)."""
     if is_month(period):

@@ -204,8 +204,11 @@ def status(lake: Lake, con: Optional[Any] = None) -> List[SymbolStatus]:
         exch = exchange_gaps(lake, symbol, interval)
         gaps, rows, first, last = candle_gaps(con, symbol, interval, exch, raw_coverage(lake, symbol, interval))
         last_run = read_last_run(lake, layout.run_table(CANDLES, interval), symbol)
-        old = sum(1 for d in lake.list_children(layout.partition_prefix(CANDLES, interval=interval, symbol=symbol))
-                  if layout.is_old_layout(interval, layout.value_of(d)))
+        old = 0
+        if layout.grain(interval) == layout.MONTH:  # only month-grain intervals can have the old layout
+            held = layout.curated_candle_periods(lake.list_keys(layout.partition_prefix(
+                CANDLES, interval=interval, symbol=symbol)))
+            old = sum(1 for v in held if layout.is_old_layout(interval, v))
         out.append(SymbolStatus(symbol, interval, first, last, rows, gaps, exch, last_run, old))
     return out
 
