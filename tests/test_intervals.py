@@ -209,3 +209,37 @@ def test_a_crash_before_the_day_files_go_loses_nothing(old_lake, emulator, monke
     assert set(candle_tuples(old_lake)) == set(truth)
     sync.rebuild(old_lake, ["BTCUSDT"])  # the rerun finishes the move
     assert _partitions(old_lake) == ["2024-02", "2024-03"] and candle_tuples(old_lake) == truth
+
+
+def test_cli_status_warns_and_transform_rebuild_migrates(old_lake, monkeypatch, capsys) -> None:
+    from binance_lake.cli import main
+
+    monkeypatch.chdir(old_lake.root)  # no binance-lake.toml of the developer's working directory
+    lake = str(old_lake.root)
+    assert main(["status", "--lake", lake]) == 0
+    err = capsys.readouterr().err
+    assert "warning: BTCUSDT 1h still has day partitions" in err
+    assert "run `binance-lake transform --rebuild --symbol BTCUSDT`" in err and "(4 day partitions)" in err
+    assert main(["verify", "--lake", lake, "--symbol", "BTCUSDT", "--interval", "1h", "--start", "2024-02-27",
+                 "--end", "2024-03-02"]) == 6
+    assert "transform --rebuild --symbol BTCUSDT" in capsys.readouterr().out
+    assert main(["transform", "--rebuild", "--symbol", "BTCUSDT", "--lake", lake]) == 0
+    assert "4 old day partitions moved into their month partitions" in capsys.readouterr().out
+    assert _partitions(old_lake) == ["2024-02", "2024-03"]
+    assert main(["status", "--lake", lake]) == 0 and "still has day partitions" not in capsys.readouterr().err
+
+
+def test_docs_table_matches_the_code() -> None:
+    """docs/intervals.md's table: the grain and the most rows a partition of each interval holds."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "intervals.md").read_text(encoding="utf-8")
+    for interval in INTERVALS:
+        if layout.grain(interval) == layout.DAY:
+            rows = str(count_candles(*layout.period_bounds("2024-03-05"), interval))
+            want = f"| `{interval}` | UTC day (`date=2024-03-05`) | {rows} |"
+        else:
+            most = max(count_candles(*layout.period_bounds(m), interval)
+                       for m in layout.periods_between(parse_time("2023-01-01"), parse_time("2025-01-01"), interval))
+            want = f"| `{interval}` | UTC month (`date=2024-03`) | up to {most} |"
+        assert want in text
