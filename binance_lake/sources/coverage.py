@@ -17,7 +17,16 @@ from binance_lake import layout
 from binance_lake.errors import BadInputError
 from binance_lake.lake import Lake
 from binance_lake.schema import CANDLES
-from binance_lake.times import MS_PER_DAY, date_to_ms, ms_to_iso, next_open, open_ceil, parse_time
+from binance_lake.times import (
+    MS_PER_DAY,
+    date_to_ms,
+    interval_ms,
+    is_fixed,
+    ms_to_iso,
+    next_open,
+    open_ceil,
+    parse_time,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +77,13 @@ def missing_ranges(start: int, end: int, present: Sequence[int], interval: str) 
     partition boundary need not start on a candle (a 1w candle opens on a Monday, a month on any day).
     """
     out, expect = [], open_ceil(start, interval)
+    step = interval_ms(interval) if is_fixed(interval) else 0  # fixed lengths: no call per candle (1m path)
     for t in present:
         if t < start or t >= end:
             continue
         if t > expect:
             out.append((expect, t))
-        expect = max(expect, next_open(t, interval))
+        expect = max(expect, t + step if step else next_open(t, interval))
     if expect < end:
         out.append((expect, end))
     return out
