@@ -12,10 +12,11 @@ stable surface, whatever the modules behind them become. Importing this module i
 pyarrow and DuckDB are imported inside the functions that need them, because the extractor
 Lambdas import the package and carry neither.
 
-Reads prune by partition: ``candles``/``orders`` list the ``date=YYYY-MM-DD`` partitions of
-one symbol and open only the days the range touches (one file per day), so a one-day read of
-a year-long lake reads one file. Values come back exactly as stored: prices and quantities
-``decimal128(38, 8)``, times ``timestamp[ms, tz=UTC]``.
+Reads prune by partition: ``candles``/``orders`` list the ``date=`` partitions of one symbol
+(a UTC day, or a UTC month for candles from 1h up: ``binance_lake.layout.grain``) and open only
+the ones the range touches, so a one-day read of a year-long 1m lake reads one file. Values
+come back exactly as stored: prices and quantities ``decimal128(38, 8)``, times
+``timestamp[ms, tz=UTC]``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from binance_lake.errors import BadInputError, StorageError
 from binance_lake.lake import Lake
 from binance_lake.lake import open_lake as _open_storage
 from binance_lake.schema import CANDLES, ORDERS, TRADES, Table
-from binance_lake.times import interval_ms, ms_to_date, ms_to_iso, parse_time
+from binance_lake.times import interval_ms, ms_to_iso, parse_time
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -214,7 +215,7 @@ class LakeReader:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        days = [d for d in self.storage.list_children(prefix) if _day_in(_value(d), lo, hi)]
+        days = [d for d in self.storage.list_children(prefix) if layout.period_in(_value(d), lo, hi)]
         parts = [self._read_part(layout.child(layout.child(prefix, d), name)) for d in days
                  for name in self.storage.list_children(layout.child(prefix, d)) if name.endswith(".parquet")]
         from binance_lake.columns import arrow_schema
@@ -271,11 +272,6 @@ def _days_parent(table: Table, **values: str) -> str:
 
 def _value(partition_dir: str) -> str:
     return layout.value_of(partition_dir)
-
-
-def _day_in(day: str, lo: Optional[int], hi: Optional[int]) -> bool:
-    """Whether partition ``day`` (UTC date of the row time) can hold a time in ``[lo, hi)``."""
-    return (lo is None or day >= ms_to_date(lo)) and (hi is None or day <= ms_to_date(hi - 1))
 
 
 def _range(start: TimeLike, end: TimeLike) -> Tuple[Optional[int], Optional[int]]:

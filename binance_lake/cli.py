@@ -692,7 +692,9 @@ def cmd_transform(args: argparse.Namespace) -> int:
     _print_summary(args, s, f"transform: {s['rows_written']} rows in {s['partitions']} partitions, "
                              f"{s['quarantined_rows']} rows and {s['quarantined_files']} files quarantined"
                              + (f", {s['unexplained_rows']} curated rows no readable raw file explains kept"
-                                if s["unexplained_rows"] else ""))
+                                if s["unexplained_rows"] else "")
+                             + (f", {s['migrated_day_partitions']} old day partitions moved into their month "
+                                "partitions" if s["migrated_day_partitions"] else ""))
     for key in result.unusable_raw:
         print(f"warning: raw file {key} does not parse; moved to quarantine/, the curated rows it explained "
               "are kept. Rerun the sync of its range to fetch it again", file=sys.stderr)
@@ -772,6 +774,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     for key in unparsed[:10]:
         print(f"warning: raw file {key} did not parse and is in quarantine/ (curated kept the rows it explained); "
               "rerun the sync of its range to fetch it again", file=sys.stderr)
+    for c in candles:
+        if c.get("old_layout_partitions"):
+            print(f"warning: {c['action']} ({c['old_layout_partitions']} day partitions)", file=sys.stderr)
     if args.json:
         print(json.dumps(summary, default=str))
         return code

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from binance_lake import layout
 from binance_lake.schema import (
     BOOL,
     CANDLES,
@@ -30,7 +31,7 @@ from binance_lake.schema import (
     TRADES,
     Table,
 )
-from binance_lake.times import _MICROS_THRESHOLD, interval_ms, to_ms
+from binance_lake.times import _MICROS_THRESHOLD, close_of, interval_anchor, interval_ms, is_fixed, open_floor, to_ms
 
 _MAX_DECIMAL = Decimal(10) ** (38 - DECIMAL_SCALE)
 
@@ -241,7 +242,6 @@ def _int_column(values: Sequence[Any], timestamp: bool) -> Tuple[pa.Array, List[
 
 def _candle_invariants(t: pa.Table, interval: str, date: Optional[str]) -> List[Optional[str]]:
     """Vectorised OHLC/time checks; one reason per row (None = fine)."""
-    step = interval_ms(interval)
     open_ms = t["candle_open_time"].cast(pa.int64())
     close_ms = t["candle_close_time"].cast(pa.int64())
     checks = [
@@ -254,19 +254,32 @@ def _candle_invariants(t: pa.Table, interval: str, date: Optional[str]) -> List[
                                     pc.greater_equal(t["quote_volume"],
                                                      pa.scalar(0).cast(t["quote_volume"].type)))),
         ("negative number_of_trades", pc.greater_equal(t["number_of_trades"], 0)),
-        (f"open time not aligned to {interval}", pc.equal(pc.subtract(open_ms, pc.multiply(
-            pc.divide(open_ms, step), step)), 0)),
-        (f"close time is not open time + {interval} - 1ms", pc.equal(pc.subtract(close_ms, open_ms), step - 1)),
+        *_alignment_checks(open_ms, close_ms, interval),
     ]
     if date is not None:
-        day = int(pa.scalar(date).cast(pa.date32()).cast(pa.int32()).as_py()) * 86_400_000
+        lo, hi = layout.period_bounds(date)  # a day, or a month (layout.grain)
         checks.append((f"open time outside partition date {date}",
-                       pc.and_(pc.greater_equal(open_ms, day), pc.less(open_ms, day + 86_400_000))))
+                       pc.and_(pc.greater_equal(open_ms, lo), pc.less(open_ms, hi))))
     reasons: List[Optional[str]] = [None] * t.num_rows
     for reason, ok in checks:
         for i in _false_indices(ok):
             reasons[i] = reasons[i] or reason
     return reasons
+
+
+def _alignment_checks(open_ms: pa.Array, close_ms: pa.Array, interval: str) -> List[Tuple[str, Any]]:
+    """A candle opens on its interval's boundary and closes 1 ms before the next one opens."""
+    aligned, closes = f"open time not aligned to {interval}", f"close time is not open time + {interval} - 1ms"
+    if is_fixed(interval):  # vectorised: every interval but 1M
+        step, anchor = interval_ms(interval), interval_anchor(interval)
+        since = pc.subtract(open_ms, anchor) if anchor else open_ms
+        return [(aligned, pc.equal(pc.subtract(since, pc.multiply(pc.divide(since, step), step)), 0)),
+                (closes, pc.equal(pc.subtract(close_ms, open_ms), step - 1))]
+    # 1M: months vary (28 to 31 days); a few rows a year, so per value.
+    opens = [None if o is None else int(o) for o in open_ms.to_pylist()]
+    ok_open = [None if o is None else open_floor(o, interval) == o for o in opens]
+    want_close = pa.array([None if o is None else close_of(o, interval) for o in opens], pa.int64())
+    return [(aligned, pa.array(ok_open, pa.bool_())), (closes, pc.equal(_one_chunk(close_ms), want_close))]
 
 
 def _false_indices(mask: Any) -> List[int]:

@@ -55,7 +55,7 @@ from binance_lake.sources.rest.orders import history_page_last_id, read_orders_i
 from binance_lake.sources.rest.raw import read_raw
 from binance_lake.sources.rest.trades import history_page_last_id as trades_history_last_id
 from binance_lake.sources.rest.trades import read_trades_index
-from binance_lake.times import MS_PER_DAY, date_to_ms, interval_ms, ms_to_date
+from binance_lake.times import MS_PER_DAY, date_to_ms, ms_to_date
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class TransformResult:
     missing_raw: List[str] = field(default_factory=list)  # markers' raw keys not (yet) there
     unusable_raw: List[str] = field(default_factory=list)  # raw pages that do not parse (now in quarantine/)
     unexplained_rows: int = 0  # curated rows no readable source explains, kept (never dropped by a rebuild)
+    migrated: int = 0  # old-layout day partitions folded into their month partition and removed
 
     @property
     def needs_attention(self) -> bool:
@@ -95,6 +96,7 @@ class TransformResult:
         self.missing_raw += other.missing_raw
         self.unusable_raw += other.unusable_raw
         self.unexplained_rows += other.unexplained_rows
+        self.migrated += other.migrated
         self.partitions += other.partitions
         self.rows_in += other.rows_in
         self.rows_written += other.rows_written
@@ -108,7 +110,7 @@ class TransformResult:
         return {"partitions": len(self.partitions), "rows_in": self.rows_in, "rows_written": self.rows_written,
                 "quarantined_rows": self.quarantined_rows, "quarantined_files": self.quarantined_files,
                 "rebuilt": self.rebuilt, "unusable_raw": self.unusable_raw,
-                "unexplained_rows": self.unexplained_rows}
+                "unexplained_rows": self.unexplained_rows, "migrated_day_partitions": self.migrated}
 
 
 # -- raw files ---------------------------------------------------------------------------
@@ -380,7 +382,12 @@ def rebuild_candles(lake: Lake, symbol: str, interval: str = "1m", dates: Option
     if dates is None:
         rest_days = [layout.value_of(d) for d in lake.list_children(layout.raw_prefix(CANDLES, interval=interval,
                                                                                       symbol=symbol))]
-        dates = sorted(set(rest_days) | set(archive.days()))
+        # Curated partitions of the old layout too (day partitions of a month-grain interval):
+        # the rebuild is what moves them to their month, whatever raw still holds.
+        old = [v for v in curated_periods(lake, symbol, interval) if layout.is_old_layout(interval, v)]
+        dates = sorted({layout.period_of_value(d, interval) for d in [*rest_days, *old]} | set(archive.days()))
+    else:
+        dates = sorted({layout.period_of_value(d, interval) for d in dates})
     result = TransformResult()
     with lake_lock(lake, CANDLES.name, symbol):
         archive.check()  # a damaged stored zip stops the rebuild before it writes anything (DamagedFileError)
@@ -391,24 +398,54 @@ def rebuild_candles(lake: Lake, symbol: str, interval: str = "1m", dates: Option
 
 def _rebuild_candle_day(lake: Lake, symbol: str, interval: str, date: str, archive: StoredArchive,
                         known_keys: Sequence[str] = ()) -> TransformResult:
-    """One day from its sources; the caller holds the symbol's lock.
+    """One partition (a day, or a month: ``date`` is its value) from its sources; the caller holds
+    the symbol's lock.
 
     The partition's version is taken before the raw pages are listed: a writer that folds a page
     this listing missed writes after that, so this write then fails and the day is derived again.
+
+    Migration: for an interval with month partitions, the day partitions an older version wrote
+    inside the month are read as the month's existing rows (what no source explains is kept), and
+    deleted only once the month partition holding their rows is durable (``Lake.sync``): a crash
+    in between leaves both, the same candles twice until the next rebuild, never a lost row.
     """
-    partition = layout.partition(CANDLES, interval=interval, symbol=symbol, date=date)
+    partition = layout.candle_partition(symbol, interval, date)
+    old = old_day_partitions(lake, symbol, interval, date)
 
     def attempt() -> Tuple[TransformResult, Derivation]:
         version = lake.version_of(layout.part_key(partition))
         result = TransformResult(partitions=[partition], rebuilt=[partition])
         derived = derive_candle_day(lake, symbol, interval, date, archive, known_keys)
-        write_derived(lake, partition, CANDLES, derived.days.get(date), derived, result, version)
+        write_derived(lake, partition, CANDLES, derived.days.get(date), derived, result, version, also=old)
         return result, derived
 
     result, derived = retry_on_conflict(partition, attempt)
     crash_point("curated")
+    if old:
+        lake.sync()  # the month partition is on disk before the day files it replaces go
+        crash_point("migrate")
+        for day_partition in old:
+            lake.delete(layout.part_key(day_partition))
+        result.migrated += len(old)
     unmark(lake, derived.keys, result.missing_raw)
     return result
+
+
+def curated_periods(lake: Lake, symbol: str, interval: str) -> List[str]:
+    """The ``date=`` values of the curated candle partitions of (symbol, interval) that hold a
+    file (a local lake keeps the directory of a partition whose file was moved out)."""
+    return layout.curated_candle_periods(lake.list_keys(layout.partition_prefix(CANDLES, interval=interval,
+                                                                                symbol=symbol)))
+
+
+def old_day_partitions(lake: Lake, symbol: str, interval: str, period: str) -> List[str]:
+    """Curated day partitions inside month ``period`` of a month-grain interval (the layout
+    before intervals from 1h got month partitions); none for a day-grain interval."""
+    if not layout.is_month(period):
+        return []
+    return [layout.partition(CANDLES, interval=interval, symbol=symbol, date=v)
+            for v in curated_periods(lake, symbol, interval)
+            if layout.is_old_layout(interval, v) and v.startswith(period + "-")]
 
 
 # -- the one derivation of curated from raw: rebuild writes it, verify compares with it -----------
@@ -456,8 +493,8 @@ def derive_candle_day(lake: Lake, symbol: str, interval: str, date: str, archive
     sha256; a damaged zip raises ``DamagedFileError``), then each REST page of the day in key
     order, deduplicated on open time (a later fetch wins a minute both hold).
     ``archive=None``: the REST pages alone (``verify --against-archive``)."""
-    raw_dir = layout.raw_partition(CANDLES.name, symbol, date, interval)
-    out = Derivation(keys=sorted(set(known_keys) | set(lake.list_keys(raw_dir))))
+    out = Derivation(keys=sorted(set(known_keys) | {k for d in _raw_dirs(lake, symbol, interval, date)
+                                                     for k in lake.list_keys(d)}))
     rows = archive.rows(date) if archive is not None else None
     for key, fetched_at, page in out.read(lake, CANDLES.name):
         new, rejected = candles_table(symbol, interval, page, [fetched_at] * len(page), [key] * len(page), date)
@@ -467,6 +504,16 @@ def derive_candle_day(lake: Lake, symbol: str, interval: str, date: str, archive
     if rows is not None and (rows.num_rows or out.keys):  # an archive file's pre-listing day has no partition
         out.days[date] = dedupe(rows, CANDLES)
     return out
+
+
+def _raw_dirs(lake: Lake, symbol: str, interval: str, period: str) -> List[str]:
+    """The raw REST directories whose pages hold candles of partition ``period``: the day's own,
+    or for a month every raw directory of the month (pages an older version filed by day too)."""
+    if not layout.is_month(period):
+        return [layout.raw_partition(CANDLES.name, symbol, period, interval)]
+    base = layout.raw_prefix(CANDLES, interval=interval, symbol=symbol)
+    return [layout.child(base, d) for d in lake.list_children(base)
+            if layout.period_of_value(layout.value_of(d), interval) == period]
 
 
 def derive_orders(lake: Lake, symbol: str, dates: Optional[Sequence[str]] = None) -> Derivation:
@@ -529,14 +576,16 @@ def keep_unexplained(existing: Optional[pa.Table], derived: Optional[pa.Table], 
 
 
 def write_derived(lake: Lake, partition: str, table: Table, rows: Optional[pa.Table], derived: Derivation,
-                  result: TransformResult, version: Version) -> Optional[pa.Table]:
+                  result: TransformResult, version: Version, also: Sequence[str] = ()) -> Optional[pa.Table]:
     """Write a derived partition, keeping the curated rows no source explains; quarantine what
     the derivation could not use. Returns what was written (None: no source holds this day).
     ``version``: the partition's, taken before the derivation listed raw (``WriteConflict`` if
-    another writer wrote it since: derive again)."""
+    another writer wrote it since: derive again). ``also``: partitions whose rows count as this
+    one's existing rows (the old day partitions a month partition replaces)."""
     account(lake, partition, derived, result)
     result.rows_in += rows.num_rows if rows is not None else 0
-    merged, kept = keep_unexplained(_existing(lake, partition, table), rows, table)
+    existing = [t for t in (_existing(lake, p, table) for p in [partition, *also]) if t is not None]
+    merged, kept = keep_unexplained(pa.concat_tables(existing) if existing else None, rows, table)
     if kept is not None:
         result.unexplained_rows += kept.num_rows
         log.warning("%s: kept %d curated row(s) that no readable raw file explains (%s)", partition,
@@ -597,12 +646,12 @@ def fold_archive_file(lake: Lake, f: ArchiveFile, raw: pa.Table, downloaded_at: 
         rejected += [(r, f"open time outside {f.name}'s period") for r in stray.to_pylist()]
         table, open_ms = table.filter(inside), open_ms.filter(inside)
     with lake_lock(lake, CANDLES.name, f.symbol):
-        quarantine_rows(lake, layout.partition(CANDLES, interval=f.interval, symbol=f.symbol, date=ms_to_date(lo)),
+        quarantine_rows(lake, layout.candle_partition(f.symbol, f.interval, layout.period_of(lo, f.interval)),
                         f.key, rejected)
-        for date, rows, ordered in split_days(table, open_ms):
+        for date, rows, ordered in split_days(table, open_ms, f.interval):
             _merge_archive_day(lake, f, date, rows, ordered)
     result.rows, result.rejected = table.num_rows, len(rejected)
-    result.exchange_gaps = file_gaps(open_ms, lo, hi, interval_ms(f.interval), first)
+    result.exchange_gaps = file_gaps(open_ms, lo, hi, f.interval, first)
     if replaced:
         drop_gaps_from(lake, f)  # a re-published file may have filled what the old one lacked
     for gap in result.exchange_gaps:
@@ -610,7 +659,7 @@ def fold_archive_file(lake: Lake, f: ArchiveFile, raw: pa.Table, downloaded_at: 
 
 
 def _merge_archive_day(lake: Lake, f: ArchiveFile, date: str, rows: pa.Table, ordered: bool) -> None:
-    partition = layout.partition(CANDLES, interval=f.interval, symbol=f.symbol, date=date)
+    partition = layout.candle_partition(f.symbol, f.interval, date)
 
     def attempt() -> None:
         try:

@@ -16,7 +16,8 @@ lake root; partition directories are Hive style (``name=value``)::
     raw/_runs/<table>/symbol=X/last.json              last run summary (one symbol's run: the CLI)
     raw/_runs/<table>/tick.json                       last run summary of every symbol of a tick
     raw/archive/klines/interval=1m/symbol=X/<monthly|daily>/<X>-1m-<period>.zip (+ .zip.json sidecar)
-    curated/candles/interval=1m/symbol=X/date=D/part-0.parquet
+    curated/candles/interval=1m/symbol=X/date=D/part-0.parquet         day partition (below 1h)
+    curated/candles/interval=1h/symbol=X/date=M/part-0.parquet         month partition (1h and up), M = 2024-03
     curated/orders/symbol=X/date=D/part-0.parquet
     curated/_locks/<table>/symbol=X.lock              per-(table, symbol) writer lease
     curated/_index/orders/symbol=X.json               orders cursor
@@ -33,8 +34,9 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
+from binance_lake.errors import BadInputError
 from binance_lake.schema import CANDLES, ORDERS, TABLES, TRADES, Table
-from binance_lake.times import ms_to_date
+from binance_lake.times import INTERVALS, MS_PER_DAY, check_interval, date_to_ms, ms_to_date, next_open
 
 RAW, CURATED, QUARANTINE = "raw", "curated", "quarantine"
 PENDING = f"{RAW}/_pending"
@@ -55,6 +57,91 @@ REASON_SUFFIX = ".reason.json"
 def zone(name: str) -> str:
     """A prefix as the CDK names it in IAM resources and lifecycle rules: ``raw/_pending/``."""
     return name.rstrip("/") + "/"
+
+
+# -- partition grain: how much time one candle partition holds ----------------------------------
+#
+# The one definition of the grain (docs/intervals.md). Below 1h a UTC day is a useful file (1s:
+# 86,400 rows, 1m: 1,440, 30m: 48); from 1h up a day would hold 24 rows or fewer (1d: one, 1M: a
+# file per day with no row at all on most days), so those intervals get one partition per UTC
+# month (1h: up to 744 rows, 1d: up to 31, 1M: one). The partition directory keeps its name,
+# ``date=``, so every reader (DuckDB's Hive columns, the Python API) sees one ``date`` column:
+# ``YYYY-MM-DD`` for a day partition, ``YYYY-MM`` for a month partition. Orders and trades are
+# always day partitions. Raw REST pages are filed under the same grain (a page is cut at
+# partition boundaries); raw pages an older version filed by day stay where they are (raw is
+# immutable) and fold into the month that holds their day.
+DAY, MONTH = "day", "month"
+MONTH_GRAIN_INTERVALS = frozenset(INTERVALS[INTERVALS.index("1h"):])
+
+
+def grain(interval: str) -> str:
+    """``day`` or ``month``: the curated candle partition size of ``interval``."""
+    return MONTH if check_interval(interval) in MONTH_GRAIN_INTERVALS else DAY
+
+
+def is_month(period: str) -> bool:
+    return len(period) == 7
+
+
+def period_of(ms: int, interval: str) -> str:
+    """The partition value holding a candle that opens at ``ms``: ``2024-03-05`` or ``2024-03``."""
+    day = ms_to_date(ms)
+    return day[:7] if grain(interval) == MONTH else day
+
+
+def period_of_value(value: str, interval: str) -> str:
+    """The curated partition of a raw or curated ``date=`` value (a day or a month) under the
+    current grain: ``2024-03-05`` of a 1h interval is ``2024-03``."""
+    return value[:7] if grain(interval) == MONTH else value
+
+
+def is_old_layout(interval: str, value: str) -> bool:
+    """A day partition of a month-grain interval: written before intervals from 1h got month
+    partitions; ``transform --rebuild`` rewrites it as its month."""
+    return grain(interval) == MONTH and not is_month(value)
+
+
+def curated_candle_periods(keys: List[str]) -> List[str]:
+    """The ``date=`` values of the partition files among ``keys`` (a listing of curated candles)."""
+    return sorted({values_of(k)["date"] for k in keys if k.endswith("/" + PART_NAME) and "date" in values_of(k)})
+
+
+def period_bounds(period: str) -> Tuple[int, int]:
+    """[start, end) in epoch ms of a day (``2024-03-05``) or a month (``2024-03``)."""
+    if is_month(period):
+        lo = date_to_ms(period + "-01")
+        return lo, next_open(lo, "1M")
+    lo = date_to_ms(period)
+    return lo, lo + MS_PER_DAY
+
+
+def periods_between(start: int, end: int, interval: str) -> List[str]:
+    """The partitions of ``interval`` that [start, end) touches, ascending."""
+    out: List[str] = []
+    t = start
+    while t < end:
+        out.append(period_of(t, interval))
+        t = period_bounds(out[-1])[1]
+    return out
+
+
+def split_by_period(start: int, end: int, interval: str) -> List[Tuple[int, int]]:
+    """[start, end) cut at partition boundaries, so each raw file belongs to one partition."""
+    out, s = [], start
+    while s < end:
+        e = min(period_bounds(period_of(s, interval))[1], end)
+        out.append((s, e))
+        s = e
+    return out
+
+
+def period_in(value: str, lo: Optional[int], hi: Optional[int]) -> bool:
+    """Whether partition ``value`` (a day or a month) can hold a time in ``[lo, hi)``."""
+    try:
+        p_lo, p_hi = period_bounds(value)
+    except BadInputError:
+        return False  # not a partition name
+    return (lo is None or p_hi > lo) and (hi is None or p_lo < hi)
 
 
 # -- partition directories ---------------------------------------------------------------
@@ -156,17 +243,26 @@ def window_revision(name: str) -> Optional[int]:
 
 
 def candle_raw_key(symbol: str, interval: str, start: int, end: int, revision: Optional[int] = None) -> str:
-    """A REST candle page lives in the partition of its first candle's UTC day; ``revision``
-    (a fetch time) names a later reply for a window whose first file already exists."""
+    """A REST candle page lives in the partition (day or month, :func:`grain`) of its first
+    candle; ``revision`` (a fetch time) names a later reply for a window whose first file already exists."""
     name = window_name(start, end) if revision is None else revision_name(start, end, revision)
-    return f"{raw_partition(CANDLES.name, symbol, ms_to_date(start), interval)}/{name}"
+    return f"{raw_partition(CANDLES.name, symbol, period_of(start, interval), interval)}/{name}"
 
 
 def candle_partition_of_raw(raw_key: str) -> Tuple[str, str, str, str]:
-    """raw/klines/interval=1m/symbol=X/date=D/f.json -> (curated partition, interval, symbol, date)."""
+    """raw/klines/interval=1m/symbol=X/date=D/f.json -> (curated partition, interval, symbol, period).
+    A raw page filed by day under a month-grain interval (an older lake) goes to its month."""
     v = values_of(raw_key)
-    interval, symbol, date = v["interval"], v["symbol"], v["date"]
-    return partition(CANDLES, interval=interval, symbol=symbol, date=date), interval, symbol, date
+    interval, symbol = v["interval"], v["symbol"]
+    period = period_of_value(v["date"], interval)
+    return candle_partition(symbol, interval, period), interval, symbol, period
+
+
+def candle_partition(symbol: str, interval: str, period: str) -> str:
+    """The curated candle partition of ``period`` (checked against the interval's grain)."""
+    if is_month(period) != (grain(interval) == MONTH):
+        raise ValueError(f"{period!r} is not a {grain(interval)} partition of interval {interval}")
+    return partition(CANDLES, interval=interval, symbol=symbol, date=period)
 
 
 def symbol_of(key: str) -> str:
@@ -313,8 +409,18 @@ def archive_kind(period: str) -> str:
     return "monthly" if len(period) == 7 else "daily"
 
 
+# data.binance.vision spells the month interval ``1mo`` in its paths and file names (its README,
+# "Intervals": ``1s 1m ... 1d 3d 1w 1mo``; ``1mo`` is used instead of ``1M`` to support
+# non-case-sensitive file systems); the lake keeps Binance's API name ``1M`` in its own directories.
+ARCHIVE_INTERVAL_NAMES = {"1M": "1mo"}
+
+
+def archive_interval(interval: str) -> str:
+    return ARCHIVE_INTERVAL_NAMES.get(interval, interval)
+
+
 def archive_name(symbol: str, interval: str, period: str) -> str:
-    return f"{symbol}-{interval}-{period}.zip"
+    return f"{symbol}-{archive_interval(interval)}-{period}.zip"
 
 
 def archive_key(symbol: str, interval: str, period: str) -> str:
@@ -327,7 +433,7 @@ def sidecar_key(zip_key: str) -> str:
 
 def archive_period_of_sidecar(symbol: str, interval: str, name: str) -> Optional[str]:
     """The period of a sidecar name (``X-1m-2024-01.zip.json`` -> ``2024-01``), else None."""
-    prefix = f"{symbol}-{interval}-"
+    prefix = f"{symbol}-{archive_interval(interval)}-"
     if name.startswith(prefix) and name.endswith(SIDECAR_SUFFIX):
         return name[len(prefix):-len(SIDECAR_SUFFIX)]
     return None
@@ -336,4 +442,4 @@ def archive_period_of_sidecar(symbol: str, interval: str, name: str) -> Optional
 def archive_url(base_url: str, symbol: str, interval: str, period: str) -> str:
     """data.binance.vision's path of a kline zip (binance-public-data README)."""
     name, kind = archive_name(symbol, interval, period), archive_kind(period)
-    return f"{base_url.rstrip('/')}/data/spot/{kind}/klines/{symbol}/{interval}/{name}"
+    return f"{base_url.rstrip('/')}/data/spot/{kind}/klines/{symbol}/{archive_interval(interval)}/{name}"

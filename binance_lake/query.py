@@ -18,7 +18,7 @@ from binance_lake.lake import Lake
 from binance_lake.runs import read_last_run
 from binance_lake.schema import CANDLES, OPEN_ORDER_STATUSES, ORDERS, TABLES, TRADES, Table, sql_in_list
 from binance_lake.sources.coverage import exchange_gaps, merge_ranges, raw_coverage
-from binance_lake.times import INTERVAL_MS, interval_ms, ms_to_iso
+from binance_lake.times import INTERVAL_MS, count_candles, interval_anchor, interval_ms, is_fixed, ms_to_iso, next_open
 
 
 def _glob(table: Table) -> str:
@@ -120,10 +120,12 @@ class SymbolStatus:
     exchange_gaps: List[Tuple[int, int]] = field(default_factory=list)
     last_run: Optional[Dict[str, Any]] = None
 
+    old_layout: int = 0  # day partitions of a month-grain interval (layout.is_old_layout)
+
     @property
     def missing_minutes(self) -> int:
-        step = interval_ms(self.interval)
-        return sum((e - s) // step for s, e in self.gaps)
+        """Missing candles (named for the 1m lake it began as)."""
+        return sum(count_candles(s, e, self.interval) for s, e in self.gaps)
 
     def as_dict(self) -> Dict[str, Any]:
         iso = lambda ms: ms_to_iso(ms) if ms is not None else None  # noqa: E731
@@ -132,7 +134,14 @@ class SymbolStatus:
                 "gaps": [[ms_to_iso(s), ms_to_iso(e)] for s, e in self.gaps],
                 "missing_candles": self.missing_minutes,
                 "exchange_gaps": [[ms_to_iso(s), ms_to_iso(e)] for s, e in self.exchange_gaps],
-                "last_run": self.last_run}
+                "last_run": self.last_run,
+                **({"old_layout_partitions": self.old_layout, "action": old_layout_action(self.symbol, self.interval)}
+                   if self.old_layout else {})}
+
+
+def old_layout_action(symbol: str, interval: str) -> str:
+    return (f"{symbol} {interval} still has day partitions from before {interval} candles got month "
+            f"partitions: run `binance-lake transform --rebuild --symbol {symbol}` to move them")
 
 
 def candle_symbols(lake: Lake) -> List[Tuple[str, str]]:
@@ -150,22 +159,30 @@ def candle_gaps(con: Any, symbol: str, interval: str, exchange: List[Tuple[int, 
                 ) -> Tuple[List[Tuple[int, int]], int, Optional[int], Optional[int]]:
     """Missing open-time ranges, minus exchange gaps: holes between curated candles, plus the
     head and tail of ``bounds`` (the range raw files cover) that curated lacks."""
-    step = interval_ms(interval)
     first, last, rows = con.execute(
         "SELECT epoch_ms(min(candle_open_time)), epoch_ms(max(candle_open_time)), count(*) FROM candles "
         "WHERE symbol = ? AND interval = ?", [symbol, interval]).fetchone()
-    holes = con.execute(
-        "SELECT prev + ?, t FROM (SELECT epoch_ms(candle_open_time) AS t, "
-        "lag(epoch_ms(candle_open_time)) OVER (ORDER BY candle_open_time) AS prev FROM candles "
-        "WHERE symbol = ? AND interval = ?) WHERE t - prev > ? ORDER BY t", [step, symbol, interval, step]).fetchall()
+    if is_fixed(interval):
+        step = interval_ms(interval)
+        holes = con.execute(
+            "SELECT prev + ?, t FROM (SELECT epoch_ms(candle_open_time) AS t, "
+            "lag(epoch_ms(candle_open_time)) OVER (ORDER BY candle_open_time) AS prev FROM candles "
+            "WHERE symbol = ? AND interval = ?) WHERE t - prev > ? ORDER BY t",
+            [step, symbol, interval, step]).fetchall()
+    else:  # 1M: the next candle opens a calendar month later (28 to 31 days)
+        holes = con.execute(
+            "SELECT epoch_ms(expect), epoch_ms(t) FROM (SELECT candle_open_time AS t, "
+            "lag(candle_open_time) OVER (ORDER BY candle_open_time) + INTERVAL 1 MONTH AS expect FROM candles "
+            "WHERE symbol = ? AND interval = ?) WHERE t > expect ORDER BY t", [symbol, interval]).fetchall()
     missing = [(int(s), int(e)) for s, e in holes]
     if bounds is not None:
         lo, hi = bounds
         if first is None:
             missing = [bounds] if lo < hi else []
         else:
+            after = next_open(int(last), interval)
             missing = ([(lo, int(first))] if lo < first else []) + missing + (
-                [(int(last) + step, hi)] if int(last) + step < hi else [])
+                [(after, hi)] if after < hi else [])
     return subtract_ranges(missing, exchange), rows, first, last
 
 
@@ -187,7 +204,12 @@ def status(lake: Lake, con: Optional[Any] = None) -> List[SymbolStatus]:
         exch = exchange_gaps(lake, symbol, interval)
         gaps, rows, first, last = candle_gaps(con, symbol, interval, exch, raw_coverage(lake, symbol, interval))
         last_run = read_last_run(lake, layout.run_table(CANDLES, interval), symbol)
-        out.append(SymbolStatus(symbol, interval, first, last, rows, gaps, exch, last_run))
+        old = 0
+        if layout.grain(interval) == layout.MONTH:  # only month-grain intervals can have the old layout
+            held = layout.curated_candle_periods(lake.list_keys(layout.partition_prefix(
+                CANDLES, interval=interval, symbol=symbol)))
+            old = sum(1 for v in held if layout.is_old_layout(interval, v))
+        out.append(SymbolStatus(symbol, interval, first, last, rows, gaps, exch, last_run, old))
     return out
 
 
@@ -213,12 +235,9 @@ def trades_status(con: Any) -> List[Dict[str, Any]]:
 
 # -- resampling 1m candles ---------------------------------------------------------------------
 
-# Buckets above those INTERVAL_MS holds. Binance's weekly klines open on Monday 00:00 UTC and its
-# monthly ones on the 1st (binance-api.md section 2: interval names; bucketing is in UTC unless
-# `timeZone` is sent); 3d buckets count from the epoch, as the emulator's (no document says more).
-_WEEK_ANCHOR_MS = 4 * 86_400_000  # 1970-01-05, the first Monday after the epoch (a Thursday)
-RESAMPLE_MS: Dict[str, int] = {**{k: v for k, v in INTERVAL_MS.items() if v >= 60_000},
-                               "3d": 3 * 86_400_000, "1w": 7 * 86_400_000, "1M": 0}
+# Every interval from 1m up (times.INTERVALS); buckets are UTC and anchored as Binance's
+# (times.interval_anchor: weekly candles open on Monday, the rest count from the epoch; 1M on the 1st).
+RESAMPLE_MS: Dict[str, int] = {**{k: v for k, v in INTERVAL_MS.items() if v >= 60_000}, "1M": 0}
 # Binance's rule for an interval's candle from its 1m candles: open of the first minute, highest
 # high, lowest low, close of the last minute, sums of volumes and trades (the emulator's agg_row).
 _RESAMPLE_SELECT = """
@@ -234,7 +253,7 @@ def _bucket_sql(interval: str) -> Tuple[str, str]:
         month = "date_trunc('month', candle_open_time)"
         return f"epoch_ms({month})", f"epoch_ms({month} + INTERVAL 1 MONTH) - 1"
     step = RESAMPLE_MS[interval]
-    anchor = _WEEK_ANCHOR_MS if interval == "1w" else 0
+    anchor = interval_anchor(interval)
     open_ms = f"((t - {anchor}) // {step}) * {step} + {anchor}"
     return open_ms, f"{open_ms} + {step - 1}"
 

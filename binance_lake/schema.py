@@ -105,6 +105,14 @@ class Table:
 _DATE_PROJECTION = {"type": "date", "format": "yyyy-MM-dd", "range": "2017-07-01,NOW", "interval": "1",
                     "interval.unit": "DAYS"}
 
+# Candle intervals from 1h up are partitioned by UTC month (binance_lake.layout.grain): Athena
+# reads them through a second Glue table over the same prefix, whose ``date`` projection steps by
+# month ("Supported types for partition projection", Athena User Guide: date type, a Java
+# DateTimeFormatter ``format`` and ``interval.unit`` MONTHS).
+CANDLES_MONTHLY = "candles_monthly"
+MONTH_PROJECTION = {"type": "date", "format": "yyyy-MM", "range": "2017-07,NOW", "interval": "1",
+                    "interval.unit": "MONTHS"}
+
 _LINEAGE = (
     Column("ingested_at", TIMESTAMP, None, "When the raw file was fetched from Binance (UTC)"),
     Column("source_key", STRING, None, "Lake key of the raw file this row came from"),

@@ -66,6 +66,7 @@ from binance_lake.fold import (
     derive_candle_day,
     derive_orders,
     keep_unexplained,
+    old_day_partitions,
     read_partition,
     read_stored,
     retry_on_conflict,
@@ -87,7 +88,7 @@ from binance_lake.sources.archive import (
     verified_zip,
 )
 from binance_lake.sources.coverage import archive_coverage, exchange_gaps, missing_ranges, raw_coverage
-from binance_lake.times import MS_PER_DAY, date_to_ms, interval_ms, ms_to_date, ms_to_iso
+from binance_lake.times import MS_PER_DAY, count_candles, date_to_ms, interval_ms, ms_to_date, ms_to_iso
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class PartitionRef:
     @property
     def path(self) -> str:
         if self.table == CANDLES.name:
-            return layout.partition(CANDLES, interval=self.interval, symbol=self.symbol, date=self.date)
+            return layout.candle_partition(self.symbol, self.interval, self.date)
         return layout.partition(ORDERS, symbol=self.symbol, date=self.date)
 
 
@@ -196,8 +197,10 @@ def plan(symbols: Sequence[str], interval: str, dates: Sequence[str],
     if unknown:  # e.g. trades: never hand its partitions to the orders rule
         raise BadInputError(f"verify re-derives {', '.join(REDERIVED_TABLES)} only, not {', '.join(unknown)} "
                             "(trades are checked against their orders)")
+    # Candle partitions are days or months (layout.grain): a range of days verifies the months it touches.
+    periods = sorted({layout.period_of_value(d, interval) for d in dates})
     refs = [PartitionRef(t, s, interval if t == "candles" else "", d)
-            for t in tables for s in symbols for d in dates]
+            for t in tables for s in symbols for d in (periods if t == "candles" else dates)]
     return sorted(refs, key=lambda r: (r.table, r.symbol, r.interval, r.date))
 
 
@@ -268,6 +271,14 @@ def verify_partition(lake: Lake, ref: PartitionRef, opts: VerifyOptions,
     """Verify (and unless a dry run, repair) one partition under the symbol's transform lock."""
     report = PartitionReport(ref.table, ref.symbol, ref.interval, ref.date, ref.path)
     rule = RULES[ref.table]
+    old = old_day_partitions(lake, ref.symbol, ref.interval, ref.date) if ref.table == CANDLES.name else []
+    if old:
+        # Comparing (or repairing) the month while its rows sit in day files would write them twice.
+        report.status = "old-layout"
+        report.reason = (f"{len(old)} day partitions of the layout before {ref.interval} candles got month partitions "
+                         f"(e.g. {old[0]}); move them into {ref.path} with "
+                         f"`binance-lake transform --rebuild --symbol {ref.symbol}`")
+        return report
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(lake_lock(lake, rule.table.name, ref.symbol, wait_s=opts.lock_wait_s))
@@ -323,19 +334,18 @@ def _gaps(ref: PartitionRef, curated: Optional[pa.Table], derived: Optional[pa.T
     claim = context.get("claim")
     if not claim:
         return
-    day = date_to_ms(ref.date)
-    lo, hi = max(day, claim[0]), min(day + MS_PER_DAY, claim[1])
+    p_lo, p_hi = layout.period_bounds(ref.date)
+    lo, hi = max(p_lo, claim[0]), min(p_hi, claim[1])
     if lo >= hi:
         return
     present = set()
     for t in (curated, derived):
         if t is not None and t.num_rows:
             present.update(t["candle_open_time"].cast(pa.int64()).to_pylist())
-    step = interval_ms(ref.interval)
-    holes = subtract_ranges(missing_ranges(lo, hi, sorted(present), step),
+    holes = subtract_ranges(missing_ranges(lo, hi, sorted(present), ref.interval),
                             [tuple(g) for g in context.get("exchange_gaps", [])])
     report.gaps = [[ms_to_iso(s), ms_to_iso(e)] for s, e in holes]
-    report.gap_minutes = sum((e - s) // step for s, e in holes)
+    report.gap_minutes = sum(count_candles(s, e, ref.interval) for s, e in holes)  # missing candles
 
 
 def _repair(lake: Lake, ref: PartitionRef, rule: TableRule, opts: VerifyOptions, curated: Optional[pa.Table],
@@ -401,14 +411,14 @@ class VerifyReport:
 
     def summary(self) -> Dict[str, Any]:
         by = {s: sum(1 for p in self.partitions if p.status == s)
-              for s in ("ok", "repaired", "mismatch", "raw-missing", "gaps", "locked", "damaged")}
+              for s in ("ok", "repaired", "mismatch", "raw-missing", "gaps", "locked", "damaged", "old-layout")}
         return {"partitions": len(self.partitions), **{k.replace("-", "_"): v for k, v in by.items()},
                 "with_gaps": sum(1 for p in self.partitions if p.gap_minutes),
                 "gap_minutes": sum(p.gap_minutes for p in self.partitions),
                 "rows_missing": sum(p.missing for p in self.partitions),
                 "rows_extra": sum(p.extra for p in self.partitions),
                 "rows_changed": sum(p.changed for p in self.partitions),
-                "unrepaired": by["mismatch"] + by["raw-missing"] + by["locked"] + by["damaged"]}
+                "unrepaired": by["mismatch"] + by["raw-missing"] + by["locked"] + by["damaged"] + by["old-layout"]}
 
     def as_dict(self) -> Dict[str, Any]:
         return {"run_id": self.run_id, "lake": self.lake, "interval": self.interval, "symbols": self.symbols,
@@ -427,7 +437,8 @@ class VerifyReport:
                 f"{s['rows_extra']} unexplained; {s['with_gaps']} partitions with gaps ({s['gap_minutes']} minutes)"
                 + f"; {len(self.order_trade_mismatches)} orders inconsistent with their trades"
                 + (f"; report {self.report_key}" if self.report_key else "")
-                + "".join(f"\n{p.partition}: {p.reason}" for p in self.partitions if p.status == "damaged")
+                + "".join(f"\n{p.partition}: {p.reason}" for p in self.partitions
+                          if p.status in ("damaged", "old-layout"))
                 + "".join(f"\n  order {m['symbol']} {m['order_id']} {m['status']}: executedQty {m['executed_qty']} "
                           f"vs trades {m['trades_qty']}, cummulativeQuoteQty {m['cummulative_quote_qty'] or 'n/a'} "
                           f"vs trades {m['trades_quote_qty']} ({m['trades']} trades)"
@@ -535,8 +546,9 @@ def against_archive(lake: Lake, symbol: str, interval: str, date: str, cfg: Arch
     """Compare the lake's REST candles of ``date`` with the day's published archive file."""
     f = ArchiveFile(symbol, interval, date)
     check = ArchiveCheck(symbol, interval, date, f.name)
-    rest_day = derive_candle_day(lake, symbol, interval, date, None)
-    rest = rest_day.days.get(date)
+    period = layout.period_of_value(date, interval)  # the day, or its month (layout.grain)
+    rest_day = derive_candle_day(lake, symbol, interval, period, None)
+    rest = _day_rows(rest_day.days.get(period), date)
     try:
         check.published = published_checksum(f, cfg)
         if check.published is None:
@@ -553,10 +565,19 @@ def against_archive(lake: Lake, symbol: str, interval: str, date: str, cfg: Arch
     archived = _within(candles_from_arrow(symbol, interval, raw, 0, f.key, date)[0], rest_day.keys, rest)
     diff = _compare_sources(rest, archived, check)
     if check.mismatched:
-        path = layout.partition(CANDLES, interval=interval, symbol=symbol, date=date)
+        path = layout.candle_partition(symbol, interval, period)
         check.unsettled = _unsettled(lake, path, archived, [*diff.changed, *diff.missing])
         check.status = "mismatch" if check.unsettled else "settled"
     return check
+
+
+def _day_rows(rows: Optional[pa.Table], date: str) -> Optional[pa.Table]:
+    """The rows of one UTC day out of a month partition's (a day partition's are all of them)."""
+    if rows is None:
+        return None
+    lo, hi = layout.period_bounds(date)
+    ms = rows["candle_open_time"].cast(pa.int64())
+    return rows.filter(pc.and_(pc.greater_equal(ms, lo), pc.less(ms, hi)))
 
 
 def _unsettled(lake: Lake, path: str, archived: pa.Table, keys: Sequence[Any]) -> int:

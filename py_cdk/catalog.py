@@ -29,7 +29,7 @@ from binance_lake import layout
 from binance_lake.aws.metrics import METRIC_NAMESPACE
 from binance_lake.aws.settings import BackfillSettings, GlueSettings, VerifySettings
 from binance_lake.positions import ATHENA, positions_view
-from binance_lake.schema import REDERIVED_TABLES, TABLES, Table
+from binance_lake.schema import CANDLES, CANDLES_MONTHLY, MONTH_PROJECTION, REDERIVED_TABLES, TABLES, Table
 from binance_lake.sources.archive import ArchiveConfig
 from py_cdk import bundling, nag
 from py_cdk.config import LakeSettings
@@ -60,21 +60,24 @@ def _columns(items: Sequence[Dict[str, str]]) -> List[glue.Column]:
                         comment=c["comment"]) for c in items]
 
 
-def _projection(table: Table, settings: LakeSettings) -> Dict[str, glue.PartitionProjectionConfiguration]:
+def _projection(table: Table, settings: LakeSettings, intervals: Sequence[str] = (),
+                month: bool = False) -> Dict[str, glue.PartitionProjectionConfiguration]:
     """Projection per partition key, from the schema's hints.
 
     ``symbol`` is an enum of the deployed SYMBOLS rather than ``injected``: injected
     projection rejects every query without ``WHERE symbol = ...`` (e.g. "orders by
     status" across symbols), and the symbol list is deployed from the same context
     as the extractors, so the enum is always exactly the set of symbols we write.
+    ``intervals``: the configured intervals this table serves; ``month``: its ``date`` partitions
+    are UTC months (``schema.MONTH_PROJECTION``), the candles of intervals from 1h up.
     """
     result: Dict[str, glue.PartitionProjectionConfiguration] = {}
     for key in table.partition_keys:
-        hint = key.projection
+        hint = MONTH_PROJECTION if month and key.name == "date" else key.projection
         if key.name == "symbol":
             result[key.name] = glue.PartitionProjectionConfiguration.enum(values=list(settings.symbols))
         elif key.name == "interval":  # the configured intervals, not a hard-coded 1m
-            result[key.name] = glue.PartitionProjectionConfiguration.enum(values=list(settings.intervals))
+            result[key.name] = glue.PartitionProjectionConfiguration.enum(values=list(intervals))
         elif hint["type"] == "enum":
             result[key.name] = glue.PartitionProjectionConfiguration.enum(values=hint["values"].split(","))
         elif hint["type"] == "date":
@@ -101,7 +104,7 @@ class Catalog(Construct):
         # Fixed names: retained like the data in Prod but never on a rolled-back create (a retry
         # would fail with AlreadyExists), deleted with Beta (py_cdk/storage.py, removal_policy).
         self.database.apply_removal_policy(storage.removal_policy)
-        self.tables = {name: self._table(table) for name, table in TABLES.items()}
+        self.tables = self._tables()
         self.workgroup = self._workgroup(stage_name)
         self.positions_query = self._positions_query(stage_name)
         self.glue_wheels = bundling.glue_wheel_names()
@@ -127,16 +130,34 @@ class Catalog(Construct):
 
     # ------------------------------------------------------------------ tables
 
-    def _table(self, table: Table) -> glue.S3Table:
+    def _tables(self) -> Dict[str, glue.S3Table]:
+        """One Glue table per schema table; candles split by partition grain (layout.grain): the
+        configured intervals below 1h in ``candles`` (day partitions), those from 1h up in
+        ``candles_monthly`` (month partitions), both over ``curated/candles/``. Each exists only
+        for intervals it serves (an enum projection cannot be empty)."""
+        intervals = list(self._settings.intervals)
+        day = [i for i in intervals if layout.grain(i) == layout.DAY]
+        month = [i for i in intervals if layout.grain(i) == layout.MONTH]
+        tables = {name: self._table(table) for name, table in TABLES.items() if name != CANDLES.name or day}
+        if month:
+            tables[CANDLES_MONTHLY] = self._table(CANDLES, name=CANDLES_MONTHLY, intervals=month, month=True)
+        return tables
+
+    def _table(self, table: Table, name: str = "", intervals: Sequence[str] = (), month: bool = False
+               ) -> glue.S3Table:
+        name = name or table.name
+        intervals = intervals or [i for i in self._settings.intervals if layout.grain(i) == layout.DAY]
         prefix = layout.zone(layout.partition_prefix(table))
         location = f"s3://{self._storage.lake.bucket_name}/{prefix}"
         template = location + "/".join(f"{p.name}=${{{p.name}}}" for p in table.partition_keys) + "/"
+        description = table.description + (" (intervals from 1h: one date=YYYY-MM partition per UTC month)"
+                                           if month else "")
         s3_table = glue.S3Table(
-            self, table.name.capitalize(), database=self.database, table_name=table.name,
-            description=table.description, storage=glue.S3TableStorage.from_bucket(self._storage.lake),
+            self, "".join(w.capitalize() for w in name.split("_")), database=self.database, table_name=name,
+            description=description, storage=glue.S3TableStorage.from_bucket(self._storage.lake),
             s3_prefix=prefix, data_format=glue.DataFormat.PARQUET,
             columns=_columns(table.glue_columns()), partition_keys=_columns(table.glue_partition_keys()),
-            partition_projection=_projection(table, self._settings),
+            partition_projection=_projection(table, self._settings, intervals, month),
             parameters={"storage.location.template": template, "classification": "parquet"},
         )
         # The L2 writes has_encrypted_data, which Athena reserves for client-side (CSE-KMS)

@@ -11,6 +11,9 @@ from typing import Any, Optional, Tuple
 
 from constructs import Node
 
+from binance_lake.errors import BadInputError
+from binance_lake.times import check_interval
+
 PREFIX = "binance-lake:"
 SOURCE_TYPES = ("github", "codecommit")
 
@@ -84,6 +87,11 @@ def _intervals(node: Node) -> Tuple[str, ...]:
     intervals = tuple(dict.fromkeys(str(i).strip() for i in items if str(i).strip()))
     if not intervals:
         raise ValueError(f"context {PREFIX}intervals is empty; set it to e.g. \"1m\" or \"1m,5m\"")
+    for interval in intervals:  # a typo fails the synth, not the first tick
+        try:
+            check_interval(interval)
+        except BadInputError as exc:
+            raise ValueError(f"context {PREFIX}intervals: {exc}") from None
     return intervals
 
 

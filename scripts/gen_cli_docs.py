@@ -3,7 +3,7 @@
     .venv/bin/python scripts/gen_cli_docs.py          # rewrite docs/cli.md
     .venv/bin/python scripts/gen_cli_docs.py --check  # exit 1 if docs/cli.md is stale
 
-tests/test_cli_docs.py runs the check. Intervals come from binance_lake.times.INTERVAL_MS, the
+tests/test_cli_docs.py runs the check. Intervals come from binance_lake.times.INTERVALS, the
 config keys from binance_lake.config.KEYS and the exit codes from binance_lake.cli.EXIT_CODES:
 each has one definition, this page only prints it.
 """
@@ -35,7 +35,8 @@ def render() -> str:
     sys.path.insert(0, str(REPO))
     from binance_lake.cli import EXIT_CODES, USES_CONFIG_SYMBOLS, build_parser
     from binance_lake.config import FILE_NAME, KEYS
-    from binance_lake.times import INTERVAL_MS
+    from binance_lake.layout import grain
+    from binance_lake.times import INTERVALS
 
     parser = build_parser()
     parser.prog = "binance-lake"
@@ -54,7 +55,11 @@ def render() -> str:
         "",
         "## Intervals",
         "",
-        "`--interval` takes one of: " + ", ".join(f"`{i}`" for i in INTERVAL_MS) + ".",
+        "`--interval` takes one of Binance's 16 intervals (case-sensitive: `1m` a minute, `1M` a month): "
+        + ", ".join(f"`{i}`" for i in INTERVALS) + ". Curated candles are partitioned by UTC day below 1h ("
+        + ", ".join(f"`{i}`" for i in INTERVALS if grain(i) == "day") + ") and by UTC month from 1h up ("
+        + ", ".join(f"`{i}`" for i in INTERVALS if grain(i) == "month")
+        + "); see [intervals.md](intervals.md).",
         "",
         "## Exit codes",
         "",

@@ -130,7 +130,7 @@ def test_clear_errors_name_the_problem_and_what_exists(two_days, tmp_path):
         lake.candles("ETHUSDT")
     with pytest.raises(BadInputError, match=r"BTCUSDT 5m .*it holds: BTCUSDT 1m"):
         lake.candles("BTCUSDT", "5m")
-    with pytest.raises(BadInputError, match="unsupported interval '7m'; use one of 1m"):
+    with pytest.raises(BadInputError, match="unsupported interval '7m'; use one of 1s, 1m"):
         lake.candles("BTCUSDT", "7m")
     with pytest.raises(BadInputError, match="end 2024-03-01T00:00:00Z is not after start"):
         lake.candles("BTCUSDT", start="2024-03-01", end="2024-03-01")

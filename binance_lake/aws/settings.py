@@ -20,6 +20,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Seque
 
 from binance_lake.errors import BadInputError
 from binance_lake.schema import TABLES
+from binance_lake.times import check_interval
 from binance_lake.urls import check_no_credentials
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,11 @@ class ComponentSettings:
         if unknown:
             raise BadInputError(f"{self.PREFIX}{'tables' if self.PREFIX else 'TABLES'}: unknown table(s) "
                                 f"{unknown}; use {', '.join(TABLES)}")
+        for interval in getattr(self, "intervals", ()):  # the 16 Binance intervals, case-sensitive
+            try:
+                check_interval(interval)
+            except BadInputError as exc:
+                raise BadInputError(f"{self.PREFIX}{'intervals' if self.PREFIX else 'INTERVALS'}: {exc}") from None
 
 
 # ---------------------------------------------------------------------- Lambdas (environment)

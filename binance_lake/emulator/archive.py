@@ -117,7 +117,8 @@ def zip_bytes(member: str, data: bytes) -> bytes:
 
 def archive_path(symbol: str, interval: str, period: str) -> str:
     kind = "monthly" if len(period) == 7 else "daily"
-    return f"data/spot/{kind}/klines/{symbol}/{interval}/{symbol}-{interval}-{period}.zip"
+    name = "1mo" if interval == "1M" else interval  # the archive's spelling of 1M (binance-public-data README)
+    return f"data/spot/{kind}/klines/{symbol}/{name}/{symbol}-{name}-{period}.zip"
 
 
 def write_file(root: Path, symbol: str, interval: str, period: str, rows: Sequence[Sequence[Any]],

@@ -1,5 +1,11 @@
 """Deterministic 1m candle generator and kline paging, as pure functions.
 
+Every interval Binance has is served: intervals longer than a minute aggregate the 1m candles
+of their bucket (months are calendar months, weeks open on Monday); 1s candles split each
+minute into 60: the first second carries the minute's whole candle (open, high, low, close,
+volumes, trades) and the other 59 are flat at its close with no trades, so 60 seconds
+aggregate back to exactly the minute.
+
 Every candle is a pure function of (symbol key, open minute): no state and no iteration
 from the listing date, so any minute of any year can be produced in O(1) and the ground
 truth stays reproducible across processes. Decimals are built from integers in units of
@@ -22,13 +28,13 @@ MS_PER_MINUTE = 60_000
 UNITS = 100_000_000  # 1e8: every decimal is an int count of 1e-8
 _MASK = (1 << 64) - 1
 
-# Interval name -> length in ms. 1s and 1M are valid on Binance but not generated here.
+# Interval name -> length in ms (1M: 0, a calendar month has no fixed length).
 INTERVALS_MS: dict[str, int] = {
     "1s": 1_000, "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
     "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000,
     "12h": 43_200_000, "1d": 86_400_000, "3d": 259_200_000, "1w": 604_800_000, "1M": 0,
 }
-UNSUPPORTED_INTERVALS = frozenset({"1s", "1M"})
+MS_PER_SECOND = 1_000
 # Weekly candles open on Monday 00:00 UTC; the epoch was a Thursday.
 _WEEK_OFFSET_MS = 4 * 86_400_000
 
@@ -218,10 +224,30 @@ def load_csv_rows(symbol: str, path: str | Path) -> list[Row]:
 
 
 def bucket_start(t_ms: int, interval_ms: int, tz_offset_ms: int = 0) -> int:
-    """Open time of the interval bucket containing t_ms (UTC + offset bucketing)."""
+    """Open time of the interval bucket containing t_ms (UTC + offset bucketing); ``interval_ms``
+    0 is a calendar month."""
+    if interval_ms == 0:
+        local = datetime.fromtimestamp((t_ms + tz_offset_ms) / 1000, tz=timezone.utc)
+        return _month_ms(local.year, local.month) - tz_offset_ms
     anchor = _WEEK_OFFSET_MS if interval_ms == INTERVALS_MS["1w"] else 0
     shift = anchor - tz_offset_ms
     return (t_ms - shift) // interval_ms * interval_ms + shift
+
+
+def _month_ms(year: int, month: int) -> int:
+    return int(datetime(year, month, 1, tzinfo=timezone.utc).timestamp()) * 1000
+
+
+def bucket_after(b: int, interval_ms: int, tz_offset_ms: int = 0) -> int:
+    """Open time of the bucket after the one opening at ``b``."""
+    if interval_ms:
+        return b + interval_ms
+    local = datetime.fromtimestamp((b + tz_offset_ms) / 1000, tz=timezone.utc)
+    return _month_ms(local.year + local.month // 12, local.month % 12 + 1) - tz_offset_ms
+
+
+def bucket_before(b: int, interval_ms: int, tz_offset_ms: int = 0) -> int:
+    return b - interval_ms if interval_ms else bucket_start(b - 1, 0, tz_offset_ms)
 
 
 @dataclass
@@ -291,17 +317,35 @@ class Series:
                 yield t
                 t -= MS_PER_MINUTE
 
-    def agg_row(self, open_ms: int, interval_ms: int, now_ms: int) -> Optional[Row]:
+    def second_row(self, t: int, memo: dict) -> Optional[Row]:
+        """The 1s candle opening at ``t`` (see the module doc), None in an exchange gap."""
+        minute = t - t % MS_PER_MINUTE
+        if self.gap_end(t) is not None or minute < self.spec.first_open_ms:
+            return None
+        if memo.get("minute") != minute:
+            memo.clear()
+            memo["minute"], memo["row"] = minute, self.minute_row(minute, memo.setdefault("gen", {}))
+        row = memo["row"]
+        if row is None:
+            return None
+        if t == minute:
+            return [t, row[1], row[2], row[3], row[4], row[5], t + MS_PER_SECOND - 1, row[7], row[8], row[9],
+                    row[10], "0"]
+        zero = dec8(0)
+        return [t, row[4], row[4], row[4], row[4], zero, t + MS_PER_SECOND - 1, zero, 0, zero, zero, "0"]
+
+    def agg_row(self, open_ms: int, interval_ms: int, now_ms: int, tz_offset_ms: int = 0) -> Optional[Row]:
         """Aggregate the 1m candles of one bucket (skipping gaps); None if it has none."""
         memo: dict = {}
-        rows = [r for t in self.minute_opens(open_ms, min(open_ms + interval_ms - 1, now_ms))
+        close_ms = bucket_after(open_ms, interval_ms, tz_offset_ms) - 1
+        rows = [r for t in self.minute_opens(open_ms, min(close_ms, now_ms))
                 if (r := self.minute_row(t, memo)) is not None]
         if not rows:
             return None
         sums = [sum(_units(r[i]) for r in rows) for i in (5, 7, 9, 10)]
         return [open_ms, rows[0][1], dec8(max(_units(r[2]) for r in rows)),
                 dec8(min(_units(r[3]) for r in rows)), rows[-1][4], dec8(sums[0]),
-                open_ms + interval_ms - 1, dec8(sums[1]), sum(r[8] for r in rows),
+                close_ms, dec8(sums[1]), sum(r[8] for r in rows),
                 dec8(sums[2]), dec8(sums[3]), "0"]
 
 
@@ -321,7 +365,31 @@ def select_klines(series: Series, interval: str, now_ms: int, start: Optional[in
         return []
     if step == MS_PER_MINUTE:
         return _select_1m(series, start, last, limit)
+    if step == MS_PER_SECOND:
+        return _select_1s(series, start, last, limit)
     return _select_agg(series, step, now_ms, start, last, limit, tz_offset_ms)
+
+
+def _select_1s(series: Series, start: Optional[int], last: int, limit: int) -> list[Row]:
+    memo: dict = {}
+    first = series.spec.first_open_ms
+    out: list[Row] = []
+    if start is not None:
+        t = max(-(-start // MS_PER_SECOND) * MS_PER_SECOND, first)
+        while t <= last and len(out) < limit:
+            row = series.second_row(t, memo)
+            if row is not None:
+                out.append(row)
+            t += MS_PER_SECOND
+        return out
+    t = last // MS_PER_SECOND * MS_PER_SECOND
+    while t >= first and len(out) < limit:
+        row = series.second_row(t, memo)
+        if row is not None:
+            out.append(row)
+        t -= MS_PER_SECOND
+    out.reverse()
+    return out
 
 
 def _select_1m(series: Series, start: Optional[int], last: int, limit: int) -> list[Row]:
@@ -351,22 +419,22 @@ def _select_agg(series: Series, step: int, now_ms: int, start: Optional[int], la
                 limit: int, tz: int) -> list[Row]:
     first = bucket_start(series.spec.first_open_ms, step, tz)
     out: list[Row] = []
-    fetch: Callable[[int], Optional[Row]] = lambda b: series.agg_row(b, step, now_ms)  # noqa: E731
+    fetch: Callable[[int], Optional[Row]] = lambda b: series.agg_row(b, step, now_ms, tz)  # noqa: E731
     if start is not None:
         b = max(bucket_start(start, step, tz), first)
         if b < start:
-            b += step
+            b = bucket_after(b, step, tz)
         while b <= last and len(out) < limit:
             row = fetch(b)
             if row is not None:
                 out.append(row)
-            b += step
+            b = bucket_after(b, step, tz)
         return out
     b = bucket_start(last, step, tz)
     while b >= first and len(out) < limit:
         row = fetch(b)
         if row is not None:
             out.append(row)
-        b -= step
+        b = bucket_before(b, step, tz)
     out.reverse()
     return out

@@ -24,7 +24,7 @@ from binance_lake.sources.rest.client import BinanceClient
 from binance_lake.sources.rest.orders import OrdersRequest
 from binance_lake.sources.rest.raw import ExtractResult, Progress
 from binance_lake.sources.rest.trades import TradesRequest
-from binance_lake.times import interval_ms, ms_to_iso
+from binance_lake.times import ms_to_iso
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,8 @@ def repair_candle_gaps(client: BinanceClient, lake: Lake, symbol: str, interval:
     result = ExtractResult(CANDLES.name, symbol, rows_fetched=0)
     book = rest_candles.GapBook(lake, symbol, interval)
     # Progress counts kline pages (what the requests are), not gaps: one gap can be many pages.
-    step = interval_ms(interval)
     work = [(page, again) for s, e, again in [(s, e, False) for s, e in gaps] + [(s, e, True) for s, e in recheck]
-            for page in rest_candles.candle_pages(s, e, step)]
+            for page in rest_candles.candle_pages(s, e, interval)]
     for i, ((page_s, page_e), again) in enumerate(work, 1):
         for c in rest_candles.fetch_candle_page(client, lake, symbol, interval, page_s, page_e, now_ms,
                                                 book, recheck=again):

@@ -48,7 +48,7 @@ from binance_lake.columns import candles_from_arrow, ms_array
 from binance_lake.errors import BinanceUnavailableError, DamagedFileError, Rejected
 from binance_lake.lake import Lake
 from binance_lake.sources.coverage import archive_period_range, archive_periods, merge_ranges, missing_ranges
-from binance_lake.times import MS_PER_DAY, date_to_ms, day_start, ms_to_date
+from binance_lake.times import MS_PER_DAY, day_start, interval_ms, ms_to_date, next_open
 from binance_lake.urls import check_no_credentials
 
 log = logging.getLogger(__name__)
@@ -354,8 +354,8 @@ class StoredArchive:
         return stored_files(self.lake, self.symbol, self.interval)
 
     def days(self) -> List[str]:
-        """Every UTC day a stored file covers."""
-        return sorted({ms_to_date(d) for f in self.files() for d in range(*f.span, MS_PER_DAY)})
+        """Every curated partition (a UTC day, or a month from 1h up) a stored file covers."""
+        return sorted({layout.period_of(d, self.interval) for f in self.files() for d in range(*f.span, MS_PER_DAY)})
 
     def check(self) -> None:
         """Raise for the first damaged stored file: a rebuild checks them all before it writes."""
@@ -385,15 +385,21 @@ class StoredArchive:
         return sidecar, raw, ms_array(raw.column(0).combine_chunks().cast(pa.int64()))
 
     def rows(self, date: str) -> Optional[pa.Table]:
-        """Curated rows of ``date`` from the stored files; None if no stored file covers it."""
+        """Curated rows of partition ``date`` (a day, or a month) from the stored files; None if
+        no stored file covers it."""
         tables = []
-        for f in (ArchiveFile(self.symbol, self.interval, date[:7]), ArchiveFile(self.symbol, self.interval, date)):
+        if layout.is_month(date):  # the monthly file, or the daily files of the month
+            candidates = [ArchiveFile(self.symbol, self.interval, date)] + [
+                f for f in self.files() if f.kind == "daily" and f.period.startswith(date)]
+        else:
+            candidates = [ArchiveFile(self.symbol, self.interval, p) for p in (date[:7], date)]
+        for f in candidates:
             parsed = self._file(f)
             if parsed is None:
                 continue
             sidecar, raw, open_ms = parsed
-            day_lo = date_to_ms(date)
-            day = raw.filter(pc.and_(pc.greater_equal(open_ms, day_lo), pc.less(open_ms, day_lo + MS_PER_DAY)))
+            day_lo, day_hi = layout.period_bounds(date)
+            day = raw.filter(pc.and_(pc.greater_equal(open_ms, day_lo), pc.less(open_ms, day_hi)))
             table, _ = candles_from_arrow(self.symbol, self.interval, day, int(sidecar.get("downloaded_at", 0)),
                                           f.key, date)
             tables.append(table)
@@ -420,7 +426,7 @@ def read_archive_csv(zip_bytes: bytes, name: str) -> Tuple[pa.Table, bool]:
     return table, header
 
 
-def file_gaps(open_ms: pa.Array, lo: int, hi: int, step: int, first: bool) -> List[Tuple[int, int]]:
+def file_gaps(open_ms: pa.Array, lo: int, hi: int, interval: str, first: bool) -> List[Tuple[int, int]]:
     """``extract.missing_ranges`` over [lo, hi), vectorised (a month is 44,640 rows).
 
     In the first file of a symbol the minutes before its first row are pre-listing, not a gap.
@@ -429,19 +435,24 @@ def file_gaps(open_ms: pa.Array, lo: int, hi: int, step: int, first: bool) -> Li
     if len(present) == 0:
         return [] if first else [(lo, hi)]
     steps = pc.subtract(present[1:], present[:-1])
-    jumps = pc.indices_nonzero(pc.greater(steps, step)).to_pylist()
-    inner = [(present[i].as_py() + step, present[i + 1].as_py()) for i in jumps]
+    # A jump longer than one candle (1M: longer than the longest month) is a hole.
+    jumps = pc.indices_nonzero(pc.greater(steps, interval_ms(interval))).to_pylist()
+    inner = [(next_open(present[i].as_py(), interval), present[i + 1].as_py()) for i in jumps]
     start = present[0].as_py() if first else lo
-    edges = missing_ranges(start, hi, [present[0].as_py(), present[-1].as_py()], step)
+    edges = missing_ranges(start, hi, [present[0].as_py(), present[-1].as_py()], interval)
     return merge_ranges([*(g for g in edges if g[0] < present[0].as_py() or g[0] > present[-1].as_py()), *inner])
 
 
-def split_days(table: pa.Table, open_ms: pa.Array) -> Iterator[Tuple[str, pa.Table, bool]]:
-    """(date, rows, rows are strictly ascending) per UTC day of an archive file's rows.
+def split_days(table: pa.Table, open_ms: pa.Array, interval: str = "1m") -> Iterator[Tuple[str, pa.Table, bool]]:
+    """(partition, rows, rows are strictly ascending) per curated partition of an archive file's
+    rows: a UTC day, or a UTC month for the month-grain intervals (:func:`layout.grain`).
 
     Archive files are sorted and unique, so the usual case is zero-copy slices at the day
     changes; anything else falls back to one filter per day (merge_day then dedupes).
     """
+    if layout.grain(interval) == layout.MONTH:
+        yield from _split_months(table, open_ms)
+        return
     days = pc.divide(open_ms, MS_PER_DAY)
     n = len(open_ms)
     if n > 1 and pc.all(pc.greater(open_ms[1:], open_ms[:-1])).as_py():
@@ -451,6 +462,14 @@ def split_days(table: pa.Table, open_ms: pa.Array) -> Iterator[Tuple[str, pa.Tab
         return
     for day in sorted(pc.unique(days).to_pylist()):
         yield ms_to_date(day * MS_PER_DAY), table.filter(pc.equal(days, day)), False
+
+
+def _split_months(table: pa.Table, open_ms: pa.Array) -> Iterator[Tuple[str, pa.Table, bool]]:
+    """split_days for month partitions: a few hundred rows at most, one filter per month."""
+    months = pc.strftime(pc.cast(open_ms, pa.timestamp("ms", tz="UTC")), format="%Y-%m")
+    ordered = len(open_ms) <= 1 or pc.all(pc.greater(open_ms[1:], open_ms[:-1])).as_py()
+    for month in sorted(pc.unique(months).to_pylist()):
+        yield month, table.filter(pc.equal(months, month)), bool(ordered)
 
 
 def write_sidecar(lake: Lake, f: ArchiveFile, body: Dict[str, Any]) -> None:

@@ -17,7 +17,16 @@ from binance_lake import layout
 from binance_lake.errors import BadInputError
 from binance_lake.lake import Lake
 from binance_lake.schema import CANDLES
-from binance_lake.times import MS_PER_DAY, date_to_ms, ms_to_iso, parse_time
+from binance_lake.times import (
+    MS_PER_DAY,
+    date_to_ms,
+    interval_ms,
+    is_fixed,
+    ms_to_iso,
+    next_open,
+    open_ceil,
+    parse_time,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +70,20 @@ def merge_ranges(ranges: Iterable[Tuple[int, int]]) -> List[Tuple[int, int]]:
     return merged
 
 
-def missing_ranges(start: int, end: int, present: Sequence[int], step: int) -> List[Tuple[int, int]]:
-    """Ranges of [start, end) whose candle open times are not in ``present`` (sorted ms)."""
-    out, expect = [], start
+def missing_ranges(start: int, end: int, present: Sequence[int], interval: str) -> List[Tuple[int, int]]:
+    """Ranges of [start, end) whose candle open times are not in ``present`` (sorted ms).
+
+    The first candle expected is the first that opens at or after ``start``: a window cut at a
+    partition boundary need not start on a candle (a 1w candle opens on a Monday, a month on any day).
+    """
+    out, expect = [], open_ceil(start, interval)
+    step = interval_ms(interval) if is_fixed(interval) else 0  # fixed lengths: no call per candle (1m path)
     for t in present:
         if t < start or t >= end:
             continue
         if t > expect:
             out.append((expect, t))
-        expect = max(expect, t + step)
+        expect = max(expect, t + step if step else next_open(t, interval))
     if expect < end:
         out.append((expect, end))
     return out
@@ -192,7 +206,7 @@ def _recorded_at(lake: Lake, key: str, default: int) -> int:
         return default
 
 
-def narrow_exchange_gaps(lake: Lake, records: Sequence[GapRecord], present: Sequence[int], step: int,
+def narrow_exchange_gaps(lake: Lake, records: Sequence[GapRecord], present: Sequence[int], interval: str,
                          source: str) -> Tuple[List[GapRecord], int]:
     """Minutes Binance now answered with candles are no longer an exchange gap.
 
@@ -212,7 +226,7 @@ def narrow_exchange_gaps(lake: Lake, records: Sequence[GapRecord], present: Sequ
             continue
         filled += len(inside)
         body = _read_record(lake, rec.key)
-        for s, e in missing_ranges(rec.start, rec.end, inside, step):
+        for s, e in missing_ranges(rec.start, rec.end, inside, interval):
             piece = {**body, "start": ms_to_iso(s), "end": ms_to_iso(e), "narrowed_by": source}
             key = layout.gap_key(layout.symbol_of(rec.key), layout.values_of(rec.key)["interval"], s, e)
             lake.write_bytes(key, json.dumps(piece).encode(), if_absent=True)

@@ -264,3 +264,34 @@ def test_positions_view_is_a_saved_athena_query_in_the_stage_workgroup(synth: Sy
         assert only(template, "AWS::Athena::WorkGroup")["Properties"]["Name"] == f"binance-lake-{stage}"
         assert only(template, "AWS::Glue::Database")["Properties"]["DatabaseInput"]["Name"] == database
         assert len(props["QueryString"]) <= 262_144  # the NamedQuery limit (CloudFormation reference)
+
+
+def test_month_partitions_get_their_own_table_and_month_projection() -> None:
+    """Intervals from 1h are partitioned by month (binance_lake.layout.grain): Athena reads them
+    through candles_monthly, whose date projection steps by month; minute intervals stay in candles."""
+    settings = LakeSettings(symbols=("BTCUSDT",), intervals=("1m", "1h", "1M"), binance_base_url="https://x",
+                            schedule_minutes=5, freshness_threshold_minutes=30, alarm_email=None)
+    app = cdk.App(context={**cdk_json_context(), "aws:cdk:bundling-stacks": []})
+    stack = cdk.Stack(app, "CatalogOnly", env=cdk.Environment(account="111111111111", region="eu-west-1"))
+    Catalog(stack, "Catalog", storage=LakeStorage(stack, "Storage", retain_data=False), settings=settings,
+            stage_name="Test")
+    tables = {t["Properties"]["TableInput"]["Name"]: t["Properties"]["TableInput"]
+              for t in Template.from_stack(stack).find_resources("AWS::Glue::Table").values()}
+    day, month = tables["candles"]["Parameters"], tables["candles_monthly"]["Parameters"]
+    assert (day["projection.interval.values"], day["projection.date.format"]) == ("1m", "yyyy-MM-dd")
+    assert month["projection.interval.values"] == "1h,1M"
+    assert (month["projection.date.type"], month["projection.date.format"], month["projection.date.range"],
+            month["projection.date.interval.unit"]) == ("date", "yyyy-MM", "2017-07,NOW", "MONTHS")
+    # Same columns, partition keys and location template: the same files, read by month.
+    columns = tables["candles"]["StorageDescriptor"]["Columns"]
+    assert tables["candles_monthly"]["StorageDescriptor"]["Columns"] == columns
+    assert tables["candles_monthly"]["PartitionKeys"] == tables["candles"]["PartitionKeys"]
+    assert flatten(month["storage.location.template"]) == flatten(day["storage.location.template"])
+
+
+def test_an_interval_binance_does_not_have_fails_the_synth() -> None:
+    from py_cdk.config import load_settings
+
+    app = cdk.App(context={**cdk_json_context(), "binance-lake:intervals": "1m,1mo"})
+    with pytest.raises(ValueError, match="intervals: unsupported interval '1mo'"):
+        load_settings(app.node)

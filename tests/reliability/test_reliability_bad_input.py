@@ -56,7 +56,8 @@ CASES = [  # (name, command after "sync", env, fault, exit code, message with {u
     ("unknown symbol", ["candles", "--symbol", "BTCXYZ"], {}, None, 2,
      "error: unknown symbol 'BTCXYZ': Binance at {url} does not list it (-1121); check the spelling, e.g. BTCUSDT"),
     ("bad interval", ["candles", "--symbol", "BTCUSDT", "--interval", "7m"], {}, None, 2,
-     "error: unsupported interval '7m'; use one of 1m, 3m, 5m, 15m, 30m, 1h, 2h, 4h, 6h, 8h, 12h, 1d"),
+     "error: unsupported interval '7m'; use one of 1s, 1m, 3m, 5m, 15m, 30m, 1h, 2h, 4h, 6h, 8h, 12h, 1d, 3d, "
+     "1w, 1M (case-sensitive: 1m is a minute, 1M a month)"),
     ("start after end", ["candles", "--symbol", "BTCUSDT", "--start", "2024-03-02", "--end", "2024-03-01"], {},
      None, 2, "error: --start 2024-03-02T00:00:00Z is not before --end 2024-03-01T00:00:00Z; "
               "--start is inclusive and --end exclusive"),

@@ -51,7 +51,18 @@ from binance_lake.sources.rest.raw import (
     raw_body,
     store_raw,
 )
-from binance_lake.times import MS_PER_DAY, day_start, floor_to, interval_ms, ms_to_iso, to_ms
+from binance_lake.times import (
+    MS_PER_DAY,
+    day_start,
+    interval_ms,
+    is_fixed,
+    ms_to_iso,
+    next_open,
+    open_ceil,
+    open_floor,
+    span_of,
+    to_ms,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +70,21 @@ log = logging.getLogger(__name__)
 # -- candles ------------------------------------------------------------------------
 
 
-def candle_pages(start: int, end: int, step: int, limit: int = PAGE_LIMIT) -> List[Tuple[int, int]]:
-    """Split [start, end) into request windows of at most ``limit`` candles."""
-    span = step * limit
-    return [(s, min(s + span, end)) for s in range(start, end, span)]
+def candle_pages(start: int, end: int, interval: str, limit: int = PAGE_LIMIT) -> List[Tuple[int, int]]:
+    """Split [start, end) into request windows of at most ``limit`` candles (months vary in length)."""
+    if is_fixed(interval):
+        span = interval_ms(interval) * limit
+        return [(s, min(s + span, end)) for s in range(start, end, span)]
+    out, s = [], start
+    while s < end:
+        e = min(span_of(s, limit, interval), end)
+        out.append((s, e))
+        s = e
+    return out
 
 
 def split_by_day(start: int, end: int) -> List[Tuple[int, int]]:
-    """[start, end) cut at UTC midnights, so each raw file belongs to one date partition."""
+    """[start, end) cut at UTC midnights (day-partitioned intervals: :func:`layout.split_by_period`)."""
     out, s = [], start
     while s < end:
         e = min(day_start(s) + MS_PER_DAY, end)
@@ -93,17 +111,16 @@ def resolve_candle_range(client: BinanceClient, lake: Lake, symbol: str, interva
     no candles, so its silence after its last candle is not an exchange outage: the range
     stops at that candle, and an empty lake takes the 24 hours before it.
     """
-    step = interval_ms(interval)
     asked_start = start is not None
     if start is not None and end is not None and start >= end:
         raise BadInputError(f"--start {ms_to_iso(start)} is not before --end {ms_to_iso(end)}; "
                             "--start is inclusive and --end exclusive")
-    last_closed_end = floor_to(now_ms, step)  # candles opening before this are closed
+    last_closed_end = open_floor(now_ms, interval)  # candles opening before this are closed
     note = ""
     tail_end = last_closed_end
     if symbol_status != TRADING:
         last = last_candle_ms(client, symbol, interval)
-        tail_end = min(tail_end, last + step) if last is not None else -1
+        tail_end = min(tail_end, next_open(last, interval)) if last is not None else -1
         note = (f"{symbol} is {symbol_status} (not trading) on Binance: "
                 + (f"its last candle opened at {ms_to_iso(last)}; nothing after it is an exchange gap"
                    if last is not None else "it has no candles"))
@@ -111,12 +128,12 @@ def resolve_candle_range(client: BinanceClient, lake: Lake, symbol: str, interva
         # The public-archive backfill covers whole days without REST raw windows.
         mark = lake_watermark(lake, symbol, interval, now_ms)
         anchor = last_closed_end if tail_end < 0 else tail_end
-        start = mark if mark is not None else floor_to(anchor - DEFAULT_LOOKBACK_MS, step)
+        start = mark if mark is not None else open_floor(anchor - DEFAULT_LOOKBACK_MS, interval)
         how = "continuing from the lake's watermark" if mark is not None else (
             "empty lake: last 24 hours" + ("" if symbol_status == TRADING else " before its last candle"))
         note = f"{how}; {note}" if note else how
     else:
-        start = -(-start // step) * step  # round up to a candle boundary
+        start = open_ceil(start, interval)  # round up to a candle boundary
         listed = first_candle_ms(client, symbol, interval)
         if listed is None:
             raise BadInputError(f"{symbol} has no {interval} candles at all on Binance (symbol status "
@@ -178,7 +195,7 @@ def sync_candles(client: BinanceClient, lake: Lake, symbol: str, interval: str =
     rng = resolve_candle_range(client, lake, symbol, interval, start, end, now_ms, status)
     result = ExtractResult(CANDLES.name, symbol, start=rng.start, end=rng.end, note=rng.note,
                            symbol_status=status, rows_fetched=0)
-    pages = candle_pages(rng.start, rng.end, interval_ms(interval))
+    pages = candle_pages(rng.start, rng.end, interval)
     book = GapBook(lake, symbol, interval) if start is not None else None
 
     def fetch(page: Tuple[int, int]) -> List[PreparedRaw]:
@@ -288,7 +305,7 @@ class GapBook:
                 and any(r.start <= t < r.end for t in opens)]
 
     def narrow(self, records: List[GapRecord], opens: List[int], source: str) -> int:
-        kept, filled = narrow_exchange_gaps(self.lake, records, opens, interval_ms(self.interval), source)
+        kept, filled = narrow_exchange_gaps(self.lake, records, opens, self.interval, source)
         gone = {r.key for r in records}
         self._records = sorted([r for r in self.records() if r.key not in gone] + kept,
                                key=lambda r: (r.start, r.end))
@@ -297,15 +314,15 @@ class GapBook:
 
 def prepare_candle_page(client: BinanceClient, lake: Lake, symbol: str, interval: str, start: int, end: int,
                         now_ms: int, rows: List[list], mark: bool = True) -> List[PreparedRaw]:
-    """Split a page by UTC day, encode each day's envelope and (``mark``) write its pending marker."""
-    step = interval_ms(interval)
+    """Split a page by partition (a UTC day, or a month from 1h up: :func:`layout.grain`), encode
+    each share's envelope and (``mark``) write its pending marker."""
     by_open = {to_ms(r[0]): r for r in rows if isinstance(r, list) and r}
     params = {"symbol": symbol, "interval": interval, "startTime": start, "endTime": end - 1, "limit": PAGE_LIMIT}
     out = []
-    for day_s, day_e in split_by_day(start, end):
+    for day_s, day_e in layout.split_by_period(start, end, interval):
         day_rows = [r for t, r in sorted(by_open.items()) if day_s <= t < day_e]
         opens = [to_ms(r[0]) for r in day_rows]
-        gaps = missing_ranges(day_s, day_e, opens, step)
+        gaps = missing_ranges(day_s, day_e, opens, interval)
         key = layout.candle_raw_key(symbol, interval, day_s, day_e)
         env = envelope(client, "klines", symbol, "/api/v3/klines", params, day_rows, interval=interval,
                        covered=[day_s, day_e], server_time=now_ms, exchange_gaps=[list(g) for g in gaps])
