@@ -235,7 +235,8 @@ def report(ticks: List[Dict[str, Any]], days: int) -> str:
             ["- HTTP inside the candles / orders clients", f"{secs(med['http_s']['candles'])} / "
              f"{secs(med['http_s']['orders'])}", ""],
             ["- lake I/O during extract (raw + markers, fsync)", secs(med["lake_extract_s"]), ""],
-            ["transform (pending raw -> curated Parquet; pyarrow import left after the extract)", secs(med["transform_s"]), share(med["transform_s"])],
+            ["transform (pending raw -> curated Parquet; pyarrow import left after the extract)",
+             secs(med["transform_s"]), share(med["transform_s"])],
             ["- lake I/O during transform", secs(med["lake_s"] - med["lake_extract_s"]), ""]]
     walls = ", ".join(secs(t["wall_s"]) for t in ticks)
     return "\n".join([

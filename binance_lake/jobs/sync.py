@@ -89,14 +89,14 @@ def _tick(lake: Lake, tables: List[str], symbols: List[str]) -> Dict[str, Any]:
 
 
 def transform(lake: Lake, tables: Sequence[str] = (CANDLES.name, ORDERS.name, TRADES.name),
-              symbols: Optional[Sequence[str]] = None) -> "TransformResult":
+              symbols: Optional[Sequence[str]] = None) -> TransformResult:
     """The transform tick: every raw page a pending marker names, folded into curated."""
     from binance_lake import fold  # pyarrow: not before the first request (see preload_transform)
 
     return fold.transform_pending(lake, tables, symbols)
 
 
-def rebuild(lake: Lake, symbols: Sequence[str]) -> "TransformResult":
+def rebuild(lake: Lake, symbols: Sequence[str]) -> TransformResult:
     """Every curated partition of ``symbols`` again from all of its sources, each read once:
     candles of every interval the lake holds (REST pages + stored archive files), orders."""
     from binance_lake import fold
