@@ -21,6 +21,8 @@ The ceiling is what latency and the weight limit allow at our concurrency (see `
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import resource
 import shutil
 import sys
 import tempfile
@@ -54,6 +56,7 @@ class Run:
     http_429: int = 0
     http_418: int = 0
     emulator_busy_s: float = 0.0
+    cpu_s: float = 0.0  # client CPU (user + system): ours in its child process, peers in this one
     note: str = ""
     extra: Dict[str, Any] = field(default_factory=dict)
 
@@ -61,12 +64,23 @@ class Run:
 def measure(emu: EmulatorProcess, name: str, fn: Callable[[], tuple]) -> Run:
     """Run ``fn`` (-> (rows, note, extra)) on a fresh weight window and collect emulator counters."""
     emu.reset()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _client_cpu()
     rows, note, extra = fn()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, _client_cpu() - cpu0
     reqs, stats = emu.call("requests"), emu.stats()
     return Run(name, wall, rows, reqs["requests"], reqs["weight"], reqs["max_used_weight"], stats["429"],
-               stats["418"], stats["handle_s"], note, extra)
+               stats["418"], stats["handle_s"], cpu, note, extra)
+
+
+def _client_cpu() -> float:
+    """CPU seconds of this process plus its waited-for children (ours runs as a child; the emulator
+    runs in its own process that is not waited for until the end, so it is not counted)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def cpu_per_100k(run: Run) -> str:
+    return f"{run.cpu_s * 100_000 / run.rows:.2f} s" if run.rows else "-"
 
 
 # -- ours ------------------------------------------------------------------------------------
@@ -243,15 +257,15 @@ def report(runs: List[Run], days: int, workers: int, ceil: Dict[str, float], pee
            warm_s: float) -> str:
     extract, full = runs[0], runs[1]
     peers = [r for r in runs[2:]]
-    rows = [[r.name, secs(r.wall_s), f"{r.rows:,}", r.requests, r.weight, r.max_used_weight, r.http_429,
-             r.http_418, secs(r.emulator_busy_s), r.note] for r in runs]
+    rows = [[r.name, secs(r.wall_s), f"{r.rows:,}", secs(r.cpu_s), cpu_per_100k(r), r.requests, r.weight,
+             r.max_used_weight, r.http_429, r.http_418, secs(r.emulator_busy_s), r.note] for r in runs]
     lines = [f"## 1. REST candle sync: {days} days of {SYMBOL} 1m candles ({runs[0].rows:,} rows)", "",
              f"Emulator in its own process, {REALISTIC['latency_s'] * 1000:.0f} ms latency per request, weight "
              f"limit {REALISTIC['weight_limit']}/min enforced (429 then 418); its generated rows are "
              f"memoised (`Emulator(row_cache=True)`, warmed once in {secs(warm_s)} before any timed run), so "
              f"every client meets the same server cost per page. Machine: {machine()}.", "",
-             table(["run", "wall", "rows", "requests", "weight", "max weight/min", "429", "418",
-                    "emulator busy", "notes"], rows), ""]
+             table(["run", "wall", "rows", "client CPU", "CPU / 100k candles", "requests", "weight",
+                    "max weight/min", "429", "418", "emulator busy", "notes"], rows), ""]
     lines += [f"Ceiling at {workers} workers: {ceil['pages']} pages + {SETUP_REQUESTS} setup requests, weight "
               f"{ceil['weight']} (fits one window: {ceil['weight_bound_s'] == 0}); latency bound "
               f"{secs(ceil['latency_bound_s'])}, weight bound {secs(ceil['weight_bound_s'])} -> ceiling "
@@ -263,12 +277,17 @@ def report(runs: List[Run], days: int, workers: int, ceil: Dict[str, float], pee
     for p in peers:
         ratio = p.wall_s / full.wall_s
         lines.append(f"- vs {p.name}: ours (full command) is **{ratio:.1f}x** faster "
-                     f"(goal >= 5x: {goal(ratio >= 5)}); extract alone {p.wall_s / extract.wall_s:.1f}x.")
+                     f"(goal >= 5x: {goal(ratio >= 5)}); extract alone {p.wall_s / extract.wall_s:.1f}x; "
+                     f"CPU per 100k candles {cpu_per_100k(p)} vs ours {cpu_per_100k(full)} "
+                     f"(extract {cpu_per_100k(extract)}).")
     if peers_skipped:
         lines.append("- peers skipped (--no-peers)")
     lines += ["", "\"emulator busy\" is the time the emulator spent in its request handler (it builds each "
               "page under one lock: serial work that real Binance does not impose); wall times of ours "
-              "include process start-up (`binance-lake` in a fresh process)."]
+              "include process start-up (`binance-lake` in a fresh process). \"client CPU\" is user + system "
+              "seconds of the client alone (ours: the `binance-lake` child process; peers: the bench process "
+              "while it ran them), never the emulator's: CPU per 100k candles compares machines, wall-clock "
+              "ratios compare clients on one machine."]
     return "\n".join(lines)
 
 
@@ -298,7 +317,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                                 lambda: python_binance_loop(emu.base_url, start, end)))
             runs.append(measure(emu, "python-binance get_historical_klines + Parquet",
                                 lambda: python_binance(emu.base_url, start, end)))
-            runs.append(measure(emu, "ccxt fetch_ohlcv loop + Parquet", lambda: ccxt_loop(emu.base_url, start, end)))
+            if importlib.util.find_spec("ccxt") is not None:  # requirements-bench.txt; not in the dev venv
+                runs.append(measure(emu, "ccxt fetch_ohlcv loop + Parquet",
+                                    lambda: ccxt_loop(emu.base_url, start, end)))
+            else:
+                print("ccxt is not installed (pip install -r requirements-bench.txt): its run is skipped")
     pages = -(-(end - start) // (PAGE * MS_PER_MINUTE))
     ceil = ceiling(pages, workers, REALISTIC["latency_s"])
     md = report(runs, days, workers, ceil, args.no_peers, warm_s)

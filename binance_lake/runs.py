@@ -24,12 +24,19 @@ def write_last_run(lake: Lake, table: str, symbol: str, summary: Dict[str, Any])
 def write_tick_runs(lake: Lake, table: str, summaries: Mapping[str, Dict[str, Any]],
                     errors: Optional[Mapping[str, str]] = None) -> None:
     """The summaries of every symbol of one tick, keyed by symbol, in one object (a blind PUT:
-    the extractor roles may not read ``raw/_runs``). A symbol that failed gets its error, so
+    one request whatever was there). A symbol that failed gets its error, so
     ``status`` shows the failed run rather than an older success."""
     now = ms_to_iso(int(time.time() * 1000))
     symbols: Dict[str, Any] = {s: {"symbol": s, "error": e, "finished_at": now} for s, e in (errors or {}).items()}
     symbols.update(summaries)
     lake.write_bytes(layout.tick_run_key(table), json.dumps({"symbols": symbols}, default=str).encode())
+
+
+def read_tick_runs(lake: Lake, table: str) -> Dict[str, Any]:
+    """symbol -> summary of the last tick record of ``table``; empty if there is none or it is unreadable."""
+    tick = _read_json(lake, layout.tick_run_key(table))
+    symbols = tick.get("symbols") if isinstance(tick, dict) else None
+    return symbols if isinstance(symbols, dict) else {}
 
 
 def read_last_run(lake: Lake, table: str, symbol: str) -> Optional[Dict[str, Any]]:

@@ -22,6 +22,7 @@ from binance_lake.jobs.extract import extract_orders as extract_order_pages
 from binance_lake.jobs.extract import extract_trades as extract_trade_pages
 from binance_lake.jobs.extract import record_tick
 from binance_lake.lake import Lake, open_lake
+from binance_lake.runs import read_tick_runs
 from binance_lake.schema import CANDLES, ORDERS, TRADES
 from binance_lake.sources.rest.client import BinanceClient, CallStats, ClientConfig
 from binance_lake.sources.rest.orders import OrdersLedger, known_orders, orders_ledger, prefetch_open_orders
@@ -172,10 +173,13 @@ def extract_candles(settings: ExtractSettings, lake: Optional[Lake] = None) -> D
     items = [s if len(intervals) == 1 else f"{s}/{i}" for s in settings.symbols for i in intervals]
 
     client = run_client(settings)
+    hints = {interval: previous_tick_hints(lake, interval) for interval in intervals}
 
     def work(item: str) -> Dict[str, Any]:
         symbol, _, interval = item.partition("/")
-        return extract_candle_pages(_symbol_stats(client), lake, symbol, interval or intervals[0], record=False)
+        interval = interval or intervals[0]
+        return extract_candle_pages(_symbol_stats(client), lake, symbol, interval, record=False,
+                                    hint=hints[interval].get(symbol))
 
     run = _per_symbol(ExtractRun(CANDLES.name), items, work)
     for interval in intervals:  # one run record per interval a tick, not one per symbol (issue 14 lever 5)
@@ -186,6 +190,18 @@ def extract_candles(settings: ExtractSettings, lake: Optional[Lake] = None) -> D
             if (item.partition("/")[2] or intervals[0]) == interval})
     run.raise_if_failed()
     return run.summary()
+
+
+def previous_tick_hints(lake: Lake, interval: str) -> Dict[str, str]:
+    """symbol -> newest raw key, from the previous tick's run record (one GET for all symbols).
+
+    Issue 21: the watermark of each symbol is then confirmed with one HEAD instead of two LISTs
+    (sources.rest.candles.lake_watermark). A missing or unreadable record only means no hints:
+    every symbol falls back to the listing.
+    """
+    record = read_tick_runs(lake, layout.run_table(CANDLES, interval))
+    return {symbol: str(s["newest_raw_key"]) for symbol, s in record.items()
+            if isinstance(s, dict) and isinstance(s.get("newest_raw_key"), str)}
 
 
 def extract_orders(settings: OrdersSettings, lake: Optional[Lake] = None, secrets_client: Any = None

@@ -9,11 +9,11 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import threading
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
-from binance_lake import fold
-from binance_lake.fold import TransformResult
 from binance_lake.jobs.extract import client_stats, extract_candles, extract_orders, extract_trades
 from binance_lake.lake import Lake
 from binance_lake.query import candle_symbols
@@ -26,13 +26,33 @@ from binance_lake.sources.rest.raw import ExtractResult, Progress
 from binance_lake.sources.rest.trades import TradesRequest
 from binance_lake.times import ms_to_iso
 
+if TYPE_CHECKING:
+    from binance_lake.fold import TransformResult
+
 log = logging.getLogger(__name__)
+
+
+def preload_transform() -> threading.Thread:
+    """Import the transform (pyarrow, ~0.1-0.25 s) in a background thread.
+
+    Why: a sync that transforms afterwards spends most of its extract waiting on Binance
+    (sockets release the GIL), so the transform's imports fit in those waits instead of
+    delaying the first request (docs/benchmarks.md, "Issue 21: the 1-symbol tick"). Python's
+    per-module import locks make a concurrent import of the same module wait for the first
+    one, so the transform finds the module complete. Returns the (daemon) thread.
+    """
+    thread = threading.Thread(target=importlib.import_module, args=("binance_lake.fold",),
+                              name="preload-transform", daemon=True)
+    thread.start()
+    return thread
 
 
 def sync_candles(client: BinanceClient, lake: Lake, symbol: str, interval: str = "1m",
                  start: Optional[int] = None, end: Optional[int] = None, workers: int = 4,
                  progress: Optional[Progress] = None, transform: bool = True) -> Dict[str, Any]:
     """REST candles into raw, then (``transform``) the tick for this symbol."""
+    if transform:
+        preload_transform()
     return extract_candles(client, lake, symbol, interval, start, end, workers, progress,
                            _tick if transform else None)
 
@@ -41,6 +61,8 @@ def sync_orders(client: BinanceClient, lake: Lake, symbol: str, request: Optiona
                 progress: Optional[Progress] = None, transform: bool = True,
                 open_orders: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
     """REST orders into raw, then (``transform``) the tick for this symbol."""
+    if transform:
+        preload_transform()
     return extract_orders(client, lake, symbol, request, progress, open_orders, _tick if transform else None)
 
 
@@ -48,6 +70,8 @@ def sync_trades(client: BinanceClient, lake: Lake, symbol: str, request: Optiona
                 progress: Optional[Progress] = None, transform: bool = True,
                 only_changed: bool = False) -> Dict[str, Any]:
     """REST trades (the account's fills) into raw, then (``transform``) the tick for this symbol."""
+    if transform:
+        preload_transform()
     return extract_trades(client, lake, symbol, request, progress, _tick if transform else None,
                           only_changed=only_changed)
 
@@ -67,13 +91,17 @@ def _tick(lake: Lake, tables: List[str], symbols: List[str]) -> Dict[str, Any]:
 def transform(lake: Lake, tables: Sequence[str] = (CANDLES.name, ORDERS.name, TRADES.name),
               symbols: Optional[Sequence[str]] = None) -> TransformResult:
     """The transform tick: every raw page a pending marker names, folded into curated."""
+    from binance_lake import fold  # pyarrow: not before the first request (see preload_transform)
+
     return fold.transform_pending(lake, tables, symbols)
 
 
 def rebuild(lake: Lake, symbols: Sequence[str]) -> TransformResult:
     """Every curated partition of ``symbols`` again from all of its sources, each read once:
     candles of every interval the lake holds (REST pages + stored archive files), orders."""
-    result = TransformResult()
+    from binance_lake import fold
+
+    result = fold.TransformResult()
     for symbol in symbols:
         for interval, sym in candle_symbols(lake):
             if sym == symbol:

@@ -121,20 +121,66 @@ def test_orders_extractor_lists_pending_and_resolved_once_a_tick(tmp_path, monke
     assert stored == {(s, o["orderId"]) for s in symbols for o in emulator.orders(s)}
 
 
-def test_steady_candles_tick_does_not_list_the_archive(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A REST watermark inside today is newer than any archive file (those cover ended days):
-    the tick lists the REST windows only, two listings per symbol instead of four."""
-    symbols = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
-    lake = _candles_tick(tmp_path, symbols, monkeypatch)
-    lake.listed.clear()
-    emulator = Emulator(now_ms=NOW_MS + 5 * MS_PER_MINUTE, seed=1)
+def _next_candles_tick(lake: WritesLake, symbols: List[str], minutes: int = 5) -> Dict[str, Any]:
+    emulator = Emulator(now_ms=NOW_MS + minutes * MS_PER_MINUTE, seed=1)
     for s in symbols:
         emulator.add_symbol(s)
+    lake.listed.clear()
     with emulator.serve() as url:
-        summary = extract_lambda.extract_candles(candles_settings(lake.root, symbols, url), lake)
+        return extract_lambda.extract_candles(candles_settings(lake.root, symbols, url), lake)
+
+
+def test_steady_candles_tick_lists_nothing(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21 (docs/cost.md "candle watermark without LISTs"): the previous tick's record names
+    each symbol's newest raw window; the lake still holding it (one HEAD) is the watermark, so a
+    steady tick lists neither the archive (issue 14) nor the REST windows (two LISTs per symbol)."""
+    symbols = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
+    lake = _candles_tick(tmp_path, symbols, monkeypatch)
+    summary = _next_candles_tick(lake, symbols)
     assert all(summary["symbols"][s]["rows"] == 5 for s in symbols), summary  # continued from the watermark
-    assert not [p for p in lake.listed if p.startswith("raw/archive")]
-    assert len(lake.listed) == 2 * len(symbols)
+    assert lake.listed == []
+    tick = json.loads(lake.read_bytes(layout.tick_run_key(layout.run_table(CANDLES, "1m"))))["symbols"]
+    for s in symbols:  # the hint for the next tick: this tick's newest window
+        assert tick[s]["newest_raw_key"] == layout.candle_raw_key(s, "1m", NOW_MS - 30_000,
+                                                                   NOW_MS - 30_000 + 5 * MS_PER_MINUTE)
+
+
+def _set_hint(lake: WritesLake, symbol: str, key: str) -> None:
+    table = layout.run_table(CANDLES, "1m")
+    record = json.loads(lake.read_bytes(layout.tick_run_key(table)))
+    record["symbols"][symbol]["newest_raw_key"] = key
+    lake.write_bytes(layout.tick_run_key(table), json.dumps(record).encode())
+
+
+def test_a_hint_the_lake_does_not_confirm_falls_back_to_the_listing(tmp_path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hint is never trusted blindly: a key the lake does not hold, or another symbol's window,
+    is ignored and the symbol's windows are listed; nothing is fetched twice or skipped."""
+    symbols = ["BTCUSDT", "ETHUSDT"]
+    lake = _candles_tick(tmp_path, symbols, monkeypatch)
+    table = layout.run_table(CANDLES, "1m")
+    real = json.loads(lake.read_bytes(layout.tick_run_key(table)))["symbols"]["BTCUSDT"]["newest_raw_key"]
+    _set_hint(lake, "BTCUSDT", real.replace(".json", "0.json"))  # a window the lake never stored
+    _set_hint(lake, "ETHUSDT", real)  # BTCUSDT's window, named for ETHUSDT
+    summary = _next_candles_tick(lake, symbols)
+    assert all(summary["symbols"][s]["rows"] == 5 for s in symbols), summary
+    assert sorted({p.split("symbol=")[1].split("/")[0] for p in lake.listed}) == symbols
+
+
+def test_a_stale_hint_refetches_but_curated_holds_each_candle_once(tmp_path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hint older than the lake's newest window (another run stored newer windows since) makes the
+    tick ask again for minutes the lake holds: raw stays immutable, the fold keeps one row per candle."""
+    symbols = ["BTCUSDT"]
+    lake = _candles_tick(tmp_path, symbols, monkeypatch)
+    older = json.loads(lake.read_bytes(layout.tick_run_key(layout.run_table(CANDLES, "1m"))))
+    _next_candles_tick(lake, symbols)  # stores [00:00, 00:05)
+    lake.write_bytes(layout.tick_run_key(layout.run_table(CANDLES, "1m")), json.dumps(older).encode())
+    summary = _next_candles_tick(lake, symbols, minutes=10)  # the hint says the lake ends at 00:00
+    assert summary["symbols"]["BTCUSDT"]["rows_fetched"] == 10 and lake.listed == []
+    transform_pending(lake, ["candles"], symbols)
+    opens = [r["candle_open_time"] for r in curated(lake, "candles").to_pylist()]
+    assert len(opens) == len(set(opens)) == 24 * 60 + 10  # the first day's 24 h, then 10 minutes, once each
 
 
 def test_rest_watermark_before_today_still_asks_the_archive(tmp_path) -> None:

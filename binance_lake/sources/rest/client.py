@@ -45,6 +45,7 @@ from binance_lake.errors import (
     SignatureError,
     UnknownSymbolError,
 )
+from binance_lake.sources.rest import pbsync
 from binance_lake.times import to_ms
 from binance_lake.urls import check_no_credentials, shown
 
@@ -204,7 +205,7 @@ class BinanceClient:
         attr = "signed_client" if signed else "client"
         client = getattr(self._local, attr, None)
         if client is None:
-            from binance.client import Client  # deferred: python-binance imports aiohttp
+            Client = pbsync.client_class()  # deferred, and without python-binance's async half
 
             key, secret = (self.config.api_key, self.config.api_secret) if signed else (None, None)
             client = Client(key, secret, ping=False, time_unit=self.config.time_unit)
@@ -220,7 +221,7 @@ class BinanceClient:
 
     def _call(self, what: str, cost: int, fn: Callable[[Any], Any], signed: bool = False) -> Any:
         """Run one python-binance call with pacing, retries and error translation."""
-        from binance.exceptions import BinanceAPIException, BinanceRequestException
+        BinanceAPIException, BinanceRequestException = pbsync.exception_classes()
         from requests import exceptions as rex
 
         resynced = False

@@ -51,6 +51,9 @@ class ExtractResult:
     rows_already_stored: int = 0
     raw_files_already_stored: int = 0
     late_candles: int = 0  # candles that filled a recorded exchange gap (late data)
+    # Candles: the raw key of the newest window this run wrote or found stored: the next tick's
+    # watermark hint (issue 21: confirmed with one HEAD instead of two LISTs per symbol).
+    newest_key: Optional[str] = None
 
     def summary(self) -> Dict[str, Any]:
         out = {"table": self.table, "symbol": self.symbol, "rows": self.rows, "raw_files": len(self.raw_keys),
@@ -59,6 +62,8 @@ class ExtractResult:
         if self.rows_fetched is not None:
             out.update(rows_fetched=self.rows_fetched, rows_already_stored=self.rows_already_stored,
                        raw_files_already_stored=self.raw_files_already_stored, late_candles=self.late_candles)
+        if self.newest_key is not None:
+            out["newest_raw_key"] = self.newest_key
         if self.orders_resolved:
             out["orders_resolved"] = {k: sorted(v) for k, v in self.orders_resolved.items()}
         return out
