@@ -25,6 +25,7 @@ from binance_lake.schema import (
     DECIMAL_PRECISION,
     DECIMAL_SCALE,
     INT64,
+    LINEAGE_COLUMNS,
     ORDERS,
     STRING,
     TIMESTAMP,
@@ -304,16 +305,41 @@ def _split(t: pa.Table, rows: Sequence[Any], reasons: List[Optional[str]], table
 
 
 def dedupe(t: pa.Table, table: Table) -> pa.Table:
-    """One row per ``table.primary_key``: the one with the greatest ``table.version_columns``."""
+    """One row per ``table.primary_key``: the one with the greatest ``table.version_columns``.
+
+    ``table.first_fetch_lineage``: ties on the version go to the greatest values (the row's
+    non-lineage columns, compared as text), and of rows with equal values the earliest fetch
+    (``ingested_at``, then ``source_key``) is kept. That merge is order-free: folding rows
+    tick by tick, skipping unchanged ones, or all at once in a rebuild gives the same row.
+    """
     if t.num_rows == 0:
         return t
     keys = list(table.primary_key)
     order = [(k, "ascending") for k in (*keys, *table.version_columns)]
+    if table.first_fetch_lineage:
+        t = t.append_column(_VALUES, row_values(t, table))
+        order += [(_VALUES, "ascending"), ("ingested_at", "descending"), ("source_key", "descending")]
     t = t.take(pc.sort_indices(t, sort_keys=order))
     t = t.append_column("__i", pa.array(range(t.num_rows), pa.int64()))
     last = t.group_by(keys, use_threads=False).aggregate([("__i", "max")])
     picked = pc.sort_indices(last["__i_max"])
-    return t.take(pc.take(last["__i_max"], picked)).drop_columns(["__i"])
+    out = t.take(pc.take(last["__i_max"], picked)).drop_columns(["__i"])
+    return out.drop_columns([_VALUES]) if table.first_fetch_lineage else out
+
+
+_VALUES = "__values"
+
+
+def row_values(t: pa.Table, table: Table) -> pa.Array:
+    """Each row's non-lineage columns as one string (exact: decimals and instants as text, a
+    null distinct from any value): two rows are the same fetch of one state iff these match."""
+    parts = []
+    for col in table.columns:
+        if col.name in LINEAGE_COLUMNS:
+            continue
+        text = pc.cast(t[col.name], pa.string())
+        parts.append(pc.if_else(pc.is_null(text), "\x00", pc.binary_join_element_wise("=", text, "")))
+    return pc.binary_join_element_wise(*parts, "\x1f")
 
 
 # -- orders ----------------------------------------------------------------------------

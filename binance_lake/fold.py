@@ -22,6 +22,7 @@ time without one overwriting the rows another merged.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -36,7 +37,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from binance_lake import layout
-from binance_lake.columns import arrow_schema, candles_from_arrow, candles_table, dedupe, orders_table, trades_table
+from binance_lake.columns import (
+    arrow_schema,
+    candles_from_arrow,
+    candles_table,
+    dedupe,
+    orders_table,
+    row_values,
+    trades_table,
+)
 from binance_lake.crash import crash_point, pause_point
 from binance_lake.errors import Rejected, WriteConflict
 from binance_lake.lake import Lake, Version
@@ -211,7 +220,7 @@ def read_partition(lake: Lake, partition: str, table: Table) -> Optional[pa.Tabl
     return read_stored(lake, partition, table).rows
 
 
-def write_partition(lake: Lake, partition: str, t: pa.Table, version: Version) -> None:
+def write_partition(lake: Lake, partition: str, t: pa.Table, version: Version) -> Version:
     """Replace a partition whole, only if it still is ``version`` (what the caller read; None:
     create only). Raises ``WriteConflict`` if another writer got in between (run the caller's
     read-merge-write again: :func:`retry_on_conflict`), ``LeaseLost`` if this process's lease on
@@ -220,7 +229,7 @@ def write_partition(lake: Lake, partition: str, t: pa.Table, version: Version) -
     check_held(lake, partition.split("/")[1], layout.symbol_of(partition))  # curated/<table>/...
     buf = io.BytesIO()
     pq.write_table(t, buf, compression="zstd")
-    lake.write_if_version(layout.part_key(partition), buf.getvalue(), version)
+    return lake.write_if_version(layout.part_key(partition), buf.getvalue(), version)
 
 
 def retry_on_conflict(partition: str, attempt: Callable[[], T]) -> T:
@@ -732,36 +741,99 @@ def _symbol_rows(lake: Lake, table: Table, symbol: str, raw_keys: List[str], con
 def _orders_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool) -> TransformResult:
     result = TransformResult()
     new, batch = _symbol_rows(lake, ORDERS, symbol, raw_keys, orders_table, result)
-    dates = _dates(new, ORDERS).to_pylist() if new.num_rows else []
     index = read_orders_index(lake, symbol)
-    merged_parts = []
+    if not rebuild:
+        new = _drop_unchanged(lake, symbol, new, index)
+    dates = _dates(new, ORDERS).to_pylist() if new.num_rows else []
+    written: Dict[str, Tuple[pa.Table, Version]] = {}
     for date in sorted(set(dates)):
         partition = layout.partition(ORDERS, symbol=symbol, date=date)
         part_new = new.filter(pc.equal(pa.array(dates), date))
-        merged = _merge_orders(lake, partition, part_new, rebuild, result)
+        written[date] = _merge_orders(lake, partition, part_new, rebuild, result)
         result.partitions.append(partition)
-        result.rows_written += merged.num_rows
-        merged_parts.append(merged)
-    if dates or not index:
-        _write_orders_index(lake, symbol, index, merged_parts, batch.source_keys)
+        result.rows_written += written[date][0].num_rows
+    if dates or not index or _history_through(index, batch.source_keys) > int(index.get("history_through", -1)):
+        _write_orders_index(lake, symbol, index, written, batch.source_keys)
     return result
 
 
-def _write_orders_index(lake: Lake, symbol: str, index: Dict[str, Any], merged: Sequence[pa.Table],
+def _history_through(index: Dict[str, Any], source_keys: Iterable[str]) -> int:
+    """The orders cursor: only history pages that were actually read (not quarantined) advance it."""
+    return max([int(index.get("history_through", -1)),
+                *(i for i in map(history_page_last_id, set(source_keys)) if i is not None)])
+
+
+# -- orders: rewrite only the days whose rows changed (issue 21 lever 6) -----------------------
+#
+# Every tick re-fetches each open order; unchanged, it is the same row (ORDERS.first_fetch_lineage:
+# it keeps its first fetch's lineage), so its day need not be read or rewritten. The orders index
+# records, for each open order, its day, a digest of its values and its lineage, and for each such
+# day the partition version written with it. A fetched row is dropped before the merge only if
+# all of that matches and the partition is still that version (one HEAD per day): then the merge
+# would return the partition unchanged. Anything else (a repair, a rebuild, a lost lease, an index
+# from before this rule) fails the version check and the row is merged as before.
+
+
+def _drop_unchanged(lake: Lake, symbol: str, new: pa.Table, index: Dict[str, Any]) -> pa.Table:
+    states, versions = index.get("open_states"), index.get("open_days")
+    if not isinstance(states, dict) or not isinstance(versions, dict) or not new.num_rows:
+        return new
+    rows = _order_states(new)
+    candidate = [_same_as_recorded(states.get(str(oid)), day, digest, ing, src)
+                 for oid, day, digest, ing, src in rows]
+    days = {row[1] for row, c in zip(rows, candidate) if c}
+    if not days:
+        return new
+    current = {d: lake.version_of(layout.part_key(layout.partition(ORDERS, symbol=symbol, date=d))) for d in days}
+    keep = [not (c and current[row[1]] is not None and current[row[1]] == versions.get(row[1]))
+            for row, c in zip(rows, candidate)]
+    return new.filter(pa.array(keep))
+
+
+def _same_as_recorded(state: Any, day: str, digest: str, ingested_at: int, source_key: str) -> bool:
+    """The row has the values the index recorded, and its fetch is not earlier than the recorded
+    one (an earlier fetch, e.g. a page folded late, would become the row's lineage: merge it)."""
+    if not (isinstance(state, list) and len(state) == 4):
+        return False
+    return state[:2] == [day, digest] and (ingested_at, source_key) >= (state[2], state[3])
+
+
+def _order_states(t: pa.Table) -> List[Tuple[int, str, str, int, str]]:
+    """(order id, day, values digest, ingested_at ms, source_key) of each row."""
+    digests = [hashlib.sha256(v.encode()).hexdigest()[:32] for v in row_values(t, ORDERS).to_pylist()]
+    return list(zip(t[ORDERS.key_in_symbol].to_pylist(), _dates(t, ORDERS).to_pylist(), digests,
+                    t["ingested_at"].cast(pa.int64()).to_pylist(), t["source_key"].to_pylist()))
+
+
+def _write_orders_index(lake: Lake, symbol: str, index: Dict[str, Any], written: Dict[str, Tuple[pa.Table, Version]],
                         source_keys: Iterable[str]) -> None:
-    """The orders cursor after ``merged`` partitions were written from pages ``source_keys``."""
+    """The orders cursor after the ``written`` partitions (day -> rows, version written; None:
+    not known) were written from pages ``source_keys``."""
     open_ids = set(index.get("open_order_ids", []))
     max_id = int(index.get("max_order_id", -1))
-    # Only history pages that were actually read (not quarantined) advance the cursor.
-    through = max([int(index.get("history_through", -1)),
-                   *(i for i in map(history_page_last_id, set(source_keys)) if i is not None)])
-    for part in merged:
-        for oid, status in zip(part[ORDERS.key_in_symbol].to_pylist(), part["status"].to_pylist()):
-            (open_ids.add if status in OPEN_ORDER_STATUSES else open_ids.discard)(oid)
+    old_states = _dict(index.get("open_states"))
+    old_days = _dict(index.get("open_days"))
+    states = {k: v for k, v in old_states.items() if isinstance(v, list) and v and v[0] not in written}
+    days = {d: v for d, v in old_days.items() if d not in written}
+    for day, (part, version) in written.items():
+        for (oid, _, digest, ing, src), status in zip(_order_states(part), part["status"].to_pylist()):
+            is_open = status in OPEN_ORDER_STATUSES
+            (open_ids.add if is_open else open_ids.discard)(oid)
             max_id = max(max_id, oid)
-    body = {"symbol": symbol, "history_through": through, "max_order_id": max_id,
-            "open_order_ids": sorted(open_ids), "updated_at": int(time.time() * 1000)}
+            if is_open and version is not None:
+                states[str(oid)] = [day, digest, ing, src]
+        days[day] = version
+    live = {v[0] for v in states.values()}
+    body = {"symbol": symbol, "history_through": _history_through(index, source_keys), "max_order_id": max_id,
+            "open_order_ids": sorted(open_ids), "open_states": states,
+            "open_days": {d: v for d, v in sorted(days.items()) if d in live and v is not None},
+            "updated_at": int(time.time() * 1000)}
     lake.write_bytes(layout.orders_index_key(symbol), json.dumps(body).encode())
+
+
+def _dict(value: Any) -> Dict[str, Any]:
+    """An index field that should be an object; anything else (an older index) counts as empty."""
+    return value if isinstance(value, dict) else {}
 
 
 def _dates(t: pa.Table, table: Table) -> pa.Array:
@@ -769,10 +841,13 @@ def _dates(t: pa.Table, table: Table) -> pa.Array:
     return pc.strftime(t[table.time_column], format="%Y-%m-%d")
 
 
-def _merge_orders(lake: Lake, partition: str, new: pa.Table, rebuild: bool, result: TransformResult) -> pa.Table:
+def _merge_orders(lake: Lake, partition: str, new: pa.Table, rebuild: bool, result: TransformResult
+                  ) -> Tuple[pa.Table, Version]:
+    """``new`` over the stored partition: (the rows, the version now stored). A merge that changes
+    nothing (a re-fetched row equal to the stored one keeps it) is not written."""
     tries = 0
 
-    def attempt() -> pa.Table:
+    def attempt() -> Tuple[pa.Table, Version]:
         nonlocal tries
         tries += 1
         if rebuild and tries == 1:
@@ -788,8 +863,9 @@ def _merge_orders(lake: Lake, partition: str, new: pa.Table, rebuild: bool, resu
                 existing, version = _orders_from_all_raw(lake, partition, result), exc.version
         combined = new if existing is None else pa.concat_tables([existing, new])
         merged = dedupe(combined, ORDERS)
-        write_partition(lake, partition, merged, version)
-        return merged
+        if existing is not None and merged.equals(existing):
+            return merged, version
+        return merged, write_partition(lake, partition, merged, version)
 
     return retry_on_conflict(partition, attempt)
 
@@ -815,14 +891,14 @@ def rebuild_orders(lake: Lake, symbol: str) -> TransformResult:
                     for d in curated}
         derived = derive_orders(lake, symbol)
         account(lake, base, derived, result)  # rejected rows of every date, as the tick files them
-        written = []
+        written: Dict[str, Tuple[pa.Table, Version]] = {}
         for date in sorted(set(derived.days) | curated):
             partition = layout.partition(ORDERS, symbol=symbol, date=date)
             part = write_derived(lake, partition, ORDERS, derived.days.get(date), derived, result, versions.get(date))
             result.partitions.append(partition)
             result.rebuilt.append(partition)
             if part is not None:
-                written.append(part)
+                written[date] = (part, None)  # version not recorded: the next tick merges these days once
         _write_orders_index(lake, symbol, {}, written, derived.sources)
         crash_point("curated")
         unmark(lake, derived.keys, result.missing_raw)

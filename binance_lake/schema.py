@@ -65,6 +65,11 @@ class Table:
     version_columns: Tuple[str, ...]  # of two rows with one key, the greater of these wins
     time_column: str  # the instant a row's date partition (and export ranges) is taken from
     description: str
+    # True: a row re-fetched with the same values is the same row and keeps the lineage
+    # (ingested_at, source_key) of its first fetch; rows that differ are ordered by
+    # version_columns, then by their values, never by fetch time (binance_lake.columns.dedupe).
+    # That makes the merge order-free, so a fold that skips unchanged rows equals a rebuild.
+    first_fetch_lineage: bool = False
 
     @property
     def symbol_column(self) -> str:
@@ -189,8 +194,11 @@ ORDERS = Table(
         PartitionKey("date", "UTC date of order_time (creation time never changes)", _DATE_PROJECTION),
     ),
     primary_key=("symbol", "order_id"),
-    version_columns=("update_time", "ingested_at"),  # the latest update wins, then the latest fetch
+    # The latest update wins; an open order re-fetched unchanged every tick stays the row of its
+    # first fetch, so its day partition is not rewritten (issue 21 lever 6).
+    version_columns=("update_time",),
     time_column="order_time",
+    first_fetch_lineage=True,
 )
 
 # The account's fills (GET /api/v3/myTrades, binance-spot-api-docs rest-api.md "Account trade list
