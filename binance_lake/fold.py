@@ -781,13 +781,14 @@ def _drop_unchanged(lake: Lake, symbol: str, new: pa.Table, index: Dict[str, Any
     rows = _order_states(new)
     candidate = [_same_as_recorded(states.get(str(oid)), day, digest, ing, src)
                  for oid, day, digest, ing, src in rows]
-    days = {row[1] for row, c in zip(rows, candidate) if c}
+    # A day with any changed row is read and rewritten anyway (its unchanged rows merge to
+    # themselves): only days whose every fetched row is unchanged are worth a HEAD.
+    days = {row[1] for row, c in zip(rows, candidate) if c} - {row[1] for row, c in zip(rows, candidate) if not c}
     if not days:
         return new
     current = {d: lake.version_of(layout.part_key(layout.partition(ORDERS, symbol=symbol, date=d))) for d in days}
-    keep = [not (c and current[row[1]] is not None and current[row[1]] == versions.get(row[1]))
-            for row, c in zip(rows, candidate)]
-    return new.filter(pa.array(keep))
+    same = {d for d, v in current.items() if v is not None and v == versions.get(d)}
+    return new.filter(pa.array([row[1] not in same for row in rows]))
 
 
 def _same_as_recorded(state: Any, day: str, digest: str, ingested_at: int, source_key: str) -> bool:
