@@ -60,7 +60,7 @@ from binance_lake.sources.archive import (
     split_days,
 )
 from binance_lake.sources.coverage import record_exchange_gap
-from binance_lake.sources.rest.orders import history_page_last_id, read_orders_index
+from binance_lake.sources.rest.orders import history_page_last_id, read_orders_indexes
 from binance_lake.sources.rest.raw import read_raw
 from binance_lake.sources.rest.trades import history_page_last_id as trades_history_last_id
 from binance_lake.sources.rest.trades import read_trades_index
@@ -702,7 +702,17 @@ def _readable(lake: Lake, partition: str) -> StoredPartition:
 
 
 def transform_orders(lake: Lake, markers: Sequence[str], rebuild: bool = False) -> TransformResult:
-    return _transform_per_symbol(lake, ORDERS, markers, lambda sym, keys: _orders_symbol(lake, sym, keys, rebuild))
+    """Each symbol's pages folded under its lock, then one write of the orders index for every
+    symbol (issue 21 lever 7: 1 read + 1 write a tick instead of one of each per symbol)."""
+    indexes, _ = read_orders_indexes(lake)
+    updates: Dict[str, IndexUpdate] = {}
+    result = _transform_per_symbol(lake, ORDERS, markers, lambda sym, keys: _orders_symbol(
+        lake, sym, keys, rebuild, indexes.get(sym, {}), updates))
+    # After the markers are gone: a crash before this write leaves the cursor behind what curated
+    # holds, so the next extract re-pages those orders (the fold keeps one row each), never skips one.
+    if updates:
+        update_orders_indexes(lake, updates)
+    return result
 
 
 def _transform_per_symbol(lake: Lake, table: Table, markers: Sequence[str],
@@ -738,10 +748,15 @@ def _symbol_rows(lake: Lake, table: Table, symbol: str, raw_keys: List[str], con
     return new, batch
 
 
-def _orders_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool) -> TransformResult:
+IndexUpdate = Callable[[Dict[str, Any]], Optional[Dict[str, Any]]]  # a symbol's entry -> new entry (None: drop)
+
+
+def _orders_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool, index: Dict[str, Any],
+                   updates: Dict[str, IndexUpdate]) -> TransformResult:
+    """Fold one symbol's pages; its index change goes into ``updates`` (written once per run).
+    ``index``: the symbol's entry as read at the start of the run (a hint, see _drop_unchanged)."""
     result = TransformResult()
     new, batch = _symbol_rows(lake, ORDERS, symbol, raw_keys, orders_table, result)
-    index = read_orders_index(lake, symbol)
     if not rebuild:
         new = _drop_unchanged(lake, symbol, new, index)
     dates = _dates(new, ORDERS).to_pylist() if new.num_rows else []
@@ -753,8 +768,28 @@ def _orders_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool) 
         result.partitions.append(partition)
         result.rows_written += written[date][0].num_rows
     if dates or not index or _history_through(index, batch.source_keys) > int(index.get("history_through", -1)):
-        _write_orders_index(lake, symbol, index, written, batch.source_keys)
+        keys = list(batch.source_keys)
+        updates[symbol] = lambda old: _index_entry(symbol, old, written, keys)
     return result
+
+
+def update_orders_indexes(lake: Lake, updates: Dict[str, IndexUpdate]) -> None:
+    """Apply each symbol's change to the one orders index, over the version read (compare-and-swap):
+    a writer of other symbols that got in between is re-read and the changes applied again."""
+    key = layout.orders_index_key()
+
+    def attempt() -> None:
+        entries, version = read_orders_indexes(lake)
+        for symbol, change in updates.items():
+            entry = change(entries.get(symbol, {}))
+            if entry is None:
+                entries.pop(symbol, None)
+            else:
+                entries[symbol] = entry
+        body = {"symbols": dict(sorted(entries.items())), "updated_at": int(time.time() * 1000)}
+        lake.write_if_version(key, json.dumps(body).encode(), version)
+
+    retry_on_conflict(key, attempt)
 
 
 def _history_through(index: Dict[str, Any], source_keys: Iterable[str]) -> int:
@@ -806,10 +841,10 @@ def _order_states(t: pa.Table) -> List[Tuple[int, str, str, int, str]]:
                     t["ingested_at"].cast(pa.int64()).to_pylist(), t["source_key"].to_pylist()))
 
 
-def _write_orders_index(lake: Lake, symbol: str, index: Dict[str, Any], written: Dict[str, Tuple[pa.Table, Version]],
-                        source_keys: Iterable[str]) -> None:
-    """The orders cursor after the ``written`` partitions (day -> rows, version written; None:
-    not known) were written from pages ``source_keys``."""
+def _index_entry(symbol: str, index: Dict[str, Any], written: Dict[str, Tuple[pa.Table, Version]],
+                 source_keys: Iterable[str]) -> Dict[str, Any]:
+    """A symbol's orders cursor after the ``written`` partitions (day -> rows, version written;
+    None: not known) were written from pages ``source_keys``, over its entry ``index``."""
     open_ids = set(index.get("open_order_ids", []))
     max_id = int(index.get("max_order_id", -1))
     old_states = _dict(index.get("open_states"))
@@ -825,11 +860,10 @@ def _write_orders_index(lake: Lake, symbol: str, index: Dict[str, Any], written:
                 states[str(oid)] = [day, digest, ing, src]
         days[day] = version
     live = {v[0] for v in states.values()}
-    body = {"symbol": symbol, "history_through": _history_through(index, source_keys), "max_order_id": max_id,
+    return {"symbol": symbol, "history_through": _history_through(index, source_keys), "max_order_id": max_id,
             "open_order_ids": sorted(open_ids), "open_states": states,
             "open_days": {d: v for d, v in sorted(days.items()) if d in live and v is not None},
             "updated_at": int(time.time() * 1000)}
-    lake.write_bytes(layout.orders_index_key(symbol), json.dumps(body).encode())
 
 
 def _dict(value: Any) -> Dict[str, Any]:
@@ -886,7 +920,7 @@ def rebuild_orders(lake: Lake, symbol: str) -> TransformResult:
     def attempt() -> TransformResult:
         # Versions before the raw listing (see _rebuild_candle_day); a conflict derives all again.
         result = TransformResult()
-        lake.delete(layout.orders_index_key(symbol))
+        update_orders_indexes(lake, {symbol: lambda _old: None})
         curated = {layout.value_of(d) for d in lake.list_children(base) if "date" in layout.values_of(d)}
         versions = {d: lake.version_of(layout.part_key(layout.partition(ORDERS, symbol=symbol, date=d)))
                     for d in curated}
@@ -900,7 +934,7 @@ def rebuild_orders(lake: Lake, symbol: str) -> TransformResult:
             result.rebuilt.append(partition)
             if part is not None:
                 written[date] = (part, None)  # version not recorded: the next tick merges these days once
-        _write_orders_index(lake, symbol, {}, written, derived.sources)
+        update_orders_indexes(lake, {symbol: lambda _old: _index_entry(symbol, {}, written, derived.sources)})
         crash_point("curated")
         unmark(lake, derived.keys, result.missing_raw)
         return result

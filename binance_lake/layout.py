@@ -20,7 +20,8 @@ lake root; partition directories are Hive style (``name=value``)::
     curated/candles/interval=1h/symbol=X/date=M/part-0.parquet         month partition (1h and up), M = 2024-03
     curated/orders/symbol=X/date=D/part-0.parquet
     curated/_locks/<table>/symbol=X.lock              per-(table, symbol) writer lease
-    curated/_index/orders/symbol=X.json               orders cursor
+    curated/_index/orders.json                        orders cursor of every symbol (one object)
+    curated/_index/orders/symbol=X.json               orders cursor before issue 21 (read once to migrate)
     curated/_index/trades/symbol=X.json               trades cursor
     curated/_verify/<started>-<run>.json              verify reports
     curated/_verify/<started>-<run>-archive.json      the daily verify's REST-against-archive report
@@ -352,8 +353,15 @@ def run_table(table: Table, interval: Optional[str] = None) -> str:
     return f"{table.name}/{hive('interval', interval)}" if interval else table.name
 
 
-def orders_index_key(symbol: str) -> str:
-    return f"{INDEX}/{ORDERS.name}/{hive('symbol', symbol)}.json"
+def orders_index_key() -> str:
+    """Every symbol's orders cursor in one object: one read and one write a tick, not one per
+    symbol (issue 21 lever 7); written by the fold under compare-and-swap."""
+    return f"{INDEX}/{ORDERS.name}.json"
+
+
+def legacy_orders_index_prefix() -> str:
+    """Where the per-symbol orders cursors were before issue 21 (``symbol=X.json``)."""
+    return f"{INDEX}/{ORDERS.name}/"
 
 
 def trades_index_key(symbol: str) -> str:

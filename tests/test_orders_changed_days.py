@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import random
 import shutil
 from pathlib import Path
@@ -23,6 +24,7 @@ from binance_lake.columns import dedupe, orders_table
 from binance_lake.jobs import sync
 from binance_lake.lake import LocalLake
 from binance_lake.schema import OPEN_ORDER_STATUSES, ORDERS
+from binance_lake.sources.rest import orders as rest_orders
 from binance_lake.times import MS_PER_DAY, MS_PER_MINUTE, ms_to_date
 from tests.conftest import NOW_MS
 from tests.helpers import curated, order_rows
@@ -174,3 +176,86 @@ def test_an_unchanged_refetch_keeps_the_first_fetch_lineage():
     new = _order(NOW_MS - MS_PER_DAY, "NEW", "0")
     row = dedupe(_table([(new, 9, "later"), (new, 3, "first"), (new, 5, "middle")]), ORDERS).to_pylist()
     assert [(r["source_key"], int(r["ingested_at"].timestamp() * 1000)) for r in row] == [("first", 3)]
+
+
+# -- issue 21 lever 7: one orders index for every symbol ------------------------------------------
+
+
+def index_body(lake: LocalLake) -> dict:
+    return json.loads(lake.read_bytes(layout.orders_index_key()))
+
+
+def test_one_index_object_holds_every_symbols_cursor(client, lake, emulator):
+    emulator.add_symbol("ETHUSDT")
+    for symbol, seed in (("BTCUSDT", 4), ("ETHUSDT", 5)):
+        emulator.generate_orders(symbol, 50, NOW_MS - 2 * MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=seed)
+        sync.sync_orders(client, lake, symbol)
+    body = index_body(lake)
+    assert sorted(body["symbols"]) == ["BTCUSDT", "ETHUSDT"]
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        truth = emulator.orders(symbol)
+        entry = body["symbols"][symbol]
+        assert entry["max_order_id"] == max(o["orderId"] for o in truth)
+        assert entry["open_order_ids"] == sorted(o["orderId"] for o in truth if o["status"] in OPEN_ORDER_STATUSES)
+    assert lake.list_keys(layout.legacy_orders_index_prefix()) == []
+
+
+def test_the_extract_run_reads_the_index_once_for_all_symbols(client, lake, emulator, monkeypatch):
+    symbols = ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
+    emulator.add_symbol("ETHUSDT")
+    emulator.add_symbol("BNBUSDT")
+    for i, symbol in enumerate(symbols):
+        emulator.generate_orders(symbol, 20, NOW_MS - MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=i)
+        sync.sync_orders(client, lake, symbol)
+    reads = record_index_reads(monkeypatch)
+    ledger = rest_orders.orders_ledger(lake)
+    cursors = {s: rest_orders.known_orders(lake, s, ledger) for s in symbols}
+    assert reads == [layout.orders_index_key()]
+    assert {s: c[0] for s, c in cursors.items()} == {s: max(o["orderId"] for o in emulator.orders(s)) for s in symbols}
+
+
+def record_index_reads(monkeypatch) -> List[str]:
+    """Index keys read (LocalLake.read_with_version reads through read_bytes: one record per read)."""
+    reads: List[str] = []
+    read = LocalLake.read_bytes
+
+    def reading(self, key):
+        if key.startswith(layout.INDEX):
+            reads.append(key)
+        return read(self, key)
+
+    monkeypatch.setattr(LocalLake, "read_bytes", reading)
+    return reads
+
+
+def test_two_writers_of_the_shared_index_keep_both_changes(lake):
+    """A writer whose read was overtaken loses its conditional write, re-reads and applies its
+    change again: neither symbol's cursor is lost."""
+    fold.update_orders_indexes(lake, {"BTCUSDT": lambda _: {"history_through": 1}})
+    calls = []
+
+    def btc(old):
+        calls.append(dict(old))
+        if len(calls) == 1:  # between this writer's read and its write, another one writes
+            fold.update_orders_indexes(lake, {"ETHUSDT": lambda _: {"history_through": 7}})
+        return {**old, "history_through": old["history_through"] + 1}
+
+    fold.update_orders_indexes(lake, {"BTCUSDT": btc})
+    assert len(calls) == 2  # the first write lost the race and was redone over the other's
+    assert index_body(lake)["symbols"] == {"BTCUSDT": {"history_through": 2}, "ETHUSDT": {"history_through": 7}}
+
+
+def test_per_symbol_cursors_of_an_older_lake_are_carried_over(client, lake, emulator):
+    """Before issue 21 each symbol had its own index file: read until the first write, which then
+    holds every symbol's cursor (a symbol not synced since keeps its history cursor)."""
+    legacy = {"BTCUSDT": {"history_through": 10, "max_order_id": 10, "open_order_ids": []},
+              "ETHUSDT": {"history_through": 42, "max_order_id": 42, "open_order_ids": [40]}}
+    for symbol, entry in legacy.items():
+        lake.write_bytes(f"{layout.legacy_orders_index_prefix()}symbol={symbol}.json", json.dumps(entry).encode())
+    assert rest_orders.known_orders(lake, "ETHUSDT") == (42, [40])
+    emulator.generate_orders("BTCUSDT", 30, NOW_MS - MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=2)
+    sync.sync_orders(client, lake, "BTCUSDT")
+    pages = [r.params.get("orderId") for r in emulator.requests if r.path == "/api/v3/allOrders"]
+    assert pages == ["11"]  # the carried-over cursor: orders 1-10 are not asked again
+    body = index_body(lake)["symbols"]
+    assert body["ETHUSDT"] == legacy["ETHUSDT"] and body["BTCUSDT"]["max_order_id"] == 30

@@ -11,13 +11,13 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from binance_lake import layout
 from binance_lake.crash import crash_point
 from binance_lake.errors import BadInputError, BinanceError
-from binance_lake.lake import Lake
+from binance_lake.lake import Lake, Version
 from binance_lake.schema import ORDERS
 from binance_lake.sources.rest.client import BinanceClient
 from binance_lake.sources.rest.raw import (
@@ -55,15 +55,46 @@ class OrdersRequest:
 
 
 def read_orders_index(lake: Lake, symbol: str) -> Dict[str, Any]:
-    """{history_through, max_order_id, open_order_ids} written by the transform; empty if absent."""
-    key = layout.orders_index_key(symbol)
+    """{history_through, max_order_id, open_order_ids, ...} of one symbol; empty if absent."""
+    return read_orders_indexes(lake)[0].get(symbol, {})
+
+
+def read_orders_indexes(lake: Lake) -> Tuple[Dict[str, Dict[str, Any]], Version]:
+    """Every symbol's orders cursor (written by the transform) and the version of the object
+    holding them (None: absent). One object for all symbols (issue 21 lever 7). A lake from
+    before it has one file per symbol: those are read (one listing) until the first write."""
+    key = layout.orders_index_key()
     try:
-        index = json.loads(lake.read_bytes(key))
-    except (KeyError, ValueError):
-        return {}
+        data, version = lake.read_with_version(key)
+    except KeyError:
+        return _legacy_orders_indexes(lake), None
+    symbols = _object(data, key).get("symbols")
+    if not isinstance(symbols, dict):
+        return {}, version
+    return {str(s): e for s, e in symbols.items() if isinstance(e, dict)}, version
+
+
+def _legacy_orders_indexes(lake: Lake) -> Dict[str, Dict[str, Any]]:
+    out = {}
+    for key in lake.list_keys(layout.legacy_orders_index_prefix()):
+        symbol = layout.values_of(key.removesuffix(".json")).get("symbol")
+        try:
+            data = lake.read_bytes(key)
+        except KeyError:
+            continue
+        if symbol:
+            out[symbol] = _object(data, key)
+    return out
+
+
+def _object(data: bytes, key: str) -> Dict[str, Any]:
+    """The index is a cache the transform rewrites: valid JSON of another shape (null, a list) or
+    no JSON is ignored, as a missing one is, with a word rather than a traceback."""
+    try:
+        index = json.loads(data)
+    except ValueError:
+        index = None
     if not isinstance(index, dict):
-        # Valid JSON of another shape (null, a list): the index is a cache the transform rewrites,
-        # so it is ignored (as a missing one is) with a word rather than a traceback.
         log.warning("orders index %s is not a JSON object (%s); ignoring it", key, type(index).__name__)
         return {}
     return index
@@ -92,6 +123,7 @@ class OrdersLedger:
 
     pending: Dict[str, List[str]]
     resolved: Dict[str, List[int]]
+    indexes: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # read once: read_orders_indexes
 
 
 def orders_ledger(lake: Lake) -> OrdersLedger:
@@ -105,7 +137,7 @@ def orders_ledger(lake: Lake) -> OrdersLedger:
         symbol, order_id = layout.values_of(key).get("symbol"), layout.parse_resolved_name(key.rsplit("/", 1)[-1])
         if symbol and order_id is not None:
             resolved.setdefault(symbol, []).append(order_id)
-    return OrdersLedger(pending, resolved)
+    return OrdersLedger(pending, resolved, read_orders_indexes(lake)[0])
 
 
 def pending_order_ids(lake: Lake, symbol: str, ledger: Optional[OrdersLedger] = None) -> List[int]:
@@ -130,7 +162,7 @@ def known_orders(lake: Lake, symbol: str, ledger: Optional[OrdersLedger] = None)
     Orders Binance no longer knows (-2013, see ``OrdersRun._one``) are left out: never re-queried.
     ``ledger``: one listing for all symbols of a run (:func:`orders_ledger`); None lists this symbol.
     """
-    index = read_orders_index(lake, symbol)
+    index = ledger.indexes.get(symbol, {}) if ledger is not None else read_orders_index(lake, symbol)
     through = max([int(index.get("history_through", -1)), *pending_order_ids(lake, symbol, ledger)])
     gone = set(ledger.resolved.get(symbol, []) if ledger is not None else resolved_order_ids(lake, symbol))
     return through, sorted(int(i) for i in index.get("open_order_ids", []) if int(i) not in gone)
