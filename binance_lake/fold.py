@@ -63,7 +63,7 @@ from binance_lake.sources.coverage import record_exchange_gap
 from binance_lake.sources.rest.orders import history_page_last_id, read_orders_indexes
 from binance_lake.sources.rest.raw import read_raw
 from binance_lake.sources.rest.trades import history_page_last_id as trades_history_last_id
-from binance_lake.sources.rest.trades import read_trades_index
+from binance_lake.sources.rest.trades import read_trades_indexes
 from binance_lake.times import MS_PER_DAY, date_to_ms, ms_to_date
 
 log = logging.getLogger(__name__)
@@ -774,12 +774,16 @@ def _orders_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool, 
 
 
 def update_orders_indexes(lake: Lake, updates: Dict[str, IndexUpdate]) -> None:
-    """Apply each symbol's change to the one orders index, over the version read (compare-and-swap):
+    update_index_object(lake, layout.orders_index_key(), lambda: read_orders_indexes(lake), updates)
+
+
+def update_index_object(lake: Lake, key: str, read: Callable[[], Tuple[Dict[str, Dict[str, Any]], Version]],
+                        updates: Dict[str, IndexUpdate]) -> None:
+    """Apply each symbol's change to one index object, over the version read (compare-and-swap):
     a writer of other symbols that got in between is re-read and the changes applied again."""
-    key = layout.orders_index_key()
 
     def attempt() -> None:
-        entries, version = read_orders_indexes(lake)
+        entries, version = read()
         for symbol, change in updates.items():
             entry = change(entries.get(symbol, {}))
             if entry is None:
@@ -948,18 +952,23 @@ def rebuild_orders(lake: Lake, symbol: str) -> TransformResult:
 
 def transform_trades(lake: Lake, markers: Sequence[str], rebuild: bool = False) -> TransformResult:
     """Raw myTrades pages -> curated trades, one row per (symbol, trade id): a trade fetched twice
-    (a rerun, an orderId page overlapping a fromId page) stays one row. Under the symbol's lock."""
-    return _transform_per_symbol(lake, TRADES, markers, lambda sym, keys: _trades_symbol(lake, sym, keys, rebuild))
+    (a rerun, an orderId page overlapping a fromId page) stays one row. Under the symbol's lock;
+    then one write of the trades index for every symbol (as transform_orders)."""
+    indexes, _ = read_trades_indexes(lake)
+    updates: Dict[str, IndexUpdate] = {}
+    result = _transform_per_symbol(lake, TRADES, markers, lambda sym, keys: _trades_symbol(
+        lake, sym, keys, rebuild, {} if rebuild else indexes.get(sym, {}), updates))
+    if updates:  # after the markers: a crash before it leaves the cursor behind (re-asked), never ahead
+        update_index_object(lake, layout.trades_index_key(), lambda: read_trades_indexes(lake), updates)
+    return result
 
 
-def _trades_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool) -> TransformResult:
+def _trades_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool, index: Dict[str, Any],
+                   updates: Dict[str, IndexUpdate]) -> TransformResult:
     result = TransformResult()
     new, batch = _symbol_rows(lake, TRADES, symbol, raw_keys, trades_table, result)
     dates = _dates(new, TRADES).to_pylist() if new.num_rows else []
-    index = {} if rebuild else read_trades_index(lake, symbol)
-    max_id = int(index.get("max_trade_id", -1))
-    through = max([int(index.get("history_through", -1)),
-                   *(i for i in map(trades_history_last_id, set(batch.source_keys)) if i is not None)])
+    max_id = -1
     for date in sorted(set(dates)):
         partition = layout.partition(TRADES, symbol=symbol, date=date)
         part_new = new.filter(pc.equal(pa.array(dates), date))
@@ -967,11 +976,16 @@ def _trades_symbol(lake: Lake, symbol: str, raw_keys: List[str], rebuild: bool) 
         result.partitions.append(partition)
         result.rows_written += merged.num_rows
         max_id = max(max_id, pc.max(merged[TRADES.key_in_symbol]).as_py())
-    if dates or not index or through > int(index.get("history_through", -1)):
-        body = {"symbol": symbol, "history_through": through, "max_trade_id": max_id,
-                "updated_at": int(time.time() * 1000)}
-        lake.write_bytes(layout.trades_index_key(symbol), json.dumps(body).encode())
+    pages = [i for i in map(trades_history_last_id, set(batch.source_keys)) if i is not None]
+    if dates or not index or max(pages, default=-1) > int(index.get("history_through", -1)):
+        updates[symbol] = lambda old: _trades_entry(symbol, {} if rebuild else old, max_id, pages)
     return result
+
+
+def _trades_entry(symbol: str, index: Dict[str, Any], max_id: int, pages: List[int]) -> Dict[str, Any]:
+    """A symbol's trades cursor after folding pages whose history pages end at ``pages``."""
+    return {"symbol": symbol, "history_through": max([int(index.get("history_through", -1)), *pages]),
+            "max_trade_id": max(int(index.get("max_trade_id", -1)), max_id), "updated_at": int(time.time() * 1000)}
 
 
 def _merge_trades(lake: Lake, partition: str, new: pa.Table, rebuild: bool, result: TransformResult) -> pa.Table:

@@ -22,7 +22,8 @@ lake root; partition directories are Hive style (``name=value``)::
     curated/_locks/<table>/symbol=X.lock              per-(table, symbol) writer lease
     curated/_index/orders.json                        orders cursor of every symbol (one object)
     curated/_index/orders/symbol=X.json               orders cursor before issue 21 (read once to migrate)
-    curated/_index/trades/symbol=X.json               trades cursor
+    curated/_index/trades.json                        trades cursor of every symbol (one object)
+    curated/_index/trades/symbol=X.json               trades cursor before issue 21 (read once to migrate)
     curated/_verify/<started>-<run>.json              verify reports
     curated/_verify/<started>-<run>-archive.json      the daily verify's REST-against-archive report
     quarantine/<raw key without raw/>(.reason.json)   unusable raw file
@@ -359,14 +360,14 @@ def orders_index_key() -> str:
     return f"{INDEX}/{ORDERS.name}.json"
 
 
-def legacy_orders_index_prefix() -> str:
-    """Where the per-symbol orders cursors were before issue 21 (``symbol=X.json``)."""
-    return f"{INDEX}/{ORDERS.name}/"
+def trades_index_key() -> str:
+    """Every symbol's trades cursor (highest stored trade id) in one object, written by the fold."""
+    return f"{INDEX}/{TRADES.name}.json"
 
 
-def trades_index_key(symbol: str) -> str:
-    """The trades cursor of a symbol (highest stored trade id), written by the fold."""
-    return f"{INDEX}/{TRADES.name}/{hive('symbol', symbol)}.json"
+def legacy_index_prefix(table: Table) -> str:
+    """Where the per-symbol cursors of ``table`` were before issue 21 (``symbol=X.json``)."""
+    return f"{INDEX}/{table.name}/"
 
 
 def lock_key(table: str, symbol: str) -> str:

@@ -197,7 +197,7 @@ def test_one_index_object_holds_every_symbols_cursor(client, lake, emulator):
         entry = body["symbols"][symbol]
         assert entry["max_order_id"] == max(o["orderId"] for o in truth)
         assert entry["open_order_ids"] == sorted(o["orderId"] for o in truth if o["status"] in OPEN_ORDER_STATUSES)
-    assert lake.list_keys(layout.legacy_orders_index_prefix()) == []
+    assert lake.list_keys(layout.legacy_index_prefix(ORDERS)) == []
 
 
 def test_the_extract_run_reads_the_index_once_for_all_symbols(client, lake, emulator, monkeypatch):
@@ -251,7 +251,7 @@ def test_per_symbol_cursors_of_an_older_lake_are_carried_over(client, lake, emul
     legacy = {"BTCUSDT": {"history_through": 10, "max_order_id": 10, "open_order_ids": []},
               "ETHUSDT": {"history_through": 42, "max_order_id": 42, "open_order_ids": [40]}}
     for symbol, entry in legacy.items():
-        lake.write_bytes(f"{layout.legacy_orders_index_prefix()}symbol={symbol}.json", json.dumps(entry).encode())
+        lake.write_bytes(f"{layout.legacy_index_prefix(ORDERS)}symbol={symbol}.json", json.dumps(entry).encode())
     assert rest_orders.known_orders(lake, "ETHUSDT") == (42, [40])
     emulator.generate_orders("BTCUSDT", 30, NOW_MS - MS_PER_DAY, NOW_MS - MS_PER_MINUTE, seed=2)
     sync.sync_orders(client, lake, "BTCUSDT")

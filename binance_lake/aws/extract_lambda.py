@@ -26,6 +26,7 @@ from binance_lake.runs import read_tick_runs
 from binance_lake.schema import CANDLES, ORDERS, TRADES
 from binance_lake.sources.rest.client import BinanceClient, CallStats, ClientConfig
 from binance_lake.sources.rest.orders import OrdersLedger, known_orders, orders_ledger, prefetch_open_orders
+from binance_lake.sources.rest.trades import TradesLedger
 
 log = logging.getLogger(__name__)
 
@@ -231,8 +232,9 @@ def extract_trades(settings: ExtractSettings, client: BinanceClient, lake: Lake,
     budget): no call for a symbol where nothing filled, weight 5 per filled order up to 3, else one
     fromId page (binance_lake.sources.rest.trades). A symbol whose orders failed is left to the next
     tick: its fills are found then from the orders that tick stores."""
+    ledger = TradesLedger(lake)  # the cursors of every symbol: one read and one listing, if any symbol asks
     run = _per_symbol(ExtractRun(TRADES.name), symbols, lambda symbol: extract_trade_pages(
-        _symbol_stats(client), lake, symbol, record=False, only_changed=True))
+        _symbol_stats(client), lake, symbol, record=False, only_changed=True, ledger=ledger))
     record_tick(lake, layout.run_table(TRADES), run.symbols, run.errors)
     return run
 

@@ -61,11 +61,13 @@ def extract_orders(client: BinanceClient, lake: Lake, symbol: str, request: Opti
 
 def extract_trades(client: BinanceClient, lake: Lake, symbol: str,
                    request: Optional[rest_trades.TradesRequest] = None, progress: Optional[Progress] = None,
-                   then: Optional[Then] = None, record: bool = True, only_changed: bool = False) -> Dict[str, Any]:
+                   then: Optional[Then] = None, record: bool = True, only_changed: bool = False,
+                   ledger: Optional[rest_trades.TradesLedger] = None) -> Dict[str, Any]:
     """``only_changed``: ask only for orders that can have new fills (after an orders run, see
-    :mod:`binance_lake.sources.rest.trades`); ``record``: as for :func:`extract_candles`."""
+    :mod:`binance_lake.sources.rest.trades`); ``record``: as for :func:`extract_candles`;
+    ``ledger``: the trades cursors of a many-symbol run, read once (``TradesLedger``)."""
     started = time.time()
-    result = rest_trades.sync_trades(client, lake, symbol, request, progress, only_changed)
+    result = rest_trades.sync_trades(client, lake, symbol, request, progress, only_changed, ledger)
     summary: Dict[str, Any] = {**result.summary(), **client_stats(client)}
     summary["start"] = ms_to_iso(result.start) if result.start is not None else None
     summary["end"] = ms_to_iso(result.end) if result.end is not None else None

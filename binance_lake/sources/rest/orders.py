@@ -27,6 +27,7 @@ from binance_lake.sources.rest.raw import (
     ExtractResult,
     Progress,
     envelope,
+    read_index_object,
     write_raw,
 )
 from binance_lake.times import ms_to_date, ms_to_iso, to_ms
@@ -60,44 +61,8 @@ def read_orders_index(lake: Lake, symbol: str) -> Dict[str, Any]:
 
 
 def read_orders_indexes(lake: Lake) -> Tuple[Dict[str, Dict[str, Any]], Version]:
-    """Every symbol's orders cursor (written by the transform) and the version of the object
-    holding them (None: absent). One object for all symbols (issue 21 lever 7). A lake from
-    before it has one file per symbol: those are read (one listing) until the first write."""
-    key = layout.orders_index_key()
-    try:
-        data, version = lake.read_with_version(key)
-    except KeyError:
-        return _legacy_orders_indexes(lake), None
-    symbols = _object(data, key).get("symbols")
-    if not isinstance(symbols, dict):
-        return {}, version
-    return {str(s): e for s, e in symbols.items() if isinstance(e, dict)}, version
-
-
-def _legacy_orders_indexes(lake: Lake) -> Dict[str, Dict[str, Any]]:
-    out = {}
-    for key in lake.list_keys(layout.legacy_orders_index_prefix()):
-        symbol = layout.values_of(key.removesuffix(".json")).get("symbol")
-        try:
-            data = lake.read_bytes(key)
-        except KeyError:
-            continue
-        if symbol:
-            out[symbol] = _object(data, key)
-    return out
-
-
-def _object(data: bytes, key: str) -> Dict[str, Any]:
-    """The index is a cache the transform rewrites: valid JSON of another shape (null, a list) or
-    no JSON is ignored, as a missing one is, with a word rather than a traceback."""
-    try:
-        index = json.loads(data)
-    except ValueError:
-        index = None
-    if not isinstance(index, dict):
-        log.warning("orders index %s is not a JSON object (%s); ignoring it", key, type(index).__name__)
-        return {}
-    return index
+    """Every symbol's orders cursor and the version of the one object holding them (lever 7)."""
+    return read_index_object(lake, layout.orders_index_key(), layout.legacy_index_prefix(ORDERS))
 
 
 # Raw orders pages are named <fetched>-<run>-<page>-<kind>-<first id>-<last id>.json. Only

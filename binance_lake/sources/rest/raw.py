@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from binance_lake import layout
 from binance_lake.crash import crash_point
 from binance_lake.errors import Rejected
-from binance_lake.lake import Lake
+from binance_lake.lake import Lake, Version
 from binance_lake.schema import TABLES
 from binance_lake.sources.rest.client import BinanceClient
 from binance_lake.times import MS_PER_DAY
@@ -129,3 +129,47 @@ def read_raw(lake: Lake, key: str, table: str) -> Tuple[int, List[Any]]:
         return int(body["fetched_at"]), body["data"]
     except (TypeError, ValueError):
         raise Rejected("raw envelope has a non-integer 'fetched_at'") from None
+
+
+# -- the cursors' index objects (curated/_index/<table>.json) ----------------------------------
+
+
+def read_index_object(lake: Lake, key: str, legacy_prefix: str) -> Tuple[Dict[str, Dict[str, Any]], Version]:
+    """Every symbol's entry of one index object (``{"symbols": {X: {...}}}``, written by the fold)
+    and its version (None: absent). One object for all symbols: one read and one write a tick,
+    not one of each per symbol (issue 21). A lake from before it has one file per symbol under
+    ``legacy_prefix``: those are read (one listing) until the first write carries them over."""
+    try:
+        data, version = lake.read_with_version(key)
+    except KeyError:
+        return _legacy_entries(lake, legacy_prefix), None
+    symbols = _json_object(data, key).get("symbols")
+    if not isinstance(symbols, dict):
+        return {}, version
+    return {str(s): e for s, e in symbols.items() if isinstance(e, dict)}, version
+
+
+def _legacy_entries(lake: Lake, prefix: str) -> Dict[str, Dict[str, Any]]:
+    out = {}
+    for key in lake.list_keys(prefix):
+        symbol = layout.values_of(key.removesuffix(".json")).get("symbol")
+        try:
+            data = lake.read_bytes(key)
+        except KeyError:
+            continue
+        if symbol:
+            out[symbol] = _json_object(data, key)
+    return out
+
+
+def _json_object(data: bytes, key: str) -> Dict[str, Any]:
+    """An index is a cache the fold rewrites: valid JSON of another shape (null, a list) or no
+    JSON is ignored, as a missing one is, with a word rather than a traceback."""
+    try:
+        index = json.loads(data)
+    except ValueError:
+        index = None
+    if not isinstance(index, dict):
+        log.warning("index %s is not a JSON object (%s); ignoring it", key, type(index).__name__)
+        return {}
+    return index

@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from binance_lake import layout
 from binance_lake.crash import crash_point
 from binance_lake.errors import BadInputError, BinanceUnavailableError
-from binance_lake.lake import Lake
+from binance_lake.lake import Lake, Version
 from binance_lake.schema import OPEN_ORDER_STATUSES, ORDERS, TRADES
 from binance_lake.sources.rest.client import MY_TRADES_ORDER_WEIGHT, MY_TRADES_WEIGHT, BinanceClient
 from binance_lake.sources.rest.raw import (
@@ -46,6 +46,7 @@ from binance_lake.sources.rest.raw import (
     ExtractResult,
     Progress,
     envelope,
+    read_index_object,
     write_raw,
 )
 from binance_lake.times import MS_PER_DAY, ms_to_date, ms_to_iso
@@ -75,11 +76,13 @@ class TradesRequest:
 
 
 def read_trades_index(lake: Lake, symbol: str) -> Dict[str, Any]:
-    """{history_through, max_trade_id} written by the fold; empty if absent (then re-paged)."""
-    try:
-        return json.loads(lake.read_bytes(layout.trades_index_key(symbol)))
-    except (KeyError, ValueError):
-        return {}
+    """{history_through, max_trade_id} of one symbol, written by the fold; empty if absent (then re-paged)."""
+    return read_trades_indexes(lake)[0].get(symbol, {})
+
+
+def read_trades_indexes(lake: Lake) -> Tuple[Dict[str, Dict[str, Any]], Version]:
+    """Every symbol's trades cursor and the version of the one object holding them (issue 21)."""
+    return read_index_object(lake, layout.trades_index_key(), layout.legacy_index_prefix(TRADES))
 
 
 def history_page_last_id(raw_key: str) -> Optional[int]:
@@ -87,11 +90,38 @@ def history_page_last_id(raw_key: str) -> Optional[int]:
     return page[3] if page is not None and page[1] == HISTORY else None
 
 
-def trades_cursor(lake: Lake, symbol: str) -> int:
+class TradesLedger:
+    """The trades index and the pending trades pages of every symbol, read once per extract run
+    (one GET and one LIST) instead of once per symbol asked, and only if a symbol asks. Taken
+    before that symbol writes any page; a transform folding pages meanwhile only makes the cursor
+    lag (those trades are asked again and stay one row each), never lead."""
+
+    def __init__(self, lake: Lake):
+        self.lake = lake
+        self._indexes: Optional[Dict[str, Dict[str, Any]]] = None
+        self._pending: Dict[str, List[str]] = {}
+
+    def entry(self, symbol: str) -> Tuple[Dict[str, Any], List[str]]:
+        """(the symbol's index entry, its pending trades markers)."""
+        if self._indexes is None:
+            self._indexes = read_trades_indexes(self.lake)[0]
+            for key in self.lake.list_keys(layout.pending_prefix(TRADES) + "/"):
+                symbol_of = layout.values_of(key).get("symbol")
+                if symbol_of:
+                    self._pending.setdefault(symbol_of, []).append(key)
+        return self._indexes.get(symbol, {}), self._pending.get(symbol, [])
+
+
+def trades_cursor(lake: Lake, symbol: str, ledger: Optional[TradesLedger] = None) -> int:
     """Every trade id up to this is stored (-1: none). Pending history pages count only if their raw
-    file exists: a run killed between marker and raw must not move the cursor past trades never stored."""
-    through = int(read_trades_index(lake, symbol).get("history_through", -1))
-    for marker in lake.list_keys(layout.pending_prefix(TRADES, symbol=symbol)):
+    file exists: a run killed between marker and raw must not move the cursor past trades never stored.
+    ``ledger``: one read of the index and one listing for every symbol of a run; None: this symbol's."""
+    if ledger is not None:
+        index, markers = ledger.entry(symbol)
+    else:
+        index, markers = read_trades_index(lake, symbol), lake.list_keys(layout.pending_prefix(TRADES, symbol=symbol))
+    through = int(index.get("history_through", -1))
+    for marker in markers:
         last = history_page_last_id(marker)
         if last is not None and lake.exists(layout.raw_key_of_marker(marker)):
             through = max(through, last)
@@ -184,9 +214,11 @@ def _order_states(lake: Lake, key: str) -> Dict[int, Tuple[str, str]]:
 
 
 def sync_trades(client: BinanceClient, lake: Lake, symbol: str, request: Optional[TradesRequest] = None,
-                progress: Optional[Progress] = None, only_changed: bool = False) -> ExtractResult:
+                progress: Optional[Progress] = None, only_changed: bool = False,
+                ledger: Optional[TradesLedger] = None) -> ExtractResult:
     """Trades of ``symbol`` into raw. ``only_changed``: ask only for orders that can have new fills
-    (``sync account``, the tick); otherwise every trade after the cursor (``fromId``)."""
+    (``sync account``, the tick); otherwise every trade after the cursor (``fromId``). ``ledger``:
+    see :func:`trades_cursor`."""
     request = request or TradesRequest()
     request.validate()
     if not client.config.has_credentials:
@@ -208,12 +240,12 @@ def sync_trades(client: BinanceClient, lake: Lake, symbol: str, request: Optiona
     through, newest = orders_stored_since(lake, symbol, seen.fetched_through if seen else now - MS_PER_DAY, now)
     changed: List[int] = []
     if seen is None:
-        run.page_by_id(trades_cursor(lake, symbol) + 1, HISTORY)
+        run.page_by_id(trades_cursor(lake, symbol, ledger) + 1, HISTORY)
         seen = OrdersSeen()
     else:
         changed = seen.changed(newest)
         # The cursor (a listing and a read) only when something is asked: a quiet tick costs no S3 call for it.
-        run.by_orders(changed, trades_cursor(lake, symbol) if changed else -1)
+        run.by_orders(changed, trades_cursor(lake, symbol, ledger) if changed else -1)
     after = seen.advanced(newest, through)
     # One PUT per symbol a tick is ~0.04 USD/month per symbol (8,640 ticks x S3 PutObject 0.005
     # USD per 1,000): when nothing was asked and the record would say the same, keep it and re-read
