@@ -307,8 +307,9 @@ def _split(t: pa.Table, rows: Sequence[Any], reasons: List[Optional[str]], table
 def dedupe(t: pa.Table, table: Table) -> pa.Table:
     """One row per ``table.primary_key``: the one with the greatest ``table.version_columns``.
 
-    ``table.first_fetch_lineage``: ties on the version go to the greatest values (the row's
-    non-lineage columns, compared as text), and of rows with equal values the earliest fetch
+    ``table.first_fetch_lineage``: ties on the version go to a final status
+    (``table.final_statuses``), then to the greatest values (the row's non-lineage columns,
+    compared as text: arbitrary but the same in any order), and of rows with equal values the earliest fetch
     (``ingested_at``, then ``source_key``) is kept. That merge is order-free: folding rows
     tick by tick, skipping unchanged ones, or all at once in a rebuild gives the same row.
     """
@@ -317,17 +318,20 @@ def dedupe(t: pa.Table, table: Table) -> pa.Table:
     keys = list(table.primary_key)
     order = [(k, "ascending") for k in (*keys, *table.version_columns)]
     if table.first_fetch_lineage:
+        final = pa.array(sorted(table.final_statuses), pa.string())
+        t = t.append_column(_FINAL, pc.is_in(t["status"], value_set=final))
         t = t.append_column(_VALUES, row_values(t, table))
-        order += [(_VALUES, "ascending"), ("ingested_at", "descending"), ("source_key", "descending")]
+        order += [(_FINAL, "ascending"), (_VALUES, "ascending"), ("ingested_at", "descending"),
+                  ("source_key", "descending")]
     t = t.take(pc.sort_indices(t, sort_keys=order))
     t = t.append_column("__i", pa.array(range(t.num_rows), pa.int64()))
     last = t.group_by(keys, use_threads=False).aggregate([("__i", "max")])
     picked = pc.sort_indices(last["__i_max"])
     out = t.take(pc.take(last["__i_max"], picked)).drop_columns(["__i"])
-    return out.drop_columns([_VALUES]) if table.first_fetch_lineage else out
+    return out.drop_columns([_FINAL, _VALUES]) if table.first_fetch_lineage else out
 
 
-_VALUES = "__values"
+_VALUES, _FINAL = "__values", "__final"
 
 
 def row_values(t: pa.Table, table: Table) -> pa.Array:

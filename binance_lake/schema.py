@@ -13,7 +13,7 @@ it by :func:`binance_lake.columns.arrow_schema`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, FrozenSet, List, Optional, Tuple, Union
 
 # Binance sends every price and quantity as a string with 8 decimals. 38 digits hold
 # any quote volume Binance has ever reported; a value with more than 8 significant
@@ -70,6 +70,9 @@ class Table:
     # version_columns, then by their values, never by fetch time (binance_lake.columns.dedupe).
     # That makes the merge order-free, so a fold that skips unchanged rows equals a rebuild.
     first_fetch_lineage: bool = False
+    # Of rows of one version, one whose ``status`` is in here (no more changes) beats one that is
+    # not: e.g. an archived order's final row carries the updateTime of its last open copy.
+    final_statuses: FrozenSet[str] = frozenset()
 
     @property
     def symbol_column(self) -> str:
@@ -156,6 +159,9 @@ CANDLES = Table(
     time_column="candle_open_time",
 )
 
+# Order statuses after which an order gets no more fills: verify checks these against their trades.
+FINAL_ORDER_STATUSES = frozenset({"FILLED", "CANCELED", "EXPIRED", "EXPIRED_IN_MATCH", "REJECTED"})
+
 ORDERS = Table(
     name="orders",
     raw_prefix="raw/orders",
@@ -199,6 +205,7 @@ ORDERS = Table(
     version_columns=("update_time",),
     time_column="order_time",
     first_fetch_lineage=True,
+    final_statuses=FINAL_ORDER_STATUSES,
 )
 
 # The account's fills (GET /api/v3/myTrades, binance-spot-api-docs rest-api.md "Account trade list
@@ -250,8 +257,6 @@ REPORT_ORDER = {
                "Time", "IsBuyer", "IsMaker"),
 }
 
-# Order statuses after which an order gets no more fills: verify checks these against their trades.
-FINAL_ORDER_STATUSES = frozenset({"FILLED", "CANCELED", "EXPIRED", "EXPIRED_IN_MATCH", "REJECTED"})
 
 # Order statuses that can still change: those rows are refreshed on every sync.
 OPEN_ORDER_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED", "PENDING_NEW", "PENDING_CANCEL"})

@@ -259,3 +259,17 @@ def test_per_symbol_cursors_of_an_older_lake_are_carried_over(client, lake, emul
     assert pages == ["11"]  # the carried-over cursor: orders 1-10 are not asked again
     body = index_body(lake)["symbols"]
     assert body["ETHUSDT"] == legacy["ETHUSDT"] and body["BTCUSDT"]["max_order_id"] == 30
+
+
+def test_of_one_update_time_a_final_status_wins_in_any_order():
+    """An archived order's final row (-2026) carries the updateTime of its last open copy: the
+    final status wins whichever copy is folded last."""
+    t0 = NOW_MS - MS_PER_DAY
+    fetches = [(_order(t0, "NEW", "0"), 1, "open"), (_order(t0, "CANCELED", "0"), 2, "archived"),
+               (_order(t0, "NEW", "0"), 3, "open-again")]
+    for perm in itertools.permutations(fetches):
+        stored = None
+        for fetch in perm:
+            batch = _table([fetch])
+            stored = dedupe(batch if stored is None else pa.concat_tables([stored, batch]), ORDERS)
+        assert [(r["status"], r["source_key"]) for r in stored.to_pylist()] == [("CANCELED", "archived")]
