@@ -889,12 +889,13 @@ def _merge_orders(lake: Lake, partition: str, new: pa.Table, rebuild: bool, resu
     def attempt() -> Tuple[pa.Table, Version]:
         nonlocal tries
         tries += 1
+        stored_ok = False  # existing is what the partition holds (not a rebuild's derivation)
         if rebuild and tries == 1:
             existing, version = None, lake.version_of(layout.part_key(partition))
         else:  # after a conflict a rebuild too merges over what the other writer wrote: nothing dropped
             try:
                 stored = read_stored(lake, partition, ORDERS)
-                existing, version = stored.rows, stored.version
+                existing, version, stored_ok = stored.rows, stored.version, True
             except UnreadablePartition as exc:
                 # Orders of one creation date may come from many raw pages: rebuild from all of them.
                 log.warning("%s: %s; rebuilding orders of this symbol from raw", partition, exc)
@@ -902,7 +903,7 @@ def _merge_orders(lake: Lake, partition: str, new: pa.Table, rebuild: bool, resu
                 existing, version = _orders_from_all_raw(lake, partition, result), exc.version
         combined = new if existing is None else pa.concat_tables([existing, new])
         merged = dedupe(combined, ORDERS)
-        if existing is not None and merged.equals(existing):
+        if stored_ok and existing is not None and merged.equals(existing):
             return merged, version
         return merged, write_partition(lake, partition, merged, version)
 

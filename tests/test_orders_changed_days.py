@@ -273,3 +273,14 @@ def test_of_one_update_time_a_final_status_wins_in_any_order():
             batch = _table([fetch])
             stored = dedupe(batch if stored is None else pa.concat_tables([stored, batch]), ORDERS)
         assert [(r["status"], r["source_key"]) for r in stored.to_pylist()] == [("CANCELED", "archived")]
+
+
+def test_an_unreadable_day_is_rebuilt_even_when_no_fetched_row_changed(client, lake, emulator, synced, tmp_path):
+    victim = synced[0]
+    key = layout.part_key(layout.partition(ORDERS, symbol=SYMBOL, date=ms_to_date(victim["time"])))
+    lake.write_bytes(key, b"not parquet")
+    emulator.advance(60_000)
+    sync.sync_orders(client, lake, SYMBOL)  # re-fetches the victim unchanged: its day must still be repaired
+    pq.read_table(io.BytesIO(lake.read_bytes(key)))  # readable again
+    assert order_rows(lake)[victim["orderId"]]["status"] == victim["status"]
+    assert rows_with_lineage(lake) == rows_with_lineage(rebuilt_copy(lake, tmp_path / "rebuilt"))
