@@ -335,15 +335,26 @@ _VALUES, _FINAL = "__values", "__final"
 
 
 def row_values(t: pa.Table, table: Table) -> pa.Array:
-    """Each row's non-lineage columns as one string (exact: decimals and instants as text, a
-    null distinct from any value): two rows are the same fetch of one state iff these match."""
+    """Each row's non-lineage columns as one string (exact, a null distinct from any value): two
+    rows are the same fetch of one state iff these match. The same text under every pyarrow the
+    core runs on (verify on Glue's 17, the Lambdas' 26): pyarrow's decimal-to-string cast is not
+    (17 writes zero at scale 8 as ``0.E-8``, 26 as ``0E-8``), so decimals are Python-formatted
+    and instants are their epoch integers."""
     parts = []
     for col in table.columns:
         if col.name in LINEAGE_COLUMNS:
             continue
-        text = pc.cast(t[col.name], pa.string())
-        parts.append(pc.if_else(pc.is_null(text), "\x00", pc.binary_join_element_wise("=", text, "")))
+        parts.append(pc.if_else(pc.is_null(t[col.name]), "\x00",
+                                pc.binary_join_element_wise("=", _stable_text(t[col.name], col.kind), "")))
     return pc.binary_join_element_wise(*parts, "\x1f")
+
+
+def _stable_text(values: Any, kind: str) -> Any:
+    if kind == DECIMAL:
+        return pa.array([None if v is None else format(v, "f") for v in values.to_pylist()], pa.string())
+    if kind == TIMESTAMP:
+        return pc.cast(pc.cast(values, pa.int64()), pa.string())
+    return pc.cast(values, pa.string())
 
 
 # -- orders ----------------------------------------------------------------------------

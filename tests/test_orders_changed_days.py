@@ -284,3 +284,14 @@ def test_an_unreadable_day_is_rebuilt_even_when_no_fetched_row_changed(client, l
     pq.read_table(io.BytesIO(lake.read_bytes(key)))  # readable again
     assert order_rows(lake)[victim["orderId"]]["status"] == victim["status"]
     assert rows_with_lineage(lake) == rows_with_lineage(rebuilt_copy(lake, tmp_path / "rebuilt"))
+
+
+def test_row_values_do_not_depend_on_pyarrow_s_decimal_text():
+    """Verify runs on Glue's pyarrow 17, the transform on 26: their decimal-to-string casts differ
+    (``0.E-8`` against ``0E-8``), so the text that breaks ties is Python's, and instants are epochs."""
+    from binance_lake.columns import row_values
+
+    text = row_values(_table([(_order(NOW_MS, "NEW", "0"), 1, "p")]), ORDERS).to_pylist()[0]
+    fields = text.split("\x1f")
+    assert "=0.00000000" in fields and "=100.50000000" in fields and f"={NOW_MS}" in fields
+    assert not any("E-" in f for f in fields)
