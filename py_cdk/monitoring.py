@@ -1,11 +1,17 @@
 """Alerts topic, alarms and a small dashboard.
 
-Alarms: a failed/timed-out/aborted run, Lambda errors and throttles, data
+Alarms: a failed/timed-out/aborted run, data
 freshness (ONE alarm on ``BinanceLake/StalestCandleMinutesBehind``, the stalest of every
 configured symbol and interval, published by the transform without dimensions: the alarm
 count and the metric count no longer grow with the symbols, issue 14 lever 1), and
 partitions the daily verify job left unrepaired (``BinanceLake/VerifyUnrepairedPartitions``,
-published by binance_lake.aws.metrics.publish_verify). Freshness treats missing data as
+published by binance_lake.aws.metrics.publish_verify). No Lambda errors/throttles alarms (issue 21,
+-0.60 USD/month): the three Lambdas run only as Tasks of the state machine, and every failure of
+one (error, timeout, throttle; after its retries) ends the run in NotifyFailure and a failed
+execution, which RunFailed alarms on (proved on the synthesized definition:
+tests/cdk/test_orchestration.py::test_every_lambda_failure_fails_the_run). A failed attempt that a
+retry recovers is not alarmed (the run delivered); the dashboard still graphs Errors and Throttles.
+Freshness treats missing data as
 breaching: a pipeline that stopped publishing (or a symbol with no curated candle at all) is
 exactly the failure this alarm exists for. Which symbol is stale: the dashboard's Logs
 Insights table (the transform's log line), FRESHNESS_QUERY below and in docs/cloud.md.
@@ -49,6 +55,8 @@ FRESHNESS_QUERY = (
 # Glue job run states that end a run abnormally ("AWS Glue job run statuses": FAILED, ERROR,
 # TIMEOUT; "Automating AWS Glue with EventBridge": "Glue Job State Change" events carry the state).
 GLUE_FAILED_STATES = ("FAILED", "TIMEOUT", "ERROR")
+# The verify alarm's range: the longest CloudWatch allows for daily periods (7 x 86,400 s).
+VERIFY_WINDOW_DAYS = 7
 
 
 class AlertTopic(Construct):
@@ -102,8 +110,6 @@ class Monitoring(Construct):
         self._action = cw_actions.SnsAction(topic)
         self.alarms: List[cw.Alarm] = []
         self._run_alarms(state_machine)
-        for name, fn in functions.items():
-            self._lambda_alarms(name, fn)
         freshness = cw.Metric(namespace=METRIC_NAMESPACE, metric_name=FRESHNESS_METRIC, statistic="Maximum",
                               period=Duration.minutes(15))
         # Alarm on the plain metric (a labelled one would render as a metric-math query).
@@ -113,15 +119,7 @@ class Monitoring(Construct):
                                 f"also when a symbol has no curated candle at all). Which one: the dashboard's "
                                 f"'Minutes behind by symbol' table (docs/cloud.md, Freshness)",
                     missing=cw.TreatMissingData.BREACHING, operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD)
-        # Missing = breaching: a verify that dies before publishing (or never started) must not
-        # look like a clean day; its Glue failure also arrives through the rule below.
-        self._alarm("VerifyUnrepaired", cw.Metric(namespace=METRIC_NAMESPACE, metric_name=VERIFY_UNREPAIRED_METRIC,
-                                                  statistic="Maximum", period=Duration.days(1)),
-                    threshold=0, operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                    missing=cw.TreatMissingData.BREACHING,
-                    description="The daily verify left curated partitions unrepaired (mismatch, unexplained "
-                                "rows or lock timeout), or published nothing for a day (it failed or never ran): "
-                                "see its report under curated/_verify/ and docs/operations.md")
+        self._verify_alarm()
         self.glue_failures = self._glue_failure_rule(alerts, glue_jobs) if glue_jobs else None
         self.dashboard = self._dashboard(dashboard_name, state_machine, functions, freshness, transform_logs)
 
@@ -133,6 +131,34 @@ class Monitoring(Construct):
                          comparison_operator=operator, treat_missing_data=missing, alarm_description=description)
         alarm.add_alarm_action(self._action)
         alarm.add_ok_action(self._action)
+        self.alarms.append(alarm)
+        return alarm
+
+    def _verify_alarm(self) -> cw.Alarm:
+        """Unrepaired partitions in any run of the last VERIFY_WINDOW_DAYS days -> ALARM; no run
+        published anything in that window -> INSUFFICIENT_DATA, which notifies too.
+
+        The verify runs twice a week (py_cdk/catalog.py VERIFY_CRON), so a day without a datapoint
+        is normal: "missing" (not "breaching") leaves those days out, and "if all data points in
+        the alarm evaluation range are missing, the alarm transitions to INSUFFICIENT_DATA"
+        (CloudWatch User Guide, "Configuring how CloudWatch alarms treat missing data"). 7 daily
+        periods is the longest range CloudWatch allows (PutMetricAlarm: Period x EvaluationPeriods
+        <= 604,800 s). A run that fails (unrepaired partitions make it exit non-zero) also reaches
+        the topic at once through the GlueJobFailed rule, each time: the alarm stays in ALARM while
+        the bad day is in its range, so a second bad run within it would not notify again here."""
+        alarm = cw.Alarm(
+            self, "VerifyUnrepaired", threshold=0, evaluation_periods=VERIFY_WINDOW_DAYS, datapoints_to_alarm=1,
+            metric=cw.Metric(namespace=METRIC_NAMESPACE, metric_name=VERIFY_UNREPAIRED_METRIC, statistic="Maximum",
+                             period=Duration.days(1)),
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.MISSING,
+            alarm_description=f"The verify left curated partitions unrepaired (mismatch, unexplained rows or lock "
+                              f"timeout) in a run of the last {VERIFY_WINDOW_DAYS} days (ALARM), or no verify "
+                              f"published anything for {VERIFY_WINDOW_DAYS} days (INSUFFICIENT_DATA: it failed or "
+                              "never started; it runs Monday and Thursday): see its report under "
+                              "curated/_verify/ and docs/operations.md")
+        for add in (alarm.add_alarm_action, alarm.add_ok_action, alarm.add_insufficient_data_action):
+            add(self._action)
         self.alarms.append(alarm)
         return alarm
 
@@ -165,14 +191,6 @@ class Monitoring(Construct):
                     description="A binance-lake run timed out")
         self._alarm("RunAborted", sm.metric_aborted(period=period, statistic="Sum"), threshold=1,
                     description="A binance-lake run was aborted")
-
-    def _lambda_alarms(self, name: str, fn: lambda_.IFunction) -> None:
-        period = Duration.minutes(5)
-        self._alarm(f"{name.capitalize()}Errors", fn.metric_errors(period=period, statistic="Sum"), threshold=1,
-                    description=f"The {name} Lambda raised an error")
-        # No reserved concurrency: a throttle means the account's concurrency quota was exhausted.
-        self._alarm(f"{name.capitalize()}Throttles", fn.metric_throttles(period=period, statistic="Sum"),
-                    threshold=1, description=f"The {name} Lambda was throttled (account concurrency exhausted)")
 
     def _dashboard(self, name: str, sm: sfn.IStateMachine, functions: Dict[str, lambda_.IFunction],
                    freshness: cw.Metric, transform_logs: logs.ILogGroup) -> cw.Dashboard:
