@@ -1,4 +1,4 @@
-"""Alerts topic, alarms and a small dashboard.
+"""Alerts topic, alarms and a saved Logs Insights query (no dashboard: see ``_freshness_query``).
 
 Alarms: a failed/timed-out/aborted run, data
 freshness (ONE alarm on ``BinanceLake/StalestCandleMinutesBehind``, the stalest of every
@@ -10,16 +10,18 @@ published by binance_lake.aws.metrics.publish_verify). No Lambda errors/throttle
 one (error, timeout, throttle; after its retries) ends the run in NotifyFailure and a failed
 execution, which RunFailed alarms on (proved on the synthesized definition:
 tests/cdk/test_orchestration.py::test_every_lambda_failure_fails_the_run). A failed attempt that a
-retry recovers is not alarmed (the run delivered); the dashboard still graphs Errors and Throttles.
+retry recovers is not alarmed (the run delivered); the Lambda console still graphs its Errors and
+Throttles.
 Freshness treats missing data as
 breaching: a pipeline that stopped publishing (or a symbol with no curated candle at all) is
-exactly the failure this alarm exists for. Which symbol is stale: the dashboard's Logs
-Insights table (the transform's log line), FRESHNESS_QUERY below and in docs/cloud.md.
+exactly the failure this alarm exists for. Which symbol is stale: the saved Logs Insights query
+``binance-lake-<stage>/minutes-behind-by-symbol`` (FRESHNESS_QUERY below, on the transform's log
+line; docs/cloud.md).
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import jsii
 from aws_cdk import Duration, Stack
@@ -29,7 +31,6 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
@@ -41,7 +42,7 @@ from binance_lake.aws.metrics import FRESHNESS_METRIC, METRIC_NAMESPACE, VERIFY_
 # Each symbol's minutes behind, stalest first, from the transform's "transform done" log line (a
 # JSON list ``freshness``): jsonParse + unnest turn it into one row per symbol and interval
 # (CloudWatch Logs Insights, "unnest": docs.aws.amazon.com/AmazonCloudWatch/latest/logs/
-# CWL_QuerySyntax-Unnest.html). The lines are joined with "\n|" (LogQueryWidget.query_lines).
+# CWL_QuerySyntax-Unnest.html). The commands are joined with "\n| " (Logs Insights pipes commands).
 FRESHNESS_QUERY = (
     'filter message = "transform done"',
     "fields jsonParse(@message) as m",
@@ -103,8 +104,8 @@ class _TopicTarget:
 
 class Monitoring(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, alerts: AlertTopic, state_machine: sfn.IStateMachine,
-                 functions: Dict[str, lambda_.IFunction], transform_logs: logs.ILogGroup,
-                 freshness_threshold_minutes: int, dashboard_name: str, glue_jobs: Sequence[glue.IJob] = ()) -> None:
+                 transform_logs: logs.ILogGroup,
+                 freshness_threshold_minutes: int, query_prefix: str, glue_jobs: Sequence[glue.IJob] = ()) -> None:
         super().__init__(scope, construct_id)
         topic = alerts.topic
         self._action = cw_actions.SnsAction(topic)
@@ -116,12 +117,12 @@ class Monitoring(Construct):
         self._alarm("Freshness", freshness, threshold=freshness_threshold_minutes,
                     description=f"A configured symbol has no closed candle in the lake for over "
                                 f"{freshness_threshold_minutes} minutes past its interval (or the metric stopped: "
-                                f"also when a symbol has no curated candle at all). Which one: the dashboard's "
-                                f"'Minutes behind by symbol' table (docs/cloud.md, Freshness)",
+                                f"also when a symbol has no curated candle at all). Which one: the saved Logs "
+                                f"Insights query {query_prefix}/minutes-behind-by-symbol (docs/cloud.md, Freshness)",
                     missing=cw.TreatMissingData.BREACHING, operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD)
         self._verify_alarm()
         self.glue_failures = self._glue_failure_rule(alerts, glue_jobs) if glue_jobs else None
-        self.dashboard = self._dashboard(dashboard_name, state_machine, functions, freshness, transform_logs)
+        self.freshness_query = self._freshness_query(query_prefix, transform_logs)
 
     def _alarm(self, cid: str, metric: cw.IMetric, *, threshold: float, description: str,
                missing: cw.TreatMissingData = cw.TreatMissingData.NOT_BREACHING,
@@ -192,27 +193,16 @@ class Monitoring(Construct):
         self._alarm("RunAborted", sm.metric_aborted(period=period, statistic="Sum"), threshold=1,
                     description="A binance-lake run was aborted")
 
-    def _dashboard(self, name: str, sm: sfn.IStateMachine, functions: Dict[str, lambda_.IFunction],
-                   freshness: cw.Metric, transform_logs: logs.ILogGroup) -> cw.Dashboard:
-        dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=name, default_interval=Duration.days(1))
-        dashboard.add_widgets(
-            cw.GraphWidget(title="Freshness (minutes behind, stalest symbol)",
-                           left=[freshness.with_(label="stalest symbol, minutes behind")], width=12),
-            cw.LogQueryWidget(title="Minutes behind by symbol (transform log)",
-                              log_group_names=[transform_logs.log_group_name], query_lines=list(FRESHNESS_QUERY),
-                              width=12),
-        )
-        dashboard.add_widgets(
-            cw.GraphWidget(title="Runs", left=[sm.metric_succeeded(statistic="Sum"), sm.metric_failed(statistic="Sum")],
-                           width=12),
-        )
-        dashboard.add_widgets(
-            cw.GraphWidget(title="Extractor errors / throttles",
-                           left=[m for fn in functions.values()
-                                 for m in (fn.metric_errors(statistic="Sum"), fn.metric_throttles(statistic="Sum"))],
-                           width=12),
-            cw.GraphWidget(title="Extractor duration (max)",
-                           left=[fn.metric_duration(statistic="Maximum") for fn in functions.values()], width=12),
-            cw.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24),
-        )
-        return dashboard
+    def _freshness_query(self, prefix: str, transform_logs: logs.ILogGroup) -> logs.CfnQueryDefinition:
+        """Which symbol is stale, as a saved Logs Insights query on the transform's log group.
+
+        It replaces the stack's dashboard (issue 21): a dashboard is billed 3 USD a month beyond the
+        account's first three ("dashboards at $3 each", factualminds.com CloudWatch pricing guide;
+        free tier "3 dashboards", aws.amazon.com/cloudwatch/pricing), more than half of what a
+        1-symbol lake may cost. A saved query has no monthly charge: Logs Insights bills the bytes
+        a query scans when someone runs it (0.005 USD/GB, same guide). What the dashboard graphed
+        (runs, freshness, Lambda errors and durations, alarm states) is on the Step Functions,
+        Lambda and CloudWatch alarm consoles, which are not billed."""
+        return logs.CfnQueryDefinition(
+            self, "FreshnessQuery", name=f"{prefix}/minutes-behind-by-symbol",
+            query_string="\n| ".join(FRESHNESS_QUERY), log_group_names=[transform_logs.log_group_name])

@@ -1,9 +1,8 @@
-"""Alarms (runs, freshness, verify) wired to the SNS topic, and the dashboard."""
+"""Alarms (runs, freshness, verify) wired to the SNS topic, and the saved freshness query."""
 
 from __future__ import annotations
 
 import fnmatch
-import json
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -67,26 +66,21 @@ def test_topic_is_encrypted_and_tls_only(synth: Synth) -> None:
                for s in policy)
 
 
-def _dashboard_widgets(template: Template) -> List[Dict[str, Any]]:
-    # DashboardBody is an Fn::Join of JSON text and tokens (the log group's Ref): tokens -> "TOKEN".
-    body = only(template, "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"]
-    parts = body["Fn::Join"][1] if isinstance(body, dict) else [body]
-    return json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in parts))["widgets"]
-
-
-def test_dashboard(synth: Synth) -> None:
-    dashboard = only(synth.beta, "AWS::CloudWatch::Dashboard")["Properties"]
-    assert dashboard["DashboardName"] == "binance-lake-beta"
-    widgets = _dashboard_widgets(synth.beta)
-    (graph,) = [w for w in widgets if w["properties"].get("title", "").startswith("Freshness")]
-    assert graph["properties"]["metrics"][0][:2] == ["BinanceLake", "StalestCandleMinutesBehind"]
-    # Which symbol is stale: the transform's log line, unnested per symbol and interval.
-    (table,) = [w for w in widgets if w["type"] == "log"]
-    query = table["properties"]["query"]
-    assert "SOURCE 'TOKEN'" in query  # the transform's log group
-    assert "unnest m.freshness into f" in query and "by f.symbol, f.interval" in query
+def test_freshness_query_instead_of_a_dashboard(synth: Synth) -> None:
+    """Which symbol is stale: a saved Logs Insights query on the transform's log line (a dashboard
+    would be billed 3 USD a month; docs/cost.md)."""
+    assert not resources(synth.beta, "AWS::CloudWatch::Dashboard")
+    query = only(synth.beta, "AWS::Logs::QueryDefinition")["Properties"]
+    assert query["Name"] == "binance-lake-beta/minutes-behind-by-symbol"
     transform_logs = logical_id(synth.beta_stack, synth.beta_stack.transform.log_group)
-    assert transform_logs in flatten(dashboard["DashboardBody"])
+    assert query["LogGroupNames"] == [{"Ref": transform_logs}]
+    text = query["QueryString"]
+    assert text.startswith('filter message = "transform done"')
+    assert "unnest m.freshness into f" in text and "by f.symbol, f.interval" in text
+    assert "sort minutes_behind desc" in text
+    # The freshness alarm tells the reader where to look.
+    (alarm,) = [a for a in _alarms(synth.beta) if a["MetricName"] == "StalestCandleMinutesBehind"]
+    assert "binance-lake-beta/minutes-behind-by-symbol" in alarm["AlarmDescription"]
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +100,7 @@ def test_alarms_and_metrics_do_not_grow_with_symbols(synth: Synth, three_symbols
     assert len(_alarms(three_symbols)) == len(_alarms(synth.beta)) == 3 + 1 + 1
     (freshness,) = [a for a in _alarms(three_symbols) if a["MetricName"] == "StalestCandleMinutesBehind"]
     assert "Dimensions" not in freshness
-    assert "SOLUSDT" not in flatten(only(three_symbols, "AWS::CloudWatch::Dashboard"))
+    assert "SOLUSDT" not in flatten(only(three_symbols, "AWS::Logs::QueryDefinition"))
 
 
 def test_verify_alarm_fires_on_any_unrepaired_partition(synth: Synth) -> None:
