@@ -4,19 +4,17 @@ Alarms: a failed/timed-out/aborted run, data
 freshness (ONE alarm on ``BinanceLake/StalestCandleMinutesBehind``, the stalest of every
 configured symbol and interval, published by the transform without dimensions: the alarm
 count and the metric count no longer grow with the symbols, issue 14 lever 1), and
-partitions the daily verify job left unrepaired (``BinanceLake/VerifyUnrepairedPartitions``,
+partitions the verify job left unrepaired (``BinanceLake/VerifyUnrepairedPartitions``,
 published by binance_lake.aws.metrics.publish_verify). No Lambda errors/throttles alarms (issue 21,
 -0.60 USD/month): the three Lambdas run only as Tasks of the state machine, and every failure of
 one (error, timeout, throttle; after its retries) ends the run in NotifyFailure and a failed
 execution, which RunFailed alarms on (proved on the synthesized definition:
 tests/cdk/test_orchestration.py::test_every_lambda_failure_fails_the_run). A failed attempt that a
 retry recovers is not alarmed (the run delivered); the Lambda console still graphs its Errors and
-Throttles.
-Freshness treats missing data as
-breaching: a pipeline that stopped publishing (or a symbol with no curated candle at all) is
-exactly the failure this alarm exists for. Which symbol is stale: the saved Logs Insights query
-``binance-lake-<stage>/minutes-behind-by-symbol`` (FRESHNESS_QUERY below, on the transform's log
-line; docs/cloud.md).
+Throttles. Freshness treats missing data as breaching: a pipeline that stopped publishing (or a
+symbol with no curated candle at all) is exactly the failure this alarm exists for. Which symbol
+is stale: the saved Logs Insights query ``binance-lake-<stage>/minutes-behind-by-symbol``
+(FRESHNESS_QUERY below, on the transform's log line; docs/cloud.md).
 """
 
 from __future__ import annotations
@@ -104,8 +102,8 @@ class _TopicTarget:
 
 class Monitoring(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, alerts: AlertTopic, state_machine: sfn.IStateMachine,
-                 transform_logs: logs.ILogGroup,
-                 freshness_threshold_minutes: int, query_prefix: str, glue_jobs: Sequence[glue.IJob] = ()) -> None:
+                 transform_logs: logs.ILogGroup, freshness_threshold_minutes: int, query_prefix: str,
+                 glue_jobs: Sequence[glue.IJob] = ()) -> None:
         super().__init__(scope, construct_id)
         topic = alerts.topic
         self._action = cw_actions.SnsAction(topic)
