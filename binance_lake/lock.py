@@ -228,20 +228,11 @@ def _acquire(lease: Lease, wait_s: float, pair: Optional[Tuple[str, str]] = None
     """Create ``lease.key``, waiting for (or taking over from a dead) holder. ``pair``: a pair
     writer's (table, symbol), which also steps back while a live transform run covers it."""
     lake, key = lease.lake, lease.key
-    deadline, pause, told, run_told = time.time() + wait_s, 0.02, False, False
+    deadline, pause, told = time.time() + wait_s, 0.02, False
     held: Optional[Dict[str, Any]] = None
     while True:
         try:
             lease.version = lake.write_if_version(key, lease.body(), None)
-            run = _run_in_the_way(lake, pair) if pair is not None else None
-            if run is None:
-                return
-            lake.delete_if_match(key, lease.version)  # step back: the run waits for this key to go
-            lease.version, held = None, run
-            if not run_told:
-                run_told = True
-                log.warning("waiting for the transform run of host %s pid %s, which covers %s", run.get("host", "?"),
-                            run.get("pid", "?"), key)
         except WriteConflict:
             # held (or being taken over): look at who holds it
             held, etag = _read(lake, key)
@@ -253,11 +244,42 @@ def _acquire(lease: Lease, wait_s: float, pair: Optional[Tuple[str, str]] = None
                 log.warning("waiting for %s, held by host %s pid %s; it expires in %.0fs if that run died", key,
                             held.get("host", "?"), held.get("pid", "?"),
                             float(held.get("expires_at", 0)) - time.time())
+        else:
+            held = _step_back_for_run(lease, pair, deadline)
+            if held is None:
+                return
         if time.time() > deadline:
             raise LockHeldError(f"{key} is held by another run (host {held.get('host') if held else '?'}) "
                                 f"for over {wait_s:.0f}s; if no other run is active, delete that key")
         time.sleep(pause)
         pause = min(pause * 2, 0.5)
+
+
+def _step_back_for_run(lease: Lease, pair: Optional[Tuple[str, str]], deadline: float) -> Optional[Dict[str, Any]]:
+    """After a pair writer created its key: None if no live transform run covers its pair (it holds
+    the lock). Else it deletes its key (the run waits for that), waits for the run to end (reading
+    its key only) and returns it, to create its key again; or at ``deadline``, to give up."""
+    if pair is None:
+        return None
+    lake = lease.lake
+    try:
+        run = _run_in_the_way(lake, pair)
+    except BaseException:
+        lake.delete_if_match(lease.key, lease.version)  # never leave a key behind that nobody renews
+        raise
+    if run is None:
+        return None
+    lake.delete_if_match(lease.key, lease.version)
+    lease.version = None
+    log.warning("waiting for the transform run of host %s pid %s, which covers %s", run.get("host", "?"),
+                run.get("pid", "?"), lease.key)
+    pause = 0.02
+    waiting: Optional[Dict[str, Any]] = run
+    while waiting is not None and time.time() <= deadline:
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+        waiting = _run_in_the_way(lake, pair)
+    return run
 
 
 def _run_in_the_way(lake: Lake, pair: Tuple[str, str]) -> Optional[Dict[str, Any]]:
