@@ -376,7 +376,8 @@ class Catalog(Construct):
 # archive zips and their .sidecar.json under raw/archive/; records exchange gaps under
 # raw/_gaps/ (write_bytes if_absent) and drops a replaced file's gaps (delete); reads the
 # day's REST raw (raw/klines/) to merge; merges curated day partitions (read + write) under
-# the per-symbol writer lease, like every curated write (lock put/get/delete in curated/_locks/);
+# the per-symbol writer lease, like every curated write (lock put/get/delete in curated/_locks/, and a
+# read of a transform run's curated/_locks/run.lock, which it waits for: binance_lake.lock);
 # quarantines rejected rows.
 BACKFILL_S3: List[Tuple[str, List[str], List[str]]] = [
     ("RawRead", ["s3:GetObject"], [RAW]),
@@ -388,7 +389,7 @@ BACKFILL_S3: List[Tuple[str, List[str], List[str]]] = [
 ]
 # Verify (glue_scripts/verify_spark.py -> binance_lake.verify): re-derives curated from raw
 # (REST raw pages and the verified archive zips: read only), compares, repairs by rewriting
-# curated partitions under the per-symbol transform lease (lock put/get/delete in
+# curated partitions under the per-symbol writer lease (lock put/get/delete, run lock read, in
 # curated/_locks/), stores its report under curated/_verify/, keeps an unreadable curated file
 # in quarantine/ before replacing it, publishes counts to CloudWatch. Never writes or deletes raw.
 # Its REST-against-archive check (verify.against_archive) reads raw pages, stored archive zips

@@ -19,9 +19,9 @@ two concurrent writers succeeds (DynamoDB Developer Guide, "Conditional writes")
 consistent", Step Functions API Reference, ListExecutions). A lost lease is taken over only from a
 holder that is not RUNNING any more (timed out, aborted, failed before releasing: DescribeExecution),
 with a second conditional write on that holder; every end releases it (conditional on holding it).
-The transform's per-symbol lease in the lake (binance_lake.lock) still guards curated writes
-against manual invokes and the Glue jobs. The lease steps retry throttling. No reserved
-concurrency (see py_cdk/extractors.py for why).
+The transform's run lease in the lake (binance_lake.lock.run_lock, standing for the Glue jobs'
+per-symbol leases) still guards curated writes against manual invokes and the Glue jobs. The lease
+steps retry throttling. No reserved concurrency (see py_cdk/extractors.py for why).
 
 Time budget: an execution timeout cannot be caught ("Step Functions catchers are available for
 Task, Parallel and Map states, but not for top-level state machine execution failures", Step
