@@ -64,7 +64,15 @@ PRICES = {
     "kms_per_10k": 0.03,
     "scheduler_per_1m": 1.00,
     "xray_per_1m_traces": 5.00,  # traces recorded (state machine tracing is on)
+    "cw_dashboard_month": 3.00,  # per dashboard beyond the account's first 3 (free tier not subtracted)
+    "glue_dpu_hour": 0.44,  # Spark job, per second, 1-minute minimum
 }
+HOURS_PER_MONTH = 720  # 30 days: custom metrics are "prorated by the hour" and "metered only when they're sent"
+# The verify's billed minutes per run cannot be measured offline (Spark start-up and the wheel
+# install dominate; its own work is ~0.3 s a day, bench/bench_verify.py): an estimate, 2 minutes at
+# 1 symbol and 3 at 100 (docs/cost.md), with the 1-minute minimum.
+VERIFY_BASE_MINUTES, VERIFY_MINUTES_PER_SYMBOL = 2.0, 0.01
+WEEKDAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
 S3_TIER1 = {"PutObject", "CopyObject", "ListObjectsV2", "ListObjects", "CreateMultipartUpload", "UploadPart",
             "CompleteMultipartUpload", "PostObject", "DeleteObjects"}  # DeleteObjects is a POST (see cost.md)
 S3_FREE = {"DeleteObject"}
@@ -102,6 +110,7 @@ def template_facts(stack: Any) -> Dict[str, Any]:
         "dashboards": sum(1 for r in res.values() if r["Type"] == "AWS::CloudWatch::Dashboard"),
         "kms_keys": sum(1 for r in res.values() if r["Type"] == "AWS::KMS::Key"),
         "secrets": sum(1 for r in res.values() if r["Type"] == "AWS::SecretsManager::Secret"),
+        "glue_scheduled": glue_schedules(res),
         "lake_sse": sse.get("ServerSideEncryptionByDefault", {}).get("SSEAlgorithm"),
         "bucket_key_enabled": bool(sse.get("BucketKeyEnabled")),
         "state_machine_type": sm["Properties"].get("StateMachineType", "STANDARD"),
@@ -111,6 +120,37 @@ def template_facts(stack: Any) -> Dict[str, Any]:
                     for k, r in res.items() if r["Type"] == "AWS::Lambda::Function"
                     and "LAKE_URI" in r["Properties"].get("Environment", {}).get("Variables", {})},
     }
+
+
+def runs_per_week(cron: str) -> float:
+    """Runs a week of a Glue cron "cron(min hour day-of-month month day-of-week year)" that fires
+    once a day on the days it names (what this stack uses: one minute, one hour)."""
+    fields = cron.removeprefix("cron(").removesuffix(")").split()
+    minute, hour, _, _, weekdays, _ = fields
+    if not (minute.isdigit() and hour.isdigit()):
+        raise ValueError(f"{cron}: only one run a day is counted here")
+    if weekdays in ("*", "?"):
+        return 7.0
+    days = 0
+    for part in weekdays.split(","):
+        lo, _, hi = part.partition("-")
+        days += (WEEKDAYS.index(hi) - WEEKDAYS.index(lo) + 1) if hi else 1
+    return float(days)
+
+
+def glue_schedules(res: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Each SCHEDULED Glue trigger's job: runs a week and DPUs (G.1X = 1 DPU, G.2X = 2 per worker)."""
+    jobs = {k: r["Properties"] for k, r in res.items() if r["Type"] == "AWS::Glue::Job"}
+    out = []
+    for r in res.values():
+        props = r.get("Properties", {})
+        if r["Type"] != "AWS::Glue::Trigger" or props.get("Type") != "SCHEDULED":
+            continue
+        for action in props["Actions"]:
+            job = jobs[action["JobName"]["Ref"]]
+            dpu = {"G.1X": 1, "G.2X": 2}[job["WorkerType"]] * job["NumberOfWorkers"]
+            out.append({"schedule": props["Schedule"], "runs_per_week": runs_per_week(props["Schedule"]), "dpu": dpu})
+    return out
 
 
 # -- recording --------------------------------------------------------------------------
@@ -351,12 +391,19 @@ def monthly(result: Dict[str, Any]) -> Dict[str, Any]:
     gb_s = sum(pt["lambda_s"][k] * mem.get(k, 0.25) for k in pt["lambda_s"])
     invocations = sum(pt["lambda_invocations"].values())
     puts_cw = svc.get("cloudwatch", {}).get("PutMetricData", 0)
-    # + what the daily verify job publishes (not per tick): binance_lake.aws.metrics.VERIFY_PUBLISHED
-    custom_metrics = pt["distinct_metrics"] + len(VERIFY_PUBLISHED)
+    # Scheduled Glue jobs (the verify): runs a month x DPU x estimated minutes, 1-minute minimum.
+    verify_runs = sum(g["runs_per_week"] for g in tpl.get("glue_scheduled", [])) * 30 / 7
+    minutes = max(1.0, VERIFY_BASE_MINUTES + VERIFY_MINUTES_PER_SYMBOL * result["symbols"])
+    glue_usd = sum(g["runs_per_week"] * 30 / 7 * g["dpu"] * minutes / 60 * p["glue_dpu_hour"]
+                   for g in tpl.get("glue_scheduled", []))
+    # Custom metrics are billed by the hour they are sent in: the tick's every hour, the verify's
+    # (binance_lake.aws.metrics.VERIFY_PUBLISHED) in the hour of each run.
+    custom_metrics = pt["distinct_metrics"] + len(VERIFY_PUBLISHED) * verify_runs / HOURS_PER_MONTH
     items = {
         "S3 requests": m * (tier1 * p["s3_tier1_per_1k"] + tier2 * p["s3_tier2_per_1k"]) / 1000,
         "CloudWatch metrics": custom_metrics * p["cw_metric_month"] + m * puts_cw * p["cw_put_per_1k"] / 1000,
         "CloudWatch alarms": tpl["alarms"] * p["cw_alarm_month"],
+        "CloudWatch dashboards": tpl["dashboards"] * p["cw_dashboard_month"],
         "CloudWatch Logs ingest": m * (pt["log_bytes"] + 350 * invocations) / 1e9 * p["cw_logs_ingest_gb"],
         "Step Functions transitions": m * pt["state_transitions"] * p["sfn_std_per_1k_transitions"] / 1000,
         "Lambda (duration + requests)": m * (gb_s * p["lambda_gb_s_arm"] + invocations * p["lambda_per_1m"] / 1e6),
@@ -364,11 +411,13 @@ def monthly(result: Dict[str, Any]) -> Dict[str, Any]:
         "Secrets Manager": tpl["secrets"] * p["sm_secret_month"] + m * sm_calls * p["sm_per_10k"] / 1e4,
         "EventBridge Scheduler": m * p["scheduler_per_1m"] / 1e6,
         "X-Ray traces (upper bound: every execution sampled)": m * p["xray_per_1m_traces"] / 1e6,
+        "Glue verify (scheduled runs x DPU x estimated minutes)": glue_usd,
     }
     return {"items": {k: round(v, 2) for k, v in items.items()}, "total": round(sum(items.values()), 2),
             "inputs": {"s3_tier1_per_tick": tier1, "s3_tier2_per_tick": tier2, "kms_requests_per_tick": kms_per_tick,
                        "lambda_gb_s_per_tick": round(gb_s, 3), "lambda_invocations_per_tick": invocations,
-                       "custom_metrics": custom_metrics, "alarms": tpl["alarms"]}}
+                       "custom_metrics": round(custom_metrics, 3), "alarms": tpl["alarms"],
+                       "verify_runs_per_month": round(verify_runs, 2), "verify_minutes_per_run_estimate": minutes}}
 
 
 # -- report -----------------------------------------------------------------------------

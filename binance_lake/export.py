@@ -51,7 +51,7 @@ def export_csv(lake: Lake, table_name: str, symbol: str, output: str, start: Opt
                end: Optional[int] = None, interval: Optional[str] = None) -> int:
     """One symbol's rows with the report headers. Candles are one interval per CSV: ``interval``,
     or the only one the lake holds for the symbol (several and none named: a clear error)."""
-    from binance_lake.query import candle_symbols, connect
+    from binance_lake.query import add_time_range, candle_symbols, connect
 
     table = TABLES[table_name]
     columns = table.report_columns()
@@ -63,10 +63,7 @@ def export_csv(lake: Lake, table_name: str, symbol: str, output: str, start: Opt
         where.append("interval = ?")
         params.append(interval or _only_interval(sorted({i for i, s in candle_symbols(lake) if s == symbol}),
                                                  symbol))
-    for bound, op in ((start, ">="), (end, "<")):
-        if bound is not None:
-            where.append(f"epoch_ms({table.time_column}) {op} ?")
-            params.append(bound)
+    add_time_range(where, params, table.time_column, start, end)
     sql = (f"SELECT {', '.join(c for c, _ in columns)} FROM {table_name} WHERE {' AND '.join(where)} "
            f"ORDER BY {table.time_column if table is CANDLES else table.key_in_symbol}")
     cur = connect(lake).execute(sql, params)
@@ -159,12 +156,11 @@ def export_freqtrade(lake: Lake, symbol: str, interval: str, out_dir: str, start
 
 
 def _stored_candles(con: Any, symbol: str, interval: str, start: Optional[int], end: Optional[int]) -> Any:
+    from binance_lake.query import add_time_range
+
     where: List[str] = ["symbol = ?", "interval = ?"]
     params: List[Any] = [symbol, interval]
-    for bound, op in ((start, ">="), (end, "<")):
-        if bound is not None:
-            where.append(f"epoch_ms(candle_open_time) {op} ?")
-            params.append(bound)
+    add_time_range(where, params, "candle_open_time", start, end)
     sql = (f"SELECT candle_open_time, open_price, high_price, low_price, close_price, base_volume FROM candles "
            f"WHERE {' AND '.join(where)} ORDER BY candle_open_time")
     import duckdb

@@ -4,7 +4,8 @@ Sources bring data into raw (REST pages, verified archive zips); the fold turns 
 curated Parquet, and nothing else writes ``curated/``. Every write happens under the
 per-(table, symbol) lease of :mod:`binance_lake.lock`, so the sync's transform tick, a
 backfill's archive files, ``transform --rebuild`` and verify's repair can run at the same
-time without one overwriting the rows another merged.
+time without one overwriting the rows another merged (the transform tick holds one lease for
+its whole run, standing for the pair leases of its symbols: ``lock.run_lock``).
 
 * A partition is rewritten whole and atomically: a reader never sees half a partition. The
   write is a compare-and-swap (``Lake.write_if_version``): it replaces only the version this
@@ -40,7 +41,7 @@ from binance_lake.columns import arrow_schema, candles_from_arrow, candles_table
 from binance_lake.crash import crash_point, pause_point
 from binance_lake.errors import Rejected, WriteConflict
 from binance_lake.lake import Lake, Version
-from binance_lake.lock import check_held, lake_lock
+from binance_lake.lock import check_held, lake_lock, run_lock
 from binance_lake.schema import CANDLES, OPEN_ORDER_STATUSES, ORDERS, TRADES, Table
 from binance_lake.sources.archive import (
     ArchiveFile,
@@ -252,14 +253,23 @@ def pending_markers(lake: Lake, table: Table, symbols: Optional[Sequence[str]] =
 
 def transform_pending(lake: Lake, tables: Sequence[str] = ("candles", "orders", "trades"),
                       symbols: Optional[Sequence[str]] = None) -> TransformResult:
-    """Fold every raw file named by a pending marker into curated; delete those markers."""
+    """Fold every raw file named by a pending marker into curated; delete those markers.
+
+    Under one lease for the whole run (``lock.run_lock``), standing for the (table, symbol) lock
+    of every pair with pending work: a steady tick's lock requests do not grow with the symbols
+    (issue 21, lever 4). No pending work: no lease at all."""
+    folds: Sequence[Tuple[Table, Callable[[Lake, Sequence[str]], TransformResult]]] = (
+        (CANDLES, transform_candles), (ORDERS, transform_orders), (TRADES, transform_trades))
+    steps = [(table, fold_table, pending_markers(lake, table, symbols)) for table, fold_table in folds
+             if table.name in tables]
+    scope = {(table.name, layout.symbol_of(layout.raw_key_of_marker(m))) for table, _, markers in steps
+             for m in markers}
     result = TransformResult()
-    if CANDLES.name in tables:
-        result.add(transform_candles(lake, pending_markers(lake, CANDLES, symbols)))
-    if ORDERS.name in tables:
-        result.add(transform_orders(lake, pending_markers(lake, ORDERS, symbols)))
-    if TRADES.name in tables:
-        result.add(transform_trades(lake, pending_markers(lake, TRADES, symbols)))
+    if not scope:
+        return result
+    with run_lock(lake, scope):
+        for _, fold_table, markers in steps:
+            result.add(fold_table(lake, markers))
     return result
 
 

@@ -365,6 +365,11 @@ def lock_key(table: str, symbol: str) -> str:
     return f"{LOCKS}/{table}/{hive('symbol', symbol)}.lock"
 
 
+def run_lock_key() -> str:
+    """The one lease a transform run holds for all of its (table, symbol) pairs (binance_lake.lock.run_lock)."""
+    return f"{LOCKS}/run.lock"
+
+
 def verify_report_key(started: str, run_id: str) -> str:
     return f"{VERIFY}/{started}-{run_id}.json"
 

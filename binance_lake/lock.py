@@ -15,11 +15,28 @@ lease expired without renewal. A holder whose renewal finds the lock replaced ha
 stops writing (``LeaseLost``). The lease is an optimisation: what guarantees that no writer
 drops another's rows is the compare-and-swap of every curated write (``binance_lake.fold``).
 Extraction never takes it: raw files are immutable with deterministic or unique keys.
+
+One lease per transform run (issue 21, lever 4): the tick folds every symbol and table, and a
+lease per (table, symbol) cost a PUT and a DELETE each (~500 tier-1 requests a tick at 100
+symbols). ``run_lock`` takes one key, ``curated/_locks/run.lock``, whose body names the (table,
+symbol) pairs it stands for (its scope); inside it ``lake_lock`` of a pair in scope takes nothing.
+The per-pair writers (rebuild, backfill, verify's repair, the Glue jobs) keep their own keys, so
+they still run side by side, and the two kinds exclude each other like a pair of flags: the run
+creates its key, then lists ``curated/_locks/`` and waits for every live pair lock in its scope; a
+pair writer creates its key, then reads the run key and, if a live run covers its pair, deletes
+its own key and waits. Whichever of the two wrote second sees the other, because S3 reads and
+lists are strongly consistent after a PUT ("Any read (GET or LIST request) that is initiated
+following the receipt of a successful PUT response will return the data written by the PUT
+request": Amazon S3 User Guide, "Amazon S3 data consistency model",
+docs.aws.amazon.com/AmazonS3/latest/userguide/Welcome.html#ConsistencyModel), and a local
+directory is (os.walk after the create). Only the pair writer ever steps back, so they cannot
+both wait on each other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -28,11 +45,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, Iterator, Optional, Tuple
 
 from binance_lake.errors import LeaseLost, LockHeldError, StorageError, WriteConflict
 from binance_lake.lake import Lake, Version
-from binance_lake.layout import lock_key
+from binance_lake.layout import LOCKS, lock_key, run_lock_key
 
 LEASE_S = 300.0  # far longer than one symbol's transform; only a dead holder's lock gets this old
 RENEWALS_PER_LEASE = 3  # renew every third of the lease: two renewals may fail before it lapses
@@ -97,8 +114,29 @@ class Lease:
                             "overwritten and this run's input stays pending in raw: rerun it")
 
 
+Scope = FrozenSet[Tuple[str, str]]  # the (table, symbol) pairs a run lease stands for
+
+
+@dataclass
+class RunLease(Lease):
+    """A transform run's one lease, standing for the (table, symbol) locks of ``scope``."""
+
+    scope: Scope = frozenset()
+
+    def body(self) -> bytes:
+        # The scope is in the body so that a pair writer outside it need not wait for the run.
+        held = json.loads(super().body())
+        held["scope"] = sorted([table, symbol] for table, symbol in self.scope)
+        return json.dumps(held).encode()
+
+    def covers(self, lake: Lake, table: str, symbol: str) -> bool:
+        return lake.uri == self.lake.uri and (table, symbol) in self.scope
+
+
 # The lease each (lake, lock key) is held under by this process; at most one (threads queue first).
 _HELD: Dict[Tuple[str, str], Lease] = {}
+# The run lease the current thread's transform run holds: its lake_lock calls in scope take nothing.
+_RUN: contextvars.ContextVar[Optional[RunLease]] = contextvars.ContextVar("binance_lake_run_lease", default=None)
 
 
 def check_held(lake: Lake, table: str, symbol: str) -> None:
@@ -112,26 +150,70 @@ def check_held(lake: Lake, table: str, symbol: str) -> None:
 @contextlib.contextmanager
 def lake_lock(lake: Lake, table: str, symbol: str, lease_s: Optional[float] = None, wait_s: float = WAIT_S
               ) -> Iterator[Lease]:
-    """The (table, symbol) writer lock: held by every write of that symbol's curated partitions."""
+    """The (table, symbol) writer lock: held by every write of that symbol's curated partitions
+    (inside a transform run that covers the pair, by the run's one lease: nothing to take)."""
     key = lock_key(table, symbol)
+    run = _RUN.get()
+    if run is not None and run.covers(lake, table, symbol):
+        _HELD[(lake.uri, key)] = run  # check_held before each write sees the run's lease
+        try:
+            yield run
+        finally:
+            _HELD.pop((lake.uri, key), None)
+        return
     local = _thread_lock(lake, key)
     if not local.acquire(timeout=wait_s):
         raise LockHeldError(f"{key} is held by another run (a thread of this process) for over {wait_s:.1f}s")
     try:
         lease = Lease(lake, key, uuid.uuid4().hex, default_lease_s() if lease_s is None else lease_s)
-        _acquire(lease, wait_s)
-        beat = threading.Thread(target=_heartbeat, args=(lease,), name=f"lease {key}", daemon=True)
-        _HELD[(lake.uri, key)] = lease
-        beat.start()
-        try:
-            yield lease
-        finally:
-            lease.done.set()
-            beat.join()
-            _HELD.pop((lake.uri, key), None)
-            _release(lease)
+        _acquire(lease, wait_s, (table, symbol))
+        with _renewed(lease):
+            _HELD[(lake.uri, key)] = lease
+            try:
+                yield lease
+            finally:
+                _HELD.pop((lake.uri, key), None)
     finally:
         local.release()
+
+
+@contextlib.contextmanager
+def run_lock(lake: Lake, scope: Iterable[Tuple[str, str]], lease_s: Optional[float] = None,
+             wait_s: float = WAIT_S) -> Iterator[RunLease]:
+    """One lease for a whole transform run over the (table, symbol) pairs of ``scope``: two
+    requests (create, release) and one listing, however many symbols. Waits for the live pair
+    locks of its scope (a rebuild, a backfill, a repair), taking over dead ones as they would."""
+    key = run_lock_key()
+    local = _thread_lock(lake, key)
+    if not local.acquire(timeout=wait_s):
+        raise LockHeldError(f"{key} is held by another run (a thread of this process) for over {wait_s:.1f}s")
+    try:
+        deadline = time.time() + wait_s
+        lease = RunLease(lake, key, uuid.uuid4().hex, default_lease_s() if lease_s is None else lease_s,
+                         scope=frozenset(scope))
+        _acquire(lease, wait_s)
+        with _renewed(lease):  # renewed while it waits for the pair writers too
+            _wait_for_pair_writers(lease, deadline)
+            token = _RUN.set(lease)
+            try:
+                yield lease
+            finally:
+                _RUN.reset(token)
+    finally:
+        local.release()
+
+
+@contextlib.contextmanager
+def _renewed(lease: Lease) -> Iterator[None]:
+    """Renew ``lease`` in a heartbeat thread while the block runs; release it at the end."""
+    beat = threading.Thread(target=_heartbeat, args=(lease,), name=f"lease {lease.key}", daemon=True)
+    beat.start()
+    try:
+        yield
+    finally:
+        lease.done.set()
+        beat.join()
+        _release(lease)
 
 
 def _heartbeat(lease: Lease) -> None:
@@ -142,26 +224,101 @@ def _heartbeat(lease: Lease) -> None:
             return
 
 
-def _acquire(lease: Lease, wait_s: float) -> None:
+def _acquire(lease: Lease, wait_s: float, pair: Optional[Tuple[str, str]] = None) -> None:
+    """Create ``lease.key``, waiting for (or taking over from a dead) holder. ``pair``: a pair
+    writer's (table, symbol), which also steps back while a live transform run covers it."""
     lake, key = lease.lake, lease.key
     deadline, pause, told = time.time() + wait_s, 0.02, False
+    held: Optional[Dict[str, Any]] = None
     while True:
         try:
             lease.version = lake.write_if_version(key, lease.body(), None)
-            return
         except WriteConflict:
-            pass  # held (or being taken over): look at who holds it
-        held, etag = _read(lake, key)
-        if held is not None and _stale(lake, held):
-            _delete_stale(lake, key, etag)  # the holder is gone; the next create decides who takes over
-            continue
-        if held is not None and not told:
-            told = True  # one line, so a waiting run does not look hung
-            log.warning("waiting for %s, held by host %s pid %s; it expires in %.0fs if that run died", key,
-                        held.get("host", "?"), held.get("pid", "?"), float(held.get("expires_at", 0)) - time.time())
+            # held (or being taken over): look at who holds it
+            held, etag = _read(lake, key)
+            if held is not None and _stale(lake, held):
+                _delete_stale(lake, key, etag)  # the holder is gone; the next create decides who takes over
+                continue
+            if held is not None and not told:
+                told = True  # one line, so a waiting run does not look hung
+                log.warning("waiting for %s, held by host %s pid %s; it expires in %.0fs if that run died", key,
+                            held.get("host", "?"), held.get("pid", "?"),
+                            float(held.get("expires_at", 0)) - time.time())
+        else:
+            held = _step_back_for_run(lease, pair, deadline)
+            if held is None:
+                return
         if time.time() > deadline:
             raise LockHeldError(f"{key} is held by another run (host {held.get('host') if held else '?'}) "
                                 f"for over {wait_s:.0f}s; if no other run is active, delete that key")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
+def _step_back_for_run(lease: Lease, pair: Optional[Tuple[str, str]], deadline: float) -> Optional[Dict[str, Any]]:
+    """After a pair writer created its key: None if no live transform run covers its pair (it holds
+    the lock). Else it deletes its key (the run waits for that), waits for the run to end (reading
+    its key only) and returns it, to create its key again; or at ``deadline``, to give up."""
+    if pair is None:
+        return None
+    lake = lease.lake
+    try:
+        run = _run_in_the_way(lake, pair)
+    except BaseException:
+        lake.delete_if_match(lease.key, lease.version)  # never leave a key behind that nobody renews
+        raise
+    if run is None:
+        return None
+    lake.delete_if_match(lease.key, lease.version)
+    lease.version = None
+    log.warning("waiting for the transform run of host %s pid %s, which covers %s", run.get("host", "?"),
+                run.get("pid", "?"), lease.key)
+    pause = 0.02
+    waiting: Optional[Dict[str, Any]] = run
+    while waiting is not None and time.time() <= deadline:
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+        waiting = _run_in_the_way(lake, pair)
+    return run
+
+
+def _run_in_the_way(lake: Lake, pair: Tuple[str, str]) -> Optional[Dict[str, Any]]:
+    """The live transform run lease covering ``pair`` (after this writer created its own key), or None."""
+    held, _ = _read(lake, run_lock_key())
+    if held is None or _stale(lake, held):
+        return None  # a dead run's key is taken over by the next run, not by a pair writer
+    scope = held.get("scope")
+    if isinstance(scope, list) and list(pair) not in scope:
+        return None
+    return held
+
+
+def _wait_for_pair_writers(run: RunLease, deadline: float) -> None:
+    """Once the run's key exists: wait until no live pair lock of its scope is left (one listing
+    when there is none), deleting dead ones. A pair writer that created its key after the listing
+    reads the run's key and steps back."""
+    lake, mine = run.lake, {lock_key(table, symbol) for table, symbol in run.scope}
+    pause, told = 0.02, False
+    while True:
+        busy = None
+        for key in lake.list_keys(LOCKS + "/"):
+            if key not in mine:
+                continue
+            held, etag = _read(lake, key)
+            if held is not None and _stale(lake, held):
+                _delete_stale(lake, key, etag)
+            elif held is not None:
+                busy = (key, held)
+                break
+        if busy is None:
+            return
+        if not told:
+            told = True
+            log.warning("this transform run waits for %s, held by host %s pid %s", busy[0],
+                        busy[1].get("host", "?"), busy[1].get("pid", "?"))
+        if time.time() > deadline:
+            raise LockHeldError(f"{busy[0]} is held by another run (host {busy[1].get('host', '?')}) for too long; "
+                                "if no other run is active, delete that key")
         time.sleep(pause)
         pause = min(pause * 2, 0.5)
 

@@ -233,6 +233,16 @@ def trades_status(con: Any) -> List[Dict[str, Any]]:
             for s, n, m, t in rows]
 
 
+def add_time_range(where: List[str], params: List[Any], column: str, start: Optional[int],
+                   end: Optional[int]) -> None:
+    """Append ``column`` in ``[start, end)`` (epoch ms; either bound optional) to a WHERE list and
+    its parameters: the one way every reader filters by time."""
+    for bound, op in ((start, ">="), (end, "<")):
+        if bound is not None:
+            where.append(f"epoch_ms({column}) {op} ?")
+            params.append(bound)
+
+
 # -- resampling 1m candles ---------------------------------------------------------------------
 
 # Every interval from 1m up (times.INTERVALS); buckets are UTC and anchored as Binance's
@@ -268,10 +278,7 @@ def resample_candles(con: LakeConnection, symbol: str, interval: str, start: Opt
     open_sql, close_sql = _bucket_sql(interval)
     where: List[str] = ["interval = '1m'", "symbol = ?"]
     params: List[Any] = [symbol]
-    for bound, op in ((start, ">="), (end, "<")):
-        if bound is not None:
-            where.append(f"epoch_ms(candle_open_time) {op} ?")
-            params.append(bound)
+    add_time_range(where, params, "candle_open_time", start, end)
     sql = f"""
         WITH m AS (SELECT *, epoch_ms(candle_open_time) AS t FROM candles WHERE {' AND '.join(where)}),
         b AS (SELECT *, {open_sql} AS bucket_open, {close_sql} AS bucket_close FROM m)

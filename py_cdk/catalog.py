@@ -5,11 +5,11 @@ here). Partition projection makes every partition queryable the moment its
 Parquet file lands: no crawler, no ``MSCK REPAIR``.
 
 Glue is the engine for history only (the 5-minute transform is a Lambda,
-py_cdk/transform_function.py): the archive backfill (started by hand) and a daily
-rebuild-and-verify of yesterday. One role per job, each derived from the S3 calls
-of its code path (see the statements below). Both jobs install the core wheel and
-the pinned third-party wheels (``glue_scripts/requirements-glue.txt``) from the
-artifacts bucket, with pip's index disabled: nothing is fetched from PyPI at run time.
+py_cdk/transform_function.py): the archive backfill (started by hand) and a twice-weekly
+rebuild-and-verify of the days since the last run (VERIFY_CRON, VERIFY_DAYS_BACK). One role
+per job, each derived from the S3 calls of its code path (see the statements below). Both jobs
+install the core wheel and the pinned third-party wheels (``glue_scripts/requirements-glue.txt``)
+from the artifacts bucket, with pip's index disabled: nothing is fetched from PyPI at run time.
 """
 
 from __future__ import annotations
@@ -38,11 +38,23 @@ from py_cdk.storage import CURATED, LOCKS, QUARANTINE, RAW, LakeStorage
 ARCHIVE, GAPS = layout.zone(layout.ARCHIVE_ZONE), layout.zone(layout.GAPS)
 CORE_WHEEL_PREFIX = "glue/"
 VERIFY_SCRIPT = "verify_spark.py"
-# Daily at 01:30 UTC: yesterday is complete (closed candles, archive daily files appear later).
-VERIFY_CRON = "cron(30 1 * * ? *)"
-# The daily verify also compares REST with Binance's daily archive files (report only), for the
-# days ARCHIVE_LAG_DAYS before the one it verifies: at 01:30 UTC on day T it checks T-3, whose file
-# has had 49.5 hours to appear. Binance's maintainers: spot daily files are "usually uploaded in
+# Twice a week, Monday and Thursday at 01:30 UTC, over the VERIFY_DAYS_BACK full days before the
+# run (issue 21: daily cost 0.88 USD/month at 1 symbol, nearly all Spark start-up and the 1-minute
+# minimum; docs/cost.md). Glue cron: "cron(Minutes Hours Day-of-month Month Day-of-week Year)",
+# day-of-week 1-7 or SUN-SAT, "?" in the day-of-month when the day-of-week is given (AWS Glue
+# Developer Guide, "Time-based schedules for jobs and crawlers"). Why not weekly: the verify alarm
+# (py_cdk/monitoring.py) hears of a run that published nothing only within its evaluation range,
+# and CloudWatch caps that range at 7 days ("Period multiplied by EvaluationPeriods can't be more
+# than 604,800 seconds", CloudWatch API Reference, PutMetricAlarm): runs at most 4 days apart leave
+# 3 days of margin; a weekly run would sit on the edge of the range every week.
+VERIFY_CRON = "cron(30 1 ? * MON,THU *)"
+VERIFY_RUNS_PER_WEEK = 2
+# Monday's run covers Thursday-Sunday, Thursday's Sunday-Wednesday: every day at least once (Sunday
+# twice), found at most ~3 days after it closes (docs/operations.md, detection delay).
+VERIFY_DAYS_BACK = 4
+# The verify also compares REST with Binance's daily archive files (report only), for the days
+# ARCHIVE_LAG_DAYS before the ones it verifies: at 01:30 UTC on day T it checks T-6..T-3, whose
+# newest file has had 49.5 hours to appear. Binance's maintainers: spot daily files are "usually uploaded in
 # about 4-6 hours" (binance/binance-public-data issue 181) and "we try our best to make it available
 # in 1-2 days, but it may delay" (issue 151). A day still unpublished is reported "not-published"
 # (no alarm); docs/reliability.md has the rule.
@@ -277,8 +289,8 @@ class Catalog(Construct):
 
     def verify_settings(self) -> VerifySettings:
         """What the verify job parses: every configured interval, every re-derived table (trades are
-        checked against the orders by the same job), yesterday (days_back 1), and REST against the
-        public archive for the day ARCHIVE_LAG_DAYS before it (report only).
+        checked against the orders by the same job), the VERIFY_DAYS_BACK days before the run, and REST
+        against the public archive for the same number of days ARCHIVE_LAG_DAYS earlier (report only).
 
         Egress (docs/reliability.md): the job has no Glue connection, so it runs in Glue's own
         network, not in a subnet of ours; AWS Glue Developer Guide, "Setting up network access to
@@ -288,7 +300,7 @@ class Catalog(Construct):
         the same way. Should egress be lost, every day's check is "failed" and the alarm fires."""
         return VerifySettings(lake_uri=self._storage.lake_uri, symbols=list(self._settings.symbols),
                               intervals=list(self._settings.intervals), tables=list(REDERIVED_TABLES),
-                              days_back=1, against_archive=True, archive_url=ArchiveConfig.base_url,
+                              days_back=VERIFY_DAYS_BACK, against_archive=True, archive_url=ArchiveConfig.base_url,
                               archive_lag_days=ARCHIVE_LAG_DAYS)
 
     def _job_arguments(self) -> Dict[str, str]:
@@ -337,19 +349,20 @@ class Catalog(Construct):
     def _verify_job(self) -> glue.PySparkEtlJob:
         return self._spark_job(
             "Verify", role=self.verify_role, script=bundling.GLUE_SCRIPTS_DIR / VERIFY_SCRIPT,
-            description="binance-lake: daily rebuild-and-verify of yesterday (re-derive curated from raw, "
-                        "compare, repair, report)",
+            description=f"binance-lake: rebuild-and-verify of the last {VERIFY_DAYS_BACK} days, twice a week "
+                        "(re-derive curated from raw, compare, repair, report)",
             timeout=Duration.hours(1), settings=self.verify_settings())
 
     def _verify_schedule(self) -> glue.CfnTrigger:
         """A Glue SCHEDULED trigger rather than an EventBridge Scheduler schedule: it needs no
         extra IAM role (Scheduler would need one with glue:StartJobRun), lives and is versioned
-        with the job, and a run's outcome shows in Glue's job history; a daily job needs neither
+        with the job, and a run's outcome shows in Glue's job history; a twice-weekly job needs neither
         Scheduler's retry policy nor its flexible window (a missed day is covered by the next
         run's range, or by a manual start)."""
         trigger = glue.CfnTrigger(
-            self, "VerifyDaily", type="SCHEDULED", schedule=VERIFY_CRON, start_on_creation=True,
-            description="binance-lake: rebuild-and-verify yesterday, daily at 01:30 UTC",
+            self, "VerifySchedule", type="SCHEDULED", schedule=VERIFY_CRON, start_on_creation=True,
+            description=f"binance-lake: rebuild-and-verify the last {VERIFY_DAYS_BACK} days, Monday and "
+                        "Thursday at 01:30 UTC",
             actions=[glue.CfnTrigger.ActionProperty(job_name=self.verify_job.job_name)])
         trigger.node.add_dependency(self.core_wheel)
         return trigger
@@ -363,7 +376,8 @@ class Catalog(Construct):
 # archive zips and their .sidecar.json under raw/archive/; records exchange gaps under
 # raw/_gaps/ (write_bytes if_absent) and drops a replaced file's gaps (delete); reads the
 # day's REST raw (raw/klines/) to merge; merges curated day partitions (read + write) under
-# the per-symbol writer lease, like every curated write (lock put/get/delete in curated/_locks/);
+# the per-symbol writer lease, like every curated write (lock put/get/delete in curated/_locks/, and a
+# read of a transform run's curated/_locks/run.lock, which it waits for: binance_lake.lock);
 # quarantines rejected rows.
 BACKFILL_S3: List[Tuple[str, List[str], List[str]]] = [
     ("RawRead", ["s3:GetObject"], [RAW]),
@@ -375,7 +389,7 @@ BACKFILL_S3: List[Tuple[str, List[str], List[str]]] = [
 ]
 # Verify (glue_scripts/verify_spark.py -> binance_lake.verify): re-derives curated from raw
 # (REST raw pages and the verified archive zips: read only), compares, repairs by rewriting
-# curated partitions under the per-symbol transform lease (lock put/get/delete in
+# curated partitions under the per-symbol writer lease (lock put/get/delete, run lock read, in
 # curated/_locks/), stores its report under curated/_verify/, keeps an unreadable curated file
 # in quarantine/ before replacing it, publishes counts to CloudWatch. Never writes or deletes raw.
 # Its REST-against-archive check (verify.against_archive) reads raw pages, stored archive zips

@@ -45,8 +45,7 @@ class LakeStack(Stack):
         self.orchestration.schedule.node.add_dependency(self.catalog.core_wheel)
         self.monitoring = Monitoring(
             self, "Monitoring", alerts=self.alerts, state_machine=self.orchestration.state_machine,
-            functions={**self.extractors.functions, "transform": self.transform.function},
             transform_logs=self.transform.log_group,
             freshness_threshold_minutes=lake.freshness_threshold_minutes,
-            dashboard_name=f"binance-lake-{stage.name.lower()}",
+            query_prefix=f"binance-lake-{stage.name.lower()}",
             glue_jobs=[self.catalog.backfill_job, self.catalog.verify_job])

@@ -1,19 +1,25 @@
-"""Alerts topic, alarms and a small dashboard.
+"""Alerts topic, alarms and a saved Logs Insights query (no dashboard: see ``_freshness_query``).
 
-Alarms: a failed/timed-out/aborted run, Lambda errors and throttles, data
+Alarms: a failed/timed-out/aborted run, data
 freshness (ONE alarm on ``BinanceLake/StalestCandleMinutesBehind``, the stalest of every
 configured symbol and interval, published by the transform without dimensions: the alarm
 count and the metric count no longer grow with the symbols, issue 14 lever 1), and
-partitions the daily verify job left unrepaired (``BinanceLake/VerifyUnrepairedPartitions``,
-published by binance_lake.aws.metrics.publish_verify). Freshness treats missing data as
-breaching: a pipeline that stopped publishing (or a symbol with no curated candle at all) is
-exactly the failure this alarm exists for. Which symbol is stale: the dashboard's Logs
-Insights table (the transform's log line), FRESHNESS_QUERY below and in docs/cloud.md.
+partitions the verify job left unrepaired (``BinanceLake/VerifyUnrepairedPartitions``,
+published by binance_lake.aws.metrics.publish_verify). No Lambda errors/throttles alarms (issue 21,
+-0.60 USD/month): the three Lambdas run only as Tasks of the state machine, and every failure of
+one (error, timeout, throttle; after its retries) ends the run in NotifyFailure and a failed
+execution, which RunFailed alarms on (proved on the synthesized definition:
+tests/cdk/test_orchestration.py::test_every_lambda_failure_fails_the_run). A failed attempt that a
+retry recovers is not alarmed (the run delivered); the Lambda console still graphs its Errors and
+Throttles. Freshness treats missing data as breaching: a pipeline that stopped publishing (or a
+symbol with no curated candle at all) is exactly the failure this alarm exists for. Which symbol
+is stale: the saved Logs Insights query ``binance-lake-<stage>/minutes-behind-by-symbol``
+(FRESHNESS_QUERY below, on the transform's log line; docs/cloud.md).
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import jsii
 from aws_cdk import Duration, Stack
@@ -23,7 +29,6 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
@@ -35,7 +40,7 @@ from binance_lake.aws.metrics import FRESHNESS_METRIC, METRIC_NAMESPACE, VERIFY_
 # Each symbol's minutes behind, stalest first, from the transform's "transform done" log line (a
 # JSON list ``freshness``): jsonParse + unnest turn it into one row per symbol and interval
 # (CloudWatch Logs Insights, "unnest": docs.aws.amazon.com/AmazonCloudWatch/latest/logs/
-# CWL_QuerySyntax-Unnest.html). The lines are joined with "\n|" (LogQueryWidget.query_lines).
+# CWL_QuerySyntax-Unnest.html). The commands are joined with "\n| " (Logs Insights pipes commands).
 FRESHNESS_QUERY = (
     'filter message = "transform done"',
     "fields jsonParse(@message) as m",
@@ -49,6 +54,8 @@ FRESHNESS_QUERY = (
 # Glue job run states that end a run abnormally ("AWS Glue job run statuses": FAILED, ERROR,
 # TIMEOUT; "Automating AWS Glue with EventBridge": "Glue Job State Change" events carry the state).
 GLUE_FAILED_STATES = ("FAILED", "TIMEOUT", "ERROR")
+# The verify alarm's range: the longest CloudWatch allows for daily periods (7 x 86,400 s).
+VERIFY_WINDOW_DAYS = 7
 
 
 class AlertTopic(Construct):
@@ -95,35 +102,25 @@ class _TopicTarget:
 
 class Monitoring(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, alerts: AlertTopic, state_machine: sfn.IStateMachine,
-                 functions: Dict[str, lambda_.IFunction], transform_logs: logs.ILogGroup,
-                 freshness_threshold_minutes: int, dashboard_name: str, glue_jobs: Sequence[glue.IJob] = ()) -> None:
+                 transform_logs: logs.ILogGroup, freshness_threshold_minutes: int, query_prefix: str,
+                 glue_jobs: Sequence[glue.IJob] = ()) -> None:
         super().__init__(scope, construct_id)
         topic = alerts.topic
         self._action = cw_actions.SnsAction(topic)
         self.alarms: List[cw.Alarm] = []
         self._run_alarms(state_machine)
-        for name, fn in functions.items():
-            self._lambda_alarms(name, fn)
         freshness = cw.Metric(namespace=METRIC_NAMESPACE, metric_name=FRESHNESS_METRIC, statistic="Maximum",
                               period=Duration.minutes(15))
         # Alarm on the plain metric (a labelled one would render as a metric-math query).
         self._alarm("Freshness", freshness, threshold=freshness_threshold_minutes,
                     description=f"A configured symbol has no closed candle in the lake for over "
                                 f"{freshness_threshold_minutes} minutes past its interval (or the metric stopped: "
-                                f"also when a symbol has no curated candle at all). Which one: the dashboard's "
-                                f"'Minutes behind by symbol' table (docs/cloud.md, Freshness)",
+                                f"also when a symbol has no curated candle at all). Which one: the saved Logs "
+                                f"Insights query {query_prefix}/minutes-behind-by-symbol (docs/cloud.md, Freshness)",
                     missing=cw.TreatMissingData.BREACHING, operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD)
-        # Missing = breaching: a verify that dies before publishing (or never started) must not
-        # look like a clean day; its Glue failure also arrives through the rule below.
-        self._alarm("VerifyUnrepaired", cw.Metric(namespace=METRIC_NAMESPACE, metric_name=VERIFY_UNREPAIRED_METRIC,
-                                                  statistic="Maximum", period=Duration.days(1)),
-                    threshold=0, operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                    missing=cw.TreatMissingData.BREACHING,
-                    description="The daily verify left curated partitions unrepaired (mismatch, unexplained "
-                                "rows or lock timeout), or published nothing for a day (it failed or never ran): "
-                                "see its report under curated/_verify/ and docs/operations.md")
+        self._verify_alarm()
         self.glue_failures = self._glue_failure_rule(alerts, glue_jobs) if glue_jobs else None
-        self.dashboard = self._dashboard(dashboard_name, state_machine, functions, freshness, transform_logs)
+        self.freshness_query = self._freshness_query(query_prefix, transform_logs)
 
     def _alarm(self, cid: str, metric: cw.IMetric, *, threshold: float, description: str,
                missing: cw.TreatMissingData = cw.TreatMissingData.NOT_BREACHING,
@@ -133,6 +130,34 @@ class Monitoring(Construct):
                          comparison_operator=operator, treat_missing_data=missing, alarm_description=description)
         alarm.add_alarm_action(self._action)
         alarm.add_ok_action(self._action)
+        self.alarms.append(alarm)
+        return alarm
+
+    def _verify_alarm(self) -> cw.Alarm:
+        """Unrepaired partitions in any run of the last VERIFY_WINDOW_DAYS days -> ALARM; no run
+        published anything in that window -> INSUFFICIENT_DATA, which notifies too.
+
+        The verify runs twice a week (py_cdk/catalog.py VERIFY_CRON), so a day without a datapoint
+        is normal: "missing" (not "breaching") leaves those days out, and "if all data points in
+        the alarm evaluation range are missing, the alarm transitions to INSUFFICIENT_DATA"
+        (CloudWatch User Guide, "Configuring how CloudWatch alarms treat missing data"). 7 daily
+        periods is the longest range CloudWatch allows (PutMetricAlarm: Period x EvaluationPeriods
+        <= 604,800 s). A run that fails (unrepaired partitions make it exit non-zero) also reaches
+        the topic at once through the GlueJobFailed rule, each time: the alarm stays in ALARM while
+        the bad day is in its range, so a second bad run within it would not notify again here."""
+        alarm = cw.Alarm(
+            self, "VerifyUnrepaired", threshold=0, evaluation_periods=VERIFY_WINDOW_DAYS, datapoints_to_alarm=1,
+            metric=cw.Metric(namespace=METRIC_NAMESPACE, metric_name=VERIFY_UNREPAIRED_METRIC, statistic="Maximum",
+                             period=Duration.days(1)),
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.MISSING,
+            alarm_description=f"The verify left curated partitions unrepaired (mismatch, unexplained rows or lock "
+                              f"timeout) in a run of the last {VERIFY_WINDOW_DAYS} days (ALARM), or no verify "
+                              f"published anything for {VERIFY_WINDOW_DAYS} days (INSUFFICIENT_DATA: it failed or "
+                              "never started; it runs Monday and Thursday): see its report under "
+                              "curated/_verify/ and docs/operations.md")
+        for add in (alarm.add_alarm_action, alarm.add_ok_action, alarm.add_insufficient_data_action):
+            add(self._action)
         self.alarms.append(alarm)
         return alarm
 
@@ -166,35 +191,16 @@ class Monitoring(Construct):
         self._alarm("RunAborted", sm.metric_aborted(period=period, statistic="Sum"), threshold=1,
                     description="A binance-lake run was aborted")
 
-    def _lambda_alarms(self, name: str, fn: lambda_.IFunction) -> None:
-        period = Duration.minutes(5)
-        self._alarm(f"{name.capitalize()}Errors", fn.metric_errors(period=period, statistic="Sum"), threshold=1,
-                    description=f"The {name} Lambda raised an error")
-        # No reserved concurrency: a throttle means the account's concurrency quota was exhausted.
-        self._alarm(f"{name.capitalize()}Throttles", fn.metric_throttles(period=period, statistic="Sum"),
-                    threshold=1, description=f"The {name} Lambda was throttled (account concurrency exhausted)")
+    def _freshness_query(self, prefix: str, transform_logs: logs.ILogGroup) -> logs.CfnQueryDefinition:
+        """Which symbol is stale, as a saved Logs Insights query on the transform's log group.
 
-    def _dashboard(self, name: str, sm: sfn.IStateMachine, functions: Dict[str, lambda_.IFunction],
-                   freshness: cw.Metric, transform_logs: logs.ILogGroup) -> cw.Dashboard:
-        dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=name, default_interval=Duration.days(1))
-        dashboard.add_widgets(
-            cw.GraphWidget(title="Freshness (minutes behind, stalest symbol)",
-                           left=[freshness.with_(label="stalest symbol, minutes behind")], width=12),
-            cw.LogQueryWidget(title="Minutes behind by symbol (transform log)",
-                              log_group_names=[transform_logs.log_group_name], query_lines=list(FRESHNESS_QUERY),
-                              width=12),
-        )
-        dashboard.add_widgets(
-            cw.GraphWidget(title="Runs", left=[sm.metric_succeeded(statistic="Sum"), sm.metric_failed(statistic="Sum")],
-                           width=12),
-        )
-        dashboard.add_widgets(
-            cw.GraphWidget(title="Extractor errors / throttles",
-                           left=[m for fn in functions.values()
-                                 for m in (fn.metric_errors(statistic="Sum"), fn.metric_throttles(statistic="Sum"))],
-                           width=12),
-            cw.GraphWidget(title="Extractor duration (max)",
-                           left=[fn.metric_duration(statistic="Maximum") for fn in functions.values()], width=12),
-            cw.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24),
-        )
-        return dashboard
+        It replaces the stack's dashboard (issue 21): a dashboard is billed 3 USD a month beyond the
+        account's first three ("dashboards at $3 each", factualminds.com CloudWatch pricing guide;
+        free tier "3 dashboards", aws.amazon.com/cloudwatch/pricing), more than half of what a
+        1-symbol lake may cost. A saved query has no monthly charge: Logs Insights bills the bytes
+        a query scans when someone runs it (0.005 USD/GB, same guide). What the dashboard graphed
+        (runs, freshness, Lambda errors and durations, alarm states) is on the Step Functions,
+        Lambda and CloudWatch alarm consoles, which are not billed."""
+        return logs.CfnQueryDefinition(
+            self, "FreshnessQuery", name=f"{prefix}/minutes-behind-by-symbol",
+            query_string="\n| ".join(FRESHNESS_QUERY), log_group_names=[transform_logs.log_group_name])

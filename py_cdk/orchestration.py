@@ -3,7 +3,7 @@
     TakeLease --lost--> ReadLease -> LeaseHeld? -> DescribeHolder -> HolderRunning? --yes--> SkipOverlap
                                                                     --no---> StealLease --lost--> SkipOverlap
         -> Extract (Parallel: Candles | Orders, each catches its own failure)
-        -> Transform (Lambda) -> ExtractOk? --yes--> ReleaseLease -> Done
+        -> Transform (Lambda) -> ExtractOk? --yes--> ReleaseLease (end: the run succeeded)
                                            --no---> NotifyFailure
     lease, transform (or the Parallel itself) failed
         -> NotifyFailure (SNS) -> ReleaseLeaseAfterFailure -> Failed
@@ -19,9 +19,9 @@ two concurrent writers succeeds (DynamoDB Developer Guide, "Conditional writes")
 consistent", Step Functions API Reference, ListExecutions). A lost lease is taken over only from a
 holder that is not RUNNING any more (timed out, aborted, failed before releasing: DescribeExecution),
 with a second conditional write on that holder; every end releases it (conditional on holding it).
-The transform's per-symbol lease in the lake (binance_lake.lock) still guards curated writes
-against manual invokes and the Glue jobs. The lease steps retry throttling. No reserved
-concurrency (see py_cdk/extractors.py for why).
+The transform's run lease in the lake (binance_lake.lock.run_lock, standing for the Glue jobs'
+per-symbol leases) still guards curated writes against manual invokes and the Glue jobs. The lease
+steps retry throttling. No reserved concurrency (see py_cdk/extractors.py for why).
 
 Time budget: an execution timeout cannot be caught ("Step Functions catchers are available for
 Task, Parallel and Map states, but not for top-level state machine execution failures", Step
@@ -139,7 +139,10 @@ class Orchestration(Construct):
             sfn.Condition.or_(sfn.Condition.boolean_equals("$.extract.candles.failed", True),
                               sfn.Condition.boolean_equals("$.extract.orders.failed", True)), notify,
             comment="a side failed: its error is in $.extract").otherwise(
-                self._release("ReleaseLease").next(sfn.Succeed(self, "Done")))
+                # The release ends the run itself: a Succeed state after it would be one more billed
+                # transition per tick (Standard bills each state entered: 8,640 x 0.025 USD / 1,000 =
+                # 0.22 USD/month; aws.amazon.com/step-functions/pricing), for no behaviour.
+                self._release("ReleaseLease"))
         work = self._extract(candles, orders, notify).next(self._transform(transform, notify)).next(outcome)
         definition = self._take_lease(notify, skip, work)
         log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=key,

@@ -258,6 +258,7 @@ def test_verify_repair_over_a_partition_another_writer_changed_checks_again_and_
         hooked.append(detail)
         _raw_page(emu, lake, MAR1 + 60 * MS_PER_MINUTE, 30)
         monkeypatch.setattr(fold, "lake_lock", lambda *a, **k: contextlib.nullcontext())
+        monkeypatch.setattr(fold, "run_lock", lambda *a, **k: contextlib.nullcontext())  # the tick's one lease
         fold.transform_pending(lake, ["candles"])
 
     monkeypatch.setattr(fold, "pause_point", other_writer_meanwhile)

@@ -50,7 +50,7 @@ def test_publication_follows_binance_and_unknown_paths_are_404(emulator):
     assert A.published_at_ms("2024-02") == parse_time("2024-03-04")
     for path in ("/data/spot/daily/klines/ETHUSDT/1m/ETHUSDT-1m-2024-01-05.zip",  # not a symbol of this one
                  "/data/spot/monthly/klines/BTCUSDT/1m/BTCUSDT-1m-2024-01-05.zip",  # a day under monthly/
-                 "/data/spot/daily/klines/BTCUSDT/1s/BTCUSDT-1s-2024-01-05.zip",  # an interval not generated
+                 "/data/spot/daily/klines/BTCUSDT/2d/BTCUSDT-2d-2024-01-05.zip",  # an interval Binance has not
                  "/data/spot/monthly/klines/BTCUSDT/1m/BTCUSDT-1m-2016-01.zip",  # before the listing
                  "/data/spot/monthly/klines/BTCUSDT/1m/BTCUSDT-1m-2024-13.zip"):
         assert get(emulator, path)[0] == 404, path

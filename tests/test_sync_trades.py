@@ -156,7 +156,7 @@ def test_rebuild_rederives_curated_trades_from_raw(client, lake, emulator):
     sync.sync_trades(client, lake, "BTCUSDT", TradesRequest(start=NOW_MS - 2 * MS_PER_DAY, end=NOW_MS))  # overlap
     for key in lake.list_keys("curated/trades"):
         lake.delete(key)
-    sync.rebuild(lake, ["BTCUSDT"])
+    sync.rebuild(lake, "BTCUSDT")  # one symbol as a bare str: not its letters
     assert_lake_equals(lake, emulator.trades("BTCUSDT"))
     assert trades_cursor(lake, "BTCUSDT") == emulator.trades("BTCUSDT")[-1]["id"]
 

@@ -21,7 +21,7 @@ from binance_lake import fold, layout
 from binance_lake.cli import main
 from binance_lake.emulator import Emulator
 from binance_lake.jobs import sync
-from binance_lake.lake import LocalLake
+from binance_lake.lake import CAS_MARK, LocalLake
 from binance_lake.layout import parse_window_name
 from binance_lake.lock import lake_lock
 from binance_lake.schema import CANDLES, DECIMAL_SCALE, ORDERS
@@ -74,7 +74,11 @@ def write(lake: LocalLake, partition: str, t: pa.Table) -> None:
 
 
 def snapshot(root: Path) -> Dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    # Not the empty flock files of local conditional writes (``.<name>.cas``, which listings skip):
+    # the lock a dry run holds while it compares leaves one. Before the tick took one lease per
+    # run (issue 21), the sync that filled this lake had already left the same ones.
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.endswith(CAS_MARK)}
 
 
 def fresh_rebuild(pristine: Path, tmp: Path) -> LocalLake:

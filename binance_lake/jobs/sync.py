@@ -14,7 +14,7 @@ import importlib.abc
 import logging
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from binance_lake.jobs.extract import client_stats, extract_candles, extract_orders, extract_trades
 from binance_lake.lake import Lake
@@ -125,11 +125,13 @@ def transform(lake: Lake, tables: Sequence[str] = (CANDLES.name, ORDERS.name, TR
     return fold.transform_pending(lake, tables, symbols)
 
 
-def rebuild(lake: Lake, symbols: Sequence[str]) -> TransformResult:
+def rebuild(lake: Lake, symbols: Union[str, Sequence[str]]) -> TransformResult:
     """Every curated partition of ``symbols`` again from all of its sources, each read once:
     candles of every interval the lake holds (REST pages + stored archive files), orders."""
     from binance_lake import fold
 
+    if isinstance(symbols, str):  # one symbol, not its letters (a str is a Sequence[str] too)
+        symbols = (symbols,)
     result = fold.TransformResult()
     for symbol in symbols:
         for interval, sym in candle_symbols(lake):

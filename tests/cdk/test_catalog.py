@@ -134,12 +134,15 @@ def test_jobs_wait_for_the_wheel_upload(synth: Synth) -> None:
         assert deployment in job["DependsOn"]
 
 
-def test_verify_runs_daily_from_a_glue_trigger(synth: Synth) -> None:
+def test_verify_runs_twice_a_week_from_a_glue_trigger(synth: Synth) -> None:
     stack = synth.beta_stack
     trigger = only(synth.beta, "AWS::Glue::Trigger")["Properties"]
-    assert trigger["Type"] == "SCHEDULED" and trigger["Schedule"] == VERIFY_CRON and trigger["StartOnCreation"]
+    assert trigger["Type"] == "SCHEDULED" and trigger["StartOnCreation"]
+    # Glue cron: day-of-month "?" when the day-of-week is given (AWS Glue, "Time-based schedules").
+    assert trigger["Schedule"] == VERIFY_CRON == "cron(30 1 ? * MON,THU *)"
     assert trigger["Actions"] == [{"JobName": {"Ref": logical_id(stack, stack.catalog.verify_job)}}]
-    assert {k: flatten(v) for k, v in _job(synth, "verify")["DefaultArguments"].items()}["--days_back"] == "1"
+    # Monday covers Thursday-Sunday, Thursday covers Sunday-Wednesday: every day, at least once.
+    assert {k: flatten(v) for k, v in _job(synth, "verify")["DefaultArguments"].items()}["--days_back"] == "4"
 
 
 def test_verify_compares_rest_with_the_archive_report_only(synth: Synth) -> None:

@@ -1,9 +1,8 @@
-"""Alarms (runs, Lambda errors/throttles, freshness) wired to the SNS topic, and the dashboard."""
+"""Alarms (runs, freshness, verify) wired to the SNS topic, and the saved freshness query."""
 
 from __future__ import annotations
 
 import fnmatch
-import json
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -23,22 +22,29 @@ def _alarms(template: Template) -> List[Dict[str, Any]]:
 def test_every_alarm_notifies_the_topic(synth: Synth) -> None:
     topic = {"Ref": logical_id(synth.beta_stack, synth.beta_stack.alerts.topic)}
     alarms = _alarms(synth.beta)
-    # run failed/timed out/aborted, 3 Lambdas x (errors, throttles), freshness, verify unrepaired
-    assert len(alarms) == 3 + 3 * 2 + 1 + 1
+    # run failed/timed out/aborted, freshness, verify unrepaired; no Lambda errors/throttles alarms:
+    # every Lambda failure fails the run (tests/cdk/test_orchestration.py::test_every_lambda_failure_fails_the_run)
+    assert len(alarms) == 3 + 1 + 1
     for alarm in alarms:
         assert alarm["AlarmActions"] == [topic] and alarm["OKActions"] == [topic]
 
 
-def test_state_machine_and_lambda_alarms(synth: Synth) -> None:
+def test_state_machine_alarms_cover_the_lambdas(synth: Synth) -> None:
     by_metric: Dict[str, list] = {}
     for alarm in _alarms(synth.beta):
         by_metric.setdefault(f"{alarm['Namespace']}/{alarm['MetricName']}", []).append(alarm)
-    assert len(by_metric["AWS/States/ExecutionsFailed"]) == 1
-    assert len(by_metric["AWS/States/ExecutionsTimedOut"]) == 1
-    assert len(by_metric["AWS/Lambda/Errors"]) == 3  # candles, orders, transform
-    assert len(by_metric["AWS/Lambda/Throttles"]) == 3
-    for alarm in by_metric["AWS/States/ExecutionsFailed"] + by_metric["AWS/Lambda/Errors"]:
+    for metric in ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"):
+        (alarm,) = by_metric[f"AWS/States/{metric}"]
         assert alarm["Threshold"] == 1 and alarm["TreatMissingData"] == "notBreaching"
+        assert alarm["Dimensions"] == [{"Name": "StateMachineArn", "Value": {
+            "Ref": logical_id(synth.beta_stack, synth.beta_stack.orchestration.state_machine)}}]
+    # A Lambda failure reaches a person as a failed run (RunFailed), not through an alarm of its own.
+    assert not [m for m in by_metric if m.startswith("AWS/Lambda/")]
+    # The functions are invoked by the state machine only: no other trigger could fail unseen.
+    assert not resources(synth.beta, "AWS::Lambda::EventSourceMapping")
+    permissions = resources(synth.beta, "AWS::Lambda::Permission").values()
+    invokers = {flatten(p["Properties"]["Principal"]) for p in permissions}
+    assert not invokers & {"events.amazonaws.com", "scheduler.amazonaws.com", "s3.amazonaws.com", "sns.amazonaws.com"}
 
 
 def test_freshness_alarm_treats_missing_data_as_breaching(synth: Synth) -> None:
@@ -60,26 +66,21 @@ def test_topic_is_encrypted_and_tls_only(synth: Synth) -> None:
                for s in policy)
 
 
-def _dashboard_widgets(template: Template) -> List[Dict[str, Any]]:
-    # DashboardBody is an Fn::Join of JSON text and tokens (the log group's Ref): tokens -> "TOKEN".
-    body = only(template, "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"]
-    parts = body["Fn::Join"][1] if isinstance(body, dict) else [body]
-    return json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in parts))["widgets"]
-
-
-def test_dashboard(synth: Synth) -> None:
-    dashboard = only(synth.beta, "AWS::CloudWatch::Dashboard")["Properties"]
-    assert dashboard["DashboardName"] == "binance-lake-beta"
-    widgets = _dashboard_widgets(synth.beta)
-    (graph,) = [w for w in widgets if w["properties"].get("title", "").startswith("Freshness")]
-    assert graph["properties"]["metrics"][0][:2] == ["BinanceLake", "StalestCandleMinutesBehind"]
-    # Which symbol is stale: the transform's log line, unnested per symbol and interval.
-    (table,) = [w for w in widgets if w["type"] == "log"]
-    query = table["properties"]["query"]
-    assert "SOURCE 'TOKEN'" in query  # the transform's log group
-    assert "unnest m.freshness into f" in query and "by f.symbol, f.interval" in query
+def test_freshness_query_instead_of_a_dashboard(synth: Synth) -> None:
+    """Which symbol is stale: a saved Logs Insights query on the transform's log line (a dashboard
+    would be billed 3 USD a month; docs/cost.md)."""
+    assert not resources(synth.beta, "AWS::CloudWatch::Dashboard")
+    query = only(synth.beta, "AWS::Logs::QueryDefinition")["Properties"]
+    assert query["Name"] == "binance-lake-beta/minutes-behind-by-symbol"
     transform_logs = logical_id(synth.beta_stack, synth.beta_stack.transform.log_group)
-    assert transform_logs in flatten(dashboard["DashboardBody"])
+    assert query["LogGroupNames"] == [{"Ref": transform_logs}]
+    text = query["QueryString"]
+    assert text.startswith('filter message = "transform done"')
+    assert "unnest m.freshness into f" in text and "by f.symbol, f.interval" in text
+    assert "sort minutes_behind desc" in text
+    # The freshness alarm tells the reader where to look.
+    (alarm,) = [a for a in _alarms(synth.beta) if a["MetricName"] == "StalestCandleMinutesBehind"]
+    assert "binance-lake-beta/minutes-behind-by-symbol" in alarm["AlarmDescription"]
 
 
 @pytest.fixture(scope="module")
@@ -96,19 +97,41 @@ def test_alarms_and_metrics_do_not_grow_with_symbols(synth: Synth, three_symbols
     envs = [f["Properties"].get("Environment", {}).get("Variables", {})
             for f in resources(three_symbols, "AWS::Lambda::Function").values()]
     assert {"BTCUSDT,ETHUSDT,SOLUSDT"} == {e["SYMBOLS"] for e in envs if "SYMBOLS" in e}  # the 3 symbols deploy
-    assert len(_alarms(three_symbols)) == len(_alarms(synth.beta)) == 3 + 3 * 2 + 1 + 1
+    assert len(_alarms(three_symbols)) == len(_alarms(synth.beta)) == 3 + 1 + 1
     (freshness,) = [a for a in _alarms(three_symbols) if a["MetricName"] == "StalestCandleMinutesBehind"]
     assert "Dimensions" not in freshness
-    assert "SOLUSDT" not in flatten(only(three_symbols, "AWS::CloudWatch::Dashboard"))
+    assert "SOLUSDT" not in flatten(only(three_symbols, "AWS::Logs::QueryDefinition"))
 
 
 def test_verify_alarm_fires_on_any_unrepaired_partition(synth: Synth) -> None:
     alarm = next(a for a in _alarms(synth.beta) if a["MetricName"] == "VerifyUnrepairedPartitions")
     assert alarm["Namespace"] == "BinanceLake" and alarm["Statistic"] == "Maximum"
     assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
-    assert alarm["Period"] == 86400 and "Dimensions" not in alarm  # binance_lake.verify publishes no dimension
-    # A verify that dies before publishing must not read as a clean day.
-    assert alarm["TreatMissingData"] == "breaching"
+    assert "Dimensions" not in alarm  # binance_lake.verify publishes no dimension
+    # One unrepaired partition in any run of the last 7 days is enough (1 of 7 daily periods)...
+    assert (alarm["Period"], alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (86400, 7, 1)
+    assert alarm["Period"] * alarm["EvaluationPeriods"] <= 604_800  # CloudWatch's longest range (PutMetricAlarm)
+    # ...days without a run are not breaches (it runs twice a week), but a week without any published
+    # figure (a verify that failed before publishing or never started) is INSUFFICIENT_DATA, which
+    # notifies the topic like ALARM does.
+    assert alarm["TreatMissingData"] == "missing"
+    topic = {"Ref": logical_id(synth.beta_stack, synth.beta_stack.alerts.topic)}
+    assert alarm["InsufficientDataActions"] == [topic] and alarm["AlarmActions"] == [topic]
+
+
+def test_verify_runs_often_enough_for_its_alarm(synth: Synth) -> None:
+    """The longest gap between two scheduled verify runs must fit the alarm's 7-day range with a
+    margin, or a healthy schedule would read as "published nothing" once a week."""
+    from py_cdk.catalog import VERIFY_CRON, VERIFY_DAYS_BACK
+
+    days = VERIFY_CRON.split()[4].split(",")  # cron(min hour day-of-month month DAY-OF-WEEK year)
+    order = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
+    index = sorted(order.index(d) for d in days)
+    gaps = [(index[(i + 1) % len(index)] - index[i]) % 7 or 7 for i in range(len(index))]
+    alarm = next(a for a in _alarms(synth.beta) if a["MetricName"] == "VerifyUnrepairedPartitions")
+    assert max(gaps) + 1 < alarm["EvaluationPeriods"]  # a day of margin for the run time and metric delay
+    # ...and each run's range reaches back to the previous run: every day is verified at least once.
+    assert max(gaps) <= VERIFY_DAYS_BACK
 
 
 def _topic_statements(synth: Synth) -> List[Dict[str, Any]]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
@@ -228,3 +229,147 @@ def test_the_lease_is_a_conditional_write_taken_over_only_from_an_ended_run(
         assert granted[action] == {table_arn}, action
     assert granted["states:DescribeExecution"] == {
         "arn:aws:states:eu-west-1:222222222222:execution:Beta-BinanceLake-run:*"}
+
+
+# -- every Lambda failure fails the run (why the stack has no Lambda errors/throttles alarms) -------
+
+
+def _get(data: Any, path: str) -> Any:
+    """A JsonPath of dots and [i] (all this definition uses), against ``data``."""
+    out = data
+    for part in path.removeprefix("$").replace("[", ".[").split("."):
+        if part:
+            out = out[int(part[1:-1])] if part.startswith("[") else out[part]
+    return out
+
+
+def _put(data: Any, result_path: Any, result: Any, has_key: bool) -> Any:
+    """Amazon States Language ResultPath: absent -> "$" (the result replaces the input), null ->
+    the input unchanged, "$.a.b" -> the input with the result at a.b."""
+    path = result_path if has_key else "$"
+    if path is None:
+        return data
+    if path == "$":
+        return copy.deepcopy(result)
+    out = copy.deepcopy(data)
+    node = out
+    *parents, last = path.removeprefix("$.").split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = copy.deepcopy(result)
+    return out
+
+
+def _select(template: Dict[str, Any], data: Any) -> Dict[str, Any]:
+    """Parameters/ResultSelector: "key.$" from a path of ``data`` ($$ context paths: a placeholder)."""
+    out: Dict[str, Any] = {}
+    for key, value in template.items():
+        if key.endswith(".$"):
+            out[key[:-2]] = "<context>" if value.startswith("$$") else _get(data, value)
+        else:
+            out[key] = value
+    return out
+
+
+def _catches(state: Dict[str, Any], error: str) -> Any:
+    """The Catch entry that handles ``error`` (States.TaskFailed matches all but States.Timeout)."""
+    for catch in state.get("Catch", []):
+        names = catch["ErrorEquals"]
+        if error in names or "States.ALL" in names or ("States.TaskFailed" in names and error != "States.Timeout"):
+            return catch
+    return None
+
+
+def _run(states: Dict[str, Any], name: str, data: Any, failing: str, error: str, seen: List[str]) -> Tuple[str, Any]:
+    """Follow a (sub-)machine from ``name``: the task ``failing`` fails with ``error`` after its
+    retries, every other task succeeds with no service output. Returns ("Succeed" | "Fail", output)."""
+    while True:
+        seen.append(name)
+        state = states[name]
+        kind = state["Type"]
+        if kind in ("Succeed", "Fail"):
+            return kind, data
+        failure = None
+        if kind == "Task":
+            if name == failing:
+                failure = {"Error": error, "Cause": "rehearsed"}
+            else:
+                result = _select(state.get("ResultSelector", {}), {})
+                data = _put(data, state.get("ResultPath"), result, "ResultPath" in state)
+        elif kind == "Pass":
+            result = _select(state["Parameters"], data) if "Parameters" in state else data
+            data = _put(data, state.get("ResultPath"), result, "ResultPath" in state)
+        elif kind == "Parallel":
+            ends = [_run(b["States"], b["StartAt"], data, failing, error, seen) for b in state["Branches"]]
+            if any(end == "Fail" for end, _ in ends):
+                failure = {"Error": "States.BranchFailed", "Cause": "a branch failed"}
+            else:
+                outputs = [out for _, out in ends]
+                result = _select(state["ResultSelector"], outputs) if "ResultSelector" in state else outputs
+                data = _put(data, state.get("ResultPath"), result, "ResultPath" in state)
+        elif kind == "Choice":
+            name = _choose(state, data)
+            continue
+        else:
+            raise AssertionError(f"state type {kind} not rehearsed here: extend _run")
+        if failure is not None:
+            catch = _catches(state, failure["Error"])
+            if catch is None:
+                return "Fail", failure  # uncaught: the execution fails (RunFailed alarm)
+            data = _put(data, catch.get("ResultPath"), failure, "ResultPath" in catch)
+            name = catch["Next"]
+            continue
+        if state.get("End"):
+            return "Succeed", data
+        name = state["Next"]
+
+
+def _lambda_tasks(definition: Dict[str, Any], synth: Synth) -> Dict[str, str]:
+    """State name -> the function it invokes, for every Task of the definition that invokes one of
+    the stack's Lambdas (at any depth)."""
+    stack = synth.beta_stack
+    arns = {f"<{logical_id(stack, fn)}.Arn>": key for key, fn in
+            {**stack.extractors.functions, "transform": stack.transform.function}.items()}
+    found: Dict[str, str] = {}
+
+    def walk(states: Dict[str, Any]) -> None:
+        for name, state in states.items():
+            if state["Type"] == "Task" and state.get("Resource") in arns:
+                found[name] = arns[state["Resource"]]
+            for branch in state.get("Branches", []):
+                walk(branch["States"])
+
+    walk(definition["States"])
+    return found
+
+
+# A handler's exception (Lambda.Unknown / its own error name: both States.TaskFailed), a task past its
+# TimeoutSeconds, throttling and Lambda service errors once the retries are spent.
+LAMBDA_FAILURES = ["States.TaskFailed", "HandlerError", "States.Timeout", "Lambda.TooManyRequestsException",
+                   "Lambda.ServiceException"]
+
+
+def test_every_lambda_failure_fails_the_run(definition: Dict[str, Any], synth: Synth) -> None:
+    """The stack has no Lambda errors/throttles alarms (issue 21): that is sound only if every way a
+    Lambda Task can fail ends the execution FAILED (RunFailed alarm -> topic) after NotifyFailure.
+    Each Lambda Task is failed with each error, the rest of the run succeeding, and the synthesized
+    definition is followed through its Catch, Pass, Parallel and Choice states."""
+    tasks = _lambda_tasks(definition, synth)
+    assert sorted(tasks.values()) == ["candles", "orders", "transform"]  # every function of the stack
+    ok_end, _ = _run(definition["States"], definition["StartAt"], {}, failing="", error="", seen=(ok := []))
+    assert ok_end == "Succeed" and "NotifyFailure" not in ok and ok[-1] == "ReleaseLease"  # the rehearsal can succeed
+    for name in tasks:
+        for error in LAMBDA_FAILURES:
+            seen: List[str] = []
+            end, _ = _run(definition["States"], definition["StartAt"], {}, failing=name, error=error, seen=seen)
+            assert end == "Fail", (name, error, seen)
+            assert "NotifyFailure" in seen and seen[-1] == "Failed", (name, error, seen)
+
+
+def test_a_normal_run_enters_seven_states(definition: Dict[str, Any]) -> None:
+    """Standard bills each state entered (aws.amazon.com/step-functions/pricing): the release of the
+    lease ends the run, no Succeed state after it."""
+    seen: List[str] = []
+    _run(definition["States"], definition["StartAt"], {}, failing="", error="", seen=seen)
+    assert seen == ["TakeLease", "Extract", "Candles", "Orders", "Transform", "ExtractOk?", "ReleaseLease"]
+    assert definition["States"]["ReleaseLease"]["End"] is True

@@ -95,7 +95,7 @@ def test_a_tick_while_another_run_holds_the_lease_is_skipped(
         box: CloudBox, monkeypatch: pytest.MonkeyPatch) -> None:
     """The lease as moto executes the synthesized definition: a run still extracting holds it, the
     next tick loses the conditional write, sees the holder RUNNING and ends at SkipOverlap without
-    invoking anything (and without an alert); the holder releases the lease at Done."""
+    invoking anything (and without an alert); the holder releases the lease as its last state."""
     entered, release = threading.Event(), threading.Event()
     real = extract_lambda.extract_candles
 
@@ -119,7 +119,7 @@ def test_a_tick_while_another_run_holds_the_lease_is_skipped(
         release.set()
     _wait_done(box, first)
     assert sfn.describe_execution(executionArn=first)["status"] == "SUCCEEDED"
-    assert _lease_holder(box) is None  # released at Done
+    assert _lease_holder(box) is None  # released by its last state
     assert box.alerts() == []
 
 
@@ -135,7 +135,7 @@ def test_a_lease_left_by_an_ended_run_is_taken_over(box: CloudBox, holder: str) 
     tick = box.tick()
     exited = [e["stateExitedEventDetails"]["name"] for e in tick.history if "stateExitedEventDetails" in e]
     assert tick.status == "SUCCEEDED", tick.history[-1]
-    assert "StealLease" in exited and "Extract" in exited and exited[-1] == "Done"
+    assert "StealLease" in exited and "Extract" in exited and exited[-1] == "ReleaseLease"
     assert _lease_holder(box) is None
 
 

@@ -67,9 +67,9 @@ def test_scheduled_ticks_end_to_end(box: CloudBox, box_emulator: Emulator) -> No
     assert _result(t1, "Candles")["rows"] == 1440
     assert _result(t1, "Transform")["transform"]["rows_written"] == 1440  # Extract -> Transform Lambda
     _assert_runs_in_order(t1)
-    # Standard workflows bill per state transition (docs/cost.md): a normal tick enters 8 states
-    # (TakeLease, Extract, Candles, Orders, Transform, ExtractOk?, ReleaseLease, Done).
-    assert sum(1 for e in t1.history if e["type"].endswith("StateEntered")) == 8
+    # Standard workflows bill per state transition (docs/cost.md): a normal tick enters 7 states
+    # (TakeLease, Extract, Candles, Orders, Transform, ExtractOk?, ReleaseLease: the release ends it).
+    assert sum(1 for e in t1.history if e["type"].endswith("StateEntered")) == 7
     assert_candles_exact(box, emu)
     assert order_rows(lake_of(box)) == {}  # type: ignore[arg-type]
 
