@@ -118,6 +118,7 @@ def child(lake_path: str, base_url: str) -> Dict[str, Any]:
     from binance_lake.jobs import sync
     from binance_lake.lake import LocalLake
     imports_s = time.perf_counter() - t_imports
+    sync.own_process()  # as `binance-lake sync ...` run as a command does (no pandas import)
     # The transform's imports (pyarrow) run during the extract's waits on Binance, as the CLI's
     # `sync ...` does (sync.preload_transform); the transform below joins the thread first, so
     # whatever of the import is left is counted in the transform's time.

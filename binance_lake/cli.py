@@ -1096,6 +1096,12 @@ COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None and args.command in ("sync", "transform"):
+        # Run as the command (console script, python -m), not called in a caller's process:
+        # without the optional pandas, as a runtime install (jobs/sync.py own_process).
+        from binance_lake.jobs import sync
+
+        sync.own_process()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("urllib3", "botocore", "boto3", "s3transfer"):

@@ -207,7 +207,9 @@ def read_stored(lake: Lake, partition: str, table: Table) -> StoredPartition:
     except KeyError:
         return StoredPartition(None, None)
     try:
-        t = pq.read_table(io.BytesIO(data))
+        # One file: ParquetFile, not read_table, whose dataset layer (pyarrow._dataset) imports
+        # pandas when installed, ~0.3-0.5 s of the 1-symbol tick (docs/benchmarks.md, Issue 21).
+        t = pq.ParquetFile(io.BytesIO(data)).read()
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise UnreadablePartition(f"unreadable Parquet ({type(exc).__name__})", version) from None
     if t.schema.remove_metadata() != arrow_schema(table).remove_metadata():

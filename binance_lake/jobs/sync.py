@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import importlib
+import importlib.abc
 import logging
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -30,6 +32,33 @@ if TYPE_CHECKING:
     from binance_lake.fold import TransformResult
 
 log = logging.getLogger(__name__)
+
+
+class _NoPandas(importlib.abc.MetaPathFinder):
+    """Makes ``import pandas`` fail as it does where pandas is not installed."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        if fullname.split(".")[0] == "pandas":
+            raise ModuleNotFoundError("pandas is left out of binance-lake's sync and transform processes "
+                                      "(binance_lake/jobs/sync.py own_process)", name=fullname)
+        return None
+
+
+def own_process() -> None:
+    """This process runs a ``sync`` or ``transform`` command and nothing else: run it as a runtime
+    install (requirements.txt, the Lambdas) does, without the optional pandas.
+
+    Why: pyarrow imports pandas, when it is installed, on its first type-inferring conversion
+    (its C++ ``InitPandasStaticData``, retried on every inference while it fails) and its first
+    ``pa.array(list)`` (the lazy pandas shim), to recognise pandas objects: 0.25-0.5 s of CPU on
+    the 1-symbol tick, more than its whole transform (docs/benchmarks.md, "Issue 21, the tick:
+    measured"). Rows here come from JSON and CSV, never from pandas, so the conversions are the
+    same without it. Only for a process that is a binance-lake command (cli.main run as the
+    program, the tick bench), never in a library caller's process, which may hold pandas objects.
+    Does nothing if pandas is already imported.
+    """
+    if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoPandas())
 
 
 def preload_transform() -> threading.Thread:

@@ -19,6 +19,7 @@ index is derived from raw: lost, the next sync re-pages the history (no loss, up
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, List, Optional, Tuple
@@ -225,8 +226,8 @@ def sync_candles(client: BinanceClient, lake: Lake, symbol: str, interval: str =
 
     def fetch(page: Tuple[int, int]) -> List[PreparedRaw]:
         crash_point("fetch")
-        rows = client.klines(symbol, interval, page[0], page[1] - 1, limit=PAGE_LIMIT)
-        return prepare_candle_page(client, lake, symbol, interval, page[0], page[1], now_ms, rows)
+        rows, body = client.klines_reply(symbol, interval, page[0], page[1] - 1, limit=PAGE_LIMIT)
+        return prepare_candle_page(client, lake, symbol, interval, page[0], page[1], now_ms, rows, body=body)
 
     # Pages are fetched, encoded and marked pending concurrently, but their raw files are
     # stored strictly in order, so a run killed at any point leaves a prefix of the range
@@ -278,8 +279,9 @@ def fetch_candle_page(client: BinanceClient, lake: Lake, symbol: str, interval: 
     ``recheck``: the window is a recorded exchange gap asked about again; a reply that still
     holds no candles writes nothing (not even a pending marker).
     """
-    rows = client.klines(symbol, interval, start, end - 1, limit=PAGE_LIMIT)
-    prepared = prepare_candle_page(client, lake, symbol, interval, start, end, now_ms, rows, mark=not recheck)
+    rows, body = client.klines_reply(symbol, interval, start, end - 1, limit=PAGE_LIMIT)
+    prepared = prepare_candle_page(client, lake, symbol, interval, start, end, now_ms, rows, mark=not recheck,
+                                   body=body)
     if recheck:
         prepared = [p for p in prepared if p.rows]
     return commit_candle_page(lake, symbol, interval, prepared, book)
@@ -339,24 +341,94 @@ class GapBook:
 
 
 def prepare_candle_page(client: BinanceClient, lake: Lake, symbol: str, interval: str, start: int, end: int,
-                        now_ms: int, rows: List[list], mark: bool = True) -> List[PreparedRaw]:
+                        now_ms: int, rows: List[list], mark: bool = True,
+                        body: Optional[bytes] = None) -> List[PreparedRaw]:
     """Split a page by partition (a UTC day, or a month from 1h up: :func:`layout.grain`), encode
-    each share's envelope and (``mark``) write its pending marker."""
-    by_open = {to_ms(r[0]): r for r in rows if isinstance(r, list) and r}
+    each share's envelope and (``mark``) write its pending marker.
+
+    ``body``: the reply as received (``BinanceClient.klines_reply``). When it is Binance's compact
+    array of rows in open-time order, each share's ``data`` is its slice of those bytes (no second
+    encoding of the rows: issue 21); anything else takes the general path (sort, dedupe, encode).
+    """
+    shares = _page_shares(start, end, interval, rows, body)
     params = {"symbol": symbol, "interval": interval, "startTime": start, "endTime": end - 1, "limit": PAGE_LIMIT}
     out = []
-    for day_s, day_e in layout.split_by_period(start, end, interval):
-        day_rows = [r for t, r in sorted(by_open.items()) if day_s <= t < day_e]
-        opens = [to_ms(r[0]) for r in day_rows]
+    for (day_s, day_e), day_rows, opens, data in shares:
         gaps = missing_ranges(day_s, day_e, opens, interval)
         key = layout.candle_raw_key(symbol, interval, day_s, day_e)
-        env = envelope(client, "klines", symbol, "/api/v3/klines", params, day_rows, interval=interval,
-                       covered=[day_s, day_e], server_time=now_ms, exchange_gaps=[list(g) for g in gaps])
+        env = envelope(client, "klines", symbol, "/api/v3/klines", params, day_rows if data is None else [],
+                       interval=interval, covered=[day_s, day_e], server_time=now_ms,
+                       exchange_gaps=[list(g) for g in gaps])
+        encoded = raw_body(env) if data is None else splice_data(raw_body(env), data)
         if mark:
             mark_pending(lake, key)  # marker first, as in write_raw
-        out.append(PreparedRaw(key, raw_body(env), len(day_rows), gaps, (day_s, day_e), opens,
+        out.append(PreparedRaw(key, encoded, len(day_rows), gaps, (day_s, day_e), opens,
                                int(env["fetched_at"]), mark))
     return out
+
+
+# One share of a page: its window, rows, their open times, and its rows' bytes (None: encode them).
+Share = Tuple[Tuple[int, int], List[list], List[int], Optional[bytes]]
+
+
+def _page_shares(start: int, end: int, interval: str, rows: List[list], body: Optional[bytes]) -> List[Share]:
+    windows = layout.split_by_period(start, end, interval)
+    opens = _compact_opens(rows, body)
+    if opens is None or body is None:
+        by_open = {to_ms(r[0]): r for r in rows if isinstance(r, list) and r}
+        ordered = sorted(by_open.items())
+        out: List[Share] = []
+        for day_s, day_e in windows:
+            day_rows = [r for t, r in ordered if day_s <= t < day_e]
+            out.append(((day_s, day_e), day_rows, [to_ms(r[0]) for r in day_rows], None))
+        return out
+
+    def row_start(k: int) -> int:  # offset of row k's "[" (len(body) past the last row)
+        if k == 0 or k == len(rows):
+            return 1 if k == 0 else len(body)
+        return body.find(b"],[%d," % rows[k][0]) + 2
+
+    out = []
+    for day_s, day_e in windows:
+        i, j = bisect_left(opens, day_s), bisect_left(opens, day_e)
+        data = body[row_start(i):row_start(j) - 1] if i < j else b""  # rows i..j-1, not the comma after
+        out.append(((day_s, day_e), rows[i:j], opens[i:j], data))
+    return out
+
+
+def _compact_opens(rows: List[list], body: Optional[bytes]) -> Optional[List[int]]:
+    """The rows' open times (ms) when ``body`` is the compact JSON array of ``rows`` in strictly
+    increasing open-time order, as Binance sends klines; None otherwise (the general path).
+
+    Checked, not assumed, with C-speed counts instead of a loop over bytes: n rows and exactly
+    n + 1 ``[`` and ``]`` (the outer array and one per row: no bracket inside a value), n - 1
+    ``],[`` (every row boundary compact), ``[[`` ... ``]]``. Then the k-th ``],[`` precedes row k,
+    the only one followed by its open time (an integer, unique as they increase), and the bytes
+    between two row starts are exactly the rows between them, as Binance sent them.
+    """
+    n = len(rows)
+    if (not body or not n or body[:2] != b"[[" or body[-2:] != b"]]" or body.count(b"[") != n + 1
+            or body.count(b"]") != n + 1 or body.count(b"],[") != n - 1):
+        return None
+    try:
+        firsts = [r[0] for r in rows]
+    except (TypeError, IndexError, KeyError):
+        return None
+    if not all(type(t) is int for t in firsts) or not all(a < b for a, b in zip(firsts, firsts[1:])):
+        return None  # not integers, out of order or a duplicate: the general path sorts and dedupes
+    if not all(type(r) is list for r in rows) or not body[1:].startswith(b"[%d," % firsts[0]):
+        return None
+    if to_ms(firsts[0]) != firsts[0] or to_ms(firsts[-1]) != firsts[-1]:
+        return None  # microseconds (BINANCE_TIME_UNIT): the general path converts each value
+    return firsts
+
+
+def splice_data(encoded: bytes, data: bytes) -> bytes:
+    """An envelope encoded with ``"data":[]`` last, with ``data`` (rows' JSON, no brackets) in it."""
+    tail = b'"data":[]}'
+    if not encoded.endswith(tail):
+        raise ValueError("envelope does not end with its data")  # envelope() keeps data last
+    return encoded[:-2] + data + b"]}"
 
 
 def commit_candle_page(lake: Lake, symbol: str, interval: str, prepared: List[PreparedRaw],

@@ -29,7 +29,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from binance_lake.errors import (
     BadApiKeyError,
@@ -456,13 +456,21 @@ class BinanceClient:
     def klines(self, symbol: str, interval: str, start: Optional[int], end_inclusive: Optional[int] = None,
                limit: int = 1000) -> List[list]:
         """start None (and no end): the most recent candles."""
+        return self.klines_reply(symbol, interval, start, end_inclusive, limit)[0]
+
+    def klines_reply(self, symbol: str, interval: str, start: Optional[int], end_inclusive: Optional[int] = None,
+                     limit: int = 1000) -> Tuple[List[list], bytes]:
+        """:meth:`klines` and the reply's body as received: python-binance decodes it once
+        (``_handle_response``) and keeps the ``requests`` response on the client (``self.response``,
+        client.py ``_request``), whose ``content`` is those bytes. The raw zone stores slices of
+        them instead of encoding the decoded rows again (issue 21: REST CPU per page)."""
         params: Dict[str, Any] = {"symbol": symbol, "interval": interval, "limit": limit}
         if start is not None:
             params["startTime"] = start
         if end_inclusive is not None:
             params["endTime"] = end_inclusive
         return self._call(f"GET /api/v3/klines {symbol} {interval}", KLINES_WEIGHT,
-                          lambda c: c.get_klines(**params))
+                          lambda c: (c.get_klines(**params), c.response.content))
 
     def _require_credentials(self) -> None:
         if not self.config.has_credentials:
