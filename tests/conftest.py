@@ -53,3 +53,22 @@ def make_client(base_url: str) -> Callable[..., BinanceClient]:
 @pytest.fixture
 def client(make_client) -> BinanceClient:
     return make_client()
+
+
+@pytest.fixture
+def cli(base_url, tmp_path, monkeypatch, capsys) -> Callable[..., tuple]:
+    """``cli(*args)`` runs the binance-lake CLI in-process on ``tmp_path/lake`` with the test
+    account's keys in the environment, returning (exit code, stdout, stderr); ``cli.base_url`` is
+    the emulator's."""
+    from binance_lake.cli import main
+
+    monkeypatch.setenv("BINANCE_API_KEY", API_KEY)
+    monkeypatch.setenv("BINANCE_API_SECRET", API_SECRET)
+
+    def run(*args: str) -> tuple:
+        code = main([*args, "--lake", str(tmp_path / "lake")])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    run.base_url = base_url  # type: ignore[attr-defined]
+    return run

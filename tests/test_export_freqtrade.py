@@ -10,7 +10,6 @@ import pytest
 from binance_lake.cli import main
 from binance_lake.export import freqtrade_file_name, freqtrade_pair
 from binance_lake.times import parse_time
-from tests.conftest import API_KEY, API_SECRET
 
 DAY = ("--start", "2024-03-01", "--end", "2024-03-02")
 # freqtrade constants.DEFAULT_DATAFRAME_COLUMNS
@@ -28,17 +27,8 @@ def freqtrade_ohlcv_load(path) -> pd.DataFrame:
 
 
 @pytest.fixture
-def run(base_url, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("BINANCE_API_KEY", API_KEY)
-    monkeypatch.setenv("BINANCE_API_SECRET", API_SECRET)
-
-    def run(*args: str) -> tuple:
-        code = main([*args, "--lake", str(tmp_path / "lake")])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    run.base_url = base_url
-    return run
+def run(cli):
+    return cli
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from binance_lake.cli import main
 from binance_lake.times import parse_time
-from tests.conftest import API_KEY, API_SECRET, NOW_MS
+from tests.conftest import NOW_MS
 
 
 class Page(HTMLParser):
@@ -35,18 +35,14 @@ class Page(HTMLParser):
 
 
 @pytest.fixture
-def run(base_url, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("BINANCE_API_KEY", API_KEY)
-    monkeypatch.setenv("BINANCE_API_SECRET", API_SECRET)
-
-    def run(*args: str) -> tuple:
-        code = main([*args, "--lake", str(tmp_path / "lake")])
-        out, err = capsys.readouterr()
+def run(cli):
+    def ok(*args: str) -> str:
+        code, out, err = cli(*args)
         assert code == 0, (args, err)
         return out
 
-    run.base_url = base_url
-    return run
+    ok.base_url = cli.base_url
+    return ok
 
 
 def test_report_page(run, emulator, tmp_path):
