@@ -926,8 +926,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     start, end = optional_time(args.start, "--start"), optional_time(args.end, "--end")
     lake = _open_existing(args)
     out = Summaries(args)
+    exported = 0
     for (symbol, interval), output in zip(runs, outputs):
         n = export_csv(lake, args.table, symbol, output, start, end, interval)
+        exported += n
         summary = {"table": args.table, "symbol": symbol, "rows": n, "output": output}
         line = f"export {args.table} {symbol}: {n} rows to {output}"
         if output == "-":  # stdout is the CSV: the summary must not become its last row
@@ -936,7 +938,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             out.add(summary, line)
     if out.items:
         out.finish()
-    return 0
+    return 0 if exported else _nothing_exported(args, args.table)
 
 
 def _export_freqtrade(args: argparse.Namespace, symbols: List[str]) -> int:
@@ -968,9 +970,10 @@ def _export_freqtrade(args: argparse.Namespace, symbols: List[str]) -> int:
     return 0 if any(s["rows"] for s in out.items) else _nothing_exported(args)
 
 
-def _nothing_exported(args: argparse.Namespace) -> int:
-    # "Nothing done where something was asked is never 0": an empty range wrote empty files.
-    print("error: no candles in the range; check --start/--end and `binance-lake status`", file=sys.stderr)
+def _nothing_exported(args: argparse.Namespace, table: str = "candles") -> int:
+    # "Nothing done where something was asked is never 0"; no file was written or replaced.
+    print(f"error: no {table} in the range, nothing written; check --symbol, --interval, --start/--end and "
+          "`binance-lake status`", file=sys.stderr)
     return EXIT_BAD_INPUT
 
 

@@ -12,7 +12,7 @@ import csv
 import os
 import sys
 from decimal import Decimal
-from typing import Any, Iterator, List, Optional, TextIO, Tuple
+from typing import Any, Callable, Iterator, List, Optional, TextIO, Tuple
 
 from binance_lake.errors import BadInputError
 from binance_lake.lake import Lake
@@ -35,16 +35,25 @@ def cell_text(value: Any) -> str:
 
 
 @contextlib.contextmanager
-def _output(path: str) -> Iterator[TextIO]:
+def _output(path: str, wrote_rows: Callable[[], bool]) -> Iterator[TextIO]:
+    """Where the CSV goes. A file is written beside ``path`` and moved over it only if
+    ``wrote_rows()`` says rows went in: an export of nothing never replaces an earlier file."""
     if path == "-":
         yield sys.stdout
         return
+    tmp = path + ".tmp"
     try:
-        fh = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed below
+        fh = open(tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise BadInputError(f"cannot write --output {path}: {exc.strerror}") from None
-    with fh:
-        yield fh
+    try:
+        with fh:
+            yield fh
+        if wrote_rows():
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def export_csv(lake: Lake, table_name: str, symbol: str, output: str, start: Optional[int] = None,
@@ -68,7 +77,7 @@ def export_csv(lake: Lake, table_name: str, symbol: str, output: str, start: Opt
            f"ORDER BY {table.time_column if table is CANDLES else table.key_in_symbol}")
     cur = connect(lake).execute(sql, params)
     n = 0
-    with _output(output) as fh:
+    with _output(output, lambda: n > 0) as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow([h for _, h in columns])
         while True:
@@ -144,9 +153,11 @@ def export_freqtrade(lake: Lake, symbol: str, interval: str, out_dir: str, start
                     **{short: _float(tbl[col]) for short, col in (
                         ("open", "open_price"), ("high", "high_price"), ("low", "low_price"),
                         ("close", "close_price"), ("volume", "base_volume"))}})
+    path = os.path.join(out_dir, name)
+    if not out.num_rows:
+        return path, 0  # nothing to write: an earlier file of this pair and timeframe stays as it was
     try:
         os.makedirs(out_dir, exist_ok=True)
-        path = os.path.join(out_dir, name)
         tmp = path + ".tmp"
         pq.write_table(out, tmp)
         os.replace(tmp, path)  # a reader (a running freqtrade) never sees half a file

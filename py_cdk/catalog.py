@@ -48,7 +48,6 @@ VERIFY_SCRIPT = "verify_spark.py"
 # than 604,800 seconds", CloudWatch API Reference, PutMetricAlarm): runs at most 4 days apart leave
 # 3 days of margin; a weekly run would sit on the edge of the range every week.
 VERIFY_CRON = "cron(30 1 ? * MON,THU *)"
-VERIFY_RUNS_PER_WEEK = 2
 # Monday's run covers Thursday-Sunday, Thursday's Sunday-Wednesday: every day at least once (Sunday
 # twice), found at most ~3 days after it closes (docs/operations.md, detection delay).
 VERIFY_DAYS_BACK = 4

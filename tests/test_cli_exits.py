@@ -91,6 +91,7 @@ def test_a_lake_that_does_not_exist_is_exit_2_for_every_reading_command(run, tmp
 @pytest.mark.parametrize(("command", "message"), [
     (("sync", "candles", "--symbol", "BTCUSDT", "--start", "2100-01-01"), "is in the future"),
     (("sync", "orders", "--symbol", "BTCUSDT", "--start", "2100-01-01"), "is in the future"),
+    (("sync", "trades", "--symbol", "BTCUSDT", "--start", "2100-01-01"), "is in the future"),
     (("sync", "candles", "--symbol", "BTCUSDT", "--start", "9999-12-31T23:59:59"), "the year must be between"),
     (("sync", "candles", "--symbol", "BTCUSDT", "--start", "2024-03-01", "--end", "9999-12-31T23:59:59"),
      "the year must be between"),
@@ -200,3 +201,25 @@ def test_readme_table_and_cli_docstring_list_the_same_exit_codes():
     doc = cli.__doc__ or ""
     assert {int(c) for c in re.findall(r"\b(\d+)\s+(?=[A-Za-z`])", doc.split("Exit codes", 1)[1])} == set(
         cli.EXIT_CODES)
+
+
+@pytest.mark.parametrize("selection", [
+    ("--symbol", "NOPE"),                                          # a symbol the lake does not hold
+    ("--symbol", "BTCUSDT", "--interval", "1s"),                   # an interval it neither holds nor resamples to
+    ("--symbol", "BTCUSDT", "--start", "2030-01-01", "--end", "2030-01-02"),  # a range with nothing in it
+    ("--symbol", "BTCUSDT", "--start", "2024-03-02T00:00:00Z", "--end", "2024-03-02T00:00:00Z"),
+])
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_an_export_of_nothing_is_not_success_and_keeps_the_earlier_file(run, tmp_path, selection, fmt):
+    code, _, err = run("sync", "candles", "--symbol", "BTCUSDT", "--start", "2024-03-01T22:00:00Z",
+                       "--end", "2024-03-02T02:00:00Z", "--base-url", run.base_url)
+    assert code == 0, err
+    target = tmp_path / ("out.csv" if fmt == "csv" else "ft")
+    code, _, err = run("export", "candles", "--symbol", "BTCUSDT", "--format", fmt, "--output", str(target))
+    assert code == 0, err
+    files = [target] if fmt == "csv" else sorted(target.iterdir())
+    before = {f: f.read_bytes() for f in files}
+    code, _, err = run("export", "candles", *selection, "--format", fmt, "--output", str(target))
+    assert code == 2 and err.startswith("error: "), err
+    assert {f: f.read_bytes() for f in files} == before  # the earlier export is intact
+    assert not list(tmp_path.rglob("*.tmp"))

@@ -228,7 +228,11 @@ def sync_trades(client: BinanceClient, lake: Lake, symbol: str, request: Optiona
     run.result.symbol_status = str(info.get("status") or TRADING)
     now = int(time.time() * 1000)
     if request.start is not None:
-        end = request.end if request.end is not None else client.server_time()
+        now = client.server_time()
+        if request.start >= now:  # no trade can have happened yet: "0 trades" would hide the typo (as orders)
+            raise BadInputError(f"--start {ms_to_iso(request.start)} is in the future (Binance server time "
+                                f"{ms_to_iso(now)})")
+        end = request.end if request.end is not None else now
         run.fetch_window(request.start, end)
         return run.result
     # A previous trades run that completed wrote the record: its fromId paging covered the
