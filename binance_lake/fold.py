@@ -716,6 +716,8 @@ def _readable(lake: Lake, partition: str) -> StoredPartition:
 def transform_orders(lake: Lake, markers: Sequence[str], rebuild: bool = False) -> TransformResult:
     """Each symbol's pages folded under its lock, then one write of the orders index for every
     symbol (issue 21 lever 7: 1 read + 1 write a tick instead of one of each per symbol)."""
+    if not markers:  # a tick with candles only: no index read
+        return TransformResult()
     indexes, _ = read_orders_indexes(lake)
     updates: Dict[str, IndexUpdate] = {}
     result = _transform_per_symbol(lake, ORDERS, markers, lambda sym, keys: _orders_symbol(
@@ -967,6 +969,8 @@ def transform_trades(lake: Lake, markers: Sequence[str], rebuild: bool = False) 
     """Raw myTrades pages -> curated trades, one row per (symbol, trade id): a trade fetched twice
     (a rerun, an orderId page overlapping a fromId page) stays one row. Under the symbol's lock;
     then one write of the trades index for every symbol (as transform_orders)."""
+    if not markers:  # a tick without trades pages: no index read
+        return TransformResult()
     indexes, _ = read_trades_indexes(lake)
     updates: Dict[str, IndexUpdate] = {}
     result = _transform_per_symbol(lake, TRADES, markers, lambda sym, keys: _trades_symbol(

@@ -35,7 +35,7 @@ def extract_candles(client: BinanceClient, lake: Lake, symbol: str, interval: st
     """``record=False``: the caller records the run (an extractor Lambda: one tick record for all symbols);
     ``hint``: the newest raw key of the previous run's record (sources.rest.candles.lake_watermark)."""
     started = time.time()
-    result = rest_candles.sync_candles(client, lake, symbol, interval, start, end, workers, progress, hint)
+    result = rest_candles.sync_candles(client, lake, symbol, interval, start, end, workers, progress, hint=hint)
     summary: Dict[str, Any] = {**result.summary(), **client_stats(client)}
     summary["start"] = ms_to_iso(result.start) if result.start is not None else None
     summary["end"] = ms_to_iso(result.end) if result.end is not None else None
